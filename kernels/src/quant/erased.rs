@@ -1,0 +1,97 @@
+//! The reference kernels behind a type-erased table, for callers that learn the type at run
+//! time and hold raw bytes (a tensor in a memory-mapped GGUF file).
+
+use super::*;
+use crate::{DType, KernelError};
+use half::{bf16, f16};
+
+/// The kernels for one weight type, over raw little-endian block bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Ops {
+    /// The weight type.
+    pub dtype: DType,
+    /// The activation type `dot` expects on its right-hand side.
+    pub act: DType,
+    /// Expand a row of blocks (bytes) to floats.
+    pub dequantize: fn(&[u8], &mut [f32]) -> Result<(), KernelError>,
+    /// Quantize floats into a row of blocks, where a reference quantizer exists.
+    pub quantize: Option<fn(&[f32], &mut [u8]) -> Result<(), KernelError>>,
+    /// Dot product of a weight row with an activation row of type `act`.
+    pub dot: fn(&[u8], &[u8]) -> Result<f32, KernelError>,
+}
+
+/// The reference kernels for `dtype`, or `None` if pupil has none for it.
+pub fn ops(dtype: DType) -> Option<&'static Ops> {
+    macro_rules! table {
+        ($($d:ident => $b:ty, $q:expr;)*) => {
+            match dtype {
+                $(DType::$d => {
+                    static OPS: Ops = Ops {
+                        dtype: DType::$d,
+                        act: <<$b as Block>::Act as Block>::DTYPE,
+                        dequantize: dequantize_bytes::<$b>,
+                        quantize: $q,
+                        dot: dot_bytes::<$b>,
+                    };
+                    Some(&OPS)
+                })*
+                _ => None,
+            }
+        };
+    }
+    table! {
+        F32 => f32, Some(quantize_bytes::<f32>);
+        F16 => f16, Some(quantize_bytes::<f16>);
+        BF16 => bf16, Some(quantize_bytes::<bf16>);
+        Q4_0 => BlockQ4_0, Some(quantize_bytes::<BlockQ4_0>);
+        Q4_1 => BlockQ4_1, Some(quantize_bytes::<BlockQ4_1>);
+        Q5_0 => BlockQ5_0, Some(quantize_bytes::<BlockQ5_0>);
+        Q5_1 => BlockQ5_1, Some(quantize_bytes::<BlockQ5_1>);
+        Q8_0 => BlockQ8_0, Some(quantize_bytes::<BlockQ8_0>);
+        Q8_1 => BlockQ8_1, Some(quantize_bytes::<BlockQ8_1>);
+        Q2_K => BlockQ2_K, Some(quantize_bytes::<BlockQ2_K>);
+        Q3_K => BlockQ3_K, Some(quantize_bytes::<BlockQ3_K>);
+        Q4_K => BlockQ4_K, Some(quantize_bytes::<BlockQ4_K>);
+        Q5_K => BlockQ5_K, Some(quantize_bytes::<BlockQ5_K>);
+        Q6_K => BlockQ6_K, Some(quantize_bytes::<BlockQ6_K>);
+        Q8_K => BlockQ8_K, Some(quantize_bytes::<BlockQ8_K>);
+    }
+}
+
+fn blocks<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
+    bytemuck::try_cast_slice(bytes).map_err(|_| bad_buffer::<B>(bytes.len()))
+}
+
+fn blocks_mut<B: Block>(bytes: &mut [u8]) -> Result<&mut [B], KernelError> {
+    let len = bytes.len();
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| bad_buffer::<B>(len))
+}
+
+fn bad_buffer<B: Block>(len: usize) -> KernelError {
+    KernelError::BadBuffer { dtype: B::DTYPE, len, block_bytes: std::mem::size_of::<B>() }
+}
+
+fn check_len(what: &'static str, expected: usize, found: usize) -> Result<(), KernelError> {
+    if expected == found { Ok(()) } else { Err(KernelError::Length { what, expected, found }) }
+}
+
+fn dequantize_bytes<B: Block>(bytes: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    let w = blocks::<B>(bytes)?;
+    check_len("dequantize output", w.len() * B::SIZE, out.len())?;
+    B::dequantize(w, out);
+    Ok(())
+}
+
+fn quantize_bytes<B: Quantize>(x: &[f32], bytes: &mut [u8]) -> Result<(), KernelError> {
+    let out = blocks_mut::<B>(bytes)?;
+    check_len("quantize input", out.len() * B::SIZE, x.len())?;
+    B::quantize(x, out);
+    Ok(())
+}
+
+fn dot_bytes<B: Block>(w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
+    let w = blocks::<B>(w)?;
+    let a = blocks::<B::Act>(a)?;
+    check_len("activation blocks", w.len(), a.len())?;
+    Ok(B::dot(w, a))
+}

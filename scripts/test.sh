@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the llama.cpp oracle needs to build
+# (cmake, libclang for bindgen), assembles the test model, then runs every test optimised.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v clang >/dev/null || need+=(clang)
+compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || need+=(libclang-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing ${need[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+models/fetch-gemma3-270m.sh
+
+# --release: the tests run real models and reference kernels, which need optimised code.
+# The `llama` feature builds llama.cpp as the oracle the kernels and the model are checked against.
+cargo test --release --workspace --features llama "$@"
