@@ -72,10 +72,28 @@ fn elems_in_bytes(t: DType, len: usize) -> Result<usize, OracleError> {
     }
 }
 
-/// ggml's `to_float` for `t` over a row of block bytes.
+// ggml's type-traits entry for Q8_K is empty (no `to_float`, no `from_float_ref`), but
+// ggml-base exports the row functions (`ggml-quants.h`); the CPU backend calls the first one
+// as its Q8_K activation quantizer. Declared as there, with the block pointer as `void *`,
+// which is the type-traits function-pointer signature, so they are called like the others.
+#[allow(non_snake_case)]
+unsafe extern "C" {
+    fn quantize_row_q8_K_ref(x: *const f32, y: *mut std::ffi::c_void, k: i64);
+    fn dequantize_row_q8_K(x: *const std::ffi::c_void, y: *mut f32, k: i64);
+}
+
+/// The reference quantizer and dequantizer of `t` when ggml's traits table lacks them (Q8_K).
+fn q8_k_row_fns(t: DType) -> (sys::ggml_from_float_t, sys::ggml_to_float_t) {
+    match t {
+        DType::Q8_K => (Some(quantize_row_q8_K_ref), Some(dequantize_row_q8_K)),
+        _ => (None, None),
+    }
+}
+
+/// ggml's `to_float` for `t` over a row of block bytes (for Q8_K, `dequantize_row_q8_K`).
 pub fn dequantize(t: DType, bytes: &[u8]) -> Result<Vec<f32>, OracleError> {
     let n = elems_in_bytes(t, bytes.len())?;
-    let f = traits(t).to_float.ok_or(OracleError::Missing { what: "to_float", dtype: t })?;
+    let f = traits(t).to_float.or(q8_k_row_fns(t).1).ok_or(OracleError::Missing { what: "to_float", dtype: t })?;
     let mut out = vec![0f32; n];
     // SAFETY: `bytes` holds exactly n / block_size blocks of `t` and `out` has room for n floats;
     // ggml reads and writes nothing beyond that.
@@ -112,10 +130,11 @@ pub fn quantize(t: DType, x: &[f32]) -> Result<Vec<u8>, OracleError> {
 }
 
 /// ggml's reference `from_float` (`quantize_row_*_ref`), which also exists for the activation
-/// types `Q8_1` and `Q8_K` that `ggml_quantize_chunk` does not take.
+/// types `Q8_1` and `Q8_K` that `ggml_quantize_chunk` does not take (for Q8_K, which its
+/// traits table omits, `quantize_row_q8_K_ref` itself).
 pub fn quantize_ref(t: DType, x: &[f32]) -> Result<Vec<u8>, OracleError> {
     let nb = blocks_in_elems(t, x.len())?;
-    let f = traits(t).from_float_ref.ok_or(OracleError::Missing { what: "from_float_ref", dtype: t })?;
+    let f = traits(t).from_float_ref.or(q8_k_row_fns(t).0).ok_or(OracleError::Missing { what: "from_float_ref", dtype: t })?;
     let mut out = vec![0u8; nb * t.type_size()];
     // SAFETY: x.len() floats in, nb whole blocks out.
     unsafe { f(x.as_ptr(), out.as_mut_ptr().cast(), x.len() as i64) };

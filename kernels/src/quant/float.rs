@@ -56,13 +56,13 @@ impl Block for bf16 {
     type Act = bf16;
 
     fn dequantize(blocks: &[bf16], out: &mut [f32]) {
-        for (o, x) in out.iter_mut().zip(blocks) {
-            *o = x.to_f32();
+        for (o, &x) in out.iter_mut().zip(blocks) {
+            *o = bf16_to_f32(x);
         }
     }
 
     fn dot(w: &[bf16], a: &[bf16]) -> f32 {
-        w.iter().zip(a).map(|(x, y)| f64::from(x.to_f32() * y.to_f32())).sum::<f64>() as f32
+        w.iter().zip(a).map(|(&x, &y)| f64::from(bf16_to_f32(x) * bf16_to_f32(y))).sum::<f64>() as f32
     }
 }
 
@@ -72,6 +72,12 @@ impl Quantize for bf16 {
             *o = bf16_from_f32_ggml(v);
         }
     }
+}
+
+/// bf16 is the top half of an f32: widen by shifting, keeping NaN payloads as they are
+/// (`half::bf16::to_f32` quiets signalling NaNs; ggml does not).
+fn bf16_to_f32(x: bf16) -> f32 {
+    f32::from_bits(u32::from(x.to_bits()) << 16)
 }
 
 /// ggml's `ggml_compute_fp32_to_bf16`: NaNs are quieted, everything else rounds to nearest

@@ -7,7 +7,7 @@
 //! with a reference quantizer also implement [`Quantize`].
 //!
 //! These are the reference tier: written to be checked against ggml's `ggml-quants.c`
-//! (which they match bit for bit, see `kernels/tests/ggml_oracle.rs`), not to be fast. Faster
+//! (which they match bit for bit: `kernels/tests/oracle_legacy.rs` and `oracle_k_quants.rs`), not to be fast. Faster
 //! tiers are tested against them.
 //!
 //! The blocks are plain old data, so a row of them is read straight from a memory-mapped file

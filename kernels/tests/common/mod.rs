@@ -93,3 +93,31 @@ pub fn assert_dot_close(what: &str, ours: f32, theirs: f32, scale: f64, n: usize
         "{what}: pupil {ours:e}, ggml {theirs:e}, |diff| {diff:e} > tol {tol:e}"
     );
 }
+
+/// A finite f16 for a block scale drawn from random bytes: a quarter each of arbitrary finite
+/// bit patterns, subnormals, large values (2^10 and up) and typical weight scales; either sign.
+pub fn finite_f16(rng: &mut SmallRng) -> half::f16 {
+    let sign = if rng.random::<bool>() { 0x8000 } else { 0 };
+    let mantissa = rng.random_range(0..0x400u16);
+    let exponent = match rng.random_range(0..4) {
+        0 => rng.random_range(0..31u16),
+        1 => 0,
+        2 => rng.random_range(25..31u16),
+        _ => return half::f16::from_f32(rng.random_range(-0.1f32..0.1)),
+    };
+    half::f16::from_bits(sign | exponent << 10 | mantissa)
+}
+
+/// `n_blocks` blocks of `block_bytes` random bytes each, except that the little-endian f16
+/// fields at byte offsets `f16_at` within each block hold [`finite_f16`] values. Random quant
+/// bits reach patterns a quantizer never writes, so they catch layout errors that a
+/// quantize-then-dequantize round trip hides.
+pub fn random_blocks(rng: &mut SmallRng, n_blocks: usize, block_bytes: usize, f16_at: &[usize]) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..n_blocks * block_bytes).map(|_| rng.random()).collect();
+    for block in bytes.chunks_exact_mut(block_bytes) {
+        for &at in f16_at {
+            block[at..at + 2].copy_from_slice(&finite_f16(rng).to_le_bytes());
+        }
+    }
+    bytes
+}
