@@ -5,6 +5,7 @@
 //! - [`quant`], one `#[repr(C)]` block struct per supported type with a readable reference
 //!   `dequantize`, `quantize` and dot product against the activation type ggml pairs it with,
 //!   matching ggml bit for bit;
+//! - [`ops`], the operations of a forward pass (matmul, norms, RoPE, attention);
 //! - [`quant::ops`], the same kernels behind a type-erased table for callers that pick the
 //!   type at run time (a model loaded from a file).
 //!
@@ -20,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod dtype;
+pub mod ops;
 pub mod quant;
 
 #[cfg(feature = "ggml")]
