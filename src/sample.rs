@@ -1,0 +1,325 @@
+//! Choosing the next token from logits: greedy, or temperature sampling after top-k, top-p
+//! and min-p truncation, with repetition, presence and frequency penalties.
+//!
+//! The chain runs in llama.cpp's default order — penalties, top-k, top-p, min-p, temperature,
+//! then a seeded draw — so the same settings mean the same thing in both. The sampler owns its
+//! buffers: after construction, sampling allocates nothing.
+//!
+//! ```
+//! use pupil::sample::{Sampler, SamplerConfig};
+//! let mut greedy = Sampler::new(SamplerConfig::greedy(), 4);
+//! assert_eq!(greedy.sample(&[0.1, 2.0, -1.0, 1.9]), 1);
+//! let mut s = Sampler::new(SamplerConfig { seed: 7, ..SamplerConfig::default() }, 4);
+//! let t = s.sample(&[0.1, 2.0, -1.0, 1.9]);
+//! assert!(t == 1 || t == 3); // min-p 0.05 and top-p 0.95 leave the two likely tokens
+//! ```
+
+/// Sampling settings. `Default` follows llama.cpp's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerConfig {
+    /// Softmax temperature; `0` (or below) means greedy.
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens (`0`: no limit).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability adds up to `top_p` (`1`: off).
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one (`0`: off).
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of recently seen tokens by this (`1`: off).
+    pub repeat_penalty: f32,
+    /// Subtract this from the logit of every recently seen token (`0`: off).
+    pub presence_penalty: f32,
+    /// Subtract this times the token's recent count from its logit (`0`: off).
+    pub frequency_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub penalty_last_n: usize,
+    /// Seed of the random draw: the same seed and logits give the same tokens.
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            penalty_last_n: 64,
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl SamplerConfig {
+    /// Always the most likely token (after penalties).
+    pub fn greedy() -> Self {
+        Self { temperature: 0.0, ..Self::default() }
+    }
+
+    fn penalties_on(&self) -> bool {
+        self.penalty_last_n > 0 && (self.repeat_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
+    }
+}
+
+/// A token sampler for one sequence: settings, random state and the recent-token window.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: SplitMix64,
+    /// Candidates `(token, logit)`, `[n_vocab]` capacity.
+    candidates: Vec<(u32, f32)>,
+    /// Probabilities of `candidates`, same order, `[n_vocab]` capacity.
+    probs: Vec<f32>,
+    /// The last `penalty_last_n` accepted tokens, oldest first (a ring).
+    recent: Vec<u32>,
+    recent_head: usize,
+    /// `(token, count)` over `recent`, rebuilt per call; `[penalty_last_n]` capacity.
+    counts: Vec<(u32, u32)>,
+}
+
+impl Sampler {
+    /// A sampler for a vocabulary of `n_vocab` tokens.
+    pub fn new(cfg: SamplerConfig, n_vocab: usize) -> Self {
+        Self {
+            rng: SplitMix64(cfg.seed),
+            candidates: Vec::with_capacity(n_vocab),
+            probs: Vec::with_capacity(n_vocab),
+            recent: Vec::with_capacity(cfg.penalty_last_n),
+            recent_head: 0,
+            counts: Vec::with_capacity(cfg.penalty_last_n),
+            cfg,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// Forget the recent tokens and restart the random sequence from the seed.
+    pub fn reset(&mut self) {
+        self.recent.clear();
+        self.recent_head = 0;
+        self.rng = SplitMix64(self.cfg.seed);
+    }
+
+    /// Record a token as part of the text (prompt or generated), for the penalties.
+    pub fn accept(&mut self, token: u32) {
+        let n = self.cfg.penalty_last_n;
+        if n == 0 {
+            return;
+        }
+        if self.recent.len() < n {
+            self.recent.push(token);
+        } else {
+            self.recent[self.recent_head] = token;
+            self.recent_head = (self.recent_head + 1) % n;
+        }
+    }
+
+    /// Choose the next token from `logits` (`[n_vocab]`). Does not [`accept`](Self::accept) it.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.candidates.clear();
+        self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        if self.cfg.penalties_on() {
+            self.apply_penalties();
+        }
+        if self.cfg.temperature <= 0.0 {
+            return self.argmax();
+        }
+        self.top_k();
+        // Truncation judges probabilities at temperature 1; the draw uses the temperature.
+        self.softmax(1.0);
+        let keep = self.min_p(self.top_p()).max(1);
+        self.candidates.truncate(keep);
+        self.softmax(self.cfg.temperature);
+        self.draw()
+    }
+
+    fn apply_penalties(&mut self) {
+        self.counts.clear();
+        for &t in &self.recent {
+            match self.counts.iter_mut().find(|(tok, _)| *tok == t) {
+                Some((_, c)) => *c += 1,
+                None => self.counts.push((t, 1)),
+            }
+        }
+        let cfg = &self.cfg;
+        for &(t, c) in &self.counts {
+            if let Some((_, l)) = self.candidates.get_mut(t as usize) {
+                *l = if *l > 0.0 { *l / cfg.repeat_penalty } else { *l * cfg.repeat_penalty };
+                *l -= c as f32 * cfg.frequency_penalty + cfg.presence_penalty;
+            }
+        }
+    }
+
+    fn argmax(&self) -> u32 {
+        // The first of equal maxima, as llama.cpp's greedy sampler picks.
+        let mut best = (0u32, f32::NEG_INFINITY);
+        for &(t, l) in &self.candidates {
+            if l > best.1 {
+                best = (t, l);
+            }
+        }
+        best.0
+    }
+
+    /// Keep the `top_k` largest logits, sorted descending (all of them when `top_k` is 0).
+    fn top_k(&mut self) {
+        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let k = self.cfg.top_k;
+        if k > 0 && k < self.candidates.len() {
+            self.candidates.select_nth_unstable_by(k - 1, by_logit_desc);
+            self.candidates.truncate(k);
+        }
+        self.candidates.sort_unstable_by(by_logit_desc);
+    }
+
+    /// Probabilities of the candidates (logits sorted descending) at temperature `t`.
+    fn softmax(&mut self, t: f32) {
+        let max = self.candidates[0].1;
+        self.probs.clear();
+        self.probs.extend(self.candidates.iter().map(|c| ((c.1 - max) / t).exp()));
+        let sum: f64 = self.probs.iter().map(|&p| f64::from(p)).sum();
+        for p in &mut self.probs {
+            *p = (f64::from(*p) / sum) as f32;
+        }
+    }
+
+    /// How many candidates the smallest set reaching `top_p` of the mass holds.
+    fn top_p(&self) -> usize {
+        if self.cfg.top_p >= 1.0 {
+            return self.probs.len();
+        }
+        let mut cum = 0.0f32;
+        let last = self.probs.iter().position(|&p| {
+            cum += p;
+            cum >= self.cfg.top_p
+        });
+        last.map_or(self.probs.len(), |i| i + 1)
+    }
+
+    /// How many of the first `keep` candidates are at least `min_p` times the likeliest.
+    fn min_p(&self, keep: usize) -> usize {
+        if self.cfg.min_p <= 0.0 {
+            return keep;
+        }
+        let floor = self.probs[0] * self.cfg.min_p;
+        self.probs[..keep].iter().take_while(|&&p| p >= floor).count()
+    }
+
+    fn draw(&mut self) -> u32 {
+        let r = self.rng.next_f32();
+        let mut cum = 0.0f32;
+        for (c, &p) in self.candidates.iter().zip(&self.probs) {
+            cum += p;
+            if r < cum {
+                return c.0;
+            }
+        }
+        self.candidates.last().map_or(0, |c| c.0)
+    }
+}
+
+/// SplitMix64: a tiny generator whose sequence for a seed never changes between versions.
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(cfg: SamplerConfig, logits: &[f32], draws: usize) -> Vec<usize> {
+        let mut s = Sampler::new(cfg, logits.len());
+        let mut c = vec![0; logits.len()];
+        for _ in 0..draws {
+            c[s.sample(logits) as usize] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        let mut s = Sampler::new(SamplerConfig::greedy(), 4);
+        assert_eq!(s.sample(&[1.0, 3.0, 3.0, 2.0]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_other_seed_other_tokens() {
+        let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+        let cfg = SamplerConfig { top_k: 0, top_p: 1.0, min_p: 0.0, temperature: 1.5, ..SamplerConfig::default() };
+        let run = |seed| {
+            let mut s = Sampler::new(SamplerConfig { seed, ..cfg.clone() }, 100);
+            (0..50).map(|_| s.sample(&logits)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn draws_follow_the_softmax() {
+        // p = softmax([0, ln 3]) = [0.25, 0.75].
+        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplerConfig::default() };
+        let c = counts(cfg, &[0.0, 3f32.ln()], 20_000);
+        let p1 = c[1] as f64 / 20_000.0;
+        assert!((p1 - 0.75).abs() < 0.015, "{p1}");
+    }
+
+    #[test]
+    fn truncations_remove_unlikely_tokens() {
+        let logits = [5.0, 4.0, 0.0, -5.0];
+        let base = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplerConfig::default() };
+        let c = counts(SamplerConfig { top_k: 2, ..base.clone() }, &logits, 2000);
+        assert_eq!(c[2] + c[3], 0);
+        assert!(c[0] > 0 && c[1] > 0);
+        // p ≈ [0.72, 0.27, 0.005, 0.00003]: top-p 0.9 keeps two.
+        let c = counts(SamplerConfig { top_p: 0.9, ..base.clone() }, &logits, 2000);
+        assert_eq!(c[2] + c[3], 0);
+        // min-p 0.5 of 0.72 keeps only the first.
+        let c = counts(SamplerConfig { min_p: 0.5, ..base }, &logits, 500);
+        assert_eq!(c[0], 500);
+    }
+
+    #[test]
+    fn penalties_push_down_recent_tokens() {
+        let cfg = SamplerConfig { repeat_penalty: 2.0, ..SamplerConfig::greedy() };
+        let mut s = Sampler::new(cfg, 3);
+        assert_eq!(s.sample(&[3.0, 2.0, -1.0]), 0);
+        s.accept(0);
+        assert_eq!(s.sample(&[3.0, 2.0, -1.0]), 1, "3/2 < 2");
+        let cfg = SamplerConfig { frequency_penalty: 0.5, presence_penalty: 0.2, ..SamplerConfig::greedy() };
+        let mut s = Sampler::new(cfg, 2);
+        s.accept(0);
+        assert_eq!(s.sample(&[1.0, 0.0]), 0, "1 - 0.5 - 0.2 > 0");
+        s.accept(0);
+        assert_eq!(s.sample(&[1.0, 0.0]), 1, "1 - 2 * 0.5 - 0.2 < 0");
+    }
+
+    #[test]
+    fn the_penalty_window_forgets_old_tokens() {
+        let cfg = SamplerConfig { repeat_penalty: 10.0, penalty_last_n: 2, ..SamplerConfig::greedy() };
+        let mut s = Sampler::new(cfg, 3);
+        for t in [0, 2, 2] {
+            s.accept(t);
+        }
+        assert_eq!(s.sample(&[3.0, 2.0, 0.0]), 0, "token 0 left the window");
+    }
+}
