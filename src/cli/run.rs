@@ -1,0 +1,231 @@
+//! `pupil run`: generate text from a prompt, or chat, streaming tokens as they come.
+
+use anyhow::{Context, Result, bail};
+use pupil::chat::Message;
+use pupil::generate::{Completion, Engine, GenerateParams, Session, SessionOptions, StopReason};
+use pupil::model::KvType;
+use pupil::sample::SamplerConfig;
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Generate text with a model.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    pupil run -m models/gemma-3-270m-q4_k_m.gguf -p \"The capital of France is\" -n 32\n  \
+    pupil run -m model.gguf -p - --temp 0.7 --seed 42 < prompt.txt\n  \
+    pupil run -m model-it.gguf --chat --system \"Be brief.\"")]
+pub struct Args {
+    /// The GGUF model file.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// The prompt; `-` reads it from stdin. With --chat, an optional first user message.
+    #[arg(short, long)]
+    prompt: Option<String>,
+    /// Tokens to generate (-1: until the model ends or the context is full).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    n_predict: i64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Stop when the output contains this text (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    stop: Vec<String>,
+    /// Context length (capped by the model's training context).
+    #[arg(short = 'c', long = "ctx", default_value_t = 4096)]
+    ctx: usize,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    kv_type: KvArg,
+    /// Interactive multi-turn chat on stdin, using the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// System message for --chat.
+    #[arg(long)]
+    system: Option<String>,
+    /// A Jinja chat template file to use instead of the model's.
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<PathBuf>,
+    /// Treat special-token text in the prompt (`<start_of_turn>`) as special tokens.
+    #[arg(long)]
+    parse_special: bool,
+    /// Do not add the BOS token the model's metadata asks for.
+    #[arg(long)]
+    no_bos: bool,
+}
+
+/// Sampling flags, shared by commands that generate.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    temp: f32,
+    /// Top-k (0: off).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Top-p (1: off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Min-p (0: off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Tokens the penalties look back over.
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    /// Presence penalty (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Frequency penalty (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    /// Random seed.
+    #[arg(short, long, default_value_t = 0x5eed)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    /// The sampler these flags describe.
+    pub fn config(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            penalty_last_n: self.repeat_last_n,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum KvArg {
+    F16,
+    F32,
+}
+
+/// Size rayon's global pool once, before any work runs.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting up the thread pool")?;
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    set_threads(args.threads)?;
+    let mut engine = Engine::load(&args.model).with_context(|| args.model.display().to_string())?;
+    if let Some(path) = &args.chat_template {
+        let src = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        engine.set_chat_template(src).with_context(|| path.display().to_string())?;
+    }
+    let engine = Arc::new(engine);
+    let kv_type = match args.kv_type {
+        KvArg::F16 => KvType::F16,
+        KvArg::F32 => KvType::F32,
+    };
+    let mut session = engine.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
+    let params = GenerateParams {
+        max_tokens: usize::try_from(args.n_predict).ok(),
+        sampler: args.sampling.config(),
+        stop: args.stop.clone(),
+    };
+    if args.chat {
+        return chat(&engine, &mut session, &params, &args);
+    }
+    let prompt = match args.prompt.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading the prompt from stdin")?;
+            s
+        }
+        Some(p) => p.to_owned(),
+        None => bail!("give a prompt with -p TEXT (or -p - for stdin), or use --chat"),
+    };
+    let tokens = engine.tokenizer().encode(&prompt, !args.no_bos, args.parse_special);
+    let done = generate(&mut session, &tokens, &params)?;
+    println!();
+    report(&done);
+    Ok(())
+}
+
+/// Generate, streaming text to stdout; a closed stdout ends generation quietly.
+fn generate(session: &mut Session, tokens: &[u32], params: &GenerateParams) -> Result<Completion> {
+    let mut out = std::io::stdout().lock();
+    let mut io_err = None;
+    let done = session.generate(tokens, params, |piece| match out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            io_err = Some(e);
+            false
+        }
+    })?;
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    Ok(done)
+}
+
+fn report(done: &Completion) {
+    let t = &done.timings;
+    let why = match &done.stop {
+        StopReason::EndOfGeneration => "end of generation".to_string(),
+        StopReason::MaxTokens => "token limit".to_string(),
+        StopReason::StopString(s) => format!("stop string {s:?}"),
+        StopReason::ContextFull => "context full".to_string(),
+        StopReason::Cancelled => "cancelled".to_string(),
+    };
+    eprintln!(
+        "prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | time to first token: {:.0} ms | stopped: {why}",
+        t.prompt_tokens,
+        t.prompt_tok_s(),
+        t.gen_tokens,
+        t.gen_tok_s(),
+        t.ttft_secs * 1e3,
+    );
+}
+
+fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, args: &Args) -> Result<()> {
+    if engine.chat_template().is_none() {
+        bail!("{}: the model has no chat template; give one with --chat-template FILE", args.model.display());
+    }
+    let mut messages = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(Message::system(system.clone()));
+    }
+    let mut pending = args.prompt.clone().filter(|p| p != "-");
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        let user = match pending.take() {
+            Some(p) => p,
+            None => {
+                eprint!("> ");
+                match lines.next() {
+                    Some(line) => line.context("reading stdin")?,
+                    None => break,
+                }
+            }
+        };
+        if user.trim().is_empty() {
+            continue;
+        }
+        messages.push(Message::user(user));
+        let tokens = engine.chat_tokens(&messages)?;
+        let done = generate(session, &tokens, params)?;
+        println!();
+        report(&done);
+        messages.push(Message::assistant(done.text));
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! Text generation: a loaded model with its tokenizer and chat template ([`Engine`], shared
+//! across threads), and one [`Session`] per conversation with its own KV cache.
+//!
+//! A session keeps the tokens its cache holds. Asking it to continue from a new token list
+//! reuses the longest common prefix (a chat turn re-evaluates only the new messages), checks
+//! the context, and runs the rest as prompt batches; generation then samples one token at a
+//! time and streams text through a callback, holding back text that may begin a stop string
+//! and UTF-8 split across tokens.
+//!
+//! ```no_run
+//! use pupil::generate::{Engine, GenerateParams, SessionOptions};
+//! use std::sync::Arc;
+//! # fn main() -> Result<(), pupil::generate::GenerateError> {
+//! let engine = Arc::new(Engine::load("models/gemma-3-270m-q4_k_m.gguf")?);
+//! let mut session = engine.session(SessionOptions::default());
+//! let prompt = engine.tokenizer().encode("The capital of France is", true, false);
+//! let done = session.generate(&prompt, &GenerateParams::greedy(16), |piece| {
+//!     print!("{piece}");
+//!     true // keep going
+//! })?;
+//! eprintln!("\n{:.1} tok/s", done.timings.gen_tok_s());
+//! # Ok(()) }
+//! ```
+
+mod stop;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::chat::{ChatError, ChatTemplate, Message};
+use crate::model::{Batch, KvCache, KvType, Model, ModelError, Scratch};
+use crate::sample::{Sampler, SamplerConfig};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+pub use stop::{StopMatcher, StopScan};
+
+/// Why generation could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The vocabulary could not be loaded.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The chat template is broken or rejected the conversation.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// The model has no chat template and none was given.
+    #[error("the model has no chat template (tokenizer.chat_template); give one with --chat-template FILE")]
+    NoChatTemplate,
+    /// The prompt does not fit the context.
+    #[error("the prompt is {n_prompt} tokens, {} more than the context of {n_ctx} (raise --ctx or shorten it)", n_prompt - n_ctx)]
+    PromptTooLong {
+        /// Prompt tokens.
+        n_prompt: usize,
+        /// Context size.
+        n_ctx: usize,
+    },
+    /// An empty prompt gives nothing to continue from.
+    #[error("the prompt is empty (and the model adds no BOS token)")]
+    EmptyPrompt,
+}
+
+/// A model, its tokenizer and chat template: load once, share with an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    model: Model,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+}
+
+impl Engine {
+    /// Load the model, its vocabulary and (if present) its chat template from a GGUF file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Engine, GenerateError> {
+        let model = Model::open(path)?;
+        let tokenizer = Tokenizer::from_gguf(model.file())?;
+        let mut engine = Engine { model, tokenizer, template: None };
+        if let Some(src) = engine.model.file().get_str("tokenizer.chat_template").map_err(ModelError::from)? {
+            engine.template = Some(engine.template_from(src.to_owned())?);
+        }
+        Ok(engine)
+    }
+
+    /// Use `source` as the chat template instead of the file's.
+    pub fn set_chat_template(&mut self, source: String) -> Result<(), GenerateError> {
+        self.template = Some(self.template_from(source)?);
+        Ok(())
+    }
+
+    fn template_from(&self, source: String) -> Result<ChatTemplate, GenerateError> {
+        let piece = |id: Option<u32>| id.map(|t| String::from_utf8_lossy(self.tokenizer.token_to_piece(t, true)).into_owned()).unwrap_or_default();
+        Ok(ChatTemplate::new(source, piece(self.tokenizer.bos()), piece(self.tokenizer.eos()))?)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template, if the model has one (or one was set).
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
+    /// Render a conversation with the chat template and tokenize it, ready to generate the
+    /// assistant's reply. Special-token text in the rendering becomes special tokens; a BOS
+    /// the template writes itself is not doubled.
+    pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>, GenerateError> {
+        let template = self.template.as_ref().ok_or(GenerateError::NoChatTemplate)?;
+        let text = template.render(messages, true)?;
+        let mut tokens = self.tokenizer.encode(&text, true, true);
+        if let (Some(bos), [a, b, ..]) = (self.tokenizer.bos(), tokens.as_slice())
+            && *a == bos
+            && *b == bos
+        {
+            tokens.remove(0);
+        }
+        Ok(tokens)
+    }
+
+    /// A new conversation.
+    pub fn session(self: &Arc<Self>, opts: SessionOptions) -> Session {
+        Session::new(Arc::clone(self), opts)
+    }
+}
+
+/// How a session's buffers are sized.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Context length: the model's training context capped by this (`None`: the model's).
+    pub n_ctx: Option<usize>,
+    /// KV cache element type.
+    pub kv_type: KvType,
+    /// Most prompt tokens run in one forward pass.
+    pub n_batch: usize,
+}
+
+impl Default for SessionOptions {
+    /// 4096 positions of f16 cache (llama.cpp's defaults), prompts in batches of 512.
+    fn default() -> Self {
+        Self { n_ctx: Some(4096), kv_type: KvType::F16, n_batch: 512 }
+    }
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    /// Most tokens to generate (`None`: until end of generation or a full context).
+    pub max_tokens: Option<usize>,
+    /// Sampling settings.
+    pub sampler: SamplerConfig,
+    /// Stop when the text contains one of these (the stop string is not returned).
+    pub stop: Vec<String>,
+}
+
+impl GenerateParams {
+    /// Greedy decoding of at most `n` tokens.
+    pub fn greedy(n: usize) -> Self {
+        Self { max_tokens: Some(n), sampler: SamplerConfig::greedy(), stop: Vec::new() }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// A stop string appeared.
+    StopString(String),
+    /// The context is full.
+    ContextFull,
+    /// The callback asked to stop.
+    Cancelled,
+}
+
+/// Timings of one generation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Prompt tokens evaluated (after prefix reuse).
+    pub prompt_tokens: usize,
+    /// Seconds spent evaluating them.
+    pub prompt_secs: f64,
+    /// Tokens generated.
+    pub gen_tokens: usize,
+    /// Seconds from the first generated token to the end.
+    pub gen_secs: f64,
+    /// Seconds from the call to the first generated token.
+    pub ttft_secs: f64,
+}
+
+impl Timings {
+    /// Prompt tokens per second.
+    pub fn prompt_tok_s(&self) -> f64 {
+        rate(self.prompt_tokens, self.prompt_secs)
+    }
+    /// Generated tokens per second (the first token is the prompt's, so it is not counted).
+    pub fn gen_tok_s(&self) -> f64 {
+        rate(self.gen_tokens.saturating_sub(1), self.gen_secs)
+    }
+}
+
+fn rate(n: usize, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+/// The result of [`Session::generate`].
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The generated text (without the prompt or a stop string).
+    pub text: String,
+    /// The generated tokens (an end-of-generation token is not included).
+    pub tokens: Vec<u32>,
+    /// Why it ended.
+    pub stop: StopReason,
+    /// How long it took.
+    pub timings: Timings,
+}
+
+/// One conversation: a KV cache slot and the tokens in it.
+#[derive(Debug)]
+pub struct Session {
+    engine: Arc<Engine>,
+    cache: KvCache,
+    scratch: Scratch,
+    batch: Batch,
+    n_batch: usize,
+    /// Logits after the last evaluated token, `[n_vocab]`.
+    logits: Vec<f32>,
+    /// The tokens whose keys and values the cache holds, in order.
+    tokens: Vec<u32>,
+}
+
+impl Session {
+    /// A new, empty conversation over `engine`.
+    pub fn new(engine: Arc<Engine>, opts: SessionOptions) -> Session {
+        let model = engine.model();
+        let cache = model.new_cache(opts.n_ctx, 1, opts.kv_type);
+        let n_batch = opts.n_batch.clamp(1, cache.n_ctx().max(1));
+        let scratch = model.new_scratch(n_batch, &cache);
+        let logits = vec![0.0; model.config().n_vocab];
+        Session { engine, cache, scratch, batch: Batch::with_capacity(n_batch), n_batch, logits, tokens: Vec::new() }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Context length in tokens.
+    pub fn n_ctx(&self) -> usize {
+        self.cache.n_ctx()
+    }
+
+    /// The tokens the cache holds.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forget everything.
+    pub fn reset(&mut self) {
+        self.cache.clear(0);
+        self.tokens.clear();
+    }
+
+    /// Make the cache hold exactly `tokens`, reusing the longest common prefix, and return
+    /// the logits after the last one. Returns the number of tokens evaluated.
+    pub fn set_tokens(&mut self, tokens: &[u32]) -> Result<usize, GenerateError> {
+        if tokens.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        if tokens.len() > self.n_ctx() {
+            return Err(GenerateError::PromptTooLong { n_prompt: tokens.len(), n_ctx: self.n_ctx() });
+        }
+        // Keep the common prefix, but always evaluate at least the last token for its logits.
+        let common = self.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+        self.cache.truncate(0, common);
+        self.tokens.truncate(common);
+        let rest = &tokens[common..];
+        for chunk in rest.chunks(self.n_batch) {
+            self.eval(chunk)?;
+        }
+        Ok(rest.len())
+    }
+
+    /// Run `tokens` after what the cache holds; keep the logits of the last.
+    fn eval(&mut self, tokens: &[u32]) -> Result<(), GenerateError> {
+        self.batch.clear();
+        self.batch.push_sequence(tokens, self.tokens.len() as u32, 0, false);
+        self.engine.model.forward(&self.batch, &mut self.cache, &mut self.scratch, &mut self.logits)?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(())
+    }
+
+    /// Continue from `prompt` (the whole conversation's tokens: a shared prefix with what the
+    /// cache holds is reused), generating and streaming text to `on_text` until a stop
+    /// condition. `on_text` returns `false` to stop early.
+    pub fn generate(&mut self, prompt: &[u32], params: &GenerateParams, mut on_text: impl FnMut(&str) -> bool) -> Result<Completion, GenerateError> {
+        let start = Instant::now();
+        let prompt_tokens = self.set_tokens(prompt)?;
+        let prompt_secs = start.elapsed().as_secs_f64();
+
+        let engine = Arc::clone(&self.engine);
+        let tok = engine.tokenizer();
+        let mut sampler = Sampler::new(params.sampler.clone(), self.logits.len());
+        for &t in prompt {
+            sampler.accept(t);
+        }
+        let mut decoder = tok.stream();
+        let mut stops = StopMatcher::new(&params.stop);
+        let mut out = Completion { text: String::new(), tokens: Vec::new(), stop: StopReason::MaxTokens, timings: Timings::default() };
+        let mut gen_start = None;
+        let mut emit = |text: &str, out: &mut Completion| {
+            out.text.push_str(text);
+            text.is_empty() || on_text(text)
+        };
+
+        let reason = loop {
+            if params.max_tokens.is_some_and(|n| out.tokens.len() >= n) {
+                break StopReason::MaxTokens;
+            }
+            let t = sampler.sample(&self.logits);
+            sampler.accept(t);
+            if gen_start.is_none() {
+                out.timings.ttft_secs = start.elapsed().as_secs_f64();
+                gen_start = Some(Instant::now());
+            }
+            if tok.is_eog(t) {
+                break StopReason::EndOfGeneration;
+            }
+            out.tokens.push(t);
+            if let Some(piece) = decoder.push(t) {
+                match stops.push(&piece) {
+                    StopScan::Go(text) => {
+                        if !emit(&text, &mut out) {
+                            break StopReason::Cancelled;
+                        }
+                    }
+                    StopScan::Stop { text, stop } => {
+                        let stop = stop.to_owned();
+                        emit(&text, &mut out);
+                        break StopReason::StopString(stop);
+                    }
+                }
+            }
+            if params.max_tokens.is_some_and(|n| out.tokens.len() >= n) {
+                break StopReason::MaxTokens;
+            }
+            if self.tokens.len() >= self.n_ctx() {
+                break StopReason::ContextFull;
+            }
+            self.eval(&[t])?;
+        };
+        if !matches!(reason, StopReason::StopString(_)) {
+            let mut tail = decoder.finish();
+            tail.insert_str(0, &stops.finish());
+            emit(&tail, &mut out);
+        }
+        out.stop = reason;
+        out.timings.prompt_tokens = prompt_tokens;
+        out.timings.prompt_secs = prompt_secs;
+        out.timings.gen_tokens = out.tokens.len();
+        out.timings.gen_secs = gen_start.map_or(0.0, |g| g.elapsed().as_secs_f64());
+        Ok(out)
+    }
+}
