@@ -1,0 +1,116 @@
+//! [`GgufFile`]: a GGUF file memory-mapped read-only, with zero-copy access to tensor data.
+//!
+//! Mapping rather than reading means opening a multi-GiB model costs only the header parse,
+//! pages are loaded on first touch and shared with the page cache, and kernels read the
+//! quantized blocks straight out of the file.
+//!
+//! ```no_run
+//! use pupil::gguf::GgufFile;
+//! let f = GgufFile::open("models/gemma-3-270m-q4_k_m.gguf")?;
+//! println!("{} tensors, architecture {:?}", f.tensors().len(), f.architecture());
+//! let emb = f.tensor_bytes("token_embd.weight").expect("present");
+//! assert_eq!(emb.len() as u64, f.tensor("token_embd.weight").unwrap().n_bytes());
+//! # Ok::<(), pupil::gguf::GgufError>(())
+//! ```
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::{Gguf, GgufError, TensorInfo};
+
+/// An open GGUF file: the read-only mapping of its bytes and its parsed, validated header.
+///
+/// Derefs to [`Gguf`] for metadata and the tensor table.
+#[derive(Debug)]
+pub struct GgufFile {
+    path: PathBuf,
+    map: Mmap,
+    gguf: Gguf,
+}
+
+impl GgufFile {
+    /// Opens, maps and validates the GGUF file at `path`. I/O errors carry the path; format
+    /// errors are [`Gguf::parse`]'s.
+    ///
+    /// # Safety
+    ///
+    /// This is a safe function, but it memory-maps the file, and Rust cannot protect a mapping
+    /// from other processes. If another process truncates the file while it is open, touching
+    /// the lost pages raises `SIGBUS` and kills this process; if another process writes to it,
+    /// tensor bytes (and in principle the bytes behind already-validated slices) change under
+    /// us. Model files are written once and then only read, so pupil accepts this risk for the
+    /// speed and memory of zero-copy loading, as ripgrep does for the files it searches; do not
+    /// open a file that is still being downloaded or rewritten.
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| GgufError::Io { path: path.clone(), source };
+        let file = File::open(&path).map_err(io)?;
+        // SAFETY: the mapping is read-only and private to this value, and every slice handed
+        // out borrows `self`, so none outlives the mapping. What Rust cannot guarantee is that
+        // no other process truncates or rewrites the file meanwhile; that hazard is accepted
+        // and documented on this function (see `# Safety` above).
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let gguf = Gguf::parse(&map)?;
+        Ok(GgufFile { path, map, gguf })
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the file in bytes (as mapped).
+    pub fn file_size(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The data of tensor `t`, exactly `t.n_bytes()` long, borrowed from the mapping. Its
+    /// address is aligned to [`Gguf::alignment`] (the mapping starts on a page boundary).
+    ///
+    /// # Panics
+    ///
+    /// If `t` is not one of this file's [`tensors`](Gguf::tensors) and describes bytes past
+    /// the end of the file. Infos from this file were range-checked at open and never panic.
+    pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
+        let r = self.gguf.tensor_range(t);
+        let slice =
+            usize::try_from(r.start).ok().zip(usize::try_from(r.end).ok()).and_then(|(s, e)| self.map.get(s..e));
+        match slice {
+            Some(s) => s,
+            None => panic!(
+                "tensor '{}' data {}..{} is outside {} ({} bytes)",
+                t.name,
+                r.start,
+                r.end,
+                self.path.display(),
+                self.map.len()
+            ),
+        }
+    }
+
+    /// The data of the tensor called `name`, if there is one.
+    pub fn tensor_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.gguf.tensor(name).map(|t| self.tensor_data(t))
+    }
+
+    /// The parsed header.
+    pub fn gguf(&self) -> &Gguf {
+        &self.gguf
+    }
+}
+
+impl Deref for GgufFile {
+    type Target = Gguf;
+
+    fn deref(&self) -> &Gguf {
+        &self.gguf
+    }
+}
