@@ -146,7 +146,7 @@ fn a_file_that_is_not_gguf_says_so() {
     let out = pupil(&["inspect", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap().to_lowercase();
-    assert!(err.contains("magic"), "{err}");
+    assert!(err.contains("not a gguf file") && err.contains("expected \"gguf\""), "{err}");
 }
 
 #[test]

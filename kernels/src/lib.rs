@@ -7,7 +7,9 @@
 //!   matching ggml bit for bit;
 //! - [`ops`], the operations of a forward pass (matmul, norms, RoPE, attention);
 //! - [`quant::ops`], the same kernels behind a type-erased table for callers that pick the
-//!   type at run time (a model loaded from a file).
+//!   type at run time (a model loaded from a file);
+//! - [`cpu`], the SIMD tiers of those kernels (AVX2, AVX-512), chosen at run time for the host
+//!   and handed out as the same table by [`cpu::ops`], which the forward-pass ops use.
 //!
 //! ```
 //! use pupil_kernels::quant::{Block, BlockQ8_0, Quantize};
@@ -20,6 +22,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cpu;
 pub mod dtype;
 pub mod ops;
 pub mod quant;

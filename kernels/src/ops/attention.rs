@@ -58,18 +58,25 @@ pub fn attend<T: KvScalar>(
     for h in 0..n_head {
         let qh = &q[h * head_dim..(h + 1) * head_dim];
         let kv_off = (h / group) * head_dim;
+        // As ggml multiplies an f16 cache with f32 activations, the f32 side (the query, then
+        // the probabilities) is first rounded to the cache's type; `out` holds the rounded
+        // query until the values are summed into it.
+        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
+        for (o, &x) in oh.iter_mut().zip(qh) {
+            *o = T::from_f32(x).to_f32();
+        }
         for (j, s) in scores.iter_mut().enumerate() {
             let kj = &k[j * kv_dim + kv_off..j * kv_dim + kv_off + head_dim];
-            let dot: f32 = qh.iter().zip(kj).map(|(a, b)| a * b.to_f32()).sum();
+            let dot: f32 = oh.iter().zip(kj).map(|(a, b)| a * b.to_f32()).sum();
             *s = dot * scale;
         }
         if let Some(cap) = softcap {
             super::softcap(scores, cap);
         }
         super::softmax(scores);
-        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
         oh.fill(0.0);
         for (j, &p) in scores.iter().enumerate() {
+            let p = T::from_f32(p).to_f32();
             let vj = &v[j * kv_dim + kv_off..j * kv_dim + kv_off + head_dim];
             for (o, x) in oh.iter_mut().zip(vj) {
                 *o += p * x.to_f32();

@@ -3,8 +3,10 @@
 //! As in ggml, the activations are first converted to the type the weight's dot product pairs
 //! with (`Q8_0`, `Q8_1`, `Q8_K`, or the float type itself) — once per matmul, and once for
 //! several matmuls that share an input (Q, K and V) — then every output is one `dot`.
+//! Both go through [`cpu::ops`], the fastest tier of kernels the host supports.
 
-use crate::quant::{self, Ops};
+use crate::cpu;
+use crate::quant::Ops;
 use crate::{DType, KernelError};
 use rayon::prelude::*;
 
@@ -35,7 +37,7 @@ impl<'a> WeightRef<'a> {
     }
 
     fn ops(&self) -> Result<&'static Ops, KernelError> {
-        quant::ops(self.dtype).ok_or(KernelError::Unsupported { op: "matmul", dtype: self.dtype })
+        cpu::ops(self.dtype).ok_or(KernelError::Unsupported { op: "matmul", dtype: self.dtype })
     }
 
     fn check(&self) -> Result<(), KernelError> {
@@ -72,7 +74,7 @@ impl Activations {
             .row_bytes(cols as u64)
             .ok_or(KernelError::Length { what: "activation row (whole blocks)", expected: cols.next_multiple_of(dtype.block_size()), found: cols })?
             as usize;
-        let q = quant::ops(dtype).and_then(|o| o.quantize).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
+        let q = cpu::ops(dtype).and_then(|o| o.quantize).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
         self.data.resize(n * row_bytes, 0);
         for (dst, src) in self.data.chunks_exact_mut(row_bytes).zip(x.chunks_exact(cols)) {
             q(src, dst)?;

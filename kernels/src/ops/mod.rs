@@ -15,12 +15,14 @@
 
 mod activation;
 mod attention;
+mod gelu_f16;
 mod matmul;
 mod norm;
 mod rope;
 
 pub use activation::{add_assign, gelu_tanh, mul_assign, scale, silu, softcap, softmax};
 pub use attention::{KvScalar, attend};
+pub use gelu_f16::gelu_tanh_f16;
 pub use matmul::{Activations, WeightRef, get_row, matmul};
 pub use norm::rms_norm;
 pub use rope::Rope;
