@@ -1,0 +1,115 @@
+//! llama.cpp's tokenizer test vectors (`../shared/testdata/llama-vocab`): every string of each
+//! `ggml-vocab-*.gguf.inp` encoded without special handling must give the ids of the `.out`
+//! line, exactly.
+//!
+//! The vectors come from a 2025 llama.cpp; the tokenizer follows the llama.cpp bundled with
+//! `llama-cpp-2`. Where the two disagree, the string goes in [`EXCEPTIONS`] with the ids the
+//! bundled llama.cpp produces; an exception that stops being needed fails the test too, so the
+//! list stays honest. It is empty: `tests/tokenizer_oracle.rs` runs every `.inp` string
+//! through the bundled llama.cpp as well, and it agrees with these vectors on all of them.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pupil::gguf::GgufFile;
+use pupil::tokenizer::Tokenizer;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/llama-vocab");
+
+/// `(vocabulary, index of the string in its .inp, ids the bundled llama.cpp gives)`.
+const EXCEPTIONS: &[(&str, usize, &[u32])] = &[];
+
+fn vocab_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(DIR)
+        .unwrap_or_else(|e| panic!("{DIR}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "expected the seven vocabularies in {DIR}, found {files:?}");
+    files
+}
+
+fn name(path: &Path) -> String {
+    let file = path.file_name().unwrap().to_string_lossy();
+    file.trim_start_matches("ggml-vocab-").trim_end_matches(".gguf").to_owned()
+}
+
+/// The strings of an `.inp` file: each is followed by a line `__ggml_vocab_test__`, so the
+/// newline before that line belongs to the separator (llama.cpp's test-tokenizer-0 drops it).
+fn read_inputs(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut parts: Vec<String> = text.split("\n__ggml_vocab_test__\n").map(str::to_owned).collect();
+    assert_eq!(parts.pop().as_deref(), Some(""), "{} should end with a separator line", path.display());
+    parts
+}
+
+fn read_outputs(path: &Path) -> Vec<Vec<u32>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect()
+}
+
+fn load(path: &Path) -> Tokenizer {
+    let file = GgufFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Tokenizer::from_gguf(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn llama_cpp_test_vectors() {
+    let mut failures = Vec::new();
+    let mut used_exceptions = 0;
+    for path in vocab_files() {
+        let vocab = name(&path);
+        let tok = load(&path);
+        let inputs = read_inputs(&path.with_extension("gguf.inp"));
+        let outputs = read_outputs(&path.with_extension("gguf.out"));
+        assert_eq!(inputs.len(), outputs.len(), "{vocab}: .inp and .out disagree on the count");
+        let mut exceptions = 0;
+        for (i, (text, want)) in inputs.iter().zip(&outputs).enumerate() {
+            let got = tok.encode(text, false, false);
+            let exception = EXCEPTIONS.iter().find(|(v, idx, _)| *v == vocab && *idx == i);
+            let expected: &[u32] = match exception {
+                Some((_, _, ids)) => {
+                    exceptions += 1;
+                    assert_ne!(&want[..], *ids, "{vocab} #{i}: exception no longer needed, remove it");
+                    ids
+                }
+                None => want,
+            };
+            if got != expected {
+                failures.push(format!("{vocab} #{i} {text:?}\n  want {expected:?}\n  got  {got:?}"));
+            }
+        }
+        used_exceptions += exceptions;
+        eprintln!("{vocab:15} {:3} strings, {exceptions} exceptions", inputs.len());
+    }
+    assert_eq!(used_exceptions, EXCEPTIONS.len(), "an exception names a string that does not exist");
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A 100 kB mix of prose, code, numbers, whitespace runs and several scripts.
+fn long_text() -> String {
+    let chunk = "The quick brown fox jumps over 13 lazy dogs; 1234567890 times!\n\
+                 fn main() { println!(\"{}\", x + 42); }\t\t  \n\
+                 Привет, мир! 你好，世界。 مرحبا بالعالم नमस्ते दुनिया 🦙🚀👩‍👩‍👧 café naïve\n\n    ";
+    chunk.repeat(100_000 / chunk.len() + 1)
+}
+
+#[test]
+fn long_input_encodes_in_linear_time() {
+    let text = long_text();
+    assert!(text.len() >= 100_000);
+    // One word as long as the input: the worst case for merge loops.
+    let word = "a".repeat(100_000);
+    for path in vocab_files() {
+        let tok = load(&path);
+        for (what, input) in [("mixed text", &text), ("one long word", &word)] {
+            let start = Instant::now();
+            let ids = tok.encode(input, true, true);
+            let took = start.elapsed();
+            eprintln!("{:15} {what}: {} bytes -> {} tokens in {took:?}", name(&path), input.len(), ids.len());
+            assert!(took < Duration::from_millis(500), "{}: {what} took {took:?}", name(&path));
+            assert!(tok.decode(&tok.encode(input, false, false)) == *input, "{}: {what} does not round-trip", name(&path));
+        }
+    }
+}
