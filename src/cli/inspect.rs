@@ -3,7 +3,7 @@
 use super::output;
 use pupil::gguf::{Array, FileType, Gguf, GgufFile, Value};
 use pupil::kernels::DType;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -93,7 +93,7 @@ struct TypeTotal {
 const SPECIAL_ROLES: [&str; 9] = ["bos", "eos", "eot", "eom", "unknown", "padding", "seperator", "cls", "mask"];
 
 pub fn run(args: Args) -> Result<()> {
-    let file = GgufFile::open(&args.model).with_context(|| args.model.display().to_string())?;
+    let file = GgufFile::open(&args.model).map_err(output::in_file(&args.model))?;
     let report = report(&args.model.display().to_string(), file.file_size(), &file)?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -39,3 +39,15 @@ mod tests {
         assert_eq!(super::count(1_500_000_000), "1.50B");
     }
 }
+
+/// Name `path` in an error, unless the error already does (I/O errors of the GGUF reader
+/// carry their path).
+pub fn in_file<E>(path: &std::path::Path) -> impl FnOnce(E) -> anyhow::Error + '_
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| {
+        let name = path.display().to_string();
+        if e.to_string().contains(&name) { anyhow::Error::new(e) } else { anyhow::Error::new(e).context(name) }
+    }
+}

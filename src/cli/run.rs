@@ -124,7 +124,7 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 
 pub fn run(args: Args) -> Result<()> {
     set_threads(args.threads)?;
-    let mut engine = Engine::load(&args.model).with_context(|| args.model.display().to_string())?;
+    let mut engine = Engine::load(&args.model).map_err(super::output::in_file(&args.model))?;
     if let Some(path) = &args.chat_template {
         let src = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
         engine.set_chat_template(src).with_context(|| path.display().to_string())?;
@@ -197,7 +197,7 @@ fn report(done: &Completion) {
 
 fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, args: &Args) -> Result<()> {
     if engine.chat_template().is_none() {
-        bail!("{}: the model has no chat template; give one with --chat-template FILE", args.model.display());
+        return Err(anyhow::Error::new(pupil::generate::GenerateError::NoChatTemplate).context(args.model.display().to_string()));
     }
     let mut messages = Vec::new();
     if let Some(system) = &args.system {

@@ -39,7 +39,7 @@ struct Token {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let file = GgufFile::open(&args.model).with_context(|| args.model.display().to_string())?;
+    let file = GgufFile::open(&args.model).map_err(super::output::in_file(&args.model))?;
     let tok = Tokenizer::from_gguf(&file).with_context(|| format!("{}: tokenizer", args.model.display()))?;
     let text = if args.text == "-" {
         let mut s = String::new();

@@ -20,8 +20,9 @@ use pupil_kernels::DType;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GgufError {
-    /// The operating system refused to open, map, read or write the file.
-    #[error("{}: {source}", path.display())]
+    /// The operating system refused to open, map, read or write the file. (The message
+    /// names the file; the OS error is the `source()`, so a report of the chain says it once.)
+    #[error("{}", path.display())]
     Io {
         /// The file that was being opened or written.
         path: PathBuf,
