@@ -1,0 +1,61 @@
+//! GELU as ggml's CPU backend evaluates it, for bit-level agreement with llama.cpp.
+//!
+//! ggml builds with `GGML_GELU_FP16`: `ggml_vec_gelu_f32` and `ggml_vec_geglu_f32`
+//! (`ggml-cpu/vec.h`) round the input to f16, look the result up in a 65536-entry table of
+//! f16 values filled with `ggml_gelu_f32` (`ggml-cpu/ggml-cpu.c`, `ggml_table_gelu_f16`), and
+//! pass inputs beyond ±10 through as `x` and 0. The table's rounding (about 1e-3 relative)
+//! is visible downstream once activations are quantized to Q8, so a model that must match
+//! llama.cpp uses this version; this computes the same entry on the fly instead of storing
+//! the table.
+
+use half::f16;
+
+/// The tanh-approximated GELU of one f32, as `ggml_gelu_f32` computes it.
+fn gelu_f32(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+/// GELU (tanh approximation) in place, with ggml's f16 table semantics: `x <= -10` gives 0,
+/// `x >= 10` gives `x`, anything else `f16(gelu(f16(x)))`.
+pub fn gelu_tanh_f16(x: &mut [f32]) {
+    for v in x {
+        *v = if *v <= -10.0 {
+            0.0
+        } else if *v >= 10.0 {
+            *v
+        } else {
+            f16::from_f32(gelu_f32(f16::from_f32(*v).to_f32())).to_f32()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_to_exact_gelu_and_on_the_f16_grid() {
+        let xs: Vec<f32> = (-1200..1200).map(|i| i as f32 * 0.01).collect();
+        let mut y = xs.clone();
+        gelu_tanh_f16(&mut y);
+        let mut exact = xs.clone();
+        super::super::gelu_tanh(&mut exact);
+        for ((&x, &a), &b) in xs.iter().zip(&y).zip(&exact) {
+            if x.abs() < 10.0 {
+                assert_eq!(f16::from_f32(a).to_f32(), a, "result is an f16 value");
+                // Off by at most the input's f16 rounding (half an ulp, 2^-11 relative) times
+                // GELU's steepest slope (1.13), plus the output's f16 rounding.
+                let bound = 1.2 * x.abs() * 2f32.powi(-11) + 1e-3 * b.abs();
+                assert!((a - b).abs() <= bound, "gelu({x}) = {a}, exact {b}");
+            } else {
+                assert_eq!(a, if x > 0.0 { x } else { 0.0 });
+            }
+        }
+        // Inputs equal after rounding to f16 give equal outputs, as a table lookup would.
+        let mut pair = [1.0001f32, 1.0002];
+        gelu_tanh_f16(&mut pair);
+        assert_eq!(pair[0], pair[1]);
+    }
+}

@@ -1,0 +1,288 @@
+//! The forward pass: one generic transformer, driven by the architecture's switches and by
+//! which optional tensors the model has.
+//!
+//! Per block, as llama.cpp builds it (`src/models/{llama,qwen2,qwen3,gemma2,gemma3}.cpp`):
+//!
+//! ```text
+//! h   = rms_norm(x) * attn_norm
+//! q,k,v = h·Wq (+bq), h·Wk (+bk), h·Wv (+bv)
+//! q,k = per-head rms_norm (Qwen 3, Gemma 3), then RoPE at each token's position
+//! cache[seq][pos] = k, v
+//! a   = softmax(q·kᵀ · scale, soft-capped) · v over the sequence's rows ≤ pos (within the
+//!       window on sliding layers), then a·Wo (+bo), post-norm (Gemma)
+//! x  += a
+//! h   = rms_norm(x) * ffn_norm
+//! x  += post-norm(Wdown · (act(h·Wgate) * h·Wup))
+//! ```
+//!
+//! and finally `logits = rms_norm(x) * output_norm · Woutᵀ (+b)`, soft-capped (Gemma 2), for
+//! the wanted tokens only. All arithmetic goes through `pupil_kernels::ops`.
+
+use pupil_kernels::ops::{self, Activations, KvScalar, WeightRef};
+use pupil_kernels::{DType, KernelError, quant};
+
+use super::arch::{AttnScale, FfnAct};
+use super::kv_cache::{KvStore, Store};
+use super::weights::Layer;
+use super::{Batch, KvCache, Model, ModelError, Scratch};
+
+/// One matmul input, converted to a weight's activation type once and reused by the next
+/// weights of the same activation type (Q, K and V share theirs).
+struct Input<'a> {
+    x: &'a [f32],
+    n: usize,
+    act: &'a mut Activations,
+    ready: Option<DType>,
+}
+
+impl<'a> Input<'a> {
+    fn new(x: &'a [f32], n: usize, act: &'a mut Activations) -> Self {
+        Input { x, n, act, ready: None }
+    }
+
+    /// `out[t] = w · x[t] (+ bias)` for the `n` rows; `out` is at least `[n, w.rows]`.
+    fn project(&mut self, w: WeightRef<'_>, bias: Option<&[f32]>, out: &mut [f32]) -> Result<(), ModelError> {
+        let need = quant::ops(w.dtype).ok_or(KernelError::Unsupported { op: "matmul", dtype: w.dtype })?.act;
+        if self.ready != Some(need) {
+            self.act.quantize(need, &self.x[..self.n * w.cols], self.n, w.cols)?;
+            self.ready = Some(need);
+        }
+        let out = &mut out[..self.n * w.rows];
+        ops::matmul(&w, self.act, out)?;
+        if let Some(b) = bias {
+            out.chunks_exact_mut(w.rows).for_each(|row| ops::add_assign(row, b));
+        }
+        Ok(())
+    }
+}
+
+/// RMS-normalise every head of `x` (`[n_heads, head_dim]`) with weight `w`, via `tmp`.
+fn head_norm(x: &mut [f32], w: &[f32], eps: f32, tmp: &mut [f32]) {
+    for h in x.chunks_exact_mut(w.len()) {
+        ops::rms_norm(h, w, eps, tmp);
+        h.copy_from_slice(tmp);
+    }
+}
+
+/// `x += norm(y)` if there is a post-norm, else `x += y`; rows of width `w`, `n` of them.
+fn residual(x: &mut [f32], y: &[f32], post_norm: Option<&[f32]>, eps: f32, tmp: &mut [f32], n: usize, e: usize) {
+    for t in 0..n {
+        let (xt, yt) = (&mut x[t * e..][..e], &y[t * e..][..e]);
+        match post_norm {
+            Some(w) => {
+                let tt = &mut tmp[t * e..][..e];
+                ops::rms_norm(yt, w, eps, tt);
+                ops::add_assign(xt, tt);
+            }
+            None => ops::add_assign(xt, yt),
+        }
+    }
+}
+
+impl Model {
+    /// Runs `batch`, writing its keys and values into `cache` and the logits of its wanted
+    /// tokens, in batch order, into `logits` (`[batch.n_wanted(), n_vocab]`).
+    ///
+    /// A token attends to the cache rows of its own sequence at positions up to its own
+    /// (within the sliding window on SWA layers), including rows written by earlier tokens of
+    /// the same batch. Positions of a sequence must follow on from what the cache holds: a
+    /// token may rewrite a position (after [`KvCache::truncate`], say) but not skip one.
+    /// The whole batch is checked before anything is written: on error the cache is as it was.
+    pub fn forward(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
+        let cfg = &self.config;
+        let expected = batch.n_wanted() * cfg.n_vocab;
+        if logits.len() != expected {
+            return Err(ModelError::LogitsSize { expected, found: logits.len() });
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.check(batch, cache, s)?;
+        self.embed(batch, s)?;
+        for (t, &pos) in batch.positions().iter().enumerate() {
+            let r = cfg.n_rot;
+            self.rope.angles(pos as i32, &mut s.rope[t * r..][..r]);
+            self.rope_swa.angles(pos as i32, &mut s.rope_swa[t * r..][..r]);
+        }
+        let n_ctx = cache.n_ctx;
+        match &mut cache.store {
+            Store::F16(kv) => self.blocks(batch, kv, n_ctx, s)?,
+            Store::F32(kv) => self.blocks(batch, kv, n_ctx, s)?,
+        }
+        self.output(batch, s, logits)?;
+        cache.lens.copy_from_slice(&s.lens[..cache.n_seq]);
+        Ok(())
+    }
+
+    /// Validates the batch against the cache and scratch; leaves the cache lengths the batch
+    /// will produce in `s.lens`.
+    fn check(&self, batch: &Batch, cache: &KvCache, s: &mut Scratch) -> Result<(), ModelError> {
+        let cfg = &self.config;
+        if cache.n_layer != cfg.n_layer || cache.kv_dim != cfg.kv_dim() {
+            return Err(ModelError::Mismatch { what: "KV cache" });
+        }
+        if !s.fits(cfg, cache) {
+            return Err(ModelError::Mismatch { what: "scratch" });
+        }
+        if batch.len() > s.max_batch {
+            return Err(ModelError::BatchTooLarge { n: batch.len(), max: s.max_batch });
+        }
+        s.lens.clear();
+        s.lens.extend_from_slice(&cache.lens);
+        for (index, ((&token, &pos), &seq)) in batch.tokens().iter().zip(batch.positions()).zip(batch.seqs()).enumerate() {
+            if token as usize >= cfg.n_vocab {
+                return Err(ModelError::BadToken { index, token, n_vocab: cfg.n_vocab });
+            }
+            let Some(len) = s.lens.get_mut(seq) else {
+                return Err(ModelError::BadSequence { index, seq, n_seq: cache.n_seq });
+            };
+            if pos as usize >= cache.n_ctx {
+                return Err(ModelError::ContextFull { seq, pos, n_ctx: cache.n_ctx });
+            }
+            if pos as usize > *len {
+                return Err(ModelError::PositionGap { seq, pos, len: *len });
+            }
+            *len = (*len).max(pos as usize + 1);
+        }
+        Ok(())
+    }
+
+    /// Token embeddings into the residual stream (scaled by `sqrt(n_embd)` for Gemma).
+    fn embed(&self, batch: &Batch, s: &mut Scratch) -> Result<(), ModelError> {
+        let e = self.config.n_embd;
+        let w = self.weights.tok_embd.weight(&self.file);
+        let scale = self.config.arch.spec().scale_embeddings.then(|| (e as f32).sqrt());
+        for (t, &token) in batch.tokens().iter().enumerate() {
+            let xt = &mut s.x[t * e..][..e];
+            ops::get_row(&w, token as usize, xt)?;
+            if let Some(sc) = scale {
+                ops::scale(xt, sc);
+            }
+        }
+        Ok(())
+    }
+
+    fn blocks<T: KvScalar>(&self, batch: &Batch, kv: &mut KvStore<T>, n_ctx: usize, s: &mut Scratch) -> Result<(), ModelError> {
+        for (il, layer) in self.weights.layers.iter().enumerate() {
+            self.attention(il, layer, batch, &mut kv.k[il], &mut kv.v[il], n_ctx, s)?;
+            self.ffn(layer, batch.len(), s)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention<T: KvScalar>(
+        &self,
+        il: usize,
+        layer: &Layer,
+        batch: &Batch,
+        k_cache: &mut [T], // [n_seq, n_ctx, n_head_kv * head_dim]
+        v_cache: &mut [T], // [n_seq, n_ctx, n_head_kv * head_dim]
+        n_ctx: usize,
+        s: &mut Scratch,
+    ) -> Result<(), ModelError> {
+        let cfg = &self.config;
+        let (n, e, qd, kvd, hd, r) = (batch.len(), cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.head_dim, cfg.n_rot);
+        let eps = cfg.rms_eps;
+        let f = &self.file;
+        for t in 0..n {
+            ops::rms_norm(&s.x[t * e..][..e], &layer.attn_norm, eps, &mut s.xn[t * e..][..e]);
+        }
+        let mut input = Input::new(&s.xn, n, &mut s.act);
+        input.project(layer.wq.weight(f), layer.bq.as_deref(), &mut s.q)?;
+        input.project(layer.wk.weight(f), layer.bk.as_deref(), &mut s.k)?;
+        input.project(layer.wv.weight(f), layer.bv.as_deref(), &mut s.v)?;
+
+        // Gemma scales the queries, the others the scores (equal up to rounding).
+        let (q_scale, kq_scale) = match cfg.arch.spec().attn_scale {
+            AttnScale::Gemma { .. } => (Some(cfg.attn_scale), 1.0),
+            AttnScale::HeadDim => (None, cfg.attn_scale),
+        };
+        let swa = cfg.swa_layers[il];
+        let (rope, angles) = if swa { (&self.rope_swa, &s.rope_swa) } else { (&self.rope, &s.rope) };
+        for (t, (&pos, &seq)) in batch.positions().iter().zip(batch.seqs()).enumerate() {
+            let (qt, kt) = (&mut s.q[t * qd..][..qd], &mut s.k[t * kvd..][..kvd]);
+            if let Some(w) = &layer.q_norm {
+                head_norm(qt, w, eps, &mut s.head);
+            }
+            if let Some(w) = &layer.k_norm {
+                head_norm(kt, w, eps, &mut s.head);
+            }
+            let a = &angles[t * r..][..r];
+            rope.apply(a, qt, hd);
+            rope.apply(a, kt, hd);
+            if let Some(sc) = q_scale {
+                ops::scale(qt, sc);
+            }
+            let row = (seq * n_ctx + pos as usize) * kvd;
+            for (c, &x) in k_cache[row..row + kvd].iter_mut().zip(kt.iter()) {
+                *c = T::from_f32(x);
+            }
+            for (c, &x) in v_cache[row..row + kvd].iter_mut().zip(&s.v[t * kvd..][..kvd]) {
+                *c = T::from_f32(x);
+            }
+        }
+
+        let window = if swa { cfg.sliding_window } else { None };
+        for (t, (&pos, &seq)) in batch.positions().iter().zip(batch.seqs()).enumerate() {
+            let pos = pos as usize;
+            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let rows = (seq * n_ctx + first) * kvd..(seq * n_ctx + pos + 1) * kvd;
+            ops::attend(
+                &s.q[t * qd..][..qd],
+                &k_cache[rows.clone()],
+                &v_cache[rows],
+                cfg.n_head,
+                cfg.n_head_kv,
+                hd,
+                kq_scale,
+                cfg.attn_softcap,
+                &mut s.attn[t * qd..][..qd],
+                &mut s.scores,
+            );
+        }
+        Input::new(&s.attn, n, &mut s.act).project(layer.wo.weight(f), layer.bo.as_deref(), &mut s.out)?;
+        residual(&mut s.x, &s.out, layer.post_attn_norm.as_deref(), eps, &mut s.xn, n, e);
+        Ok(())
+    }
+
+    fn ffn(&self, layer: &Layer, n: usize, s: &mut Scratch) -> Result<(), ModelError> {
+        let cfg = &self.config;
+        let (e, ff, eps, f) = (cfg.n_embd, cfg.n_ff, cfg.rms_eps, &self.file);
+        for t in 0..n {
+            ops::rms_norm(&s.x[t * e..][..e], &layer.ffn_norm, eps, &mut s.xn[t * e..][..e]);
+        }
+        let mut input = Input::new(&s.xn, n, &mut s.act);
+        input.project(layer.w_gate.weight(f), layer.b_gate.as_deref(), &mut s.gate)?;
+        input.project(layer.w_up.weight(f), layer.b_up.as_deref(), &mut s.up)?;
+        let (gate, up) = (&mut s.gate[..n * ff], &s.up[..n * ff]);
+        match cfg.arch.spec().ffn_act {
+            FfnAct::Silu => ops::silu(gate),
+            FfnAct::GeluTanh => ops::gelu_tanh_f16(gate),
+        }
+        ops::mul_assign(gate, up);
+        Input::new(&s.gate, n, &mut s.act).project(layer.w_down.weight(f), layer.b_down.as_deref(), &mut s.out)?;
+        residual(&mut s.x, &s.out, layer.post_ffn_norm.as_deref(), eps, &mut s.xn, n, e);
+        Ok(())
+    }
+
+    /// Final norm and output projection of the wanted tokens.
+    fn output(&self, batch: &Batch, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
+        let cfg = &self.config;
+        let e = cfg.n_embd;
+        let mut j = 0;
+        for (t, _) in batch.want_logits().iter().enumerate().filter(|(_, w)| **w) {
+            ops::rms_norm(&s.x[t * e..][..e], &self.weights.output_norm, cfg.rms_eps, &mut s.xn[j * e..][..e]);
+            j += 1;
+        }
+        if j == 0 {
+            return Ok(());
+        }
+        let w = self.weights.output.weight(&self.file);
+        Input::new(&s.xn, j, &mut s.act).project(w, self.weights.output_bias.as_deref(), logits)?;
+        if let Some(cap) = cfg.final_softcap {
+            ops::softcap(logits, cap);
+        }
+        Ok(())
+    }
+}

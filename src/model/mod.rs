@@ -1,0 +1,129 @@
+//! Transformer architectures over GGUF tensors: load a model, run batches of tokens through
+//! it, get logits that match llama.cpp's.
+//!
+//! - [`Model`] owns the memory-mapped file, its [`Config`] (hyperparameters parsed once) and
+//!   the located weights (zero-copy views into the mapping). It is `Send + Sync`: share it
+//!   with an `Arc` across threads, each with its own [`KvCache`] and [`Scratch`].
+//! - [`Arch`] / [`ArchSpec`]: one tensor table and a few switches per architecture (`llama`,
+//!   `qwen2`, `qwen3`, `gemma2`, `gemma3`); every tensor is checked against it at load.
+//! - [`Batch`]: tokens of several sequences, each with its position, sequence and a flag
+//!   saying whether its logits are wanted. [`Model::forward`] runs one.
+//! - [`KvCache`] (f16 or f32, one slot per sequence) and [`Scratch`] are allocated once; the
+//!   forward pass allocates nothing.
+//! - [`synth`] writes random-weight models of every architecture, for tests and benchmarks.
+//!
+//! ```no_run
+//! use pupil::model::{self, Batch, KvType};
+//! # fn main() -> Result<(), pupil::model::ModelError> {
+//! let m = model::load("models/gemma-3-270m-q4_k_m.gguf")?;
+//! let mut cache = m.new_cache(Some(1024), 1, KvType::F16);
+//! let mut scratch = m.new_scratch(64, &cache);
+//! let mut logits = vec![0.0; m.config().n_vocab];
+//!
+//! let mut batch = Batch::new();
+//! batch.push_sequence(&[2, 651, 6037, 529], 0, 0, false); // prompt, last logits only
+//! m.forward(&batch, &mut cache, &mut scratch, &mut logits)?;
+//! let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
+//!
+//! batch.clear();
+//! batch.push(next as u32, 4, 0, true); // one decode step
+//! m.forward(&batch, &mut cache, &mut scratch, &mut logits)?;
+//! # Ok(()) }
+//! ```
+
+mod arch;
+mod batch;
+mod config;
+mod error;
+mod forward;
+mod kv_cache;
+mod scratch;
+pub mod synth;
+mod weights;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use pupil_kernels::ops::Rope;
+
+pub use arch::{Arch, ArchSpec, AttnScale, Dim, FfnAct, Need, Role, SwaRule, TensorDef};
+pub use batch::Batch;
+pub use config::Config;
+pub use error::ModelError;
+pub use kv_cache::{KvCache, KvType};
+pub use scratch::Scratch;
+
+use crate::gguf::GgufFile;
+use weights::Weights;
+
+/// A loaded model: the mapped file, its hyperparameters and its checked weights.
+#[derive(Debug)]
+pub struct Model {
+    file: GgufFile,
+    config: Config,
+    weights: Weights,
+    /// RoPE of global layers (with Llama 3's frequency factors, if any).
+    rope: Rope,
+    /// RoPE of sliding-window layers (its own base and scale on Gemma).
+    rope_swa: Rope,
+}
+
+/// Opens the GGUF file at `path` and loads the model in it.
+pub fn load(path: impl AsRef<Path>) -> Result<Model, ModelError> {
+    Model::open(path)
+}
+
+impl Model {
+    /// Opens the GGUF file at `path` and loads the model in it (see [`GgufFile::open`] for
+    /// the memory map's caveats).
+    pub fn open(path: impl AsRef<Path>) -> Result<Model, ModelError> {
+        Model::from_file(GgufFile::open(path)?)
+    }
+
+    /// Loads the model in an open file: parses the config and checks every tensor of the
+    /// architecture's table (presence, shape, type).
+    pub fn from_file(file: GgufFile) -> Result<Model, ModelError> {
+        let config = Config::from_gguf(&file)?;
+        let weights = Weights::load(&file, &config)?;
+        let neox = config.arch.spec().rope_neox;
+        let rope = Rope {
+            n_dims: config.n_rot,
+            base: config.rope_base,
+            freq_scale: config.rope_freq_scale,
+            freq_factors: weights.rope_freqs.clone(),
+            neox,
+        };
+        let rope_swa = Rope {
+            n_dims: config.n_rot,
+            base: config.rope_base_swa,
+            freq_scale: config.rope_freq_scale_swa,
+            freq_factors: None,
+            neox,
+        };
+        Ok(Model { file, config, weights, rope, rope_swa })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The underlying file (metadata, tokenizer, tensors).
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// A KV cache for `n_seq` sequences of up to `n_ctx` positions each: the model's training
+    /// context length, capped by `n_ctx` if given.
+    pub fn new_cache(&self, n_ctx: Option<usize>, n_seq: usize, kv_type: KvType) -> KvCache {
+        let n = n_ctx.map_or(self.config.n_ctx_train, |c| c.min(self.config.n_ctx_train));
+        KvCache::new(&self.config, n, n_seq, kv_type)
+    }
+
+    /// Scratch buffers for batches of up to `max_batch` tokens over `cache`.
+    pub fn new_scratch(&self, max_batch: usize, cache: &KvCache) -> Scratch {
+        Scratch::new(&self.config, max_batch, cache)
+    }
+}

@@ -1,0 +1,80 @@
+//! [`Scratch`]: every intermediate buffer of a forward pass, sized once for the largest batch
+//! so that decoding allocates nothing.
+
+use pupil_kernels::DType;
+use pupil_kernels::ops::Activations;
+
+use super::{Config, KvCache};
+
+/// Working memory of [`Model::forward`](super::Model::forward) for batches of up to
+/// `max_batch` tokens over a cache of `n_ctx` positions and `n_seq` sequences.
+#[derive(Debug)]
+pub struct Scratch {
+    pub(crate) max_batch: usize,
+    pub(crate) n_ctx: usize,
+    pub(crate) n_seq: usize,
+    /// `(n_embd, q_dim, kv_dim, n_ff, n_rot)` of the model it was built for.
+    pub(crate) dims: (usize, usize, usize, usize, usize),
+    pub(crate) x: Vec<f32>,        // [max_batch, n_embd] residual stream
+    pub(crate) xn: Vec<f32>,       // [max_batch, n_embd] normed block input; final-normed wanted rows
+    pub(crate) out: Vec<f32>,      // [max_batch, n_embd] attention / FFN block output
+    pub(crate) q: Vec<f32>,        // [max_batch, n_head * head_dim]
+    pub(crate) k: Vec<f32>,        // [max_batch, n_head_kv * head_dim]
+    pub(crate) v: Vec<f32>,        // [max_batch, n_head_kv * head_dim]
+    pub(crate) attn: Vec<f32>,     // [max_batch, n_head * head_dim]
+    pub(crate) gate: Vec<f32>,     // [max_batch, n_ff]
+    pub(crate) up: Vec<f32>,       // [max_batch, n_ff]
+    pub(crate) head: Vec<f32>,     // [head_dim] one head, for Q/K norms
+    pub(crate) scores: Vec<f32>,   // [n_ctx] attention scores of one head
+    pub(crate) rope: Vec<f32>,     // [max_batch, n_rot] cos/sin per token, global layers
+    pub(crate) rope_swa: Vec<f32>, // [max_batch, n_rot] cos/sin per token, sliding-window layers
+    pub(crate) lens: Vec<usize>,   // [n_seq] cache lengths after the batch, while validating
+    pub(crate) act: Activations,   // [max_batch, max(n_embd, n_ff)] converted matmul input
+}
+
+impl Scratch {
+    /// Buffers for a model with `cfg`, batches of up to `max_batch` tokens, and `cache`.
+    pub fn new(cfg: &Config, max_batch: usize, cache: &KvCache) -> Scratch {
+        let b = max_batch.max(1);
+        let (e, qd, kvd, ff, rot) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff, cfg.n_rot);
+        let mut act = Activations::new();
+        // F32 is the widest activation type; converting the largest input once reserves the
+        // most any matmul will need, so no later batch grows the buffer.
+        let widest = b * e.max(ff).max(qd);
+        let _ = act.quantize(DType::F32, &vec![0.0; widest], b, widest / b);
+        Scratch {
+            max_batch: b,
+            n_ctx: cache.n_ctx,
+            n_seq: cache.n_seq,
+            dims: (e, qd, kvd, ff, rot),
+            x: vec![0.0; b * e],
+            xn: vec![0.0; b * e],
+            out: vec![0.0; b * e],
+            q: vec![0.0; b * qd],
+            k: vec![0.0; b * kvd],
+            v: vec![0.0; b * kvd],
+            attn: vec![0.0; b * qd],
+            gate: vec![0.0; b * ff],
+            up: vec![0.0; b * ff],
+            head: vec![0.0; cfg.head_dim],
+            scores: vec![0.0; cache.n_ctx],
+            rope: vec![0.0; b * rot],
+            rope_swa: vec![0.0; b * rot],
+            lens: Vec::with_capacity(cache.n_seq),
+            act,
+        }
+    }
+
+    /// The most tokens a batch may have.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Whether these buffers fit a model with `cfg` and `cache`.
+    pub(crate) fn fits(&self, cfg: &Config, cache: &KvCache) -> bool {
+        self.dims == (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff, cfg.n_rot)
+            && self.n_ctx >= cache.n_ctx
+            && self.n_seq >= cache.n_seq
+            && self.head.len() == cfg.head_dim
+    }
+}

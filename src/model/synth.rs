@@ -1,0 +1,312 @@
+//! Random-weight models of every architecture, as GGUF files that llama.cpp loads too: the
+//! fixtures of the oracle tests, and small models for benchmarks.
+//!
+//! The tensors written are the architecture's own table ([`ArchSpec::tensors`]) with its
+//! shapes, so a synthetic model checks the table as much as the forward pass. Matrices are
+//! quantized to the chosen type with the reference quantizers; norms, biases and RoPE factors
+//! are F32, as llama.cpp's converter writes them. Weights are scaled like a trained model's
+//! (matrices `N(0, 1/cols)`, norms near 1), so activations and logits have realistic ranges.
+//!
+//! ```
+//! use pupil::kernels::DType;
+//! use pupil::model::{synth::{Synth, SynthModel}, Arch, Model};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("qwen3.gguf");
+//! let spec = Synth { n_layer: 1, ..Synth::new(Arch::Qwen3, DType::Q8_0) };
+//! SynthModel::build(&spec, None)?.write(&path)?;
+//! let m = Model::open(&path)?;
+//! assert_eq!(m.config().n_layer, 1);
+//! # Ok::<(), pupil::model::ModelError>(())
+//! ```
+
+use std::path::Path;
+
+use pupil_kernels::{DType, KernelError, quant};
+
+use super::arch::{Arch, Role};
+use super::{Config, ModelError};
+use crate::gguf::{Array, Gguf, GgufWriter, Value};
+
+/// What to synthesise. [`Synth::new`] gives a small model every weight type can hold (rows
+/// of 256, as k-quants need).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synth {
+    /// Architecture.
+    pub arch: Arch,
+    /// Type of every matrix (embeddings and output included).
+    pub dtype: DType,
+    /// Vocabulary size (the vocabulary passed to [`SynthModel::build`] is cut to it).
+    pub n_vocab: usize,
+    /// Residual width.
+    pub n_embd: usize,
+    /// FFN width.
+    pub n_ff: usize,
+    /// Blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Head width.
+    pub head_dim: usize,
+    /// `context_length`.
+    pub n_ctx: usize,
+    /// `rope.freq_base`.
+    pub rope_base: f32,
+    /// `attention.sliding_window` (Gemma); `None` leaves the key out.
+    pub sliding_window: Option<usize>,
+    /// Write every optional bias of the table (Q/K/V biases, and the others it lists).
+    pub biases: bool,
+    /// Leave `output.weight` out (tie it to the embeddings).
+    pub tied_output: bool,
+    /// Write Llama 3 style `rope_freqs.weight` frequency factors (if the table has them).
+    pub rope_freqs: bool,
+    /// Random seed.
+    pub seed: u64,
+}
+
+impl Synth {
+    /// A 2-layer model of `arch` in `dtype`: n_embd 256, n_ff 512, 4 query and 2 KV heads of
+    /// 64, 1024 tokens.
+    pub fn new(arch: Arch, dtype: DType) -> Synth {
+        Synth {
+            arch,
+            dtype,
+            n_vocab: 1024,
+            n_embd: 256,
+            n_ff: 512,
+            n_layer: 2,
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 64,
+            n_ctx: 4096,
+            rope_base: 10000.0,
+            sliding_window: None,
+            biases: false,
+            tied_output: false,
+            rope_freqs: false,
+            seed: 1,
+        }
+    }
+}
+
+/// One tensor of a synthetic model.
+#[derive(Clone, Debug)]
+pub struct SynthTensor {
+    /// GGUF name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape, `ne[0]` first.
+    pub dims: Vec<u64>,
+    /// Raw data.
+    pub data: Vec<u8>,
+}
+
+/// A synthetic model's metadata and tensors, open to edits (tests break them on purpose)
+/// before [`SynthModel::write`].
+#[derive(Clone, Debug)]
+pub struct SynthModel {
+    /// Metadata in file order.
+    pub metadata: Vec<(String, Value)>,
+    /// Tensors in file order.
+    pub tensors: Vec<SynthTensor>,
+}
+
+/// SplitMix64 with Box–Muller normals: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+}
+
+fn tokenizer(spec: &Synth, vocab: Option<&Gguf>) -> Vec<(String, Value)> {
+    let n = spec.n_vocab;
+    let Some(v) = vocab else {
+        // A SentencePiece-style vocabulary: unknown, BOS, EOS, the 256 byte tokens, then
+        // made-up pieces.
+        let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+        tokens.extend((0..256).map(|b| format!("<0x{b:02X}>")));
+        let first = tokens.len();
+        tokens.extend((first..n.max(first)).map(|i| format!("\u{2581}p{i}")));
+        tokens.truncate(n);
+        let types: Vec<i32> = (0..n).map(|i| if i == 0 { 2 } else if i < 3 { 3 } else if i < first { 6 } else { 1 }).collect();
+        return vec![
+            ("tokenizer.ggml.model".into(), Value::from("llama")),
+            ("tokenizer.ggml.tokens".into(), Value::from(tokens)),
+            ("tokenizer.ggml.scores".into(), Value::from((0..n).map(|i| -(i as f32)).collect::<Vec<f32>>())),
+            ("tokenizer.ggml.token_type".into(), Value::from(types)),
+            ("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)),
+            ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
+            ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
+        ];
+    };
+    let cut = |a: &Array| -> Array {
+        match a {
+            Array::String(x) => Array::String(x[..n.min(x.len())].to_vec()),
+            Array::F32(x) => Array::F32(x[..n.min(x.len())].to_vec()),
+            Array::I32(x) => Array::I32(x[..n.min(x.len())].to_vec()),
+            other => other.clone(),
+        }
+    };
+    v.metadata()
+        .iter()
+        .filter(|(k, _)| k.starts_with("tokenizer."))
+        .map(|(k, val)| match (k.as_str(), val) {
+            ("tokenizer.ggml.tokens" | "tokenizer.ggml.scores" | "tokenizer.ggml.token_type", Value::Array(a)) => (k.clone(), Value::Array(cut(a))),
+            _ => (k.clone(), val.clone()),
+        })
+        .collect()
+}
+
+fn metadata(spec: &Synth, vocab: Option<&Gguf>) -> Vec<(String, Value)> {
+    let a = spec.arch.name();
+    let u = |k: &str, v: usize| (format!("{a}.{k}"), Value::U32(v as u32));
+    let mut m = vec![
+        ("general.architecture".to_owned(), Value::from(a)),
+        ("general.name".to_owned(), Value::from(format!("synthetic {a} {}", spec.dtype).as_str())),
+        u("context_length", spec.n_ctx),
+        u("embedding_length", spec.n_embd),
+        u("block_count", spec.n_layer),
+        u("feed_forward_length", spec.n_ff),
+        u("attention.head_count", spec.n_head),
+        u("attention.head_count_kv", spec.n_head_kv),
+        u("attention.key_length", spec.head_dim),
+        u("attention.value_length", spec.head_dim),
+        u("rope.dimension_count", spec.head_dim),
+        (format!("{a}.rope.freq_base"), Value::F32(spec.rope_base)),
+        (format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
+    ];
+    if let Some(w) = spec.sliding_window {
+        m.push(u("attention.sliding_window", w));
+    }
+    m.extend(tokenizer(spec, vocab));
+    m
+}
+
+/// Whether `role` goes in the file under `spec` (the table lists it, and it is required or
+/// asked for).
+fn wanted(spec: &Synth, role: Role) -> bool {
+    use Role::*;
+    match spec.arch.spec().need(role) {
+        None => false,
+        Some(super::Need::Required) => true,
+        Some(super::Need::Optional) => match role {
+            Output => !spec.tied_output,
+            RopeFreqs => spec.rope_freqs,
+            _ => spec.biases,
+        },
+    }
+}
+
+/// Values for one tensor of `role` with `cols` elements per row.
+fn values(rng: &mut Rng, role: Role, n: usize, cols: usize) -> Vec<f32> {
+    use Role::*;
+    match role {
+        AttnNorm | FfnNorm | OutputNorm | PostAttnNorm | PostFfnNorm | AttnQNorm | AttnKNorm => {
+            (0..n).map(|_| 1.0 + 0.1 * rng.normal()).collect()
+        }
+        AttnQBias | AttnKBias | AttnVBias | AttnOutBias | FfnGateBias | FfnUpBias | FfnDownBias | OutputBias => {
+            (0..n).map(|_| 0.2 * rng.normal()).collect()
+        }
+        // Llama 3's factors: 1 for the fast-turning pairs, rising to 8 for the slow ones.
+        RopeFreqs => (0..n).map(|i| 1.0 + 7.0 * (i as f32 / (n.max(2) - 1) as f32).powi(2)).collect(),
+        // Larger output rows give logits a spread of a few units, so that the softmax is
+        // peaked enough for KL divergence to mean something. Embeddings stay small: tied to
+        // the output and scaled up on Gemma they would drown the blocks, and every position
+        // would just predict its own input token.
+        Output => (0..n).map(|_| 3.0 / (cols as f32).sqrt() * rng.normal()).collect(),
+        TokEmbd => (0..n).map(|_| rng.normal() / (cols as f32).sqrt()).collect(),
+        _ => (0..n).map(|_| rng.normal() / (cols as f32).sqrt()).collect(),
+    }
+}
+
+/// `x` (rows of `cols`) in `dtype`, via the reference quantizers.
+fn encode(x: &[f32], cols: usize, dtype: DType) -> Result<Vec<u8>, ModelError> {
+    let q = quant::ops(dtype).and_then(|o| o.quantize).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
+    let row_bytes = dtype.row_bytes(cols as u64).ok_or(KernelError::Length { what: "row (whole blocks)", expected: cols.next_multiple_of(dtype.block_size()), found: cols })? as usize;
+    let rows = x.len() / cols;
+    // Blocks need their natural alignment; a u64 buffer has more than any of them.
+    let mut buf = vec![0u64; (rows * row_bytes).div_ceil(8)];
+    let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..rows * row_bytes];
+    for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
+        q(src, dst)?;
+    }
+    Ok(bytes.to_vec())
+}
+
+impl SynthModel {
+    /// Builds the model `spec` describes, with the tokenizer of `vocab` (cut to
+    /// `spec.n_vocab` tokens) or a made-up SentencePiece-style one.
+    pub fn build(spec: &Synth, vocab: Option<&Gguf>) -> Result<SynthModel, ModelError> {
+        let metadata = metadata(spec, vocab);
+        let mut w = GgufWriter::new();
+        for (k, v) in &metadata {
+            w.add(k.clone(), v.clone());
+        }
+        // The shapes come from the config the reader will parse, so the two cannot disagree.
+        let cfg = Config::from_gguf(&Gguf::parse(&w.to_bytes())?)?;
+        let mut rng = Rng(spec.seed);
+        let mut tensors = Vec::new();
+        let layer_roles = spec.arch.spec().tensors.iter().filter(|(r, _)| r.def().per_layer);
+        let global_roles = spec.arch.spec().tensors.iter().filter(|(r, _)| !r.def().per_layer);
+        let plan = global_roles.map(|&(r, _)| (r, 0)).chain((0..cfg.n_layer).flat_map(|i| layer_roles.clone().map(move |&(r, _)| (r, i))));
+        for (role, layer) in plan.filter(|&(r, _)| wanted(spec, r)) {
+            let def = role.def();
+            let dims = def.shape(&cfg);
+            let cols = dims[0] as usize;
+            let n: usize = dims.iter().product::<u64>() as usize;
+            let x = values(&mut rng, role, n, cols);
+            let dtype = if def.dims.len() == 2 { spec.dtype } else { DType::F32 };
+            let data = encode(&x, cols, dtype)?;
+            tensors.push(SynthTensor { name: def.full_name(layer), dtype, dims, data });
+        }
+        Ok(SynthModel { metadata, tensors })
+    }
+
+    /// Sets metadata `key` (replacing it in place if present).
+    pub fn set(&mut self, key: &str, value: Value) -> &mut Self {
+        match self.metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value,
+            None => self.metadata.push((key.to_owned(), value)),
+        }
+        self
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor_mut(&mut self, name: &str) -> Option<&mut SynthTensor> {
+        self.tensors.iter_mut().find(|t| t.name == name)
+    }
+
+    /// The GGUF writer for this model.
+    pub fn writer(&self) -> Result<GgufWriter<'_>, ModelError> {
+        let mut w = GgufWriter::new();
+        for (k, v) in &self.metadata {
+            w.add(k.clone(), v.clone());
+        }
+        for t in &self.tensors {
+            w.add_tensor(t.name.clone(), t.dtype, &t.dims, &t.data[..])?;
+        }
+        Ok(w)
+    }
+
+    /// Writes the model to `path`.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        Ok(self.writer()?.write_file(path)?)
+    }
+}
