@@ -71,3 +71,28 @@ fn stop_strings_end_generation_without_printing_them() {
     assert_eq!(done.text, free.text[..at]);
     assert_eq!(streamed, done.text);
 }
+
+#[test]
+fn the_library_types_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Engine>();
+    shareable::<pupil::model::Model>();
+    shareable::<pupil::tokenizer::Tokenizer>();
+    // A session moves to the thread that serves its conversation.
+    fn movable<T: Send>() {}
+    movable::<pupil::generate::Session>();
+    // And several sessions over one engine generate concurrently.
+    let e = engine();
+    let prompt = e.tokenizer().encode("Hello", true, false);
+    let texts: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let e = e.clone();
+                let prompt = prompt.clone();
+                s.spawn(move || e.session(opts(64)).generate(&prompt, &GenerateParams::greedy(4), |_| true).unwrap().text)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(texts[0], texts[1]);
+}

@@ -265,6 +265,12 @@ impl Session {
         &self.tokens
     }
 
+    /// The logits after the last evaluated token, `[n_vocab]` (what the next token is sampled
+    /// from).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
     /// Forget everything.
     pub fn reset(&mut self) {
         self.cache.clear(0);
