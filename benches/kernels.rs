@@ -8,9 +8,9 @@
 //! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 2 dot`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pupil::kernels::DType;
 use pupil::kernels::cpu::{self, Tier};
 use pupil::kernels::quant::{self, Ops};
-use pupil::kernels::DType;
 use std::hint::black_box;
 
 /// A row as wide as Gemma 3 270M's FFN (2048) rounded to whole k-quant blocks.
@@ -63,7 +63,9 @@ fn dequantize(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(len as u64));
         for (tier, ops) in tiers_with(t, |o| o.dequantize as usize) {
             let f = ops.dequantize;
-            g.bench_function(BenchmarkId::new(t.name(), tier), |b| b.iter(|| f(black_box(bytes(&w, len)), &mut out).unwrap()));
+            g.bench_function(BenchmarkId::new(t.name(), tier), |b| {
+                b.iter(|| f(black_box(bytes(&w, len)), &mut out).unwrap())
+            });
         }
     }
 }

@@ -1,0 +1,94 @@
+//! The AVX-512 tier (F, BW, VL and VNNI): 512-bit dot products and activation quantizers.
+//! Functions it has no version of are the AVX2 tier's.
+//!
+//! VNNI's `vpdpbusd` multiplies unsigned bytes by signed ones, four products to an i32, with no
+//! intermediate saturation. Weights stored with an offset (`Q4_0`'s `q - 8`) stay unsigned and
+//! the offset is subtracted as `dpbusd(offset, y)`; signed weights (`Q8_0`) become unsigned by
+//! adding 128 (`x ^ 0x80`), then `dpbusd(128, y)` comes off. Both are exact for every byte,
+//! unlike the sign trick (`dpbusd(|x|, sign(y, x))`), which cannot negate -128. The k-quants,
+//! whose sub-block scales must multiply the products before they are summed, use `maddubs`
+//! (exact for their small unsigned quants) and `vpdpwssd` (i16 pairs times the scales into
+//! i32).
+//!
+//! Kernels are `unsafe fn` with `#[target_feature(enable =
+//! "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]`, called only through [`patch`]'s
+//! entries on hosts where [`supported`] (and the AVX2 tier's test) holds.
+
+mod k_quants;
+mod legacy;
+mod quantize;
+
+use crate::DType;
+use crate::quant::*;
+use std::arch::x86_64::*;
+
+/// Whether the host has what this tier's kernels are compiled for (beyond the AVX2 tier's).
+pub(super) fn supported() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+/// Replaces `ops`' functions with this tier's, where it has them.
+///
+/// # Safety
+/// The entries written call AVX-512 code: the host must satisfy [`supported`] and the AVX2
+/// tier's `supported`.
+pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
+    match ops.dtype {
+        DType::Q4_0 => ops.dot = dot_entry!(BlockQ4_0, legacy::dot_q4_0),
+        DType::Q4_1 => ops.dot = dot_entry!(BlockQ4_1, legacy::dot_q4_1),
+        DType::Q5_0 => ops.dot = dot_entry!(BlockQ5_0, legacy::dot_q5_0),
+        DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
+        DType::Q8_0 => {
+            ops.dot = dot_entry!(BlockQ8_0, legacy::dot_q8_0);
+            ops.quantize = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
+        }
+        DType::Q4_K => ops.dot = dot_entry!(BlockQ4_K, k_quants::dot_q4_k),
+        DType::Q5_K => ops.dot = dot_entry!(BlockQ5_K, k_quants::dot_q5_k),
+        DType::Q6_K => ops.dot = dot_entry!(BlockQ6_K, k_quants::dot_q6_k),
+        DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
+        _ => {}
+    }
+}
+
+/// 64 bytes as a vector.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn ld512<T: bytemuck::Pod>(b: &[T; 64]) -> __m512i {
+    const { assert!(std::mem::size_of::<T>() == 1) };
+    // SAFETY: `b` is 64 readable bytes (asserted above); `loadu` needs no alignment.
+    unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
+}
+
+/// `lo` in the low 256 bits, `hi` in the high.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// `Σ (q - off) * y` in 16 i32 lanes, four bytes to a lane, exact for any unsigned `q` and
+/// signed `y`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn dot_u8_i8_offset(q: __m512i, y: __m512i, off: u8) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    let p = _mm512_dpbusd_epi32(zero, q, y);
+    if off == 0 { p } else { _mm512_sub_epi32(p, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(off as i8), y)) }
+}
+
+/// i16 lane indices `base + lane / 2^shift` for `vpermw`: with `shift = 4`, two scales each
+/// spread over 16 lanes (32 elements); with 3, four over 8 lanes (16 elements).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn spread_index(base: usize, shift: u32) -> __m512i {
+    static IOTA: [i16; 32] = [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+        30, 31,
+    ];
+    // SAFETY: `IOTA` is 64 readable bytes; `loadu` needs no alignment.
+    let iota = unsafe { _mm512_loadu_si512(IOTA.as_ptr().cast()) };
+    _mm512_add_epi16(_mm512_set1_epi16(base as i16), _mm512_srl_epi16(iota, _mm_cvtsi32_si128(shift as i32)))
+}

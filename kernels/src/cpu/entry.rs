@@ -1,0 +1,67 @@
+//! The byte-level entry points of the tier tables: check the buffers as the reference table
+//! does, then call a typed SIMD kernel.
+//!
+//! The entries are safe `fn`s (the shape of [`Ops`](crate::quant::Ops)) wrapping `unsafe`
+//! `#[target_feature]` kernels. They are defined inside the macros below, so they can be
+//! named nowhere else: the only way to reach one is through a table that `cpu::build` made
+//! for a tier `cpu::detect` found on this host.
+
+use crate::KernelError;
+use crate::quant::Block;
+
+/// A row of blocks from bytes; unaligned or partial blocks are an error.
+pub(super) fn blocks<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
+    bytemuck::try_cast_slice(bytes).map_err(|_| bad_buffer::<B>(bytes.len()))
+}
+
+/// A mutable row of blocks from bytes.
+pub(super) fn blocks_mut<B: Block>(bytes: &mut [u8]) -> Result<&mut [B], KernelError> {
+    let len = bytes.len();
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| bad_buffer::<B>(len))
+}
+
+fn bad_buffer<B: Block>(len: usize) -> KernelError {
+    KernelError::BadBuffer { dtype: B::DTYPE, len, block_bytes: std::mem::size_of::<B>() }
+}
+
+/// `Ok` if the lengths agree, else the reference table's error.
+pub(super) fn check_len(what: &'static str, expected: usize, found: usize) -> Result<(), KernelError> {
+    if expected == found { Ok(()) } else { Err(KernelError::Length { what, expected, found }) }
+}
+
+/// The weight and activation rows of a dot product, of equal block counts.
+pub(super) fn dot_args<'a, B: Block>(w: &'a [u8], a: &'a [u8]) -> Result<(&'a [B], &'a [B::Act]), KernelError> {
+    let w = blocks::<B>(w)?;
+    let a = blocks::<B::Act>(a)?;
+    check_len("activation blocks", w.len(), a.len())?;
+    Ok((w, a))
+}
+
+/// A `dot` entry for kernel `$k: unsafe fn(&[$b], &[<$b as Block>::Act]) -> f32`.
+macro_rules! dot_entry {
+    ($b:ty, $k:path) => {{
+        fn entry(w: &[u8], a: &[u8]) -> Result<f32, $crate::KernelError> {
+            let (w, a) = $crate::cpu::entry::dot_args::<$b>(w, a)?;
+            // SAFETY: this entry is reachable only through a table built for a tier the host
+            // was detected to support (see `cpu::entry`), which gives the kernel its features;
+            // `dot_args` checked that both rows hold the same number of blocks.
+            Ok(unsafe { $k(w, a) })
+        }
+        entry as fn(&[u8], &[u8]) -> Result<f32, $crate::KernelError>
+    }};
+}
+
+/// A `quantize` entry for kernel `$k: unsafe fn(&[f32], &mut [$b])`.
+macro_rules! quantize_entry {
+    ($b:ty, $k:path) => {{
+        fn entry(x: &[f32], out: &mut [u8]) -> Result<(), $crate::KernelError> {
+            let out = $crate::cpu::entry::blocks_mut::<$b>(out)?;
+            $crate::cpu::entry::check_len("quantize input", out.len() * <$b as $crate::quant::Block>::SIZE, x.len())?;
+            // SAFETY: reachable only through a detected tier's table (see `cpu::entry`); `x`
+            // holds exactly `SIZE` values per output block.
+            unsafe { $k(x, out) };
+            Ok(())
+        }
+        Some(entry as fn(&[f32], &mut [u8]) -> Result<(), $crate::KernelError>)
+    }};
+}

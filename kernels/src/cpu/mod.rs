@@ -1,0 +1,277 @@
+//! Run-time dispatch: the fastest kernels this CPU can run, behind the same [`Ops`] table as
+//! the reference tier.
+//!
+//! Kernels come in tiers ([`Tier`]): the portable reference ([`quant::ops`]), then SIMD
+//! versions with the same signatures (`avx2`, `avx512` here; `neon` reserved). The host is
+//! probed once (`is_x86_feature_detected!`), and for every [`DType`] a table is built from the
+//! reference entries with each function replaced by the best tier that has one (an AVX-512 host
+//! gets AVX-512 dots where they exist, AVX2 ones elsewhere, the reference for the rest), like
+//! ggml's `type_traits_cpu`. [`ops`] hands out the table of the chosen tier; the forward-pass
+//! ops ([`crate::ops::matmul`]) go through it, so a model never picks a tier itself.
+//!
+//! The tiers agree with the reference as follows (checked by `kernels/tests/tiers.rs`):
+//! - `quantize` (the activation quantizers `Q8_0`, `Q8_1`, `Q8_K` among them): the same bytes,
+//!   so a model produces the same activations, and the same tokens up to dot-product rounding,
+//!   whatever the tier; ggml's own AVX Q8_0 quantizer rounds differently, pupil's does not;
+//! - `dequantize`: the same bits;
+//! - `dot`: the same integer sums for any block bytes (no saturating or sign-trick shortcut
+//!   that breaks on `-128`), the float sums in another order.
+//!
+//! # Choosing a tier
+//!
+//! [`tier`] is the best tier the host supports, unless the environment variable
+//! `PUPIL_FORCE_TIER` (`scalar`, `avx2` or `avx512`, read once) asks for another: a lower one
+//! is used as asked; one the host lacks is clamped down to the best tier below it, with a
+//! warning on stderr (a forced tier is for comparing, and a run that fails because a tier is
+//! missing would compare nothing); an unknown value is ignored with a warning.
+//!
+//! Tier `avx2` needs AVX2, FMA and F16C (Haswell, Zen 1 and later). Tier `avx512` needs
+//! AVX-512 F, BW, VL and VNNI (Ice Lake, Cascade Lake, Zen 4 and later); a Skylake-X, which
+//! lacks VNNI, runs the `avx2` tier.
+//!
+//! ```
+//! use pupil_kernels::{DType, cpu};
+//! let ops = cpu::ops(DType::Q4_K).unwrap();
+//! assert_eq!(ops.act, DType::Q8_K);
+//! assert!(cpu::available_tiers().contains(&cpu::tier()));
+//! ```
+
+use crate::DType;
+use crate::quant::{self, Ops};
+use std::fmt;
+use std::sync::OnceLock;
+
+#[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod entry;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// The environment variable that forces a lower tier.
+pub const FORCE_TIER_VAR: &str = "PUPIL_FORCE_TIER";
+
+/// A family of kernels, from portable to ISA-specific.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Tier {
+    /// The reference kernels of [`quant`]: portable Rust, bit-exact with ggml.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C.
+    Avx2,
+    /// x86-64 with AVX-512 F, BW, VL and VNNI (and everything `Avx2` needs).
+    Avx512,
+    /// aarch64 NEON. Reserved: no kernels yet, so never available.
+    Neon,
+}
+
+impl Tier {
+    /// Every tier, in the order [`available_tiers`] lists them.
+    pub const ALL: [Tier; 4] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Neon];
+
+    /// The name `PUPIL_FORCE_TIER` and the benches use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tier::Scalar => "scalar",
+            Tier::Avx2 => "avx2",
+            Tier::Avx512 => "avx512",
+            Tier::Neon => "neon",
+        }
+    }
+
+    /// The tier named `s` (as [`Tier::name`] writes it, any case; `reference` also means
+    /// `Scalar`).
+    pub fn parse(s: &str) -> Option<Tier> {
+        let s = s.trim().to_ascii_lowercase();
+        if s == "reference" {
+            return Some(Tier::Scalar);
+        }
+        Tier::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The tiers this host supports, worst first (`Scalar` always).
+pub fn available_tiers() -> Vec<Tier> {
+    host().available.clone()
+}
+
+/// The tier [`ops`] uses: the best available, or the one `PUPIL_FORCE_TIER` asks for.
+pub fn tier() -> Tier {
+    host().chosen
+}
+
+/// The kernels of the chosen [`tier`] for `dtype`, or `None` if pupil has none for it.
+pub fn ops(dtype: DType) -> Option<&'static Ops> {
+    ops_for(tier(), dtype)
+}
+
+/// The kernels of `tier` for `dtype` (for tests and benches comparing tiers): `None` if the host
+/// does not support `tier` or pupil has no kernels for `dtype`. A function the tier has no
+/// version of is the next tier down's (down to the reference).
+pub fn ops_for(tier: Tier, dtype: DType) -> Option<&'static Ops> {
+    let h = host();
+    let i = h.available.iter().position(|&t| t == tier)?;
+    h.tables[i].get(dtype.id() as usize)?.as_ref()
+}
+
+/// Resolves a `PUPIL_FORCE_TIER` value against the available tiers (worst first, as
+/// [`available_tiers`] gives them): the tier to use and, if the request could not be met
+/// exactly, the warning to print.
+pub fn choose_tier(request: Option<&str>, available: &[Tier]) -> (Tier, Option<String>) {
+    let best = *available.last().unwrap_or(&Tier::Scalar);
+    let Some(request) = request.filter(|r| !r.trim().is_empty()) else {
+        return (best, None);
+    };
+    let Some(wanted) = Tier::parse(request) else {
+        let names: Vec<&str> = Tier::ALL.iter().map(|t| t.name()).collect();
+        return (
+            best,
+            Some(format!(
+                "{FORCE_TIER_VAR}={request:?} is not a tier (expected one of {}); using {best}",
+                names.join(", ")
+            )),
+        );
+    };
+    if available.contains(&wanted) {
+        return (wanted, None);
+    }
+    // Clamp down along this architecture's ladder; a tier of another architecture has no
+    // place on it and is ignored.
+    match LADDER.iter().position(|&t| t == wanted) {
+        Some(rank) => {
+            let got = LADDER[..rank].iter().rev().copied().find(|t| available.contains(t)).unwrap_or(Tier::Scalar);
+            (got, Some(format!("{FORCE_TIER_VAR}={wanted}: this CPU lacks {}; using {got}", requirements(wanted))))
+        }
+        None => (best, Some(format!("{FORCE_TIER_VAR}={wanted}: not a tier of this architecture; using {best}"))),
+    }
+}
+
+/// This architecture's tiers, worst to best.
+#[cfg(target_arch = "x86_64")]
+const LADDER: &[Tier] = &[Tier::Scalar, Tier::Avx2, Tier::Avx512];
+#[cfg(target_arch = "aarch64")]
+const LADDER: &[Tier] = &[Tier::Scalar, Tier::Neon];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const LADDER: &[Tier] = &[Tier::Scalar];
+
+fn requirements(t: Tier) -> &'static str {
+    match t {
+        Tier::Scalar => "nothing",
+        Tier::Avx2 => "AVX2, FMA or F16C",
+        Tier::Avx512 => "AVX-512 F, BW, VL or VNNI (or AVX2, FMA, F16C)",
+        Tier::Neon => "NEON kernels (none are written yet)",
+    }
+}
+
+/// What was detected, once per process.
+struct Host {
+    /// Supported tiers, worst first.
+    available: Vec<Tier>,
+    /// `tables[i]` is tier `available[i]`'s table, indexed by ggml type id.
+    tables: Vec<Vec<Option<Ops>>>,
+    chosen: Tier,
+}
+
+fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let available = detect();
+        let tables = available.iter().map(|&t| build(t)).collect();
+        let request = std::env::var(FORCE_TIER_VAR).ok();
+        let (chosen, warning) = choose_tier(request.as_deref(), &available);
+        if let Some(w) = warning {
+            eprintln!("warning: {w}");
+        }
+        Host { available, tables, chosen }
+    })
+}
+
+fn detect() -> Vec<Tier> {
+    #[allow(unused_mut)]
+    let mut tiers = vec![Tier::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    if avx2::supported() {
+        tiers.push(Tier::Avx2);
+        if avx512::supported() {
+            tiers.push(Tier::Avx512);
+        }
+    }
+    tiers
+}
+
+/// The reference table with `tier`'s functions patched in, lower tiers first so that the
+/// best version of each function wins. Only called for detected tiers.
+fn build(tier: Tier) -> Vec<Option<Ops>> {
+    let len = DType::ALL.iter().map(|t| t.id() as usize + 1).max().unwrap_or(0);
+    let mut table = vec![None; len];
+    for &t in DType::ALL {
+        let Some(reference) = quant::ops(t) else { continue };
+        let mut ops = *reference;
+        // SAFETY: `build` runs only for tiers `detect` found on this host.
+        unsafe { patch(tier, &mut ops) };
+        table[t.id() as usize] = Some(ops);
+    }
+    table
+}
+
+/// Patches `tier`'s functions into `ops`.
+///
+/// # Safety
+/// The host must support `tier` (as `detect` found it).
+#[cfg(target_arch = "x86_64")]
+unsafe fn patch(tier: Tier, ops: &mut Ops) {
+    // SAFETY: the caller vouches for `tier`; the AVX-512 tier is only detected where the AVX2
+    // one is, and the patched entries need nothing more.
+    unsafe {
+        match tier {
+            Tier::Avx2 => avx2::patch(ops),
+            Tier::Avx512 => {
+                avx2::patch(ops);
+                avx512::patch(ops);
+            }
+            Tier::Scalar | Tier::Neon => {}
+        }
+    }
+}
+
+/// Patches `tier`'s functions into `ops`: nothing yet off x86-64.
+///
+/// # Safety
+/// None needed; `unsafe` to match the x86-64 version.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn patch(_tier: Tier, _ops: &mut Ops) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in Tier::ALL {
+            assert_eq!(Tier::parse(t.name()), Some(t));
+            assert_eq!(Tier::parse(&t.name().to_uppercase()), Some(t));
+        }
+        assert_eq!(Tier::parse(" reference "), Some(Tier::Scalar));
+        assert_eq!(Tier::parse("sse2"), None);
+    }
+
+    #[test]
+    fn table_has_every_reference_type() {
+        for &t in DType::ALL {
+            for tier in available_tiers() {
+                let ops = ops_for(tier, t);
+                assert_eq!(ops.is_some(), quant::ops(t).is_some(), "{t} {tier}");
+                if let Some(ops) = ops {
+                    assert_eq!((ops.dtype, ops.act), (t, quant::ops(t).unwrap().act));
+                }
+            }
+        }
+    }
+}

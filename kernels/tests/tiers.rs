@@ -1,0 +1,559 @@
+//! Every SIMD tier the host supports against the reference tier (`quant::ops`), for every
+//! block type: activation quantizers byte for byte, dequantizers bit for bit, dot products
+//! within float-summation rounding ([`common::assert_dot_close`]).
+//!
+//! Dot products run on reference-quantized rows, on blocks of random bytes (every bit pattern
+//! of quants and packed scales, f16 scales from subnormal to 65504, Q8_K `bsums` that need not
+//! match the quants: the reference reads them as given), on saturated weight bytes, and on
+//! activations at the extremes: all -128, all +127, all -127, alternating +127/-128. Those
+//! catch the classic SIMD integer bugs: the sign trick (`maddubs(|x|, sign(y, x))` turns
+//! -128 · -128 into -16384), `maddubs` saturating at i16, `hadd` of sums wrapping. Row lengths
+//! are one block, a few (odd) blocks, and many (odd and even).
+//!
+//! The last tests check the dispatch itself: `PUPIL_FORCE_TIER` (parsed directly, and end to
+//! end in a child process of this test binary), and `ops::matmul` giving the same outputs
+//! whichever tier the process runs.
+
+mod common;
+
+use common::{assert_bytes_eq, assert_dot_close, finite_f16, random_blocks, rng, rows};
+use half::{bf16, f16};
+use pupil_kernels::cpu::{self, Tier};
+use pupil_kernels::ops::{Activations, WeightRef, matmul};
+use pupil_kernels::{DType, quant};
+use rand::Rng;
+use rand::rngs::SmallRng;
+
+/// A byte buffer aligned for any block type (the erased kernels reject misaligned rows).
+struct Buf {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Buf {
+    fn new(bytes: &[u8]) -> Buf {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Buf { words, len: bytes.len() }
+    }
+    fn zeroed(len: usize) -> Buf {
+        Buf { words: vec![0; len.div_ceil(8)], len }
+    }
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
+
+/// The tiers to check: every supported one but the reference itself.
+fn simd_tiers() -> Vec<Tier> {
+    cpu::available_tiers().into_iter().filter(|&t| t != Tier::Scalar).collect()
+}
+
+/// The types with kernels, as the reference table lists them.
+fn types() -> Vec<DType> {
+    DType::ALL.iter().copied().filter(|&t| quant::ops(t).is_some()).collect()
+}
+
+/// Row lengths in blocks: one, a few (odd), many (even and odd).
+const BLOCK_COUNTS: [usize; 4] = [1, 3, 16, 33];
+
+fn reference(t: DType) -> &'static quant::Ops {
+    quant::ops(t).unwrap()
+}
+
+fn quantize_ref(t: DType, x: &[f32]) -> Buf {
+    let mut out = Buf::zeroed(t.row_bytes(x.len() as u64).unwrap() as usize);
+    (reference(t).quantize.unwrap())(x, out.bytes_mut()).unwrap();
+    out
+}
+
+fn dequantize_ref(t: DType, w: &[u8]) -> Vec<f32> {
+    let mut y = vec![0.0; w.len() / t.type_size() * t.block_size()];
+    (reference(t).dequantize)(w, &mut y).unwrap();
+    y
+}
+
+/// Byte offsets of a block's f16 fields, and of the `(d, min)` pair for types whose dot has
+/// a separate min term.
+fn layout(t: DType) -> (&'static [usize], Option<(usize, usize)>) {
+    match t {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q3_K => (if t == DType::Q3_K { &[108] } else { &[0] }, None),
+        DType::Q4_1 | DType::Q5_1 => (&[0, 2], Some((0, 2))),
+        DType::Q8_1 => (&[0, 2], None),
+        DType::Q2_K => (&[80, 82], Some((80, 82))),
+        DType::Q4_K | DType::Q5_K => (&[0, 2], Some((0, 2))),
+        DType::Q6_K => (&[208], None),
+        DType::F16 => (&[0], None),
+        _ => (&[], None),
+    }
+}
+
+/// `n_blocks` blocks of random bytes with finite scales (any finite value for the floats).
+fn random_row(t: DType, r: &mut SmallRng, n_blocks: usize) -> Buf {
+    let bytes = match t {
+        DType::F32 => (0..n_blocks).flat_map(|_| r.random_range(-100f32..100.0).to_le_bytes()).collect(),
+        DType::BF16 => (0..n_blocks).flat_map(|_| bf16::from_f32(f32::from(finite_f16(r))).to_le_bytes()).collect(),
+        DType::Q8_K => {
+            let mut b = random_blocks(r, n_blocks, t.type_size(), &[]);
+            for block in b.chunks_exact_mut(t.type_size()) {
+                block[..4].copy_from_slice(&f32::from(finite_f16(r)).to_le_bytes());
+            }
+            b
+        }
+        _ => random_blocks(r, n_blocks, t.type_size(), layout(t).0),
+    };
+    Buf::new(&bytes)
+}
+
+/// Blocks whose bytes are all one pattern, scales 1: every quant and packed scale at its
+/// maximum (0xff), minimum (0x00), and the patterns between.
+fn saturated_row(t: DType, n_blocks: usize, pattern: u8) -> Buf {
+    let mut bytes = vec![pattern; n_blocks * t.type_size()];
+    for block in bytes.chunks_exact_mut(t.type_size()) {
+        match t {
+            DType::F32 | DType::F16 | DType::BF16 => {}
+            DType::Q8_K => block[..4].copy_from_slice(&1f32.to_le_bytes()),
+            _ => {
+                for &at in layout(t).0 {
+                    block[at..at + 2].copy_from_slice(&f16::ONE.to_le_bytes());
+                }
+            }
+        }
+    }
+    Buf::new(&bytes)
+}
+
+/// Activation blocks with every quant from `pattern` (cycled), scale 1, and consistent sums.
+fn extreme_activations(act: DType, n_blocks: usize, pattern: &[i8]) -> Buf {
+    let size = act.block_size();
+    let q: Vec<i8> = (0..n_blocks * size).map(|i| pattern[i % pattern.len()]).collect();
+    let mut bytes = Vec::new();
+    for q in q.chunks_exact(size) {
+        let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
+        match act {
+            DType::Q8_0 => bytes.extend(f16::ONE.to_le_bytes()),
+            DType::Q8_1 => {
+                bytes.extend(f16::ONE.to_le_bytes());
+                bytes.extend(f16::from_f32(sum as f32).to_le_bytes());
+            }
+            DType::Q8_K => bytes.extend(1f32.to_le_bytes()),
+            _ => unreachable!("{act} is not an integer activation type"),
+        }
+        bytes.extend(q.iter().map(|&v| v as u8));
+        if act == DType::Q8_K {
+            for s in q.chunks_exact(16) {
+                bytes.extend(s.iter().map(|&v| i16::from(v)).sum::<i16>().to_le_bytes());
+            }
+        }
+    }
+    Buf::new(&bytes)
+}
+
+/// Σ |terms| the dot product adds, from the reference's dequantized values: `|w_i * a_i|` for
+/// the `d * q` parts, plus, for the types with mins, the min term counted as the reference
+/// computes it (from `s` or `bsums`, which random activations need not make consistent).
+fn dot_scale(t: DType, w: &[u8], a: &[u8]) -> f64 {
+    let act = reference(t).act;
+    let af = dequantize_ref(act, a);
+    let abs_products = |wf: &[f32]| wf.iter().zip(&af).map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs()).sum::<f64>();
+    let Some((d_at, m_at)) = layout(t).1 else {
+        return abs_products(&dequantize_ref(t, w));
+    };
+    let zero_field = |at: usize| {
+        let mut b = w.to_vec();
+        for block in b.chunks_exact_mut(t.type_size()) {
+            block[at..at + 2].fill(0);
+        }
+        dequantize_ref(t, Buf::new(&b).bytes())
+    };
+    let products = abs_products(&zero_field(m_at));
+    // With `d` zeroed a weight is its min term alone: constant per sub-block.
+    let mins = zero_field(d_at);
+    let mut min_terms = 0f64;
+    for (b, ab) in a.chunks_exact(act.type_size()).enumerate() {
+        let m = |i: usize| f64::from(mins[b * act.block_size() + i]).abs();
+        min_terms += match act {
+            DType::Q8_1 => m(0) * f64::from(f16::from_le_bytes([ab[2], ab[3]])).abs(),
+            _ => {
+                let d = f64::from(f32::from_le_bytes(ab[..4].try_into().unwrap())).abs();
+                (0..16)
+                    .map(|j| m(16 * j) * d * f64::from(i16::from_le_bytes([ab[260 + 2 * j], ab[261 + 2 * j]])).abs())
+                    .sum::<f64>()
+            }
+        };
+    }
+    products + min_terms
+}
+
+/// One tier's dot against the reference's, with the scale-aware tolerance; terms beyond f32
+/// range (infinite scales from overflowing rows) may overflow differently, so there only
+/// finite results are compared, loosely.
+fn check_dot(tier: Tier, t: DType, w: &Buf, a: &Buf, what: &str) {
+    let ours = (cpu::ops_for(tier, t).unwrap().dot)(w.bytes(), a.bytes()).unwrap();
+    let theirs = (reference(t).dot)(w.bytes(), a.bytes()).unwrap();
+    let scale = dot_scale(t, w.bytes(), a.bytes());
+    let n = w.len / t.type_size() * t.block_size();
+    if scale < f64::from(f32::MAX) {
+        assert_dot_close(&format!("{tier} {t} dot, {what}"), ours, theirs, scale, n);
+    } else if ours.is_finite() && theirs.is_finite() {
+        let diff = (f64::from(ours) - f64::from(theirs)).abs();
+        assert!(
+            diff <= 1e-4 * f64::from(ours.abs().max(theirs.abs())),
+            "{tier} {t} dot, {what}: {ours:e} vs {theirs:e}"
+        );
+    }
+}
+
+#[test]
+fn dot_matches_reference() {
+    let tiers = simd_tiers();
+    let mut checked = 0;
+    for t in types() {
+        let act = reference(t).act;
+        for (i, &nb) in BLOCK_COUNTS.iter().enumerate() {
+            let n = nb * t.block_size();
+            let mut r = rng(0xd07 + i as u64);
+            let mut weights: Vec<(String, Buf)> = Vec::new();
+            if reference(t).quantize.is_some() {
+                for row in rows(n, i as u64).into_iter().step_by(3) {
+                    weights.push((format!("quantized {}", row.name), quantize_ref(t, &row.x)));
+                }
+            }
+            for k in 0..6 {
+                weights.push((format!("random #{k}"), random_row(t, &mut r, nb)));
+            }
+            for p in [0xff, 0x00, 0x80, 0x7f, 0xaa, 0x55] {
+                weights.push((format!("saturated {p:#04x}"), saturated_row(t, nb, p)));
+            }
+            let mut acts: Vec<(String, Buf)> = Vec::new();
+            for row in rows(n, 100 + i as u64).into_iter().step_by(4) {
+                acts.push((format!("quantized {}", row.name), quantize_ref(act, &row.x)));
+            }
+            for k in 0..3 {
+                acts.push((format!("random #{k}"), random_row(act, &mut r, nb)));
+            }
+            if matches!(act, DType::Q8_0 | DType::Q8_1 | DType::Q8_K) {
+                for (name, p) in [
+                    ("all -128", &[-128i8][..]),
+                    ("all +127", &[127]),
+                    ("all -127", &[-127]),
+                    ("+127/-128", &[127, -128]),
+                ] {
+                    acts.push((name.into(), extreme_activations(act, nb, p)));
+                }
+            }
+            for tier in &tiers {
+                for (wi, (wname, w)) in weights.iter().enumerate() {
+                    // Every weight row meets the extremes and a couple of the others.
+                    let extremes = acts.len().saturating_sub(4)..acts.len();
+                    for ai in extremes.chain([wi % acts.len(), (wi * 7 + 3) % acts.len()]) {
+                        let (aname, a) = &acts[ai];
+                        check_dot(*tier, t, w, a, &format!("{nb} blocks, weights {wname} x activations {aname}"));
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} dot products checked across tiers {tiers:?}");
+}
+
+/// Rows beyond `common::rows` that the activation quantizers must get exactly right: exact
+/// halves after scaling (`roundf` vs round-to-even), ties for the largest magnitude (whose
+/// sign sets `d`), NaN and infinities mixed in.
+fn special_rows(n: usize) -> Vec<(String, Vec<f32>)> {
+    let halves: Vec<f32> = (0..n).map(|i| if i % 32 == 0 { 127.0 } else { (i % 32) as f32 - 15.5 }).collect();
+    let k_halves: Vec<f32> =
+        (0..n).map(|i| if i % 256 == 7 { -127.0 } else { ((i % 255) as f32 - 127.0) / 2.0 }).collect();
+    let ties: Vec<f32> = (0..n).map(|i| [2.0, -2.0, 1.0, -1.0][i % 4]).collect();
+    let neg_first: Vec<f32> = (0..n).map(|i| [-2.0, 2.0, 0.5][i % 3]).collect();
+    let nan: Vec<f32> = (0..n).map(|i| if i % 5 == 0 { f32::NAN } else { i as f32 * 0.01 - 1.0 }).collect();
+    let all_nan = vec![f32::NAN; n];
+    let inf: Vec<f32> = (0..n).map(|i| if i % 41 == 3 { f32::INFINITY } else { -(i as f32) }).collect();
+    let neg_inf: Vec<f32> = (0..n).map(|i| if i % 37 == 1 { f32::NEG_INFINITY } else { 0.25 }).collect();
+    let max: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { f32::MAX } else { -f32::MAX / 3.0 }).collect();
+    let min_sub: Vec<f32> =
+        (0..n).map(|i| f32::from_bits(i as u32 % 3) * if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    [
+        ("halves", halves),
+        ("k halves", k_halves),
+        ("ties", ties),
+        ("negative first", neg_first),
+        ("some NaN", nan),
+        ("all NaN", all_nan),
+    ]
+    .into_iter()
+    .chain([("+inf", inf), ("-inf", neg_inf), ("f32::MAX", max), ("smallest subnormals", min_sub)])
+    .map(|(name, x)| (name.to_string(), x))
+    .collect()
+}
+
+#[test]
+fn quantize_matches_reference_bytes() {
+    let tiers = simd_tiers();
+    let mut checked = 0;
+    for t in types() {
+        let Some(reference_q) = reference(t).quantize else { continue };
+        // The activation types on every length; the weight types' quantizers (reference in
+        // every tier so far) on one.
+        let counts: &[usize] = if matches!(t, DType::Q8_0 | DType::Q8_1 | DType::Q8_K) { &BLOCK_COUNTS } else { &[3] };
+        for &nb in counts {
+            let n = nb * t.block_size();
+            let inputs = rows(n, nb as u64).into_iter().map(|r| (r.name, r.x)).chain(special_rows(n));
+            for (name, x) in inputs {
+                let mut theirs = Buf::zeroed(t.row_bytes(n as u64).unwrap() as usize);
+                reference_q(&x, theirs.bytes_mut()).unwrap();
+                for tier in &tiers {
+                    let mut ours = Buf::zeroed(theirs.len);
+                    ours.bytes_mut().fill(0xa5); // no byte may be left unwritten
+                    (cpu::ops_for(*tier, t).unwrap().quantize.unwrap())(&x, ours.bytes_mut()).unwrap();
+                    assert_bytes_eq(
+                        &format!("{tier} {t} quantize, {nb} blocks, row {name}"),
+                        ours.bytes(),
+                        theirs.bytes(),
+                        t.type_size(),
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{checked} quantized rows byte-exact across tiers {tiers:?}");
+}
+
+#[test]
+fn dequantize_matches_reference_bits() {
+    for t in types() {
+        let mut r = rng(0xdec);
+        for nb in BLOCK_COUNTS {
+            let w = random_row(t, &mut r, nb);
+            let theirs = dequantize_ref(t, w.bytes());
+            for tier in simd_tiers() {
+                let mut ours = vec![f32::NAN; theirs.len()];
+                (cpu::ops_for(tier, t).unwrap().dequantize)(w.bytes(), &mut ours).unwrap();
+                common::assert_bits_eq(&format!("{tier} {t} dequantize, {nb} blocks"), &ours, &theirs);
+            }
+        }
+    }
+}
+
+/// The entries check their buffers as the reference's do.
+#[test]
+fn entries_reject_bad_buffers() {
+    for tier in cpu::available_tiers() {
+        for t in types() {
+            let ops = cpu::ops_for(tier, t).unwrap();
+            let one = Buf::zeroed(t.type_size());
+            let a_one = Buf::zeroed(ops.act.type_size());
+            let a_two = Buf::zeroed(2 * ops.act.type_size());
+            assert!((ops.dot)(one.bytes(), a_two.bytes()).is_err(), "{tier} {t}: dot of 1 block with 2");
+            assert_eq!(
+                (ops.dot)(Buf::zeroed(0).bytes(), Buf::zeroed(0).bytes()).unwrap(),
+                0.0,
+                "{tier} {t}: empty dot"
+            );
+            assert!((ops.dot)(one.bytes(), a_one.bytes()).is_ok());
+            if t.type_size() > 1 {
+                assert!((ops.dot)(&one.bytes()[1..], a_one.bytes()).is_err(), "{tier} {t}: partial block");
+            }
+            if let Some(q) = ops.quantize {
+                let mut out = Buf::zeroed(t.type_size());
+                assert!(q(&vec![0.0; t.block_size() + 1], out.bytes_mut()).is_err(), "{tier} {t}: quantize length");
+            }
+        }
+    }
+}
+
+/// Each SIMD tier replaces the functions it has kernels for (a lost `patch` line would
+/// otherwise fall back to the tier below and pass every other test).
+#[test]
+fn tiers_have_their_kernels() {
+    use DType::*;
+    let fns = |tier: Tier, t: DType| {
+        let o = cpu::ops_for(tier, t).unwrap();
+        (o.dot as usize, o.quantize.map(|q| q as usize))
+    };
+    let cases: [(Tier, Tier, &[DType], &[DType]); 2] = [
+        (
+            Tier::Avx2,
+            Tier::Scalar,
+            &[F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K],
+            &[Q8_0, Q8_1, Q8_K],
+        ),
+        (Tier::Avx512, Tier::Avx2, &[Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K], &[Q8_0, Q8_K]),
+    ];
+    for (tier, below, dots, quantizers) in cases {
+        if !cpu::available_tiers().contains(&tier) {
+            continue;
+        }
+        for &t in dots {
+            assert_ne!(fns(tier, t).0, fns(below, t).0, "{tier} has no {t} dot of its own");
+        }
+        for &t in quantizers {
+            assert_ne!(fns(tier, t).1, fns(below, t).1, "{tier} has no {t} quantizer of its own");
+        }
+    }
+}
+
+#[test]
+fn detected_tiers_follow_cpu_features() {
+    let tiers = cpu::available_tiers();
+    assert_eq!(tiers[0], Tier::Scalar);
+    assert!(!tiers.contains(&Tier::Neon), "NEON is reserved");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 =
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        assert_eq!(tiers.contains(&Tier::Avx2), avx2);
+        let avx512 = ["avx512f", "avx512bw", "avx512vl", "avx512vnni"].iter().all(|f| match *f {
+            "avx512f" => is_x86_feature_detected!("avx512f"),
+            "avx512bw" => is_x86_feature_detected!("avx512bw"),
+            "avx512vl" => is_x86_feature_detected!("avx512vl"),
+            _ => is_x86_feature_detected!("avx512vnni"),
+        });
+        assert_eq!(tiers.contains(&Tier::Avx512), avx2 && avx512);
+    }
+    for t in Tier::ALL {
+        assert_eq!(cpu::ops_for(t, DType::Q4_K).is_some(), tiers.contains(&t), "{t}");
+    }
+    if std::env::var_os(cpu::FORCE_TIER_VAR).is_none() {
+        assert_eq!(cpu::tier(), *tiers.last().unwrap());
+    }
+}
+
+#[test]
+fn force_tier_parsing_and_clamping() {
+    use Tier::*;
+    let all = [Scalar, Avx2, Avx512];
+    assert_eq!(cpu::choose_tier(None, &all), (Avx512, None));
+    assert_eq!(cpu::choose_tier(Some(""), &all), (Avx512, None));
+    assert_eq!(cpu::choose_tier(Some("avx2"), &all), (Avx2, None));
+    assert_eq!(cpu::choose_tier(Some("SCALAR"), &all), (Scalar, None));
+    assert_eq!(cpu::choose_tier(Some("reference"), &all), (Scalar, None));
+    let (t, warning) = cpu::choose_tier(Some("sse9"), &all);
+    assert_eq!(t, Avx512);
+    assert!(warning.unwrap().contains("not a tier"));
+    #[cfg(target_arch = "x86_64")]
+    {
+        // A tier the host lacks clamps down, with a warning.
+        let (t, warning) = cpu::choose_tier(Some("avx512"), &[Scalar, Avx2]);
+        assert_eq!(t, Avx2);
+        assert!(warning.unwrap().contains("lacks"));
+        assert_eq!(cpu::choose_tier(Some("avx512"), &[Scalar]).0, Scalar);
+        assert_eq!(cpu::choose_tier(Some("avx2"), &[Scalar]).0, Scalar);
+        let (t, warning) = cpu::choose_tier(Some("neon"), &[Scalar, Avx2]);
+        assert_eq!(t, Avx2);
+        assert!(warning.unwrap().contains("architecture"));
+    }
+}
+
+// ---- matmul through every tier, in child processes ----
+
+/// Set in a child process: run [`child_matmul`]'s body and print its results.
+const CHILD_VAR: &str = "PUPIL_TIERS_TEST_CHILD";
+const MATMUL_TYPES: [DType; 8] =
+    [DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_1, DType::F16];
+const ROWS: usize = 19;
+const COLS: usize = 512;
+const TOKENS: usize = 3;
+
+/// The same weights and inputs in every process.
+fn matmul_case(t: DType) -> (Buf, Vec<f32>) {
+    let mut r = rng(0x3a7 + t.id() as u64);
+    let w: Vec<f32> = (0..ROWS * COLS).map(|_| r.random_range(-1f32..1.0)).collect();
+    let x: Vec<f32> =
+        (0..TOKENS * COLS).map(|i| (i as f32 * 0.731).sin() + if i % 50 == 0 { 8.0 } else { 0.0 }).collect();
+    (quantize_ref(t, &w), x)
+}
+
+fn run_matmul(t: DType, w: &Buf, x: &[f32]) -> Vec<f32> {
+    let w = WeightRef { dtype: t, rows: ROWS, cols: COLS, data: w.bytes() };
+    let mut a = Activations::new();
+    a.quantize(cpu::ops(t).unwrap().act, x, TOKENS, COLS).unwrap();
+    let mut out = vec![0.0; TOKENS * ROWS];
+    matmul(&w, &a, &mut out).unwrap();
+    out
+}
+
+/// In a child process (see [`matmul_is_the_same_through_every_tier`]): prints the tier and the
+/// matmul outputs. Otherwise checks that matmul uses this process's tier.
+#[test]
+fn child_matmul() {
+    if std::env::var_os(CHILD_VAR).is_none() {
+        for t in MATMUL_TYPES {
+            let (w, x) = matmul_case(t);
+            let out = run_matmul(t, &w, &x);
+            let ops = cpu::ops(t).unwrap();
+            let mut a = Buf::zeroed(ops.act.row_bytes(COLS as u64).unwrap() as usize);
+            (cpu::ops(ops.act).unwrap().quantize.unwrap())(&x[..COLS], a.bytes_mut()).unwrap();
+            let rb = t.row_bytes(COLS as u64).unwrap() as usize;
+            let direct = (ops.dot)(&w.bytes()[rb..2 * rb], a.bytes()).unwrap();
+            assert_eq!(out[1].to_bits(), direct.to_bits(), "{t}: matmul is not the tier's dot");
+        }
+        return;
+    }
+    // A fresh line: the harness has printed "test child_matmul ... " without one.
+    println!("\nTIER {}", cpu::tier());
+    for t in MATMUL_TYPES {
+        let (w, x) = matmul_case(t);
+        let out: Vec<String> = run_matmul(t, &w, &x).iter().map(|v| format!("{:08x}", v.to_bits())).collect();
+        println!("OUT {} {}", t, out.join(" "));
+    }
+}
+
+/// Runs [`child_matmul`] in this test binary with `PUPIL_FORCE_TIER=force`: (the tier it
+/// reported, its outputs per type, its stderr).
+fn child(force: &str) -> (String, Vec<(String, Vec<f32>)>, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_matmul", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, "1")
+        .env(cpu::FORCE_TIER_VAR, force)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "child {force} failed:\n{stdout}\n{stderr}");
+    let tier = stdout.lines().find_map(|l| l.strip_prefix("TIER ")).expect("child printed its tier").to_string();
+    let outs = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("OUT "))
+        .map(|l| {
+            let mut it = l.split(' ');
+            let t = it.next().unwrap().to_string();
+            (t, it.map(|h| f32::from_bits(u32::from_str_radix(h, 16).unwrap())).collect())
+        })
+        .collect();
+    (tier, outs, stderr)
+}
+
+#[test]
+fn matmul_is_the_same_through_every_tier() {
+    let tiers = cpu::available_tiers();
+    let best = *tiers.last().unwrap();
+    let (_, scalar, _) = child("scalar");
+    assert_eq!(scalar.len(), MATMUL_TYPES.len());
+    for tier in &tiers {
+        let (reported, outs, stderr) = child(tier.name());
+        assert_eq!(reported, tier.name(), "PUPIL_FORCE_TIER={tier}");
+        assert!(!stderr.contains("warning"), "{tier}: {stderr}");
+        for ((t, ours), (_, theirs)) in outs.iter().zip(&scalar) {
+            let dtype = *MATMUL_TYPES.iter().find(|d| d.name() == t).unwrap();
+            let act = reference(dtype).act;
+            let (w, x) = matmul_case(dtype);
+            let rb = dtype.row_bytes(COLS as u64).unwrap() as usize;
+            for (k, (&o, &s)) in ours.iter().zip(theirs).enumerate() {
+                let (tok, row) = (k / ROWS, k % ROWS);
+                let a = quantize_ref(act, &x[tok * COLS..(tok + 1) * COLS]);
+                let scale = dot_scale(dtype, &w.bytes()[row * rb..(row + 1) * rb], a.bytes());
+                assert_dot_close(&format!("{tier} {t} matmul output {k}"), o, s, scale, COLS);
+            }
+        }
+    }
+    // An unknown value runs the best tier, and says so.
+    let (reported, _, stderr) = child("warp-drive");
+    assert_eq!(reported, best.name());
+    assert!(stderr.contains("warning") && stderr.contains("warp-drive"), "{stderr}");
+}
