@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{assert_bits_eq, assert_bytes_eq, assert_dot_close, random_blocks, rng, rows};
+use common::{assert_bits_eq, assert_bytes_eq, assert_dot_close, block_bytes, ours_dequantize, ours_dot, ours_quantize, random_blocks, rng, rows, to_blocks};
 use half::f16;
 use pupil_kernels::quant::{self, Block, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, QK_K, Quantize};
 use pupil_kernels::{DType, ggml};
@@ -78,34 +78,6 @@ impl Oracle for BlockQ6_K {
 }
 impl Oracle for BlockQ8_K {
     const F16_AT: &'static [usize] = &[];
-}
-
-fn block_bytes<B: Block>() -> usize {
-    std::mem::size_of::<B>()
-}
-
-/// Blocks from bytes, copied so that any byte buffer is aligned.
-fn to_blocks<B: Block>(bytes: &[u8]) -> Vec<B> {
-    let mut blocks = vec![<B as Block>::zeroed(); bytes.len() / block_bytes::<B>()];
-    bytemuck::cast_slice_mut::<B, u8>(&mut blocks).copy_from_slice(bytes);
-    blocks
-}
-
-fn ours_quantize<B: Quantize>(x: &[f32]) -> Vec<u8> {
-    let mut out = vec![<B as Block>::zeroed(); x.len() / B::SIZE];
-    B::quantize(x, &mut out);
-    bytemuck::cast_slice(&out).to_vec()
-}
-
-fn ours_dequantize<B: Block>(bytes: &[u8]) -> Vec<f32> {
-    let blocks = to_blocks::<B>(bytes);
-    let mut out = vec![0.0; blocks.len() * B::SIZE];
-    B::dequantize(&blocks, &mut out);
-    out
-}
-
-fn ours_dot<B: Block>(w: &[u8], a: &[u8]) -> f32 {
-    B::dot(&to_blocks::<B>(w), &to_blocks::<B::Act>(a))
 }
 
 /// ggml's quantizer: `ggml_quantize_chunk` (llama-quantize's entry point, no importance

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{assert_bits_eq, assert_bytes_eq, assert_dot_close, random_blocks, rng, rows};
+use common::{assert_bits_eq, assert_bytes_eq, assert_dot_close, block_bytes, ours_dequantize, ours_dot, ours_quantize, random_blocks, rng, rows, to_blocks};
 use half::{bf16, f16};
 use pupil_kernels::quant::{self, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, Quantize};
 use pupil_kernels::{DType, KernelError, ggml};
@@ -73,34 +73,6 @@ impl Oracle for BlockQ5_1 {
     fn without_offset(self) -> Self {
         BlockQ5_1 { m: f16::ZERO, ..self }
     }
-}
-
-fn block_bytes<B: Block>() -> usize {
-    std::mem::size_of::<B>()
-}
-
-/// Blocks from bytes, copied so that any byte buffer is aligned.
-fn to_blocks<B: Block>(bytes: &[u8]) -> Vec<B> {
-    let mut blocks = vec![<B as Block>::zeroed(); bytes.len() / block_bytes::<B>()];
-    bytemuck::cast_slice_mut::<B, u8>(&mut blocks).copy_from_slice(bytes);
-    blocks
-}
-
-fn ours_quantize<B: Quantize>(x: &[f32]) -> Vec<u8> {
-    let mut out = vec![<B as Block>::zeroed(); x.len() / B::SIZE];
-    B::quantize(x, &mut out);
-    bytemuck::cast_slice(&out).to_vec()
-}
-
-fn ours_dequantize<B: Block>(bytes: &[u8]) -> Vec<f32> {
-    let blocks = to_blocks::<B>(bytes);
-    let mut out = vec![0.0; blocks.len() * B::SIZE];
-    B::dequantize(&blocks, &mut out);
-    out
-}
-
-fn ours_dot<B: Block>(w: &[u8], a: &[u8]) -> f32 {
-    B::dot(&to_blocks::<B>(w), &to_blocks::<B::Act>(a))
 }
 
 /// ggml's quantizer for `t`: `ggml_quantize_chunk`, what llama-quantize runs, except for Q8_1,

@@ -121,3 +121,35 @@ pub fn random_blocks(rng: &mut SmallRng, n_blocks: usize, block_bytes: usize, f1
     }
     bytes
 }
+
+/// Bytes per block of `B`.
+pub fn block_bytes<B: pupil_kernels::quant::Block>() -> usize {
+    std::mem::size_of::<B>()
+}
+
+/// Blocks from bytes, copied so that any byte buffer is aligned.
+pub fn to_blocks<B: pupil_kernels::quant::Block>(bytes: &[u8]) -> Vec<B> {
+    let mut blocks = vec![<B as pupil_kernels::quant::Block>::zeroed(); bytes.len() / block_bytes::<B>()];
+    bytemuck::cast_slice_mut::<B, u8>(&mut blocks).copy_from_slice(bytes);
+    blocks
+}
+
+/// pupil's typed reference quantizer, as bytes.
+pub fn ours_quantize<B: pupil_kernels::quant::Quantize>(x: &[f32]) -> Vec<u8> {
+    let mut out = vec![<B as pupil_kernels::quant::Block>::zeroed(); x.len() / B::SIZE];
+    B::quantize(x, &mut out);
+    bytemuck::cast_slice(&out).to_vec()
+}
+
+/// pupil's typed reference dequantizer over block bytes.
+pub fn ours_dequantize<B: pupil_kernels::quant::Block>(bytes: &[u8]) -> Vec<f32> {
+    let blocks = to_blocks::<B>(bytes);
+    let mut out = vec![0.0; blocks.len() * B::SIZE];
+    B::dequantize(&blocks, &mut out);
+    out
+}
+
+/// pupil's typed reference dot product over weight and activation block bytes.
+pub fn ours_dot<B: pupil_kernels::quant::Block>(w: &[u8], a: &[u8]) -> f32 {
+    B::dot(&to_blocks::<B>(w), &to_blocks::<B::Act>(a))
+}
