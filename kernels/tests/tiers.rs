@@ -254,6 +254,18 @@ fn dot_matches_reference() {
                         check_dot(*tier, t, w, a, &format!("{nb} blocks, weights {wname} x activations {aname}"));
                         checked += 1;
                     }
+                    // The four-row kernel: each of its outputs is that row's `dot`.
+                    let four: Vec<&Buf> = (0..4).map(|k| &acts[(wi + 5 * k + 1) % acts.len()].1).collect();
+                    let mut got = [0f32; 4];
+                    let ops = cpu::ops_for(*tier, t).unwrap();
+                    let Some(dot_x4) = ops.dot_x4 else { continue };
+                    dot_x4(w.bytes(), [four[0].bytes(), four[1].bytes(), four[2].bytes(), four[3].bytes()], &mut got).unwrap();
+                    // Bit for bit the tier's `dot`: a token must get the same logits in a
+                    // batch as alone (`model::tests::decoding_token_by_token_equals_one_batch`).
+                    for (k, a) in four.iter().enumerate() {
+                        let one = (ops.dot)(w.bytes(), a.bytes()).unwrap();
+                        assert_eq!(got[k].to_bits(), one.to_bits(), "{tier} {t} dot_x4 [{k}], {nb} blocks, weights {wname}: {} vs {one}", got[k]);
+                    }
                 }
             }
         }

@@ -224,23 +224,25 @@ impl Model {
         }
 
         let window = if swa { cfg.sliding_window } else { None };
-        for (t, (&pos, &seq)) in batch.positions().iter().zip(batch.seqs()).enumerate() {
+        s.spans.clear();
+        for (&pos, &seq) in batch.positions().iter().zip(batch.seqs()) {
             let pos = pos as usize;
             let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let rows = (seq * n_ctx + first) * kvd..(seq * n_ctx + pos + 1) * kvd;
-            ops::attend(
-                &s.q[t * qd..][..qd],
-                &k_cache[rows.clone()],
-                &v_cache[rows],
-                cfg.n_head,
-                cfg.n_head_kv,
-                hd,
-                kq_scale,
-                cfg.attn_softcap,
-                &mut s.attn[t * qd..][..qd],
-                &mut s.scores,
-            );
+            s.spans.push(seq * n_ctx + first..seq * n_ctx + pos + 1);
         }
+        ops::attend_batch(
+            &s.q[..n * qd],
+            k_cache,
+            v_cache,
+            &s.spans,
+            cfg.n_head,
+            cfg.n_head_kv,
+            hd,
+            kq_scale,
+            cfg.attn_softcap,
+            &mut s.attn[..n * qd],
+            &mut s.scores,
+        );
         Input::new(&s.attn, n, &mut s.act).project(layer.wo.weight(f), layer.bo.as_deref(), &mut s.out)?;
         residual(&mut s.x, &s.out, layer.post_attn_norm.as_deref(), eps, &mut s.xn, n, e);
         Ok(())

@@ -25,7 +25,8 @@ pub struct Scratch {
     pub(crate) gate: Vec<f32>,     // [max_batch, n_ff]
     pub(crate) up: Vec<f32>,       // [max_batch, n_ff]
     pub(crate) head: Vec<f32>,     // [head_dim] one head, for Q/K norms
-    pub(crate) scores: Vec<f32>,   // [n_ctx] attention scores of one head
+    pub(crate) scores: Vec<f32>,   // [runs, n_ctx] attention scores, one head per parallel run
+    pub(crate) spans: Vec<std::ops::Range<usize>>, // [max_batch] cache rows each token attends to
     pub(crate) rope: Vec<f32>,     // [max_batch, n_rot] cos/sin per token, global layers
     pub(crate) rope_swa: Vec<f32>, // [max_batch, n_rot] cos/sin per token, sliding-window layers
     pub(crate) lens: Vec<usize>,   // [n_seq] cache lengths after the batch, while validating
@@ -57,7 +58,10 @@ impl Scratch {
             gate: vec![0.0; b * ff],
             up: vec![0.0; b * ff],
             head: vec![0.0; cfg.head_dim],
-            scores: vec![0.0; cache.n_ctx],
+            // A few runs per thread, so that the (token, head) pairs of a causal batch, whose
+            // costs grow with the position, balance over the threads.
+            scores: vec![0.0; cache.n_ctx * 4 * rayon::current_num_threads()],
+            spans: Vec::with_capacity(b),
             rope: vec![0.0; b * rot],
             rope_swa: vec![0.0; b * rot],
             lens: Vec::with_capacity(cache.n_seq),

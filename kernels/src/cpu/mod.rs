@@ -170,12 +170,57 @@ fn requirements(t: Tier) -> &'static str {
     }
 }
 
+/// The kernels of attention over a KV cache, per cache element type: `dot(q, k)` is
+/// `Σ q[i] · k[i]` and `axpy(o, p, v)` is `o[i] += p · v[i]`, both over the common length.
+/// The reference tier's are [`crate::ops::kv_reference`]'s plain loops.
+#[derive(Clone, Copy, Debug)]
+pub struct KvOps {
+    /// `q · k` with an f16 `k`.
+    pub dot_f16: fn(&[f32], &[half::f16]) -> f32,
+    /// `q · k` with an f32 `k`.
+    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    /// `o += p · v` with an f16 `v`.
+    pub axpy_f16: fn(&mut [f32], f32, &[half::f16]),
+    /// `o += p · v` with an f32 `v`.
+    pub axpy_f32: fn(&mut [f32], f32, &[f32]),
+}
+
+/// The attention kernels of the chosen [`tier`].
+pub fn kv_ops() -> &'static KvOps {
+    let h = host();
+    let i = h.available.iter().position(|&t| t == h.chosen).unwrap_or(0);
+    &h.kv[i]
+}
+
+/// The attention kernels of `tier`, or `None` if the host does not support it.
+pub fn kv_ops_for(tier: Tier) -> Option<&'static KvOps> {
+    let h = host();
+    let i = h.available.iter().position(|&t| t == tier)?;
+    Some(&h.kv[i])
+}
+
+fn build_kv(tier: Tier) -> KvOps {
+    use crate::ops::kv_reference as r;
+    #[allow(unused_mut)]
+    let mut ops = KvOps { dot_f16: r::dot::<half::f16>, dot_f32: r::dot::<f32>, axpy_f16: r::axpy::<half::f16>, axpy_f32: r::axpy::<f32> };
+    #[cfg(target_arch = "x86_64")]
+    if matches!(tier, Tier::Avx2 | Tier::Avx512) {
+        // SAFETY: `build_kv` runs only for tiers `detect` found on this host, and both imply
+        // the AVX2 tier's features.
+        unsafe { avx2::patch_kv(&mut ops) };
+    }
+    let _ = tier;
+    ops
+}
+
 /// What was detected, once per process.
 struct Host {
     /// Supported tiers, worst first.
     available: Vec<Tier>,
     /// `tables[i]` is tier `available[i]`'s table, indexed by ggml type id.
     tables: Vec<Vec<Option<Ops>>>,
+    /// `kv[i]` is tier `available[i]`'s attention kernels.
+    kv: Vec<KvOps>,
     chosen: Tier,
 }
 
@@ -184,12 +229,13 @@ fn host() -> &'static Host {
     HOST.get_or_init(|| {
         let available = detect();
         let tables = available.iter().map(|&t| build(t)).collect();
+        let kv = available.iter().map(|&t| build_kv(t)).collect();
         let request = std::env::var(FORCE_TIER_VAR).ok();
         let (chosen, warning) = choose_tier(request.as_deref(), &available);
         if let Some(w) = warning {
             eprintln!("warning: {w}");
         }
-        Host { available, tables, chosen }
+        Host { available, tables, kv, chosen }
     })
 }
 

@@ -5,10 +5,16 @@
 //! f16 values filled with `ggml_gelu_f32` (`ggml-cpu/ggml-cpu.c`, `ggml_table_gelu_f16`), and
 //! pass inputs beyond ±10 through as `x` and 0. The table's rounding (about 1e-3 relative)
 //! is visible downstream once activations are quantized to Q8, so a model that must match
-//! llama.cpp uses this version; this computes the same entry on the fly instead of storing
-//! the table.
+//! llama.cpp uses this version, with the same table (built on first use).
 
 use half::f16;
+use std::sync::OnceLock;
+
+/// `f16(gelu(x))` as f32 for every f16 `x`, indexed by its bits.
+fn table() -> &'static [f32] {
+    static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(|b| f16::from_f32(gelu_f32(f16::from_bits(b).to_f32())).to_f32()).collect())
+}
 
 /// The tanh-approximated GELU of one f32, as `ggml_gelu_f32` computes it.
 fn gelu_f32(x: f32) -> f32 {
@@ -20,13 +26,14 @@ fn gelu_f32(x: f32) -> f32 {
 /// GELU (tanh approximation) in place, with ggml's f16 table semantics: `x <= -10` gives 0,
 /// `x >= 10` gives `x`, anything else `f16(gelu(f16(x)))`.
 pub fn gelu_tanh_f16(x: &mut [f32]) {
+    let table = table();
     for v in x {
         *v = if *v <= -10.0 {
             0.0
         } else if *v >= 10.0 {
             *v
         } else {
-            f16::from_f32(gelu_f32(f16::from_f32(*v).to_f32())).to_f32()
+            table[usize::from(f16::from_f32(*v).to_bits())]
         };
     }
 }
@@ -57,5 +64,17 @@ mod tests {
         let mut pair = [1.0001f32, 1.0002];
         gelu_tanh_f16(&mut pair);
         assert_eq!(pair[0], pair[1]);
+    }
+
+    #[test]
+    fn table_equals_computing_each_entry() {
+        for b in 0..=u16::MAX {
+            let x = f16::from_bits(b).to_f32();
+            if x.abs() < 10.0 {
+                let mut y = [x];
+                gelu_tanh_f16(&mut y);
+                assert_eq!(y[0].to_bits(), f16::from_f32(gelu_f32(x)).to_f32().to_bits(), "{x}");
+            }
+        }
     }
 }

@@ -118,11 +118,15 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
     if w.rows == 0 || a.n == 0 {
         return Ok(());
     }
-    // Decoding (one token): split the weight rows across threads. Prefill: split the tokens.
-    // Either way every thread writes a contiguous run of `out`.
+    // Decoding (one token): split the weight rows across threads, in large runs so each
+    // thread streams its own part of the matrix. Prefill: split the tokens into one run per
+    // thread and, within a run, take each weight row once for all its tokens, so the matrix
+    // is read from memory once per thread instead of once per token (the run's activations
+    // stay in cache).
+    let threads = rayon::current_num_threads();
     if a.n == 1 {
         let act = a.row(0);
-        let chunk = w.rows.div_ceil(rayon::current_num_threads() * 4).max(16);
+        let chunk = w.rows.div_ceil(threads * 4).max(16);
         out.par_chunks_mut(chunk).enumerate().try_for_each(|(c, o)| {
             for (i, y) in o.iter_mut().enumerate() {
                 *y = (ops.dot)(w.row(c * chunk + i), act)?;
@@ -130,10 +134,26 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
             Ok(())
         })
     } else {
-        out.par_chunks_mut(w.rows).enumerate().try_for_each(|(t, o)| {
-            let act = a.row(t);
-            for (r, y) in o.iter_mut().enumerate() {
-                *y = (ops.dot)(w.row(r), act)?;
+        let per = a.n.div_ceil(threads);
+        out.par_chunks_mut(w.rows * per).enumerate().try_for_each(|(c, o)| {
+            let t0 = c * per;
+            let n = o.len() / w.rows;
+            let mut four = [0f32; 4];
+            for r in 0..w.rows {
+                let wr = w.row(r);
+                // Four tokens per weight-row pass; the row stays in registers and L1.
+                let mut t = 0;
+                while let Some(dot_x4) = ops.dot_x4.filter(|_| t + 4 <= n) {
+                    let acts = [a.row(t0 + t), a.row(t0 + t + 1), a.row(t0 + t + 2), a.row(t0 + t + 3)];
+                    dot_x4(wr, acts, &mut four)?;
+                    for (i, &y) in four.iter().enumerate() {
+                        o[(t + i) * w.rows + r] = y;
+                    }
+                    t += 4;
+                }
+                for t in t..n {
+                    o[t * w.rows + r] = (ops.dot)(wr, a.row(t0 + t))?;
+                }
             }
             Ok(())
         })

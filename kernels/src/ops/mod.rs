@@ -16,12 +16,13 @@
 mod activation;
 mod attention;
 mod gelu_f16;
+pub mod kv_reference;
 mod matmul;
 mod norm;
 mod rope;
 
 pub use activation::{add_assign, gelu_tanh, mul_assign, scale, silu, softcap, softmax};
-pub use attention::{KvScalar, attend};
+pub use attention::{KvScalar, attend, attend_batch};
 pub use gelu_f16::gelu_tanh_f16;
 pub use matmul::{Activations, WeightRef, get_row, matmul};
 pub use norm::rms_norm;

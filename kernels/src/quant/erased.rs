@@ -18,6 +18,10 @@ pub struct Ops {
     pub quantize: Option<fn(&[f32], &mut [u8]) -> Result<(), KernelError>>,
     /// Dot product of a weight row with an activation row of type `act`.
     pub dot: fn(&[u8], &[u8]) -> Result<f32, KernelError>,
+    /// One weight row against four activation rows: `out[i] = dot(w, a[i])`, decoding the
+    /// weight row once for the four. `None` where a tier has no such kernel: callers then
+    /// loop over `dot` (which is the reference's definition of it).
+    pub dot_x4: Option<fn(&[u8], [&[u8]; 4], &mut [f32; 4]) -> Result<(), KernelError>>,
 }
 
 /// The reference kernels for `dtype`, or `None` if pupil has none for it.
@@ -32,6 +36,7 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
                         dequantize: dequantize_bytes::<$b>,
                         quantize: $q,
                         dot: dot_bytes::<$b>,
+                        dot_x4: None,
                     };
                     Some(&OPS)
                 })*

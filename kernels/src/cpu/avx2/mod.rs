@@ -15,6 +15,7 @@
 mod float;
 mod k_quants;
 mod k_small;
+mod kv;
 mod legacy;
 mod quantize;
 
@@ -55,6 +56,8 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         _ => {}
     }
 }
+
+pub(in crate::cpu) use kv::patch as patch_kv;
 
 // Helpers shared by the kernels of this tier and the AVX-512 one (which implies it).
 

@@ -36,6 +36,73 @@ macro_rules! block_pairs {
     }};
 }
 
+/// Runs over the blocks of one weight row two to a vector, decoding each pair once with
+/// `$quants(&w[i]) -> (quants, d)` and multiplying it with the same blocks of four activation
+/// rows; evaluates to the four `Σ d_w d_a Σ (quants - $off) * activations`. Each row's sum is
+/// formed exactly as `block_pairs!` forms it (same accumulators, same operations, same order),
+/// so a token gets the same bits whether it is in a batch or decoded alone.
+macro_rules! block_pairs_x4 {
+    ($w:expr, $a:expr, $off:expr, $quants:ident) => {{
+        let (w, a) = ($w, $a);
+        let n = w.len();
+        let zero = _mm256_setzero_si256();
+        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+        let mut i = 0;
+        while i < n {
+            let k = (i / 2) % 2;
+            let two = i + 1 < n;
+            let (q0, d0) = $quants(&w[i]);
+            let (q1, d1) = if two { $quants(&w[i + 1]) } else { (zero, 0.0) };
+            let q = join(q0, q1);
+            for (acc, a) in acc.iter_mut().zip(a) {
+                let y1 = if two { ld256(&a[i + 1].qs) } else { zero };
+                let e1 = if two { d1 * fp16(a[i + 1].d) } else { 0.0 };
+                let sumi = dot_u8_i8_offset(q, join(ld256(&a[i].qs), y1), $off);
+                let d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0 * fp16(a[i].d)), _mm512_set1_ps(e1));
+                acc[k] = _mm512_add_ps(acc[k], _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), _mm512_setzero_ps()));
+            }
+            i += 2;
+        }
+        acc.map(|[a0, a1]| _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)))
+    }};
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn quants_q8_0(x: &BlockQ8_0) -> (__m256i, f32) {
+    (_mm256_xor_si256(ld256(&x.qs), _mm256_set1_epi8(-128)), fp16(x.d))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn quants_q4_0(x: &BlockQ4_0) -> (__m256i, f32) {
+    (nibbles_32(&x.qs), fp16(x.d))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn quants_q5_0(x: &BlockQ5_0) -> (__m256i, f32) {
+    (quants_5bit(&x.qs, x.qh), fp16(x.d))
+}
+
+/// `Q8_0 · Q8_0` against four activation rows (rows of equal length).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn dot_x4_q8_0(w: &[BlockQ8_0], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    block_pairs_x4!(w, a, 128, quants_q8_0)
+}
+
+/// `Q4_0 · Q8_0` against four activation rows (rows of equal length).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn dot_x4_q4_0(w: &[BlockQ4_0], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    block_pairs_x4!(w, a, 8, quants_q4_0)
+}
+
+/// `Q5_0 · Q8_0` against four activation rows (rows of equal length).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn dot_x4_q5_0(w: &[BlockQ5_0], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    block_pairs_x4!(w, a, 16, quants_q5_0)
+}
+
 /// A `Q8_0` block's quants plus 128 (`x ^ 0x80`), unsigned, for `vpdpbusd`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]

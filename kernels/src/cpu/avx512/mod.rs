@@ -37,12 +37,19 @@ pub(super) fn supported() -> bool {
 /// tier's `supported`.
 pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
     match ops.dtype {
-        DType::Q4_0 => ops.dot = dot_entry!(BlockQ4_0, legacy::dot_q4_0),
+        DType::Q4_0 => {
+            ops.dot = dot_entry!(BlockQ4_0, legacy::dot_q4_0);
+            ops.dot_x4 = dot_x4_entry!(BlockQ4_0, legacy::dot_x4_q4_0);
+        }
         DType::Q4_1 => ops.dot = dot_entry!(BlockQ4_1, legacy::dot_q4_1),
-        DType::Q5_0 => ops.dot = dot_entry!(BlockQ5_0, legacy::dot_q5_0),
+        DType::Q5_0 => {
+            ops.dot = dot_entry!(BlockQ5_0, legacy::dot_q5_0);
+            ops.dot_x4 = dot_x4_entry!(BlockQ5_0, legacy::dot_x4_q5_0);
+        }
         DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
         DType::Q8_0 => {
             ops.dot = dot_entry!(BlockQ8_0, legacy::dot_q8_0);
+            ops.dot_x4 = dot_x4_entry!(BlockQ8_0, legacy::dot_x4_q8_0);
             ops.quantize = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
         DType::Q4_K => ops.dot = dot_entry!(BlockQ4_K, k_quants::dot_q4_k),

@@ -1,0 +1,128 @@
+//! Attention: every tier's `q · k` / `p · v` kernels against the reference loops, and
+//! `attend` / `attend_batch` against a plain f64 attention with the same rounding of the query
+//! and probabilities to the cache type, on random data with causal spans, sliding windows,
+//! grouped-query shapes, f16 and f32 caches, and head sizes with SIMD tails.
+
+mod common;
+
+use common::rng;
+use half::f16;
+use pupil_kernels::cpu::{self, Tier};
+use pupil_kernels::ops::{self, KvScalar, kv_reference};
+use rand::Rng;
+use std::ops::Range;
+
+fn close(what: &str, ours: f32, want: f64, scale: f64) {
+    let tol = 1e-5 * scale.max(1.0);
+    assert!((f64::from(ours) - want).abs() <= tol, "{what}: {ours} vs {want} (tolerance {tol})");
+}
+
+#[test]
+fn kv_kernels_match_reference_on_every_tier() {
+    let mut r = rng(7);
+    for tier in cpu::available_tiers() {
+        let k = cpu::kv_ops_for(tier).unwrap();
+        for n in [0usize, 1, 7, 8, 31, 32, 33, 64, 100, 256] {
+            let q: Vec<f32> = (0..n).map(|_| r.random_range(-4.0..4.0)).collect();
+            let x: Vec<f32> = (0..n).map(|_| r.random_range(-4.0..4.0)).collect();
+            let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            let scale: f64 = q.iter().zip(&x).map(|(a, b)| f64::from((a * b).abs())).sum();
+            let what = format!("{tier} n={n}");
+            close(&format!("dot f32 {what}"), (k.dot_f32)(&q, &x), f64::from(kv_reference::dot(&q, &x)), scale);
+            close(&format!("dot f16 {what}"), (k.dot_f16)(&q, &xh), f64::from(kv_reference::dot(&q, &xh)), scale);
+            let p = r.random_range(-1.0f32..1.0);
+            let (mut a, mut b) = (q.clone(), q.clone());
+            (k.axpy_f32)(&mut a, p, &x);
+            kv_reference::axpy(&mut b, p, &x);
+            let (mut c, mut d) = (q.clone(), q.clone());
+            (k.axpy_f16)(&mut c, p, &xh);
+            kv_reference::axpy(&mut d, p, &xh);
+            for i in 0..n {
+                close(&format!("axpy f32 {what} [{i}]"), a[i], f64::from(b[i]), 8.0);
+                close(&format!("axpy f16 {what} [{i}]"), c[i], f64::from(d[i]), 8.0);
+            }
+        }
+    }
+    assert!(cpu::kv_ops_for(Tier::Scalar).is_some());
+}
+
+/// Plain attention in f64 for one token: `q` `[n_head, hd]`, cache rows `span`.
+#[allow(clippy::too_many_arguments)]
+fn naive<T: KvScalar>(q: &[f32], k: &[T], v: &[T], span: Range<usize>, nh: usize, nkv: usize, hd: usize, scale: f32, cap: Option<f32>) -> Vec<f64> {
+    let kvd = nkv * hd;
+    let mut out = vec![0f64; nh * hd];
+    for h in 0..nh {
+        let off = h / (nh / nkv) * hd;
+        let qh: Vec<f32> = q[h * hd..][..hd].iter().map(|&x| T::from_f32(x).to_f32()).collect();
+        let mut s: Vec<f64> = span
+            .clone()
+            .map(|j| {
+                let d: f64 = (0..hd).map(|i| f64::from(qh[i]) * f64::from(k[j * kvd + off + i].to_f32())).sum();
+                let d = d * f64::from(scale);
+                cap.map_or(d, |c| f64::from(c) * (d / f64::from(c)).tanh())
+            })
+            .collect();
+        let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = s.iter_mut().map(|x| {
+            *x = (*x - max).exp();
+            *x
+        }).sum();
+        for (x, j) in s.iter().zip(span.clone()) {
+            let p = f64::from(T::from_f32((x / sum) as f32).to_f32());
+            for i in 0..hd {
+                out[h * hd + i] += p * f64::from(v[j * kvd + off + i].to_f32());
+            }
+        }
+    }
+    out
+}
+
+fn check<T: KvScalar>(name: &str, nh: usize, nkv: usize, hd: usize, window: Option<usize>, cap: Option<f32>) {
+    let mut r = rng(nh as u64 * 1000 + hd as u64);
+    let (n_ctx, n_seq, n) = (40usize, 2usize, 23usize);
+    let kvd = nkv * hd;
+    let rand_vec = |r: &mut rand::rngs::SmallRng, len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-2.0..2.0)).collect() };
+    let k: Vec<T> = rand_vec(&mut r, n_seq * n_ctx * kvd).into_iter().map(T::from_f32).collect();
+    let v: Vec<T> = rand_vec(&mut r, n_seq * n_ctx * kvd).into_iter().map(T::from_f32).collect();
+    let q = rand_vec(&mut r, n * nh * hd);
+    // Tokens of two sequences at increasing positions, some of them at the far end.
+    let spans: Vec<Range<usize>> = (0..n)
+        .map(|t| {
+            let (seq, pos) = (t % 2, (t * 7) % n_ctx);
+            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            seq * n_ctx + first..seq * n_ctx + pos + 1
+        })
+        .collect();
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0f32; n * nh * hd];
+    for runs in [1usize, 3, 64] {
+        let mut scores = vec![0f32; runs * n_ctx];
+        ops::attend_batch(&q, &k, &v, &spans, nh, nkv, hd, scale, cap, &mut out, &mut scores);
+        for (t, span) in spans.iter().enumerate() {
+            let want = naive(&q[t * nh * hd..][..nh * hd], &k, &v, span.clone(), nh, nkv, hd, scale, cap);
+            let mut one = vec![0f32; nh * hd];
+            let rows = span.start * kvd..span.end * kvd;
+            ops::attend(&q[t * nh * hd..][..nh * hd], &k[rows.clone()], &v[rows], nh, nkv, hd, scale, cap, &mut one, &mut vec![0.0; span.len()]);
+            for i in 0..nh * hd {
+                // One f16 ulp of a probability times a value of at most 2, per key.
+                let tol = 2e-3 * 2.0 + 1e-4;
+                let got = out[t * nh * hd + i];
+                assert!((f64::from(got) - want[i]).abs() <= tol, "{name} runs={runs} token {t} [{i}]: {got} vs {}", want[i]);
+                assert!((f64::from(one[i]) - want[i]).abs() <= tol, "{name} attend token {t} [{i}]: {} vs {}", one[i], want[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn attend_batch_matches_plain_attention() {
+    for (nh, nkv, hd) in [(4, 1, 256), (4, 2, 64), (3, 3, 20), (8, 2, 33)] {
+        for window in [None, Some(5)] {
+            for cap in [None, Some(30.0)] {
+                let name = format!("nh={nh} nkv={nkv} hd={hd} window={window:?} cap={cap:?}");
+                check::<f16>(&format!("f16 {name}"), nh, nkv, hd, window, cap);
+                check::<f32>(&format!("f32 {name}"), nh, nkv, hd, window, cap);
+            }
+        }
+    }
+}
