@@ -171,3 +171,22 @@ pub fn vec_dot(t: DType, w: &[u8], a: &[u8]) -> Result<f32, OracleError> {
     unsafe { f(n as i32, &mut s, 0, w.as_ptr().cast(), 0, a.as_ptr().cast(), 0, 1) };
     Ok(s)
 }
+
+/// llama.cpp's `llama_print_system_info()`: the CPU features ggml was compiled for
+/// (`AVX2 = 1 | AVX512 = 1 | ...`), read once. Register the CPU backend first
+/// (`llama_backend_init`) for the backend's features to be listed.
+pub fn system_info() -> String {
+    static INFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| {
+        // SAFETY: no arguments; returns a pointer to a NUL-terminated static buffer that each
+        // call rewrites. The OnceLock makes this the only call, and the text is copied out
+        // before anything else can call it.
+        let p = unsafe { sys::llama_print_system_info() };
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: non-null and NUL-terminated, as above; alive for the process.
+        unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    })
+    .clone()
+}

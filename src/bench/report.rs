@@ -1,0 +1,156 @@
+//! [`Report`]: everything one benchmark run found, as the `--json` object and the source of
+//! the human table.
+
+use serde::Serialize;
+
+use super::{Bandwidth, Measured, ModelFacts, Plan, Stats};
+
+/// One benchmark run. Flat keys for the headline numbers (`pp_tok_s`, `tg_tok_s`, and with
+/// llama.cpp `llama_pp_tok_s`, `pp_ratio`, ...), nested stats for the detail. Ratios are
+/// pupil / llama.cpp of the medians: above 1, pupil is faster.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The model file.
+    pub model: String,
+    /// `gemma3 270M Q4_K_M`.
+    pub description: String,
+    /// Bytes of tensor data.
+    pub model_bytes: u64,
+    /// Parameters.
+    pub params: u64,
+    /// Weight bytes read per generated token.
+    pub bytes_per_token: u64,
+    /// pupil's kernel tier (`avx512`, `avx2`, `scalar`).
+    pub tier: String,
+    /// Threads of both engines and of the bandwidth test.
+    pub threads: usize,
+    /// Prompt tokens of the pp test.
+    pub pp: usize,
+    /// Decode steps of the tg test.
+    pub tg: usize,
+    /// Measured repetitions (after one warm-up).
+    pub repetitions: usize,
+    /// pupil's median prompt tokens/s (`None` if pp was skipped).
+    pub pp_tok_s: Option<f64>,
+    /// pupil's median generated tokens/s (`None` if tg was skipped).
+    pub tg_tok_s: Option<f64>,
+    /// pupil's pp detail.
+    pub pp_stats: Option<Stats>,
+    /// pupil's tg detail.
+    pub tg_stats: Option<Stats>,
+    /// Streaming read bandwidth with `threads` threads, GB/s.
+    pub bandwidth_gb_s: f64,
+    /// The bandwidth test's buffer size.
+    pub bandwidth_buffer_bytes: usize,
+    /// `bandwidth / bytes_per_token`: no engine generates faster on this machine.
+    pub tg_ceiling_tok_s: f64,
+    /// `tg_tok_s / tg_ceiling_tok_s`.
+    pub tg_fraction_of_ceiling: Option<f64>,
+    /// llama.cpp's side, with `--against-llama`.
+    #[serde(flatten)]
+    pub llama: Option<LlamaReport>,
+}
+
+/// llama.cpp's numbers and how pupil compares.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LlamaReport {
+    /// llama.cpp's median prompt tokens/s.
+    pub llama_pp_tok_s: Option<f64>,
+    /// llama.cpp's median generated tokens/s.
+    pub llama_tg_tok_s: Option<f64>,
+    /// llama.cpp's pp detail.
+    pub llama_pp_stats: Option<Stats>,
+    /// llama.cpp's tg detail.
+    pub llama_tg_stats: Option<Stats>,
+    /// Whether ggml was compiled for the host's best ISA; if not, the comparison flatters
+    /// pupil.
+    pub llama_native: bool,
+    /// The host's best ISA (`AVX512`, `AVX2`).
+    pub llama_host_isa: String,
+    /// The best ISA ggml was compiled with.
+    pub llama_ggml_isa: String,
+    /// `llama_print_system_info()`.
+    pub llama_system_info: String,
+    /// `llama.cpp`'s tg as a fraction of the ceiling.
+    pub llama_tg_fraction_of_ceiling: Option<f64>,
+    /// pupil / llama.cpp, prompt processing.
+    pub pp_ratio: Option<f64>,
+    /// pupil / llama.cpp, token generation.
+    pub tg_ratio: Option<f64>,
+}
+
+/// What is known about llama.cpp's build, for [`Report::new`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LlamaBuild {
+    /// Whether ggml has the host's best ISA.
+    pub native: bool,
+    /// The host's best ISA.
+    pub host_isa: String,
+    /// ggml's best ISA.
+    pub ggml_isa: String,
+    /// `llama_print_system_info()`.
+    pub system_info: String,
+}
+
+fn median(s: &Option<Stats>) -> Option<f64> {
+    s.as_ref().map(|s| s.median)
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+impl Report {
+    /// Puts the pieces together: `pupil` is pupil's result, `llama` llama.cpp's with its build.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: String,
+        facts: &ModelFacts,
+        tier: String,
+        threads: usize,
+        plan: &Plan,
+        bandwidth: &Bandwidth,
+        pupil: &Measured,
+        llama: Option<(&Measured, LlamaBuild)>,
+    ) -> Report {
+        let ceiling = bandwidth.gb_s * 1e9 / facts.bytes_per_token.max(1) as f64;
+        let (pp_tok_s, tg_tok_s) = (median(&pupil.pp), median(&pupil.tg));
+        let llama = llama.map(|(m, b)| {
+            let (lpp, ltg) = (median(&m.pp), median(&m.tg));
+            LlamaReport {
+                llama_pp_tok_s: lpp,
+                llama_tg_tok_s: ltg,
+                llama_pp_stats: m.pp.clone(),
+                llama_tg_stats: m.tg.clone(),
+                llama_native: b.native,
+                llama_host_isa: b.host_isa,
+                llama_ggml_isa: b.ggml_isa,
+                llama_system_info: b.system_info,
+                llama_tg_fraction_of_ceiling: ltg.map(|t| t / ceiling),
+                pp_ratio: ratio(pp_tok_s, lpp),
+                tg_ratio: ratio(tg_tok_s, ltg),
+            }
+        });
+        Report {
+            model,
+            description: facts.description.clone(),
+            model_bytes: facts.model_bytes,
+            params: facts.params,
+            bytes_per_token: facts.bytes_per_token,
+            tier,
+            threads,
+            pp: plan.n_prompt,
+            tg: plan.n_gen,
+            repetitions: plan.repetitions,
+            pp_tok_s,
+            tg_tok_s,
+            pp_stats: pupil.pp.clone(),
+            tg_stats: pupil.tg.clone(),
+            bandwidth_gb_s: bandwidth.gb_s,
+            bandwidth_buffer_bytes: bandwidth.buffer_bytes,
+            tg_ceiling_tok_s: ceiling,
+            tg_fraction_of_ceiling: tg_tok_s.map(|t| t / ceiling),
+            llama,
+        }
+    }
+}

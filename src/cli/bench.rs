@@ -1,0 +1,245 @@
+//! `pupil bench`: prompt and generation speed, llama-bench style, optionally side by side with
+//! llama.cpp on the same file, against this machine's memory-bandwidth ceiling.
+
+use super::output;
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, PupilRunner, Report, Runner, Test, Tokens};
+use pupil::model::Model;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Measure prompt processing (pp) and token generation (tg) speed.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    pupil bench -m models/gemma-3-270m-q4_k_m.gguf\n  \
+    pupil bench -m model.gguf -p 512 -n 128 -r 5 -t 2 --against-llama\n  \
+    pupil bench -m model.gguf -p 64 -n 16 -r 3 --json | jq .tg_tok_s\n\n\
+    pp: one batch of -p tokens from an empty cache; tg: -n single-token steps from an empty\n\
+    cache (llama-bench's pp512 / tg128). One warm-up round, then -r repetitions; t/s is the\n\
+    median ± the standard deviation. For a fair --against-llama, build llama.cpp for this\n\
+    CPU: scripts/bench.sh does.")]
+pub struct Args {
+    /// The GGUF model file.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Prompt tokens of the pp test (0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    n_prompt: usize,
+    /// Decode steps of the tg test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    n_gen: usize,
+    /// Measured repetitions, after one warm-up round.
+    #[arg(short = 'r', long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    repetitions: u32,
+    /// Threads, for both engines and the bandwidth test (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Also measure llama.cpp (needs a build with `--features llama`).
+    #[arg(long)]
+    against_llama: bool,
+    /// Size of the buffer the bandwidth test streams, in MiB (keep it far above the CPU caches).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    bandwidth_mib: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Bandwidth runs, of which the best counts.
+const BANDWIDTH_RUNS: usize = 5;
+
+/// Seed of the benchmark's token ids: fixed, so every run feeds the same tokens.
+const TOKEN_SEED: u64 = 0x5eed;
+
+pub fn run(args: Args) -> Result<()> {
+    if args.against_llama && !cfg!(feature = "llama") {
+        bail!(
+            "--against-llama needs llama.cpp, and this pupil was built without it: build with \
+             `cargo build --release --features llama`, or run scripts/bench.sh, which also \
+             compiles llama.cpp for this CPU"
+        );
+    }
+    let threads = match args.threads {
+        Some(t) => t,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    super::run::set_threads(Some(threads))?;
+    let model = Model::open(&args.model).map_err(output::in_file(&args.model))?;
+    let facts = ModelFacts::of(&model);
+    let plan = Plan { n_prompt: args.n_prompt, n_gen: args.n_gen, repetitions: args.repetitions as usize };
+    let tokens = Tokens::for_model(&model, &plan, TOKEN_SEED);
+    let tier = pupil::kernels::cpu::tier().name().to_owned();
+
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
+    bar.set_message(format!("memory bandwidth, {threads} threads"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    let bandwidth = bench::read_bandwidth(threads, args.bandwidth_mib.max(1) << 20, BANDWIDTH_RUNS)?;
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
+    let on_step = |p: &Progress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        let test = match p.test {
+            Test::Prompt => format!("pp{}", plan.n_prompt),
+            Test::Generate => format!("tg{}", plan.n_gen),
+        };
+        let round = p.repetition.map_or("warm-up".to_owned(), |r| format!("run {}/{}", r + 1, plan.repetitions));
+        bar.set_message(format!("{} {test} {round}", p.runner));
+    };
+    let (pupil, llama) = measure(&args, &model, &plan, &tokens, threads, on_step)?;
+    bar.finish_and_clear();
+
+    let report = Report::new(
+        args.model.display().to_string(),
+        &facts,
+        tier,
+        threads,
+        &plan,
+        &bandwidth,
+        &pupil,
+        llama.as_ref().map(|(m, b)| (m, b.clone())),
+    );
+    if report.llama.as_ref().is_some_and(|l| !l.llama_native) {
+        warn_not_native(&report);
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_human(&mut out, &report)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+type LlamaSide = Option<(Measured, bench::LlamaBuild)>;
+
+/// pupil's results, and llama.cpp's with `--against-llama`, their repetitions interleaved.
+fn measure(
+    args: &Args,
+    model: &Model,
+    plan: &Plan,
+    tokens: &Tokens,
+    threads: usize,
+    on_step: impl FnMut(&Progress),
+) -> Result<(Measured, LlamaSide)> {
+    let mut pupil = PupilRunner::new(model, plan.n_prompt, plan.n_gen)?;
+    #[cfg(feature = "llama")]
+    if args.against_llama {
+        use pupil::bench::llama;
+        let check = llama::native_check()?;
+        let lmodel = llama::load(&args.model)?;
+        let mut runner = llama::LlamaRunner::new(&lmodel, threads, plan.n_prompt, plan.n_gen)?;
+        let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
+        let mut results = bench::measure(plan, tokens, runners, on_step)?.into_iter();
+        let (Some(p), Some(l)) = (results.next(), results.next()) else { unreachable!("one result per runner") };
+        let build = bench::LlamaBuild {
+            native: check.native,
+            host_isa: check.host_best.to_owned(),
+            ggml_isa: check.ggml_best.to_owned(),
+            system_info: check.system_info.trim().to_owned(),
+        };
+        return Ok((p, Some((l, build))));
+    }
+    let _ = (args, threads);
+    let runners: &mut [&mut dyn Runner] = &mut [&mut pupil];
+    let measured = bench::measure(plan, tokens, runners, on_step)?.remove(0);
+    Ok((measured, None))
+}
+
+fn warn_not_native(r: &Report) {
+    let Some(l) = &r.llama else { return };
+    eprintln!(
+        "\n\
+         WARNING: llama.cpp was compiled for {ggml} but this CPU has {host}: ggml chooses its\n\
+         WARNING: kernels at compile time, so its numbers here are far below what it can do and\n\
+         WARNING: the comparison is UNFAIR TO LLAMA.CPP. Build it for this CPU with\n\
+         WARNING:   scripts/bench.sh\n\
+         WARNING: (RUSTFLAGS=\"-C target-cpu=native\" cargo build --release --features llama, in\n\
+         WARNING: its own target dir). pupil picks its SIMD tier at run time and is unaffected.\n",
+        ggml =
+            if l.llama_ggml_isa == "none" { "the baseline ISA (no AVX2)".to_owned() } else { l.llama_ggml_isa.clone() },
+        host = l.llama_host_isa,
+    );
+}
+
+fn print_human(out: &mut impl Write, r: &Report) -> Result<()> {
+    let size = output::bytes(r.model_bytes);
+    let params = output::count(r.params);
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    let tests = [
+        (format!("pp{}", r.pp), &r.pp_stats, r.llama.as_ref().map(|l| &l.llama_pp_stats)),
+        (format!("tg{}", r.tg), &r.tg_stats, r.llama.as_ref().map(|l| &l.llama_tg_stats)),
+    ];
+    let row = |backend: String, test: &str, s: &bench::Stats| {
+        [
+            r.description.clone(),
+            size.clone(),
+            params.clone(),
+            backend,
+            r.threads.to_string(),
+            test.to_owned(),
+            format!("{:.2} ± {:.2}", s.median, s.stddev),
+        ]
+    };
+    for (test, ours, theirs) in &tests {
+        if let Some(s) = ours {
+            rows.push(row(format!("pupil {}", r.tier), test, s));
+        }
+        if let (Some(Some(s)), Some(l)) = (theirs, &r.llama) {
+            rows.push(row(format!("llama.cpp {}", l.llama_ggml_isa), test, s));
+        }
+    }
+    let head = ["model", "size", "params", "backend", "threads", "test", "t/s"];
+    let right = [false, true, true, false, true, true, true];
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|row| row[i].chars().count()).chain([head[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| -> String {
+        let cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if right[i] { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
+            .collect();
+        format!("| {} |", cells.join(" | "))
+    };
+    writeln!(out, "{}", line(&head.map(str::to_owned)))?;
+    let rule: Vec<String> = (0..7)
+        .map(|i| if right[i] { format!("{}:", "-".repeat(widths[i] - 1)) } else { "-".repeat(widths[i]) })
+        .collect();
+    writeln!(out, "| {} |", rule.join(" | "))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row))?;
+    }
+    writeln!(out)?;
+    if let Some(l) = &r.llama {
+        let ratio = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.2}x"));
+        writeln!(
+            out,
+            "pupil / llama.cpp: pp{} {}, tg{} {}{}",
+            r.pp,
+            ratio(l.pp_ratio),
+            r.tg,
+            ratio(l.tg_ratio),
+            if l.llama_native { "" } else { "  (llama.cpp NOT built for this CPU: see the warning)" }
+        )?;
+    }
+    let pct = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{:.0}%", 100.0 * x));
+    write!(
+        out,
+        "ceiling: {:.1} GB/s read bandwidth ({} thread{}) / {} per token = {:.1} tok/s; tg reaches {} of it (pupil)",
+        r.bandwidth_gb_s,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        output::bytes(r.bytes_per_token),
+        r.tg_ceiling_tok_s,
+        pct(r.tg_fraction_of_ceiling),
+    )?;
+    if let Some(l) = &r.llama {
+        write!(out, ", {} (llama.cpp)", pct(l.llama_tg_fraction_of_ceiling))?;
+    }
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `pupil bench` end to end on a small synthetic model: the JSON it prints, its exit codes, and
+//! (with feature `llama`) llama.cpp's side. No speed is asserted here: speed targets live in
+//! the benchmarks.
+
+use pupil::kernels::DType;
+use pupil::model::Arch;
+use pupil::model::synth::{Synth, SynthModel};
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pupil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pupil")).args(args).output().expect("run pupil")
+}
+
+/// A 2-layer Llama in Q4_0, small enough that a whole benchmark takes well under a second.
+fn tiny_model(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny-llama-q4_0.gguf");
+    SynthModel::build(&Synth::new(Arch::Llama, DType::Q4_0), None).unwrap().write(&path).unwrap();
+    path
+}
+
+/// `pupil bench -p P -n 4 -r 1 -t 1 --json` on `model`, parsed; panics with pupil's stderr
+/// if it fails.
+fn bench_json(model: &Path, p: &str, extra: &[&str]) -> Json {
+    let mut args = vec![
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        p,
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--bandwidth-mib",
+        "16",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = pupil(&args);
+    assert!(out.status.success(), "pupil bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("bench --json prints one JSON object")
+}
+
+fn positive(r: &Json, key: &str) -> f64 {
+    let v = r[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {r}"));
+    assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
+    v
+}
+
+#[test]
+fn json_has_every_required_key_with_positive_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_json(&tiny_model(dir.path()), "16", &[]);
+    for key in ["pp_tok_s", "tg_tok_s", "bandwidth_gb_s", "tg_ceiling_tok_s", "model_bytes", "tg_fraction_of_ceiling"] {
+        positive(&r, key);
+    }
+    assert_eq!((r["pp"].as_u64(), r["tg"].as_u64(), r["threads"].as_u64()), (Some(16), Some(4), Some(1)));
+    assert!(r["tier"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(r["pp_stats"]["samples"].as_array().map(Vec::len), Some(1));
+    // The ceiling is bandwidth over bytes per token, and an untied model reads all but its
+    // embedding table.
+    let per_token = positive(&r, "bytes_per_token");
+    assert!(per_token < positive(&r, "model_bytes"));
+    let ceiling = positive(&r, "bandwidth_gb_s") * 1e9 / per_token;
+    assert!((ceiling / positive(&r, "tg_ceiling_tok_s") - 1.0).abs() < 1e-9);
+    assert!(r.get("llama_pp_tok_s").is_none(), "no llama keys without --against-llama");
+}
+
+#[test]
+fn human_output_is_a_table_with_both_tests_and_the_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = pupil(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--bandwidth-mib",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in ["| model", "pp8", "tg2", "ceiling:", "| llama "] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn zero_tokens_skips_a_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_json(&tiny_model(dir.path()), "0", &[]);
+    assert!(r["pp_tok_s"].is_null());
+    positive(&r, "tg_tok_s");
+}
+
+#[test]
+fn malformed_model_exits_with_2_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.gguf");
+    std::fs::write(&path, b"GGUF\x03\x00\x00\x00not really a model").unwrap();
+    let out = pupil(&["bench", "-m", path.to_str().unwrap(), "-p", "4", "-n", "1", "-r", "1"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.gguf"));
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out =
+        pupil(&["bench", "-m", model.to_str().unwrap(), "-p", "5000", "-n", "1", "-r", "1", "--bandwidth-mib", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4096"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[cfg(not(feature = "llama"))]
+#[test]
+fn against_llama_without_the_feature_says_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = pupil(&["bench", "-m", model.to_str().unwrap(), "--against-llama"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features llama") && err.contains("scripts/bench.sh"), "{err}");
+}
+
+#[cfg(feature = "llama")]
+#[test]
+fn against_llama_adds_llama_cpp_numbers_and_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_json(&tiny_model(dir.path()), "16", &["--against-llama"]);
+    for key in ["pp_tok_s", "tg_tok_s", "llama_pp_tok_s", "llama_tg_tok_s", "pp_ratio", "tg_ratio"] {
+        positive(&r, key);
+    }
+    assert!(r["llama_native"].is_boolean());
+    assert!(r["llama_system_info"].as_str().is_some_and(|s| s.contains("CPU")), "{}", r["llama_system_info"]);
+    let ratio = positive(&r, "pp_tok_s") / positive(&r, "llama_pp_tok_s");
+    assert!((ratio / positive(&r, "pp_ratio") - 1.0).abs() < 1e-9);
+}
