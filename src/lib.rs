@@ -1,9 +1,14 @@
 //! pupil: an inference runtime for distilled student language models.
 //!
+//! - [`bench`]: prompt and generation speed, llama-bench style, against llama.cpp and the
+//!   memory-bandwidth ceiling.
 //! - [`chat`]: chat templates, rendered from the model's own Jinja source.
+//! - [`eval`]: a student against its teacher: KL divergence, top-1 agreement, perplexity, and
+//!   the cost of each (size, memory, speed).
 //! - [`generate`]: sessions that turn prompts into streamed text (KV cache reuse, stop strings).
 //! - [`gguf`]: the GGUF file format, read zero-copy from a memory map, and written.
 //! - [`model`]: architectures over GGUF tensors: batched forward pass, KV cache, logits.
+//! - [`quantize`]: GGUF to GGUF in another file type (`Q4_K_M`, `Q8_0`...), equal to llama-quantize's.
 //! - [`sample`]: choosing the next token from logits.
 //! - [`tokenizer`]: text ↔ token ids from a GGUF file's vocabulary, equal to llama.cpp's.
 //!
@@ -13,9 +18,12 @@
 
 pub use pupil_kernels as kernels;
 
+pub mod bench;
 pub mod chat;
+pub mod eval;
 pub mod generate;
 pub mod gguf;
 pub mod model;
+pub mod quantize;
 pub mod sample;
 pub mod tokenizer;

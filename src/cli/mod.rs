@@ -1,8 +1,11 @@
 //! The `pupil` command line: argument parsing and error reporting; each subcommand lives in
 //! its own module and does its work through the library.
 
+mod bench;
+mod compare;
 mod inspect;
 mod output;
+mod quantize;
 mod run;
 mod tokenize;
 
@@ -18,7 +21,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Bench(bench::Args),
+    Compare(compare::Args),
     Inspect(inspect::Args),
+    Quantize(quantize::Args),
     Run(run::Args),
     Tokenize(tokenize::Args),
 }
@@ -26,11 +32,17 @@ enum Command {
 /// Exit status for input the user can fix: a malformed model file, a bad argument.
 const EXIT_BAD_INPUT: i32 = 2;
 
+/// Exit status of a quality gate that failed (`pupil compare --fail-below-agreement`).
+const EXIT_GATE: i32 = 3;
+
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Run(args) => run::run(args),
         Command::Tokenize(args) => tokenize::run(args),
     };
@@ -39,7 +51,13 @@ pub fn main() -> i32 {
         Err(e) if output::is_broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if is_bad_input(&e) { EXIT_BAD_INPUT } else { 1 }
+            if e.is::<compare::GateFailed>() {
+                EXIT_GATE
+            } else if is_bad_input(&e) {
+                EXIT_BAD_INPUT
+            } else {
+                1
+            }
         }
     }
 }
@@ -52,5 +70,9 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.is::<pupil::model::ModelError>()
             || c.is::<pupil::tokenizer::TokenizerError>()
             || c.is::<pupil::generate::GenerateError>()
+            || c.is::<pupil::eval::VocabMismatch>()
+            || c.is::<pupil::generate::SpeculativeError>()
+            || c.downcast_ref::<pupil::eval::EvalError>().is_some_and(|e| e.is_bad_input())
+            || c.downcast_ref::<pupil::quantize::QuantizeError>().is_some_and(|q| q.is_bad_input())
     })
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use pupil::chat::Message;
-use pupil::generate::{Completion, Engine, GenerateParams, Session, SessionOptions, StopReason};
+use pupil::generate::{Completion, Engine, GenerateParams, Session, SessionOptions, SpeculativeSession, StopReason};
 use pupil::model::KvType;
 use pupil::sample::SamplerConfig;
 use std::io::{BufRead, Read, Write};
@@ -14,7 +14,8 @@ use std::sync::Arc;
 #[command(after_help = "Examples:\n  \
     pupil run -m models/gemma-3-270m-q4_k_m.gguf -p \"The capital of France is\" -n 32\n  \
     pupil run -m model.gguf -p - --temp 0.7 --seed 42 < prompt.txt\n  \
-    pupil run -m model-it.gguf --chat --system \"Be brief.\"")]
+    pupil run -m model-it.gguf --chat --system \"Be brief.\"\n  \
+    pupil run -m teacher-q8_0.gguf --draft student-q4_k_m.gguf --draft-max 8 -p \"Once upon a time\" --temp 0")]
 pub struct Args {
     /// The GGUF model file.
     #[arg(short, long)]
@@ -54,6 +55,13 @@ pub struct Args {
     /// Do not add the BOS token the model's metadata asks for.
     #[arg(long)]
     no_bos: bool,
+    /// A draft model with the same vocabulary, for speculative decoding: it proposes tokens
+    /// that the model checks in one batch (greedy output is unchanged, only faster).
+    #[arg(long, value_name = "FILE")]
+    draft: Option<PathBuf>,
+    /// Most tokens the draft proposes per step.
+    #[arg(long, default_value_t = 8, requires = "draft")]
+    draft_max: usize,
 }
 
 /// Sampling flags, shared by commands that generate.
@@ -140,6 +148,9 @@ pub fn run(args: Args) -> Result<()> {
         sampler: args.sampling.config(),
         stop: args.stop.clone(),
     };
+    if args.chat && args.draft.is_some() {
+        bail!("--draft does not work with --chat yet");
+    }
     if args.chat {
         return chat(&engine, &mut session, &params, &args);
     }
@@ -153,6 +164,30 @@ pub fn run(args: Args) -> Result<()> {
         None => bail!("give a prompt with -p TEXT (or -p - for stdin), or use --chat"),
     };
     let tokens = engine.tokenizer().encode(&prompt, !args.no_bos, args.parse_special);
+    if let Some(path) = &args.draft {
+        let draft = Arc::new(Engine::load(path).map_err(super::output::in_file(path))?);
+        let draft = draft.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
+        let mut spec = SpeculativeSession::new(session, draft, args.draft_max)?;
+        let mut out = std::io::stdout().lock();
+        let mut io_err = None;
+        let done = spec.generate(&tokens, &params, |piece| write_piece(&mut out, piece, &mut io_err))?;
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        println!();
+        report(&done.completion);
+        let s = done.stats;
+        eprintln!(
+            "draft: drafted {}, accepted {} ({:.1}%) | {} target passes for {} tokens ({:.2} tokens/pass)",
+            s.drafted,
+            s.accepted,
+            100.0 * s.acceptance_rate(),
+            s.target_passes,
+            done.completion.tokens.len(),
+            done.completion.tokens.len() as f64 / s.target_passes.max(1) as f64
+        );
+        return Ok(());
+    }
     let done = generate(&mut session, &tokens, &params)?;
     println!();
     report(&done);
@@ -163,17 +198,22 @@ pub fn run(args: Args) -> Result<()> {
 fn generate(session: &mut Session, tokens: &[u32], params: &GenerateParams) -> Result<Completion> {
     let mut out = std::io::stdout().lock();
     let mut io_err = None;
-    let done = session.generate(tokens, params, |piece| match out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => true,
-        Err(e) => {
-            io_err = Some(e);
-            false
-        }
-    })?;
+    let done = session.generate(tokens, params, |piece| write_piece(&mut out, piece, &mut io_err))?;
     if let Some(e) = io_err {
         return Err(e.into());
     }
     Ok(done)
+}
+
+/// Writes a streamed piece; on failure keeps the error and asks generation to stop.
+fn write_piece(out: &mut impl Write, piece: &str, io_err: &mut Option<std::io::Error>) -> bool {
+    match out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            *io_err = Some(e);
+            false
+        }
+    }
 }
 
 fn report(done: &Completion) {

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod speculative;
 mod stop;
 
 use std::path::Path;
@@ -32,6 +33,7 @@ use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::model::{Batch, KvCache, KvType, Model, ModelError, Scratch};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::tokenizer::{Tokenizer, TokenizerError};
+pub use speculative::{SpeculativeCompletion, SpeculativeError, SpeculativeSession, SpeculativeStats, Verdict, verify_draft};
 pub use stop::{StopMatcher, StopScan};
 
 /// Why generation could not run.

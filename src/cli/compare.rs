@@ -1,0 +1,138 @@
+//! `pupil compare`: a student against its teacher, fidelity and cost side by side.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use pupil::eval::{self, CompareOptions, CostOptions, FidelityOptions, Progress, Report};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// Compare a student model with its teacher: how closely it follows the teacher's next-token
+/// distributions on a text (KL divergence, top-1 agreement, perplexity) and what it costs
+/// (size, memory, speed).
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Both models must share a vocabulary. With no --text, a built-in held-out \
+    sample is scored.\n\n\
+    Exit status: 0 ok; 1 failed while running; 2 bad input (a file, mismatched vocabularies); \
+    3 a --fail-* gate failed (the report is still printed).\n\n\
+    Examples:\n  \
+    pupil compare --teacher gemma-q8_0.gguf --student gemma-q4_k_m.gguf\n  \
+    pupil compare --teacher t.gguf --student s.gguf --text wiki.txt --ctx 512 --md > report.md\n  \
+    pupil compare --teacher t.gguf --student s.gguf --json --plot fidelity.svg\n  \
+    pupil compare --teacher t.gguf --student s.gguf --fail-below-agreement 0.9 --fail-above-kl 0.1")]
+pub struct Args {
+    /// The reference model (GGUF).
+    #[arg(long, value_name = "FILE")]
+    teacher: PathBuf,
+    /// The model under test (GGUF, same vocabulary).
+    #[arg(long, value_name = "FILE")]
+    student: PathBuf,
+    /// The text to score (`-`: stdin); default: a built-in held-out sample.
+    #[arg(long, value_name = "FILE")]
+    text: Option<PathBuf>,
+    /// Tokens per window, BOS included; every position after the first is scored.
+    #[arg(short = 'c', long = "ctx", default_value_t = 512)]
+    ctx: usize,
+    /// Most tokens per forward pass (one batch of logits per model is held in memory).
+    #[arg(short = 'b', long = "batch", default_value_t = 64)]
+    batch: usize,
+    /// Repetitions of each speed measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long, conflicts_with = "md")]
+    json: bool,
+    /// Print Markdown tables instead of text.
+    #[arg(long)]
+    md: bool,
+    /// Also write an SVG: per-position KL along the text and the cost ratios.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Exit with status 3 if top-1 agreement (0..1) is below this.
+    #[arg(long, value_name = "X")]
+    fail_below_agreement: Option<f64>,
+    /// Exit with status 3 if the mean KL divergence (nats) is above this.
+    #[arg(long, value_name = "X")]
+    fail_above_kl: Option<f64>,
+}
+
+/// A quality gate failed: exit status 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct GateFailed(String);
+
+pub fn run(args: Args) -> Result<()> {
+    super::run::set_threads(args.threads)?;
+    let text = match &args.text {
+        None => eval::HELD_OUT.to_owned(),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading the text from stdin")?;
+            s
+        }
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the text from {}", p.display()))?,
+    };
+    let opts = CompareOptions {
+        fidelity: FidelityOptions { n_ctx: args.ctx, n_batch: args.batch, ..FidelityOptions::default() },
+        cost: CostOptions { reps: args.reps, ..CostOptions::default() },
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} tokens {elapsed_precise} eta {eta}")
+            .map_err(anyhow::Error::msg)?
+            .progress_chars("=> "),
+    );
+    bar.set_message("scoring");
+    let report = eval::compare(&args.teacher, &args.student, &text, &opts, |p| match p {
+        Progress::Scoring { tokens } => bar.set_length(tokens as u64),
+        Progress::Scored(n) => bar.inc(n as u64),
+        Progress::Measuring(who) => {
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed_precise}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(format!("measuring the {who}'s cost"));
+            bar.tick();
+        }
+        _ => {}
+    });
+    bar.finish_and_clear();
+    let report =
+        report.with_context(|| format!("comparing {} with {}", args.student.display(), args.teacher.display()))?;
+
+    let failures = gates(&report, &args);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["gates"] = serde_json::json!({ "passed": failures.is_empty(), "failures": failures });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else if args.md {
+        write!(out, "{}", report.to_markdown())?;
+    } else {
+        write!(out, "{}", report.to_text())?;
+    }
+    out.flush()?;
+    if let Some(path) = &args.plot {
+        std::fs::write(path, eval::plot::svg(&report)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if failures.is_empty() { Ok(()) } else { Err(GateFailed(failures.join("; ")).into()) }
+}
+
+/// The gates that failed, each as a sentence.
+fn gates(r: &Report, args: &Args) -> Vec<String> {
+    let f = &r.fidelity;
+    let mut failed = Vec::new();
+    // A NaN measurement fails the gate.
+    if let Some(min) = args.fail_below_agreement
+        && f.top1_agreement.partial_cmp(&min).is_none_or(|o| o.is_lt())
+    {
+        failed.push(format!("top-1 agreement {:.4} is below --fail-below-agreement {min}", f.top1_agreement));
+    }
+    if let Some(max) = args.fail_above_kl
+        && f.mean_kl.partial_cmp(&max).is_none_or(|o| o.is_gt())
+    {
+        failed.push(format!("mean KL {:.6} is above --fail-above-kl {max}", f.mean_kl));
+    }
+    failed
+}

@@ -1,0 +1,548 @@
+//! Speculative decoding: a small draft model proposes a few tokens, the target model checks
+//! them all in one batch, and every token the target agrees with costs no pass of its own.
+//!
+//! Each step the draft proposes up to `draft_max` tokens one at a time; the target runs
+//! `[last token, drafts...]` as one batch with every logit wanted and accepts the longest
+//! prefix it agrees with, then adds a token of its own (the correction at the first
+//! disagreement, or a bonus token after the last draft). Rejected positions are dropped from
+//! both KV caches ([`KvCache::truncate`](crate::model::KvCache::truncate) for the target; the
+//! draft's prefix reuse does it on its next catch-up).
+//!
+//! - Greedy (`temperature <= 0`): a draft is accepted when it is the token the target's
+//!   sampler picks, so the text is token for token the target's own greedy text (penalties
+//!   included).
+//! - Sampling: the standard rejection scheme (Leviathan et al. 2023, Chen et al. 2023):
+//!   draft token `x ~ q` is kept with probability `min(1, p(x)/q(x))`, else a token is drawn
+//!   from `norm(max(0, p − q))` ([`verify_draft`]). The output has the target's distribution
+//!   (after top-k, top-p, min-p and temperature), though not the same tokens as a plain run
+//!   with the same seed. Penalties are not supported with sampling.
+//!
+//! ```no_run
+//! use pupil::generate::{Engine, GenerateParams, SessionOptions, SpeculativeSession};
+//! use std::sync::Arc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let target = Arc::new(Engine::load("teacher-q8_0.gguf")?);
+//! let draft = Arc::new(Engine::load("student-q4_k_m.gguf")?);
+//! let mut spec = SpeculativeSession::new(target.session(SessionOptions::default()), draft.session(SessionOptions::default()), 8)?;
+//! let prompt = target.tokenizer().encode("The capital of France is", true, false);
+//! let done = spec.generate(&prompt, &GenerateParams::greedy(32), |piece| {
+//!     print!("{piece}");
+//!     true
+//! })?;
+//! eprintln!("\naccepted {:.0}% of drafts", 100.0 * done.stats.acceptance_rate());
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Completion, GenerateError, GenerateParams, Session, StopMatcher, StopReason, StopScan, Timings};
+use crate::eval::{VocabMismatch, check_vocab};
+use crate::model::Batch;
+use crate::sample::{Sampler, SamplerConfig};
+
+/// Why speculative decoding could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpeculativeError {
+    /// Running either model failed, or the prompt does not fit.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    /// The draft's vocabulary is not the target's.
+    #[error(transparent)]
+    Vocab(#[from] VocabMismatch),
+    /// `draft_max` is 0.
+    #[error("the draft length (--draft-max) must be at least 1")]
+    NoDrafts,
+    /// Penalties change the target's distribution with every accepted token, which the
+    /// rejection scheme does not follow.
+    #[error(
+        "repetition, presence and frequency penalties work with a draft model only with greedy decoding (--temp 0)"
+    )]
+    PenaltiesWithSampling,
+}
+
+/// Counts of one speculative generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpeculativeStats {
+    /// Tokens the draft proposed.
+    pub drafted: usize,
+    /// Of those, tokens the target accepted.
+    pub accepted: usize,
+    /// Target forward passes after the prompt (one per step).
+    pub target_passes: usize,
+    /// Draft forward passes after the prompt.
+    pub draft_passes: usize,
+}
+
+impl SpeculativeStats {
+    /// `accepted / drafted` (0 when nothing was drafted).
+    pub fn acceptance_rate(&self) -> f64 {
+        if self.drafted == 0 { 0.0 } else { self.accepted as f64 / self.drafted as f64 }
+    }
+}
+
+/// The result of [`SpeculativeSession::generate`].
+#[derive(Clone, Debug)]
+pub struct SpeculativeCompletion {
+    /// Text, tokens, stop reason and timings, as a plain generation reports them.
+    pub completion: Completion,
+    /// Drafting counts.
+    pub stats: SpeculativeStats,
+}
+
+/// What the target does with a draft token in the sampling scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep it.
+    Accept,
+    /// Drop it and every later draft; this token (from the residual) takes its place.
+    Resample(u32),
+}
+
+/// The rejection step of speculative sampling for draft `token`, drawn from `q`, checked
+/// against the target's `p` (both `[n_vocab]` probabilities): accept if `u < p/q`, else
+/// draw from `norm(max(0, p − q))` with `u2`. `u`, `u2` are uniform in `[0, 1)`.
+pub fn verify_draft(p: &[f32], q: &[f32], token: u32, u: f32, u2: f32) -> Verdict {
+    let i = token as usize;
+    let (pt, qt) = (p.get(i).copied().unwrap_or(0.0), q.get(i).copied().unwrap_or(0.0));
+    if qt > 0.0 && u * qt < pt {
+        return Verdict::Accept;
+    }
+    let residual = |(a, b): (&f32, &f32)| (a - b).max(0.0) as f64;
+    let total: f64 = p.iter().zip(q).map(residual).sum();
+    if total <= 0.0 {
+        // p ≤ q everywhere means p == q: nothing is ever rejected in exact arithmetic.
+        return Verdict::Resample(draw(p, u2));
+    }
+    let target = u2 as f64 * total;
+    let mut cum = 0.0;
+    let mut last = 0;
+    for (k, pair) in p.iter().zip(q).enumerate() {
+        let r = residual(pair);
+        if r > 0.0 {
+            cum += r;
+            last = k;
+            if target < cum {
+                return Verdict::Resample(k as u32);
+            }
+        }
+    }
+    Verdict::Resample(last as u32)
+}
+
+/// A token drawn from probabilities `p` with uniform `u`.
+fn draw(p: &[f32], u: f32) -> u32 {
+    let mut cum = 0.0f64;
+    let mut last = 0;
+    for (k, &pk) in p.iter().enumerate() {
+        if pk > 0.0 {
+            cum += pk as f64;
+            last = k;
+            if (u as f64) < cum {
+                return k as u32;
+            }
+        }
+    }
+    last as u32
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in x.iter().enumerate() {
+        if v > best.1 {
+            best = (i as u32, v);
+        }
+    }
+    best.0
+}
+
+/// SplitMix64, as the sampler's: a fixed sequence per seed.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// The sampler's distribution without penalties — top-k, then top-p and min-p judged at
+/// temperature 1, then the temperature — written densely into `out` (`[n_vocab]`), in the
+/// same order and with the same rules as [`Sampler::sample`].
+#[derive(Debug)]
+struct Distribution {
+    cand: Vec<(u32, f32)>, // [n_vocab] capacity
+    probs: Vec<f32>,       // [n_vocab] capacity
+}
+
+impl Distribution {
+    fn new(n_vocab: usize) -> Self {
+        Distribution { cand: Vec::with_capacity(n_vocab), probs: Vec::with_capacity(n_vocab) }
+    }
+
+    fn softmax(&mut self, t: f32) {
+        let max = self.cand.first().map_or(0.0, |c| c.1);
+        self.probs.clear();
+        self.probs.extend(self.cand.iter().map(|c| ((c.1 - max) / t).exp()));
+        let sum: f64 = self.probs.iter().map(|&p| f64::from(p)).sum();
+        self.probs.iter_mut().for_each(|p| *p = (f64::from(*p) / sum) as f32);
+    }
+
+    fn fill(&mut self, cfg: &SamplerConfig, logits: &[f32], out: &mut [f32]) {
+        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        self.cand.clear();
+        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        let k = cfg.top_k;
+        if k > 0 && k < self.cand.len() {
+            self.cand.select_nth_unstable_by(k - 1, by_logit_desc);
+            self.cand.truncate(k);
+        }
+        self.cand.sort_unstable_by(by_logit_desc);
+        self.softmax(1.0);
+        let mut keep = self.probs.len();
+        if cfg.top_p < 1.0 {
+            let mut cum = 0.0f32;
+            keep = self
+                .probs
+                .iter()
+                .position(|&p| {
+                    cum += p;
+                    cum >= cfg.top_p
+                })
+                .map_or(keep, |i| i + 1);
+        }
+        if cfg.min_p > 0.0 {
+            let floor = self.probs[0] * cfg.min_p;
+            keep = self.probs[..keep].iter().take_while(|&&p| p >= floor).count();
+        }
+        self.cand.truncate(keep.max(1));
+        self.softmax(cfg.temperature);
+        out.fill(0.0);
+        for (c, &p) in self.cand.iter().zip(&self.probs) {
+            out[c.0 as usize] = p;
+        }
+    }
+}
+
+/// A target session with a draft session beside it, over the same vocabulary.
+#[derive(Debug)]
+pub struct SpeculativeSession {
+    target: Session,
+    draft: Session,
+    draft_max: usize,
+    n_vocab: usize,
+    batch: Batch,     // [draft_max + 1]
+    logits: Vec<f32>, // [draft_max + 1, n_vocab] the target's verification logits
+    drafts: Vec<u32>, // [draft_max]
+    q: Vec<f32>,      // [draft_max, n_vocab] draft distributions (sampling)
+    p: Vec<f32>,      // [n_vocab] a target distribution (sampling)
+    dist: Distribution,
+    /// Prompt and generated tokens; the target cache holds all but the last.
+    seq: Vec<u32>,
+}
+
+impl SpeculativeSession {
+    /// Pairs `target` with `draft`, which proposes up to `draft_max` tokens per step (capped
+    /// by the target's batch size). Fails if the vocabularies differ.
+    pub fn new(target: Session, draft: Session, draft_max: usize) -> Result<Self, SpeculativeError> {
+        if draft_max == 0 {
+            return Err(SpeculativeError::NoDrafts);
+        }
+        let (te, de) = (Arc::clone(target.engine()), Arc::clone(draft.engine()));
+        check_vocab((te.model(), te.tokenizer()), (de.model(), de.tokenizer()), ("target", "draft"))?;
+        let draft_max = draft_max.min(target.scratch.max_batch().saturating_sub(1)).max(1);
+        let n_vocab = te.model().config().n_vocab;
+        Ok(SpeculativeSession {
+            target,
+            draft,
+            draft_max,
+            n_vocab,
+            batch: Batch::with_capacity(draft_max + 1),
+            logits: vec![0.0; (draft_max + 1) * n_vocab],
+            drafts: Vec::with_capacity(draft_max),
+            q: Vec::new(),
+            p: Vec::new(),
+            dist: Distribution::new(n_vocab),
+            seq: Vec::new(),
+        })
+    }
+
+    /// The target session.
+    pub fn target(&self) -> &Session {
+        &self.target
+    }
+
+    /// The draft session.
+    pub fn draft(&self) -> &Session {
+        &self.draft
+    }
+
+    /// Most tokens drafted per step.
+    pub fn draft_max(&self) -> usize {
+        self.draft_max
+    }
+
+    /// Continue from `prompt` as [`Session::generate`] does (prefix reuse, stop strings,
+    /// end of generation, token and context limits), drafting with the draft model.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<SpeculativeCompletion, SpeculativeError> {
+        let cfg = &params.sampler;
+        let greedy = cfg.temperature <= 0.0;
+        let penalties = cfg.penalty_last_n > 0
+            && (cfg.repeat_penalty != 1.0 || cfg.presence_penalty != 0.0 || cfg.frequency_penalty != 0.0);
+        if !greedy && penalties {
+            return Err(SpeculativeError::PenaltiesWithSampling);
+        }
+        if !greedy && self.q.is_empty() {
+            // Sized once, on the first sampled generation.
+            self.q = vec![0.0; self.draft_max * self.n_vocab];
+            self.p = vec![0.0; self.n_vocab];
+        }
+        let start = Instant::now();
+        let prompt_tokens = self.target.set_tokens(prompt)?;
+        self.draft.set_tokens(prompt)?;
+        let prompt_secs = start.elapsed().as_secs_f64();
+
+        let engine = Arc::clone(self.target.engine());
+        let tok = engine.tokenizer();
+        let mut sampler = Sampler::new(cfg.clone(), self.n_vocab);
+        prompt.iter().for_each(|&t| sampler.accept(t));
+        let mut rng = Rng(cfg.seed);
+        let mut out = Emitter {
+            on_text,
+            decoder: tok.stream(),
+            stops: StopMatcher::new(&params.stop),
+            done: Completion {
+                text: String::new(),
+                tokens: Vec::new(),
+                stop: StopReason::MaxTokens,
+                timings: Timings::default(),
+            },
+            start,
+            gen_start: None,
+            max_tokens: params.max_tokens,
+        };
+        let mut stats = SpeculativeStats::default();
+
+        let reason = 'run: {
+            if params.max_tokens == Some(0) {
+                break 'run StopReason::MaxTokens;
+            }
+            let first = if greedy {
+                sampler.sample(self.target.logits())
+            } else {
+                self.dist.fill(cfg, self.target.logits(), &mut self.p);
+                draw(&self.p, rng.next_f32())
+            };
+            sampler.accept(first);
+            if let Some(r) = out.emit(first, tok) {
+                break 'run r;
+            }
+            self.seq.clear();
+            self.seq.extend_from_slice(prompt);
+            self.seq.push(first);
+            loop {
+                let n = self.seq.len();
+                if n > self.target.n_ctx() {
+                    break 'run StopReason::ContextFull;
+                }
+                let remaining = params.max_tokens.map_or(usize::MAX, |m| m - out.done.tokens.len());
+                let mut k = self.draft_max.min(remaining - 1).min(self.target.n_ctx() - n);
+                if n > self.draft.n_ctx() {
+                    k = 0;
+                } else {
+                    k = k.min(self.draft.n_ctx() + 1 - n);
+                }
+                self.propose(k, greedy, cfg, &mut rng, &mut stats)?;
+                let (m, next) = self.verify(greedy, cfg, &mut sampler, &mut rng)?;
+                stats.drafted += k;
+                stats.accepted += m;
+                stats.target_passes += 1;
+                for i in 0..=m {
+                    let t = if i < m { self.drafts[i] } else { next };
+                    self.seq.push(t);
+                    if let Some(r) = out.emit(t, tok) {
+                        break 'run r;
+                    }
+                }
+            }
+        };
+        Ok(SpeculativeCompletion { completion: out.finish(reason, prompt_tokens, prompt_secs), stats })
+    }
+
+    /// The draft catches up with `seq` and proposes `k` tokens into `drafts` (and their
+    /// distributions into `q` when sampling).
+    fn propose(
+        &mut self,
+        k: usize,
+        greedy: bool,
+        cfg: &SamplerConfig,
+        rng: &mut Rng,
+        stats: &mut SpeculativeStats,
+    ) -> Result<(), GenerateError> {
+        self.drafts.clear();
+        if k == 0 {
+            return Ok(());
+        }
+        self.draft.set_tokens(&self.seq)?;
+        stats.draft_passes += 1;
+        for j in 0..k {
+            let d = if greedy {
+                argmax(self.draft.logits())
+            } else {
+                let q = &mut self.q[j * self.n_vocab..][..self.n_vocab];
+                self.dist.fill(cfg, self.draft.logits(), q);
+                draw(q, rng.next_f32())
+            };
+            self.drafts.push(d);
+            // The last draft is evaluated at the next catch-up, if it is accepted.
+            if j + 1 < k {
+                self.draft.eval(&[d])?;
+                stats.draft_passes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The target runs `[last, drafts...]` in one batch and keeps the longest agreeing
+    /// prefix; returns how many drafts it accepted and its own next token, with its cache
+    /// holding everything before that token.
+    fn verify(
+        &mut self,
+        greedy: bool,
+        cfg: &SamplerConfig,
+        sampler: &mut Sampler,
+        rng: &mut Rng,
+    ) -> Result<(usize, u32), GenerateError> {
+        let (n, k, v) = (self.seq.len(), self.drafts.len(), self.n_vocab);
+        let last = self.seq[n - 1];
+        self.batch.clear();
+        self.batch.push(last, (n - 1) as u32, 0, true);
+        self.batch.push_sequence(&self.drafts, n as u32, 0, true);
+        let t = &mut self.target;
+        t.engine.model().forward(&self.batch, &mut t.cache, &mut t.scratch, &mut self.logits[..(k + 1) * v])?;
+        let mut m = 0;
+        let next = loop {
+            let row = &self.logits[m * v..][..v];
+            if greedy {
+                let x = sampler.sample(row);
+                sampler.accept(x);
+                if m < k && x == self.drafts[m] {
+                    m += 1;
+                    continue;
+                }
+                break x;
+            }
+            self.dist.fill(cfg, row, &mut self.p);
+            if m == k {
+                break draw(&self.p, rng.next_f32());
+            }
+            let q = &self.q[m * v..][..v];
+            match verify_draft(&self.p, q, self.drafts[m], rng.next_f32(), rng.next_f32()) {
+                Verdict::Accept => m += 1,
+                Verdict::Resample(x) => break x,
+            }
+        };
+        // Keep `last` and the accepted drafts; forget the rest.
+        t.cache.truncate(0, n + m);
+        t.tokens.push(last);
+        t.tokens.extend_from_slice(&self.drafts[..m]);
+        t.logits.copy_from_slice(&self.logits[m * v..][..v]);
+        Ok((m, next))
+    }
+}
+
+/// Streams generated tokens as text, as [`Session::generate`] does: end of generation,
+/// stop strings, the token limit, the callback's veto.
+struct Emitter<'t, F> {
+    on_text: F,
+    decoder: crate::tokenizer::StreamDecoder<'t>,
+    stops: StopMatcher,
+    done: Completion,
+    start: Instant,
+    gen_start: Option<Instant>,
+    max_tokens: Option<usize>,
+}
+
+impl<F: FnMut(&str) -> bool> Emitter<'_, F> {
+    fn text(&mut self, text: &str) -> bool {
+        self.done.text.push_str(text);
+        text.is_empty() || (self.on_text)(text)
+    }
+
+    /// Takes one generated token; `Some` if generation ends here.
+    fn emit(&mut self, t: u32, tok: &crate::tokenizer::Tokenizer) -> Option<StopReason> {
+        if self.gen_start.is_none() {
+            self.done.timings.ttft_secs = self.start.elapsed().as_secs_f64();
+            self.gen_start = Some(Instant::now());
+        }
+        if tok.is_eog(t) {
+            return Some(StopReason::EndOfGeneration);
+        }
+        self.done.tokens.push(t);
+        if let Some(piece) = self.decoder.push(t) {
+            match self.stops.push(&piece) {
+                StopScan::Go(text) => {
+                    if !self.text(&text) {
+                        return Some(StopReason::Cancelled);
+                    }
+                }
+                StopScan::Stop { text, stop } => {
+                    let stop = stop.to_owned();
+                    self.text(&text);
+                    return Some(StopReason::StopString(stop));
+                }
+            }
+        }
+        if self.max_tokens.is_some_and(|n| self.done.tokens.len() >= n) {
+            return Some(StopReason::MaxTokens);
+        }
+        None
+    }
+
+    fn finish(self, reason: StopReason, prompt_tokens: usize, prompt_secs: f64) -> Completion {
+        let Emitter { mut on_text, decoder, mut stops, mut done, gen_start, .. } = self;
+        if !matches!(reason, StopReason::StopString(_)) {
+            let mut tail = decoder.finish();
+            tail.insert_str(0, &stops.finish());
+            done.text.push_str(&tail);
+            if !tail.is_empty() {
+                on_text(&tail);
+            }
+        }
+        done.stop = reason;
+        done.timings.prompt_tokens = prompt_tokens;
+        done.timings.prompt_secs = prompt_secs;
+        done.timings.gen_tokens = done.tokens.len();
+        done.timings.gen_secs = gen_start.map_or(0.0, |g| g.elapsed().as_secs_f64());
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_distribution_follows_the_samplers_truncations() {
+        let logits = [5.0f32, 4.0, 0.0, -5.0];
+        let mut d = Distribution::new(4);
+        let mut out = [0f32; 4];
+        let base = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplerConfig::default() };
+        d.fill(&SamplerConfig { top_k: 2, ..base.clone() }, &logits, &mut out);
+        assert!(out[2] == 0.0 && out[3] == 0.0 && (out[0] + out[1] - 1.0).abs() < 1e-6);
+        d.fill(&SamplerConfig { min_p: 0.5, ..base.clone() }, &logits, &mut out);
+        assert_eq!(out, [1.0, 0.0, 0.0, 0.0]);
+        d.fill(&base, &logits, &mut out);
+        assert!((out[0] / out[1] - 1f32.exp()).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,161 @@
+//! `pupil compare` end to end on Gemma 3 270M: a model against itself, a Q8_0 teacher (made
+//! from the Q4_K_M file with `pupil::quantize`) against the Q4_K_M student, the quality
+//! gates' exit status, and a vocabulary mismatch.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn student() -> PathBuf {
+    let p = PathBuf::from(format!("{}/models/gemma-3-270m-q4_k_m.gguf", env!("CARGO_MANIFEST_DIR")));
+    assert!(p.exists(), "{} is missing: run models/fetch-gemma3-270m.sh", p.display());
+    p
+}
+
+/// The Q8_0 teacher, quantized once into the target's test directory (written to a temporary
+/// name and renamed, so test binaries running at once never read half a file).
+fn teacher() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gemma-3-270m-q8_0-from-q4_k_m.gguf");
+        if !out.exists() {
+            let ftype = pupil::quantize::parse_type("Q8_0").unwrap();
+            let opts = pupil::quantize::Options { allow_requantize: true, ..pupil::quantize::Options::new(ftype) };
+            let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+            pupil::quantize::Quantizer::open(student(), &opts).unwrap().write(&tmp, |_| {}).unwrap();
+            std::fs::rename(&tmp, &out).unwrap();
+        }
+        out
+    })
+    .clone()
+}
+
+/// A short text (about 60 tokens), so each comparison takes a few seconds.
+fn text() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compare-text.txt");
+        std::fs::write(
+            &p,
+            "The old bridge over the river was built in 1887 from stone cut in the hills to the north. \
+             For a century it carried carts, then cars, then lorries far heavier than its builders \
+             imagined. When engineers finally measured it, they found it had barely moved.",
+        )
+        .unwrap();
+        p
+    })
+    .clone()
+}
+
+fn compare(t: &Path, s: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["compare", "--teacher", t.to_str().unwrap(), "--student", s.to_str().unwrap()];
+    let text = text();
+    args.extend(["--text", text.to_str().unwrap(), "--ctx", "128", "--reps", "1"]);
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_pupil")).args(&args).output().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    })
+}
+
+#[test]
+fn a_model_against_itself_has_zero_kl_and_full_agreement() {
+    let o = compare(&student(), &student(), &["--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    let f = &j["fidelity"];
+    assert!(f["mean_kl"].as_f64().unwrap().abs() < 1e-9, "{f}");
+    assert_eq!(f["top1_agreement"].as_f64(), Some(1.0));
+    assert_eq!(f["top5_overlap"].as_f64(), Some(1.0));
+    assert!((f["ppl_ratio"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(f["positions"].as_u64().unwrap() > 40);
+}
+
+#[test]
+fn q8_0_teacher_against_q4_k_m_student_is_close_but_not_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("p.svg");
+    let o = compare(&teacher(), &student(), &["--json", "--plot", svg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    let f = &j["fidelity"];
+    let (kl, agree) = (f["mean_kl"].as_f64().unwrap(), f["top1_agreement"].as_f64().unwrap());
+    assert!(kl > 0.0 && kl < 0.5, "mean KL {kl}");
+    assert!((0.5..=1.0).contains(&agree), "agreement {agree}");
+    for key in [
+        "kl_stderr",
+        "max_kl",
+        "top1_stderr",
+        "top5_overlap",
+        "delta_p_mean",
+        "delta_p_rms",
+        "teacher_ppl",
+        "student_ppl",
+        "ppl_ratio",
+        "logprob_pearson",
+    ] {
+        assert!(f[key].is_number(), "fidelity.{key} missing: {f}");
+    }
+    assert!(f["kl_percentiles"]["p99.9"].is_number() && f["kl_percentiles"]["p50"].is_number(), "{f}");
+    for side in ["teacher", "student"] {
+        for key in ["tg_tok_s", "pp_tok_s", "ttft_s", "load_s", "weight_bytes", "parameters"] {
+            assert!(j[side][key].as_f64().is_some_and(|v| v > 0.0), "{side}.{key}: {}", j[side]);
+        }
+    }
+    assert!(j["student"]["weight_bytes"].as_u64() < j["teacher"]["weight_bytes"].as_u64());
+    assert!(j["verdict"].as_str().unwrap().starts_with("student keeps"));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("<polyline"), "{svg}");
+
+    // The gates: beyond the measured values they fail with status 3, report still printed;
+    // short of them they pass.
+    let gate = |a: f64, k: f64| {
+        let o = compare(
+            &teacher(),
+            &student(),
+            &["--json", "--fail-below-agreement", &a.to_string(), "--fail-above-kl", &k.to_string()],
+        );
+        (o.status.code(), json(&o)["gates"]["passed"].as_bool(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, passed, err) = gate(agree + 1e-3, kl * 2.0);
+    assert_eq!((code, passed), (Some(3), Some(false)), "{err}");
+    assert!(err.contains("below --fail-below-agreement"), "{err}");
+    let (code, _, err) = gate(agree - 0.05, kl / 2.0);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("above --fail-above-kl"), "{err}");
+    let (code, passed, err) = gate(agree - 0.05, kl * 2.0);
+    assert_eq!((code, passed), (Some(0), Some(true)), "{err}");
+}
+
+#[test]
+fn human_and_markdown_reports() {
+    let o = compare(&student(), &student(), &["--md"]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && md.contains("| mean KL (nats) |") && md.contains("| generation tok/s |"), "{md}");
+    let o = compare(&student(), &student(), &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("top-1 agreement") && text.contains("student keeps 100.0% top-1 agreement"), "{text}");
+}
+
+#[test]
+fn mismatched_vocabularies_exit_2_naming_the_difference() {
+    use pupil::kernels::DType;
+    use pupil::model::{
+        Arch,
+        synth::{Synth, SynthModel},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("synth.gguf");
+    SynthModel::build(&Synth { n_layer: 1, ..Synth::new(Arch::Llama, DType::Q8_0) }, None)
+        .unwrap()
+        .write(&other)
+        .unwrap();
+    let o = compare(&student(), &other, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("the teacher has 262144 tokens, the student 1024"), "{err}");
+    assert!(err.contains("first differing ids: 0: "), "{err}");
+}
