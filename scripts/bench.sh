@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # pupil against llama.cpp, llama-bench style, with llama.cpp compiled for this CPU.
 #
-# Why a separate build: llama-cpp-sys-2 compiles ggml for the target features rustc is given,
-# and ggml picks its kernels at compile time, so a default build's llama.cpp runs x86-64
-# baseline (SSE2) code: a comparison against it flatters pupil. `-C target-cpu=native` makes
+# Why a separate build: llama-cpp-sys-2 compiles ggml for the target features rustc is given
+# (GGML_NATIVE off), and ggml picks its kernels at compile time, so a default build's
+# llama.cpp does not use this CPU's best instructions (on an AVX-512 machine it reports AVX2
+# at most): a comparison against it flatters pupil. `-C target-cpu=native` makes
 # ggml build with GGML_NATIVE. The flag applies to pupil as well, but pupil does not depend on
 # it: it detects the CPU at run time and dispatches its SIMD kernels (`pupil_kernels::cpu`), so
 # its default build runs the same kernels (compare with `pupil bench` from a plain build).
