@@ -68,7 +68,7 @@ impl SamplerConfig {
 #[derive(Clone, Debug)]
 pub struct Sampler {
     cfg: SamplerConfig,
-    rng: SplitMix64,
+    rng: Rng,
     /// Candidates `(token, logit)`, `[n_vocab]` capacity.
     candidates: Vec<(u32, f32)>,
     /// Probabilities of `candidates`, same order, `[n_vocab]` capacity.
@@ -84,7 +84,7 @@ impl Sampler {
     /// A sampler for a vocabulary of `n_vocab` tokens.
     pub fn new(cfg: SamplerConfig, n_vocab: usize) -> Self {
         Self {
-            rng: SplitMix64(cfg.seed),
+            rng: Rng::new(cfg.seed),
             candidates: Vec::with_capacity(n_vocab),
             probs: Vec::with_capacity(n_vocab),
             recent: Vec::with_capacity(cfg.penalty_last_n),
@@ -103,7 +103,7 @@ impl Sampler {
     pub fn reset(&mut self) {
         self.recent.clear();
         self.recent_head = 0;
-        self.rng = SplitMix64(self.cfg.seed);
+        self.rng = Rng::new(self.cfg.seed);
     }
 
     /// Record a token as part of the text (prompt or generated), for the penalties.
@@ -137,6 +137,24 @@ impl Sampler {
         self.candidates.truncate(keep);
         self.softmax(self.cfg.temperature);
         self.draw()
+    }
+
+    /// The distribution [`sample`](Self::sample) draws from, without the penalties: top-k,
+    /// then top-p and min-p judged at temperature 1, then the temperature, written densely
+    /// into `out` (`[n_vocab]`, zero for truncated tokens). Speculative decoding compares the
+    /// target's and the draft's.
+    pub fn distribution(&mut self, logits: &[f32], out: &mut [f32]) {
+        self.candidates.clear();
+        self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        self.top_k();
+        self.softmax(1.0);
+        let keep = self.min_p(self.top_p()).max(1);
+        self.candidates.truncate(keep);
+        self.softmax(self.cfg.temperature);
+        out.fill(0.0);
+        for (c, &p) in self.candidates.iter().zip(&self.probs) {
+            out[c.0 as usize] = p;
+        }
     }
 
     fn apply_penalties(&mut self) {
@@ -224,11 +242,27 @@ impl Sampler {
     }
 }
 
+/// The index of the first largest value (greedy decoding's choice).
+pub fn argmax(x: &[f32]) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (i, &v) in x.iter().enumerate() {
+        if v > best.1 {
+            best = (i as u32, v);
+        }
+    }
+    best.0
+}
+
 /// SplitMix64: a tiny generator whose sequence for a seed never changes between versions.
 #[derive(Clone, Debug)]
-struct SplitMix64(u64);
+pub struct Rng(u64);
 
-impl SplitMix64 {
+impl Rng {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -238,7 +272,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in `[0, 1)`.
-    fn next_f32(&mut self) -> f32 {
+    pub fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
@@ -296,6 +330,24 @@ mod tests {
         // min-p 0.5 of 0.72 keeps only the first.
         let c = counts(SamplerConfig { min_p: 0.5, ..base }, &logits, 500);
         assert_eq!(c[0], 500);
+    }
+
+    #[test]
+    fn the_distribution_is_what_sample_draws_from() {
+        let logits = [5.0, 4.0, 0.0, -5.0];
+        let base = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplerConfig::default() };
+        let mut out = [0.0; 4];
+        Sampler::new(SamplerConfig { top_k: 2, ..base.clone() }, 4).distribution(&logits, &mut out);
+        assert!(out[2] == 0.0 && out[3] == 0.0 && (out[0] + out[1] - 1.0).abs() < 1e-6 && out[0] > out[1]);
+        Sampler::new(SamplerConfig { min_p: 0.5, ..base.clone() }, 4).distribution(&logits, &mut out);
+        assert_eq!(out, [1.0, 0.0, 0.0, 0.0]);
+        Sampler::new(SamplerConfig { temperature: 2.0, ..base }, 4).distribution(&logits, &mut out);
+        let e = [2.5f32.exp(), 2.0f32.exp(), 1.0, (-2.5f32).exp()];
+        let z: f32 = e.iter().sum();
+        for (o, e) in out.iter().zip(e) {
+            assert!((o - e / z).abs() < 1e-6, "{out:?}");
+        }
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::EvalError;
 use crate::model::{Batch, KvType, Model};
+use crate::sample::argmax;
 use crate::tokenizer::Tokenizer;
 
 /// How speed is measured.
@@ -84,16 +85,6 @@ fn reset_peak_rss() -> bool {
 fn median(mut x: Vec<f64>) -> f64 {
     x.sort_by(f64::total_cmp);
     x.get(x.len() / 2).copied().unwrap_or(0.0)
-}
-
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, &v) in x.iter().enumerate() {
-        if v > best.1 {
-            best = (i as u32, v);
-        }
-    }
-    best.0
 }
 
 /// Loads the model at `path` and measures it: `prompt` (repeated as needed to

@@ -39,7 +39,7 @@ use std::time::Instant;
 use super::{Completion, GenerateError, GenerateParams, Session, StopMatcher, StopReason, StopScan, Timings};
 use crate::eval::{VocabMismatch, check_vocab};
 use crate::model::Batch;
-use crate::sample::{Sampler, SamplerConfig};
+use crate::sample::{Rng, Sampler, SamplerConfig, argmax};
 
 /// Why speculative decoding could not run.
 #[derive(Debug, thiserror::Error)]
@@ -147,88 +147,6 @@ fn draw(p: &[f32], u: f32) -> u32 {
     last as u32
 }
 
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, &v) in x.iter().enumerate() {
-        if v > best.1 {
-            best = (i as u32, v);
-        }
-    }
-    best.0
-}
-
-/// SplitMix64, as the sampler's: a fixed sequence per seed.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-/// The sampler's distribution without penalties — top-k, then top-p and min-p judged at
-/// temperature 1, then the temperature — written densely into `out` (`[n_vocab]`), in the
-/// same order and with the same rules as [`Sampler::sample`].
-#[derive(Debug)]
-struct Distribution {
-    cand: Vec<(u32, f32)>, // [n_vocab] capacity
-    probs: Vec<f32>,       // [n_vocab] capacity
-}
-
-impl Distribution {
-    fn new(n_vocab: usize) -> Self {
-        Distribution { cand: Vec::with_capacity(n_vocab), probs: Vec::with_capacity(n_vocab) }
-    }
-
-    fn softmax(&mut self, t: f32) {
-        let max = self.cand.first().map_or(0.0, |c| c.1);
-        self.probs.clear();
-        self.probs.extend(self.cand.iter().map(|c| ((c.1 - max) / t).exp()));
-        let sum: f64 = self.probs.iter().map(|&p| f64::from(p)).sum();
-        self.probs.iter_mut().for_each(|p| *p = (f64::from(*p) / sum) as f32);
-    }
-
-    fn fill(&mut self, cfg: &SamplerConfig, logits: &[f32], out: &mut [f32]) {
-        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        self.cand.clear();
-        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-        let k = cfg.top_k;
-        if k > 0 && k < self.cand.len() {
-            self.cand.select_nth_unstable_by(k - 1, by_logit_desc);
-            self.cand.truncate(k);
-        }
-        self.cand.sort_unstable_by(by_logit_desc);
-        self.softmax(1.0);
-        let mut keep = self.probs.len();
-        if cfg.top_p < 1.0 {
-            let mut cum = 0.0f32;
-            keep = self
-                .probs
-                .iter()
-                .position(|&p| {
-                    cum += p;
-                    cum >= cfg.top_p
-                })
-                .map_or(keep, |i| i + 1);
-        }
-        if cfg.min_p > 0.0 {
-            let floor = self.probs[0] * cfg.min_p;
-            keep = self.probs[..keep].iter().take_while(|&&p| p >= floor).count();
-        }
-        self.cand.truncate(keep.max(1));
-        self.softmax(cfg.temperature);
-        out.fill(0.0);
-        for (c, &p) in self.cand.iter().zip(&self.probs) {
-            out[c.0 as usize] = p;
-        }
-    }
-}
-
 /// A target session with a draft session beside it, over the same vocabulary.
 #[derive(Debug)]
 pub struct SpeculativeSession {
@@ -241,7 +159,8 @@ pub struct SpeculativeSession {
     drafts: Vec<u32>, // [draft_max]
     q: Vec<f32>,      // [draft_max, n_vocab] draft distributions (sampling)
     p: Vec<f32>,      // [n_vocab] a target distribution (sampling)
-    dist: Distribution,
+    /// The sampler chain as a dense distribution, `[n_vocab]` buffers inside.
+    dist: Sampler,
     /// Prompt and generated tokens; the target cache holds all but the last.
     seq: Vec<u32>,
 }
@@ -267,7 +186,7 @@ impl SpeculativeSession {
             drafts: Vec::with_capacity(draft_max),
             q: Vec::new(),
             p: Vec::new(),
-            dist: Distribution::new(n_vocab),
+            dist: Sampler::new(SamplerConfig::default(), n_vocab),
             seq: Vec::new(),
         })
     }
@@ -316,7 +235,8 @@ impl SpeculativeSession {
         let tok = engine.tokenizer();
         let mut sampler = Sampler::new(cfg.clone(), self.n_vocab);
         prompt.iter().for_each(|&t| sampler.accept(t));
-        let mut rng = Rng(cfg.seed);
+        let mut rng = Rng::new(cfg.seed);
+        self.dist = Sampler::new(cfg.clone(), self.n_vocab);
         let mut out = Emitter {
             on_text,
             decoder: tok.stream(),
@@ -340,7 +260,7 @@ impl SpeculativeSession {
             let first = if greedy {
                 sampler.sample(self.target.logits())
             } else {
-                self.dist.fill(cfg, self.target.logits(), &mut self.p);
+                self.dist.distribution(self.target.logits(), &mut self.p);
                 draw(&self.p, rng.next_f32())
             };
             sampler.accept(first);
@@ -362,8 +282,8 @@ impl SpeculativeSession {
                 } else {
                     k = k.min(self.draft.n_ctx() + 1 - n);
                 }
-                self.propose(k, greedy, cfg, &mut rng, &mut stats)?;
-                let (m, next) = self.verify(greedy, cfg, &mut sampler, &mut rng)?;
+                self.propose(k, greedy, &mut rng, &mut stats)?;
+                let (m, next) = self.verify(greedy, &mut sampler, &mut rng)?;
                 stats.drafted += k;
                 stats.accepted += m;
                 stats.target_passes += 1;
@@ -385,7 +305,6 @@ impl SpeculativeSession {
         &mut self,
         k: usize,
         greedy: bool,
-        cfg: &SamplerConfig,
         rng: &mut Rng,
         stats: &mut SpeculativeStats,
     ) -> Result<(), GenerateError> {
@@ -400,7 +319,7 @@ impl SpeculativeSession {
                 argmax(self.draft.logits())
             } else {
                 let q = &mut self.q[j * self.n_vocab..][..self.n_vocab];
-                self.dist.fill(cfg, self.draft.logits(), q);
+                self.dist.distribution(self.draft.logits(), q);
                 draw(q, rng.next_f32())
             };
             self.drafts.push(d);
@@ -419,7 +338,6 @@ impl SpeculativeSession {
     fn verify(
         &mut self,
         greedy: bool,
-        cfg: &SamplerConfig,
         sampler: &mut Sampler,
         rng: &mut Rng,
     ) -> Result<(usize, u32), GenerateError> {
@@ -442,7 +360,7 @@ impl SpeculativeSession {
                 }
                 break x;
             }
-            self.dist.fill(cfg, row, &mut self.p);
+            self.dist.distribution(row, &mut self.p);
             if m == k {
                 break draw(&self.p, rng.next_f32());
             }
@@ -525,24 +443,5 @@ impl<F: FnMut(&str) -> bool> Emitter<'_, F> {
         done.timings.gen_tokens = done.tokens.len();
         done.timings.gen_secs = gen_start.map_or(0.0, |g| g.elapsed().as_secs_f64());
         done
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_distribution_follows_the_samplers_truncations() {
-        let logits = [5.0f32, 4.0, 0.0, -5.0];
-        let mut d = Distribution::new(4);
-        let mut out = [0f32; 4];
-        let base = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplerConfig::default() };
-        d.fill(&SamplerConfig { top_k: 2, ..base.clone() }, &logits, &mut out);
-        assert!(out[2] == 0.0 && out[3] == 0.0 && (out[0] + out[1] - 1.0).abs() < 1e-6);
-        d.fill(&SamplerConfig { min_p: 0.5, ..base.clone() }, &logits, &mut out);
-        assert_eq!(out, [1.0, 0.0, 0.0, 0.0]);
-        d.fill(&base, &logits, &mut out);
-        assert!((out[0] / out[1] - 1f32.exp()).abs() < 1e-3);
     }
 }
