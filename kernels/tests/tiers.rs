@@ -379,6 +379,58 @@ fn entries_reject_bad_buffers() {
     }
 }
 
+/// `dot_rows` (the decode matvec kernel): each output bit for bit the tier's `dot` of that
+/// row, for one row, a few (odd counts) and many, at every row length; wrong lengths are
+/// rejected. Every tier with a quantized `dot` of its own has one.
+#[test]
+fn dot_rows_is_dot_bit_for_bit() {
+    let mut checked = 0;
+    for t in types() {
+        let act = reference(t).act;
+        for (i, &nb) in BLOCK_COUNTS.iter().enumerate() {
+            let mut r = rng(0x5005 + i as u64);
+            let n = nb * t.block_size();
+            let mut weights: Vec<u8> = Vec::new();
+            let n_rows = 13;
+            for k in 0..n_rows {
+                let row = if k % 4 == 3 { saturated_row(t, nb, [0xff, 0x00, 0x80, 0x55][k / 4 % 4]) } else { random_row(t, &mut r, nb) };
+                weights.extend_from_slice(row.bytes());
+            }
+            let weights = Buf::new(&weights);
+            let rb = weights.len / n_rows;
+            let mut acts = vec![random_row(act, &mut r, nb)];
+            if reference(t).quantize.is_some() {
+                acts.push(quantize_ref(act, &rows(n, 7 + i as u64)[0].x));
+            }
+            for tier in cpu::available_tiers() {
+                let ops = cpu::ops_for(tier, t).unwrap();
+                let Some(dot_rows) = ops.dot_rows else { continue };
+                for a in &acts {
+                    for (start, count) in [(0, 1), (2, 3), (1, 7), (0, n_rows), (5, 0)] {
+                        let w = &weights.bytes()[start * rb..(start + count) * rb];
+                        let mut got = vec![f32::NAN; count];
+                        dot_rows(w, a.bytes(), &mut got).unwrap();
+                        for (k, y) in got.iter().enumerate() {
+                            let one = (ops.dot)(&w[k * rb..(k + 1) * rb], a.bytes()).unwrap();
+                            assert_eq!(y.to_bits(), one.to_bits(), "{tier} {t} dot_rows [{k}] of {count}, {nb} blocks: {y} vs {one}");
+                            checked += 1;
+                        }
+                    }
+                    // A weight buffer that is not `out.len()` whole rows is an error.
+                    let mut two = [0f32; 2];
+                    assert!(dot_rows(&weights.bytes()[..3 * rb], a.bytes(), &mut two).is_err(), "{tier} {t}");
+                }
+            }
+        }
+    }
+    for tier in simd_tiers() {
+        for t in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
+            assert!(cpu::ops_for(tier, t).unwrap().dot_rows.is_some(), "{tier} has no {t} dot_rows");
+        }
+    }
+    eprintln!("{checked} dot_rows outputs checked");
+}
+
 /// Each SIMD tier replaces the functions it has kernels for (a lost `patch` line would
 /// otherwise fall back to the tier below and pass every other test).
 #[test]

@@ -16,6 +16,9 @@
 //! - `dequantize`: the same bits;
 //! - `dot`: the same integer sums for any block bytes (no saturating or sign-trick shortcut
 //!   that breaks on `-128`), the float sums in another order.
+//! - `dot_x4` (one weight row, four activation rows) and `dot_rows` (consecutive weight rows,
+//!   one activation row): each output bit for bit the same tier's `dot`, so a token gets the
+//!   same logits decoded alone and in a prefill batch.
 //!
 //! # Choosing a tier
 //!

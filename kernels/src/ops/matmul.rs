@@ -119,46 +119,69 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
         return Ok(());
     }
     // Decoding (one token): split the weight rows across threads, in large runs so each
-    // thread streams its own part of the matrix. Prefill: split the tokens into one run per
-    // thread and, within a run, take each weight row once for all its tokens, so the matrix
-    // is read from memory once per thread instead of once per token (the run's activations
-    // stay in cache).
+    // thread streams its own part of the matrix, one `dot_rows` call per run. Prefill: split
+    // the tokens into one run per thread and, within a run, take each weight row once per
+    // block of tokens (`dot_x4`, four at a time), so the matrix is read from memory once per
+    // thread instead of once per token. Every output is the tier's `dot` bit for bit, whichever
+    // path computed it.
     let threads = rayon::current_num_threads();
     if a.n == 1 {
         let act = a.row(0);
+        let rb = w.row_bytes();
         let chunk = w.rows.div_ceil(threads * 4).max(16);
         out.par_chunks_mut(chunk).enumerate().try_for_each(|(c, o)| {
+            let r0 = c * chunk;
+            if let Some(dot_rows) = ops.dot_rows {
+                // One call for the whole run of rows: no per-row dispatch.
+                return dot_rows(&w.data[r0 * rb..(r0 + o.len()) * rb], act, o);
+            }
             for (i, y) in o.iter_mut().enumerate() {
-                *y = (ops.dot)(w.row(c * chunk + i), act)?;
+                *y = (ops.dot)(w.row(r0 + i), act)?;
             }
             Ok(())
         })
     } else {
         let per = a.n.div_ceil(threads);
+        let act_bytes = a.data.len() / a.n;
+        // Cache blocking: a block of weight rows (kept in L2) against a block of the run's
+        // tokens (kept in L1), so each activation row is reused across the whole row block
+        // before it leaves L1. The token block is a multiple of four for `dot_x4`.
+        let token_block = (ACT_BLOCK_BYTES / act_bytes.max(1)).max(4) / 4 * 4;
+        let row_block = (WEIGHT_BLOCK_BYTES / w.row_bytes().max(1)).max(1);
         out.par_chunks_mut(w.rows * per).enumerate().try_for_each(|(c, o)| {
             let t0 = c * per;
             let n = o.len() / w.rows;
             let mut four = [0f32; 4];
-            for r in 0..w.rows {
-                let wr = w.row(r);
-                // Four tokens per weight-row pass; the row stays in registers and L1.
-                let mut t = 0;
-                while let Some(dot_x4) = ops.dot_x4.filter(|_| t + 4 <= n) {
-                    let acts = [a.row(t0 + t), a.row(t0 + t + 1), a.row(t0 + t + 2), a.row(t0 + t + 3)];
-                    dot_x4(wr, acts, &mut four)?;
-                    for (i, &y) in four.iter().enumerate() {
-                        o[(t + i) * w.rows + r] = y;
+            for r0 in (0..w.rows).step_by(row_block) {
+                for tb in (0..n).step_by(token_block) {
+                    let t_end = (tb + token_block).min(n);
+                    for r in r0..(r0 + row_block).min(w.rows) {
+                        let wr = w.row(r);
+                        // Four tokens per weight-row pass; the row stays in registers and L1.
+                        let mut t = tb;
+                        while let Some(dot_x4) = ops.dot_x4.filter(|_| t + 4 <= t_end) {
+                            let acts = [a.row(t0 + t), a.row(t0 + t + 1), a.row(t0 + t + 2), a.row(t0 + t + 3)];
+                            dot_x4(wr, acts, &mut four)?;
+                            for (i, &y) in four.iter().enumerate() {
+                                o[(t + i) * w.rows + r] = y;
+                            }
+                            t += 4;
+                        }
+                        for t in t..t_end {
+                            o[t * w.rows + r] = (ops.dot)(wr, a.row(t0 + t))?;
+                        }
                     }
-                    t += 4;
-                }
-                for t in t..n {
-                    o[t * w.rows + r] = (ops.dot)(wr, a.row(t0 + t))?;
                 }
             }
             Ok(())
         })
     }
 }
+
+/// Prefill cache blocking: the activation rows of a token block fill about this much (L1).
+const ACT_BLOCK_BYTES: usize = 16 << 10;
+/// Prefill cache blocking: the weight rows of a row block fill about this much (L2).
+const WEIGHT_BLOCK_BYTES: usize = 128 << 10;
 
 /// Row `r` of `w` as floats (an embedding lookup); `out` has `w.cols` elements.
 pub fn get_row(w: &WeightRef<'_>, r: usize, out: &mut [f32]) -> Result<(), KernelError> {

@@ -22,6 +22,11 @@ pub struct Ops {
     /// weight row once for the four. `None` where a tier has no such kernel: callers then
     /// loop over `dot` (which is the reference's definition of it).
     pub dot_x4: Option<fn(&[u8], [&[u8]; 4], &mut [f32; 4]) -> Result<(), KernelError>>,
+    /// Several weight rows against one activation row (the decode matvec):
+    /// `dot_rows(w, a, out)` takes `out.len()` rows back to back in `w`, each as long as `a`,
+    /// and sets `out[r] = dot(row r, a)`, bit for bit that tier's `dot`. `None` where a tier has
+    /// no such kernel: callers then loop over `dot` (which is the reference's definition of it).
+    pub dot_rows: Option<fn(&[u8], &[u8], &mut [f32]) -> Result<(), KernelError>>,
 }
 
 /// The reference kernels for `dtype`, or `None` if pupil has none for it.
@@ -37,6 +42,7 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
                         quantize: $q,
                         dot: dot_bytes::<$b>,
                         dot_x4: None,
+                        dot_rows: None,
                     };
                     Some(&OPS)
                 })*

@@ -55,6 +55,36 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
+    // `dot_rows` beside every dot above (each row bit for bit that `dot`).
+    match ops.dtype {
+        DType::Q4_0 => ops.dot_rows = dot_rows_entry!(BlockQ4_0, rows::rows_q4_0),
+        DType::Q4_1 => ops.dot_rows = dot_rows_entry!(BlockQ4_1, rows::rows_q4_1),
+        DType::Q5_0 => ops.dot_rows = dot_rows_entry!(BlockQ5_0, rows::rows_q5_0),
+        DType::Q5_1 => ops.dot_rows = dot_rows_entry!(BlockQ5_1, rows::rows_q5_1),
+        DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, rows::rows_q8_0),
+        DType::Q2_K => ops.dot_rows = dot_rows_entry!(BlockQ2_K, rows::rows_q2_k),
+        DType::Q3_K => ops.dot_rows = dot_rows_entry!(BlockQ3_K, rows::rows_q3_k),
+        DType::Q4_K => ops.dot_rows = dot_rows_entry!(BlockQ4_K, rows::rows_q4_k),
+        DType::Q5_K => ops.dot_rows = dot_rows_entry!(BlockQ5_K, rows::rows_q5_k),
+        DType::Q6_K => ops.dot_rows = dot_rows_entry!(BlockQ6_K, rows::rows_q6_k),
+        _ => {}
+    }
+}
+
+/// The `dot_rows` kernels: this tier's dots looped over consecutive rows.
+mod rows {
+    use super::{k_quants, k_small, legacy};
+    use crate::quant::*;
+    dot_rows_kernel!(rows_q4_0, BlockQ4_0, legacy::dot_q4_0, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q4_1, BlockQ4_1, legacy::dot_q4_1, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q5_0, BlockQ5_0, legacy::dot_q5_0, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q5_1, BlockQ5_1, legacy::dot_q5_1, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q8_0, BlockQ8_0, legacy::dot_q8_0, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q2_k, BlockQ2_K, k_small::dot_q2_k, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q3_k, BlockQ3_K, k_small::dot_q3_k, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q4_k, BlockQ4_K, k_quants::dot_q4_k, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q5_k, BlockQ5_K, k_quants::dot_q5_k, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q6_k, BlockQ6_K, k_quants::dot_q6_k, "avx2,fma,f16c");
 }
 
 pub(in crate::cpu) use kv::patch as patch_kv;

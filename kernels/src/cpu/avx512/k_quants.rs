@@ -100,3 +100,95 @@ pub(in crate::cpu) unsafe fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
     }
     _mm512_reduce_add_ps(acc)
 }
+
+/// `scale_min_k4_dot!` for one weight row against four activation rows: each super-block's
+/// quants and scale vectors are decoded once, then every activation row's sums are formed with
+/// exactly the operations, in exactly the order, of `scale_min_k4_dot!` (so each output is bit
+/// for bit that row's `dot`).
+macro_rules! scale_min_k4_dot_x4 {
+    ($w:expr, $a:expr, $high:ident) => {{
+        let (w, a) = ($w, $a);
+        let m4 = _mm512_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut acc_m = [_mm256_setzero_ps(); 4];
+        for (b, x) in w.iter().enumerate() {
+            let sm = ld128(&scales_mins_k4(&x.scales));
+            let mins = _mm_srli_si128::<8>(sm);
+            let (d, dmin) = (fp16(x.d), fp16(x.dmin));
+            let scales = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(sm));
+            let mut q = [_mm512_setzero_si512(); 4];
+            let mut sc = [_mm512_setzero_si512(); 4];
+            for (k, q4) in x.qs.as_chunks::<32>().0.iter().enumerate() {
+                let bits = ld256(q4);
+                q[k] = _mm512_or_si512(_mm512_and_si512(join(bits, _mm256_srli_epi16::<4>(bits)), m4), $high(x, k));
+                sc[k] = _mm512_permutexvar_epi16(spread_index(2 * k, 4), scales);
+            }
+            for j in 0..4 {
+                let y: &BlockQ8_K = &a[j][b];
+                let summs = _mm256_cvtepi32_ps(bsums_dot_mins_k4(&y.bsums, mins));
+                acc_m[j] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y.d), summs, acc_m[j]);
+                let q8 = y.qs.as_chunks::<64>().0;
+                let mut sumi = _mm512_setzero_si512();
+                for k in 0..4 {
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[k], ld512(&q8[k])), sc[k]);
+                }
+                acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(d * y.d), _mm512_cvtepi32_ps(sumi), acc[j]);
+            }
+        }
+        [0, 1, 2, 3].map(|j| _mm512_reduce_add_ps(acc[j]) - hsum_ps(acc_m[j]))
+    }};
+}
+
+/// `Q4_K · Q8_K` against four activation rows (rows of equal length).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn dot_x4_q4_k(w: &[BlockQ4_K], a: [&[BlockQ8_K]; 4]) -> [f32; 4] {
+    scale_min_k4_dot_x4!(w, a, no_high_bits)
+}
+
+/// `Q5_K · Q8_K` against four activation rows (rows of equal length).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn dot_x4_q5_k(w: &[BlockQ5_K], a: [&[BlockQ8_K]; 4]) -> [f32; 4] {
+    scale_min_k4_dot_x4!(w, a, fifth_bits)
+}
+
+/// `Q6_K · Q8_K` against four activation rows (rows of equal length): each super-block's
+/// quarters and scale vectors decoded once, then each row's sums formed as [`dot_q6_k`] forms
+/// them (same operations, same order; bit for bit its `dot`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn dot_x4_q6_k(w: &[BlockQ6_K], a: [&[BlockQ8_K]; 4]) -> [f32; 4] {
+    let m4 = _mm512_set1_epi8(0x0f);
+    let (m03, m30) = (_mm512_set1_epi8(0x03), _mm512_set1_epi8(0x30));
+    let m32 = _mm512_set1_epi8(32);
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for (b, x) in w.iter().enumerate() {
+        let scales = _mm512_cvtepi8_epi16(_mm256_zextsi128_si256(ld128(&x.scales)));
+        let ql = x.ql.as_chunks::<64>().0;
+        let qh = x.qh.as_chunks::<32>().0;
+        let d = fp16(x.d);
+        // Quarter `2h + s` and its scale vector, in `dot_q6_k`'s order.
+        let mut q = [_mm512_setzero_si512(); 4];
+        let mut sc = [_mm512_setzero_si512(); 4];
+        for h in 0..2 {
+            let low = ld512(&ql[h]);
+            let top = ld256(&qh[h]);
+            let top = join(top, _mm256_srli_epi16::<2>(top));
+            q[2 * h] = _mm512_or_si512(_mm512_and_si512(low, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(top, m03)));
+            q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(low), m4), _mm512_and_si512(top, m30));
+            for s in 0..2 {
+                sc[2 * h + s] = _mm512_permutexvar_epi16(spread_index(8 * h + 4 * s, 3), scales);
+            }
+        }
+        for j in 0..4 {
+            let y: &BlockQ8_K = &a[j][b];
+            let q8 = y.qs.as_chunks::<64>().0;
+            let mut sumi = _mm512_setzero_si512();
+            for k in 0..4 {
+                let yk = ld512(&q8[k]);
+                let p = _mm512_sub_epi16(_mm512_maddubs_epi16(q[k], yk), _mm512_maddubs_epi16(m32, yk));
+                sumi = _mm512_dpwssd_epi32(sumi, p, sc[k]);
+            }
+            acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(d * y.d), _mm512_cvtepi32_ps(sumi), acc[j]);
+        }
+    }
+    acc.map(|a| _mm512_reduce_add_ps(a))
+}

@@ -52,12 +52,47 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
             ops.dot_x4 = dot_x4_entry!(BlockQ8_0, legacy::dot_x4_q8_0);
             ops.quantize = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
-        DType::Q4_K => ops.dot = dot_entry!(BlockQ4_K, k_quants::dot_q4_k),
-        DType::Q5_K => ops.dot = dot_entry!(BlockQ5_K, k_quants::dot_q5_k),
-        DType::Q6_K => ops.dot = dot_entry!(BlockQ6_K, k_quants::dot_q6_k),
+        DType::Q4_K => {
+            ops.dot = dot_entry!(BlockQ4_K, k_quants::dot_q4_k);
+            ops.dot_x4 = dot_x4_entry!(BlockQ4_K, k_quants::dot_x4_q4_k);
+        }
+        DType::Q5_K => {
+            ops.dot = dot_entry!(BlockQ5_K, k_quants::dot_q5_k);
+            ops.dot_x4 = dot_x4_entry!(BlockQ5_K, k_quants::dot_x4_q5_k);
+        }
+        DType::Q6_K => {
+            ops.dot = dot_entry!(BlockQ6_K, k_quants::dot_q6_k);
+            ops.dot_x4 = dot_x4_entry!(BlockQ6_K, k_quants::dot_x4_q6_k);
+        }
         DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
+    // `dot_rows` beside every dot above (each row bit for bit that `dot`; a type whose dot
+    // is the AVX2 tier's keeps that tier's `dot_rows`).
+    match ops.dtype {
+        DType::Q4_0 => ops.dot_rows = dot_rows_entry!(BlockQ4_0, legacy::rows_q4_0),
+        DType::Q4_1 => ops.dot_rows = dot_rows_entry!(BlockQ4_1, rows::rows_q4_1),
+        DType::Q5_0 => ops.dot_rows = dot_rows_entry!(BlockQ5_0, legacy::rows_q5_0),
+        DType::Q5_1 => ops.dot_rows = dot_rows_entry!(BlockQ5_1, rows::rows_q5_1),
+        DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, rows::rows_q8_0),
+        DType::Q4_K => ops.dot_rows = dot_rows_entry!(BlockQ4_K, rows::rows_q4_k),
+        DType::Q5_K => ops.dot_rows = dot_rows_entry!(BlockQ5_K, rows::rows_q5_k),
+        DType::Q6_K => ops.dot_rows = dot_rows_entry!(BlockQ6_K, rows::rows_q6_k),
+        _ => {}
+    }
+}
+
+/// The `dot_rows` kernels: this tier's dots looped over consecutive rows.
+mod rows {
+    use super::{k_quants, legacy};
+    use crate::quant::*;
+    // Q8_0 decode is memory-bound: the plain loop streams faster than `legacy::rows_q8_0`.
+    dot_rows_kernel!(rows_q8_0, BlockQ8_0, legacy::dot_q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    dot_rows_kernel!(rows_q4_1, BlockQ4_1, legacy::dot_q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    dot_rows_kernel!(rows_q5_1, BlockQ5_1, legacy::dot_q5_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    dot_rows_kernel!(rows_q4_k, BlockQ4_K, k_quants::dot_q4_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    dot_rows_kernel!(rows_q5_k, BlockQ5_K, k_quants::dot_q5_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    dot_rows_kernel!(rows_q6_k, BlockQ6_K, k_quants::dot_q6_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
 }
 
 /// 64 bytes as a vector.

@@ -1,0 +1,94 @@
+//! Decode matvec timing: `dot` per row against `dot_rows`, on one row-split thread each (the
+//! minimum of many runs, interleaved, so a noisy machine hurts both alike).
+//!
+//! `cargo run --release -p pupil-kernels --example matvec -- [dtype] [rows] [cols]`
+//! (default `Q8_0 262144 640`: Gemma 3 270M's output projection).
+
+use pupil_kernels::{DType, cpu};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dtype = args
+        .get(1)
+        .map(|s| *DType::ALL.iter().find(|t| format!("{t}").eq_ignore_ascii_case(s)).expect("dtype"))
+        .unwrap_or(DType::Q8_0);
+    let rows: usize = args.get(2).map_or(262_144, |s| s.parse().unwrap());
+    let cols: usize = args.get(3).map_or(640, |s| s.parse().unwrap());
+    let ops = cpu::ops(dtype).unwrap();
+    let act_ops = cpu::ops(ops.act).unwrap();
+    let rb = dtype.row_bytes(cols as u64).unwrap() as usize;
+    // Random bytes with small f16 scales: the layout does not matter for timing, the scales
+    // only have to be finite.
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut w: Vec<u64> = (0..(rows * rb).div_ceil(8))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state & 0x3bff_3bff_3bff_3bff
+        })
+        .collect();
+    w.truncate((rows * rb).div_ceil(8));
+    let w = &bytemuck::cast_slice::<u64, u8>(&w)[..rows * rb];
+    let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut a = vec![0u64; (ops.act.row_bytes(cols as u64).unwrap() as usize).div_ceil(8)];
+    let a = {
+        let ab = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut a)[..ops.act.row_bytes(cols as u64).unwrap() as usize];
+        (act_ops.quantize.unwrap())(&x, ab).unwrap();
+        &*ab
+    };
+    let mut out = vec![0f32; rows];
+    let (mut best_dot, mut best_rows) = (f64::MAX, f64::MAX);
+    for _ in 0..15 {
+        let t = Instant::now();
+        for (r, y) in out.iter_mut().enumerate() {
+            *y = (ops.dot)(&w[r * rb..(r + 1) * rb], a).unwrap();
+        }
+        best_dot = best_dot.min(t.elapsed().as_secs_f64());
+        if let Some(dot_rows) = ops.dot_rows {
+            let t = Instant::now();
+            dot_rows(w, a, &mut out).unwrap();
+            best_rows = best_rows.min(t.elapsed().as_secs_f64());
+        }
+    }
+    // The same across the rayon pool, split as `ops::matmul` splits decode rows.
+    use rayon::prelude::*;
+    let chunk = rows.div_ceil(rayon::current_num_threads() * 4).max(16);
+    let (mut par_dot, mut par_rows) = (f64::MAX, f64::MAX);
+    for _ in 0..15 {
+        let t = Instant::now();
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
+            for (i, y) in o.iter_mut().enumerate() {
+                let r = c * chunk + i;
+                *y = (ops.dot)(&w[r * rb..(r + 1) * rb], a).unwrap();
+            }
+        });
+        par_dot = par_dot.min(t.elapsed().as_secs_f64());
+        if let Some(dot_rows) = ops.dot_rows {
+            let t = Instant::now();
+            out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
+                let r0 = c * chunk;
+                dot_rows(&w[r0 * rb..(r0 + o.len()) * rb], a, o).unwrap();
+            });
+            par_rows = par_rows.min(t.elapsed().as_secs_f64());
+        }
+    }
+    let gb = (rows * rb) as f64 / 1e9;
+    println!(
+        "{} threads: dot loop {:.3} ms ({:.1} GB/s), dot_rows {:.3} ms ({:.1} GB/s)",
+        rayon::current_num_threads(),
+        par_dot * 1e3,
+        gb / par_dot,
+        par_rows * 1e3,
+        gb / par_rows
+    );
+    println!(
+        "{dtype} {rows}x{cols} ({} tier): dot loop {:.3} ms ({:.1} GB/s), dot_rows {:.3} ms ({:.1} GB/s)",
+        cpu::tier(),
+        best_dot * 1e3,
+        gb / best_dot,
+        best_rows * 1e3,
+        gb / best_rows
+    );
+}
