@@ -89,6 +89,14 @@ impl Model {
     /// token may rewrite a position (after [`KvCache::truncate`], say) but not skip one.
     /// The whole batch is checked before anything is written: on error the cache is as it was.
     pub fn forward(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
+        // Run the whole pass on a worker of the thread pool: the ~130 parallel loops of a
+        // decode step then split work among the workers directly, instead of each being
+        // handed over from a thread outside the pool and waited for (a futex round trip each).
+        // Called from inside the pool, `join` runs it in place.
+        rayon::join(|| self.run(batch, cache, s, logits), || ()).0
+    }
+
+    fn run(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
         let cfg = &self.config;
         let expected = batch.n_wanted() * cfg.n_vocab;
         if logits.len() != expected {
