@@ -15,11 +15,12 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use pupil::generate::{Engine, GenerateParams, SessionOptions};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+
+mod support;
 
 const N: usize = 64;
 const NEAR_TIE: f32 = 0.01;
@@ -89,9 +90,8 @@ fn llama_greedy(model: &LlamaModel, backend: &LlamaBackend, prompt: &[u32]) -> V
 #[test]
 fn greedy_continuations_match_llama_cpp_on_gemma3_270m() {
     let path = gemma();
-    let mut backend = LlamaBackend::init().unwrap();
-    backend.void_logs();
-    let llama = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
+    let backend = support::backend();
+    let llama = support::load(std::path::Path::new(&path));
     let engine = Arc::new(Engine::load(&path).unwrap());
 
     let (mut identical, mut near_ties) = (0, 0);
@@ -102,7 +102,7 @@ fn greedy_continuations_match_llama_cpp_on_gemma3_270m() {
 
         let mut session = engine.session(SessionOptions { n_ctx: Some(512), ..SessionOptions::default() });
         let ours = session.generate(&tokens, &GenerateParams::greedy(N), |_| true).unwrap().tokens;
-        let reference = llama_greedy(&llama, &backend, &tokens);
+        let reference = llama_greedy(&llama, backend, &tokens);
 
         match ours.iter().zip(&reference).position(|(a, (b, _))| a != b) {
             None if ours.len() == N => identical += 1,
