@@ -1,5 +1,5 @@
 //! pupil's tokenizer against llama.cpp's (through `llama-cpp-2`) on the same GGUF files:
-//! every vocabulary of `../shared/testdata/llama-vocab` and Gemma 3 270M.
+//! every vocabulary of `../shared/testdata/llama-vocab`, Gemma 3 270M and the embedded pair.
 //!
 //! Per vocabulary: the pieces of every token (special rendered and not), the special ids and
 //! end-of-generation set, then thousands of generated strings (words, whitespace runs, numbers,
@@ -26,6 +26,8 @@ use rand::{Rng, SeedableRng};
 
 const VOCAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/llama-vocab");
 const GEMMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
+/// The embedded distilled pair's vocabulary (byte-level BPE trained on the KJV).
+const PAIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/distill/teacher-f16.gguf");
 
 /// Generated strings per vocabulary.
 const N_STRINGS: usize = 10_000;
@@ -98,7 +100,11 @@ fn run_oracle(path: &str, seed: u64) {
             let want = ids(&theirs.tokenize(s.as_bytes(), add_special, parse_special));
             t_ours += t1 - t0;
             t_theirs += t1.elapsed();
-            bad.check(|| format!("encode({s:?}, add_special={add_special}, parse_special={parse_special})"), &got, &want);
+            bad.check(
+                || format!("encode({s:?}, add_special={add_special}, parse_special={parse_special})"),
+                &got,
+                &want,
+            );
             compared += 1;
             match (add_special, parse_special) {
                 (false, false) => theirs_plain = want,
@@ -130,12 +136,17 @@ fn check_vocabulary(ours: &Tokenizer, theirs: &LlamaVocab<'_>, bad: &mut Mismatc
     bad.check(|| "eos".into(), ours.eos(), opt(theirs.eos()));
     bad.check(|| "add_bos".into(), ours.add_bos(), theirs.should_add_bos());
     bad.check(|| "add_eos".into(), ours.add_eos(), theirs.should_add_eos());
-    let their_eog: Vec<u32> = (0..ours.n_vocab() as u32).filter(|&i| theirs.is_eog(LlamaToken::new(i as i32))).collect();
+    let their_eog: Vec<u32> =
+        (0..ours.n_vocab() as u32).filter(|&i| theirs.is_eog(LlamaToken::new(i as i32))).collect();
     bad.check(|| "end-of-generation ids".into(), ours.eog_ids().to_vec(), their_eog);
     for id in 0..ours.n_vocab() as u32 {
         for special in [false, true] {
             let want = theirs.token_to_piece(LlamaToken::new(id as i32), special, None);
-            bad.check(|| format!("token_to_piece({id}, special={special})"), ours.token_to_piece(id, special), &want[..]);
+            bad.check(
+                || format!("token_to_piece({id}, special={special})"),
+                ours.token_to_piece(id, special),
+                &want[..],
+            );
         }
         let control = theirs.is_control(LlamaToken::new(id as i32));
         bad.check(|| format!("is_control({id})"), ours.is_control(id), control);
@@ -151,7 +162,11 @@ fn check_detokenize(ours: &Tokenizer, theirs: &LlamaVocab<'_>, ids: &[u32], bad:
         }
         let want = theirs.detokenize(&tokens, remove_special, unparse_special);
         let got = ours.detokenize(ids, remove_special, unparse_special);
-        bad.check(|| format!("detokenize({ids:?}, remove_special={remove_special}, unparse_special={unparse_special})"), got, want);
+        bad.check(
+            || format!("detokenize({ids:?}, remove_special={remove_special}, unparse_special={unparse_special})"),
+            got,
+            want,
+        );
     }
 }
 
@@ -164,42 +179,166 @@ fn vector_strings(path: &str) -> Vec<String> {
 }
 
 const WORDS: &[&str] = &[
-    "Hello", "hello", "HELLO", "world", "The", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "don't", "I'm",
-    "y'all", "we're", "they've", "she'll", "he'd", "IT'S", "'S", "'ll", "'RE", "'t", "'", "apple", "tokenization",
-    "unbelievable", "a", "I", "x", "Zebra", "naïve", "discards", "era", "supercalifragilistic", "GGUF", "llama",
+    "Hello",
+    "hello",
+    "HELLO",
+    "world",
+    "The",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "don't",
+    "I'm",
+    "y'all",
+    "we're",
+    "they've",
+    "she'll",
+    "he'd",
+    "IT'S",
+    "'S",
+    "'ll",
+    "'RE",
+    "'t",
+    "'",
+    "apple",
+    "tokenization",
+    "unbelievable",
+    "a",
+    "I",
+    "x",
+    "Zebra",
+    "naïve",
+    "discards",
+    "era",
+    "supercalifragilistic",
+    "GGUF",
+    "llama",
 ];
 const SPACES: &[&str] = &[
-    " ", " ", " ", "  ", "   ", "    ", "\t", "\n", "\r\n", "\n\n", "\n\n\n", " \n ", "\t \t", "\r", "\u{A0}", "\u{3000}",
-    "\u{2003}", "\u{85}", "\u{0B}", "\u{0C}", "\u{2028}", "\u{200B}", "\u{FEFF}", "\u{180E}", "\u{2060}", " \u{A0} ",
+    " ", " ", " ", "  ", "   ", "    ", "\t", "\n", "\r\n", "\n\n", "\n\n\n", " \n ", "\t \t", "\r", "\u{A0}",
+    "\u{3000}", "\u{2003}", "\u{85}", "\u{0B}", "\u{0C}", "\u{2028}", "\u{200B}", "\u{FEFF}", "\u{180E}", "\u{2060}",
+    " \u{A0} ",
 ];
 const PUNCT: &[&str] = &[
-    ".", ",", "!", "?", "...", "—", "–", "«", "»", "“", "”", "'", "\"", "(", ")", "[", "]", "{", "}", "<", ">", "#", "@",
-    "$", "%", "^", "&", "*", "~", "`", "|", "\\", "/", ":", ";", "¿", "¡", "…", "、", "。", "，", "！", "？", "：", "～",
-    "!!!!!!", " ?", " !", " ,", " .", " ' ", " 's", "-", "_", "+", "=", "€", "£", "©", "°", "±", "§",
+    ".", ",", "!", "?", "...", "—", "–", "«", "»", "“", "”", "'", "\"", "(", ")", "[", "]", "{", "}", "<", ">", "#",
+    "@", "$", "%", "^", "&", "*", "~", "`", "|", "\\", "/", ":", ";", "¿", "¡", "…", "、", "。", "，", "！", "？",
+    "：", "～", "!!!!!!", " ?", " !", " ,", " .", " ' ", " 's", "-", "_", "+", "=", "€", "£", "©", "°", "±", "§",
 ];
 const CODE: &[&str] = &[
-    "fn main() {}", "for (int i = 0; i < n; ++i) {", "def f(x):\n    return x**2", "<div class=\"a\">", "</div>",
-    "x => x + 1", "#include <stdio.h>", "SELECT * FROM t WHERE id = 42;", "    if x:\n\treturn", "a_b_c",
-    "camelCaseName", "__init__", "std::vector<int>", "0x1F", "1e-9", "{\"key\": [1, 2.5, null]}", "$HOME/.cargo",
-    "a->b", "i += 1;", "// comment", "/* block */", "```rust\n", "\tindent\n\t\tmore",
+    "fn main() {}",
+    "for (int i = 0; i < n; ++i) {",
+    "def f(x):\n    return x**2",
+    "<div class=\"a\">",
+    "</div>",
+    "x => x + 1",
+    "#include <stdio.h>",
+    "SELECT * FROM t WHERE id = 42;",
+    "    if x:\n\treturn",
+    "a_b_c",
+    "camelCaseName",
+    "__init__",
+    "std::vector<int>",
+    "0x1F",
+    "1e-9",
+    "{\"key\": [1, 2.5, null]}",
+    "$HOME/.cargo",
+    "a->b",
+    "i += 1;",
+    "// comment",
+    "/* block */",
+    "```rust\n",
+    "\tindent\n\t\tmore",
 ];
 const SCRIPTS: &[&str] = &[
-    "我想在apple工作1314151天～", "你好世界", "日本語のテキスト", "カタカナ", "ひらがな", "한국어 텍스트", "中文，标点。",
-    "Привет мир", "нещо на Български", "ЁЖЗ", "Україна", "مرحبا بالعالم", "السلام عليكم", "٣٤٥", "नमस्ते दुनिया",
-    "हिन्दी", "१२३", "กาน่า", "កាន់តែពិសេសអាចខលចេញ", "Ελληνικά", "עברית", "ქართული", "Հայերեն", "ᏣᎳᎩ", "𐐷𐐸",
+    "我想在apple工作1314151天～",
+    "你好世界",
+    "日本語のテキスト",
+    "カタカナ",
+    "ひらがな",
+    "한국어 텍스트",
+    "中文，标点。",
+    "Привет мир",
+    "нещо на Български",
+    "ЁЖЗ",
+    "Україна",
+    "مرحبا بالعالم",
+    "السلام عليكم",
+    "٣٤٥",
+    "नमस्ते दुनिया",
+    "हिन्दी",
+    "१२३",
+    "กาน่า",
+    "កាន់តែពិសេសអាចខលចេញ",
+    "Ελληνικά",
+    "עברית",
+    "ქართული",
+    "Հայերեն",
+    "ᏣᎳᎩ",
+    "𐐷𐐸",
 ];
-const EMOJI: &[&str] = &[
-    "🦙", "🚀", "😀", "👍🏽", "👩‍👩‍👧‍👦", "🏳️‍🌈", "❤️", "✅", "😶‍🌫️", "🇺🇸", "👨🏿‍💻", "🤷‍♀️", "🫠", "☕", "🧑🏻‍🤝‍🧑🏿",
-];
+const EMOJI: &[&str] = &["🦙", "🚀", "😀", "👍🏽", "👩‍👩‍👧‍👦", "🏳️‍🌈", "❤️", "✅", "😶‍🌫️", "🇺🇸", "👨🏿‍💻", "🤷‍♀️", "🫠", "☕", "🧑🏻‍🤝‍🧑🏿"];
 const ACCENTED: &[&str] = &[
-    "café", "naïve", "Cửa Việt", "e\u{301}", "a\u{308}\u{304}", "Ångström", "ß", "Œuvre", "ﬁ", "Ǆ", "ǅ", "İstanbul",
-    "ſ", "Ω", "K", "µ", "n\u{303}", "\u{301}", "Zürich", "façade",
+    "café",
+    "naïve",
+    "Cửa Việt",
+    "e\u{301}",
+    "a\u{308}\u{304}",
+    "Ångström",
+    "ß",
+    "Œuvre",
+    "ﬁ",
+    "Ǆ",
+    "ǅ",
+    "İstanbul",
+    "ſ",
+    "Ω",
+    "K",
+    "µ",
+    "n\u{303}",
+    "\u{301}",
+    "Zürich",
+    "façade",
 ];
 const SPECIALS: &[&str] = &[
-    "<start_of_turn>", "<end_of_turn>", "<|im_start|>", "<|im_end|>", "<bos>", "<eos>", "<s>", "</s>", "<unk>", "<pad>",
-    "<mask>", "<unused0>", "<unused99>", "<|endoftext|>", "<|begin_of_text|>", "<|eot_id|>", "<|end|>", "<|user|>",
-    "<|system|>", "<|assistant|>", "<fim_prefix>", "<fim_middle>", "<｜fim▁begin｜>", "<｜end▁of▁sentence｜>", "<table>",
-    "<h1>", "</td>", "[multimodal]", "<start_of_image>", ">>TITLE<<", "<|im_", "start|>", "<<s>>", "<s><s>", "<|",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<bos>",
+    "<eos>",
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<pad>",
+    "<mask>",
+    "<unused0>",
+    "<unused99>",
+    "<|endoftext|>",
+    "<|begin_of_text|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<|user|>",
+    "<|system|>",
+    "<|assistant|>",
+    "<fim_prefix>",
+    "<fim_middle>",
+    "<｜fim▁begin｜>",
+    "<｜end▁of▁sentence｜>",
+    "<table>",
+    "<h1>",
+    "</td>",
+    "[multimodal]",
+    "<start_of_image>",
+    ">>TITLE<<",
+    "<|im_",
+    "start|>",
+    "<<s>>",
+    "<s><s>",
+    "<|",
 ];
 
 fn pick<'a>(rng: &mut SmallRng, list: &[&'a str]) -> &'a str {
@@ -233,8 +372,16 @@ fn atom(rng: &mut SmallRng, tok: &Tokenizer, out: &mut String) {
             } else {
                 // A codepoint from assorted ranges, assigned or not (surrogates skipped).
                 const RANGES: &[(u32, u32)] = &[
-                    (0x00, 0x7F), (0x80, 0x2FF), (0x300, 0x36F), (0x370, 0x1FFF), (0x2000, 0x206F),
-                    (0x2070, 0x2BFF), (0x2E80, 0x9FFF), (0xAC00, 0xD7FF), (0xE000, 0xFFFF), (0x10000, 0x1FFFF),
+                    (0x00, 0x7F),
+                    (0x80, 0x2FF),
+                    (0x300, 0x36F),
+                    (0x370, 0x1FFF),
+                    (0x2000, 0x206F),
+                    (0x2070, 0x2BFF),
+                    (0x2E80, 0x9FFF),
+                    (0xAC00, 0xD7FF),
+                    (0xE000, 0xFFFF),
+                    (0x10000, 0x1FFFF),
                     (0x20000, 0x10FFFF),
                 ];
                 let (lo, hi) = RANGES[rng.random_range(0..RANGES.len())];
@@ -276,6 +423,7 @@ oracle! {
     deepseek_coder: format!("{VOCAB_DIR}/ggml-vocab-deepseek-coder.gguf"), 6;
     falcon: format!("{VOCAB_DIR}/ggml-vocab-falcon.gguf"), 7;
     starcoder: format!("{VOCAB_DIR}/ggml-vocab-starcoder.gguf"), 8;
+    kjv_pair: PAIR, 9;
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pupil::eval::{self, CompareOptions, CostOptions, FidelityOptions, Progress, Report};
+use pupil::eval::{self, Backend, CompareOptions, CostOptions, FidelityOptions, Progress, Report};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -10,22 +10,33 @@ use std::path::PathBuf;
 /// distributions on a text (KL divergence, top-1 agreement, perplexity) and what it costs
 /// (size, memory, speed).
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Both models must share a vocabulary. With no --text, a built-in held-out \
-    sample is scored.\n\n\
+#[command(after_help = "With no --teacher and --student, the embedded distilled pair is compared \
+    (models/distill/ in pupil's checkout: a 13.8M-parameter llama teacher in F16 and its 3.3M \
+    student, distilled from it, in Q4_0) on its held-out text.\n\n\
+    Both models must share a vocabulary. With no --text, a built-in held-out sample is scored \
+    (the pair's own held-out text for the embedded pair).\n\n\
+    With --teacher-backend llama the teacher runs on llama.cpp (builds with --features llama), \
+    so any architecture llama.cpp runs can be the teacher; its vocabulary is still read from \
+    its GGUF file and checked, and the student always runs on pupil.\n\n\
     Exit status: 0 ok; 1 failed while running; 2 bad input (a file, mismatched vocabularies); \
     3 a --fail-* gate failed (the report is still printed).\n\n\
     Examples:\n  \
+    pupil compare\n  \
     pupil compare --teacher gemma-q8_0.gguf --student gemma-q4_k_m.gguf\n  \
     pupil compare --teacher t.gguf --student s.gguf --text wiki.txt --ctx 512 --md > report.md\n  \
     pupil compare --teacher t.gguf --student s.gguf --json --plot fidelity.svg\n  \
+    pupil compare --teacher phi-teacher.gguf --student s.gguf --teacher-backend llama -t 8\n  \
     pupil compare --teacher t.gguf --student s.gguf --fail-below-agreement 0.9 --fail-above-kl 0.1")]
 pub struct Args {
-    /// The reference model (GGUF).
-    #[arg(long, value_name = "FILE")]
-    teacher: PathBuf,
-    /// The model under test (GGUF, same vocabulary).
-    #[arg(long, value_name = "FILE")]
-    student: PathBuf,
+    /// The reference model (GGUF); default: the embedded pair's teacher.
+    #[arg(long, value_name = "FILE", requires = "student")]
+    teacher: Option<PathBuf>,
+    /// The engine that runs the teacher: pupil, or llama.cpp (any architecture it runs).
+    #[arg(long, value_enum, value_name = "ENGINE", default_value_t = TeacherBackend::Pupil)]
+    teacher_backend: TeacherBackend,
+    /// The model under test (GGUF, same vocabulary); default: the embedded pair's student.
+    #[arg(long, value_name = "FILE", requires = "teacher")]
+    student: Option<PathBuf>,
     /// The text to score (`-`: stdin); default: a built-in held-out sample.
     #[arg(long, value_name = "FILE")]
     text: Option<PathBuf>,
@@ -38,7 +49,7 @@ pub struct Args {
     /// Repetitions of each speed measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Threads (default: all cores).
+    /// Threads, for pupil and llama.cpp (default: all cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
     /// Print one JSON object instead of text.
@@ -58,15 +69,78 @@ pub struct Args {
     fail_above_kl: Option<f64>,
 }
 
+/// `--teacher-backend`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TeacherBackend {
+    /// pupil's own engine.
+    Pupil,
+    /// llama.cpp (a build with `--features llama`).
+    Llama,
+}
+
+impl From<TeacherBackend> for Backend {
+    fn from(b: TeacherBackend) -> Backend {
+        match b {
+            TeacherBackend::Pupil => Backend::Pupil,
+            TeacherBackend::Llama => Backend::Llama,
+        }
+    }
+}
+
+/// The embedded distilled pair: where `make.sh` puts it, relative to a checkout of pupil.
+const PAIR_DIR: &str = "models/distill";
+/// The pair's teacher, student and held-out text, within [`PAIR_DIR`].
+const PAIR: [&str; 3] = ["teacher-f16.gguf", "student-q4_0.gguf", "heldout.txt"];
+
+/// The embedded pair's files: in `models/distill` under the working directory, or else
+/// under the checkout this binary was built from.
+fn embedded_pair() -> Result<[PathBuf; 3]> {
+    let here = PathBuf::from(PAIR_DIR);
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(PAIR_DIR);
+    for dir in [here, built] {
+        let files = PAIR.map(|f| dir.join(f));
+        if files.iter().all(|f| f.is_file()) {
+            return Ok(files);
+        }
+    }
+    Err(NoPair.into())
+}
+
+/// The embedded pair is not where it should be: bad input (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the embedded pair ({PAIR_DIR}/{{{}, {}, {}}}) is neither under the working directory nor \
+     under {}; run from a pupil checkout, or name the models with --teacher and --student",
+    PAIR[0],
+    PAIR[1],
+    PAIR[2],
+    env!("CARGO_MANIFEST_DIR")
+)]
+pub struct NoPair;
+
 /// A quality gate failed: exit status 3.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct GateFailed(String);
 
 pub fn run(args: Args) -> Result<()> {
+    let teacher_backend = Backend::from(args.teacher_backend);
+    teacher_backend.check_available().context("--teacher-backend llama")?;
     super::run::set_threads(args.threads)?;
+    let (teacher, student, default_text) = match (&args.teacher, &args.student) {
+        (Some(t), Some(s)) => (t.clone(), s.clone(), None),
+        // clap's `requires` makes these two go together.
+        _ => {
+            let [t, s, text] = embedded_pair()?;
+            eprintln!("embedded pair: teacher {}, student {}, text {}", t.display(), s.display(), text.display());
+            (t, s, Some(text))
+        }
+    };
     let text = match &args.text {
-        None => eval::HELD_OUT.to_owned(),
+        None => match &default_text {
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            None => eval::HELD_OUT.to_owned(),
+        },
         Some(p) if p.as_os_str() == "-" => {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s).context("reading the text from stdin")?;
@@ -77,6 +151,8 @@ pub fn run(args: Args) -> Result<()> {
     let opts = CompareOptions {
         fidelity: FidelityOptions { n_ctx: args.ctx, n_batch: args.batch, ..FidelityOptions::default() },
         cost: CostOptions { reps: args.reps, ..CostOptions::default() },
+        teacher_backend,
+        threads: args.threads,
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} tokens {elapsed_precise} eta {eta}")
@@ -84,7 +160,7 @@ pub fn run(args: Args) -> Result<()> {
             .progress_chars("=> "),
     );
     bar.set_message("scoring");
-    let report = eval::compare(&args.teacher, &args.student, &text, &opts, |p| match p {
+    let report = eval::compare(&teacher, &student, &text, &opts, |p| match p {
         Progress::Scoring { tokens } => bar.set_length(tokens as u64),
         Progress::Scored(n) => bar.inc(n as u64),
         Progress::Measuring(who) => {
@@ -98,8 +174,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => {}
     });
     bar.finish_and_clear();
-    let report =
-        report.with_context(|| format!("comparing {} with {}", args.student.display(), args.teacher.display()))?;
+    let report = report.with_context(|| format!("comparing {} with {}", student.display(), teacher.display()))?;
 
     let failures = gates(&report, &args);
     let mut out = std::io::stdout().lock();

@@ -71,6 +71,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.is::<pupil::tokenizer::TokenizerError>()
             || c.is::<pupil::generate::GenerateError>()
             || c.is::<pupil::eval::VocabMismatch>()
+            || c.is::<compare::NoPair>()
             || c.is::<pupil::generate::SpeculativeError>()
             || c.downcast_ref::<pupil::eval::EvalError>().is_some_and(|e| e.is_bad_input())
             || c.downcast_ref::<pupil::quantize::QuantizeError>().is_some_and(|q| q.is_bad_input())

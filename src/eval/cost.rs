@@ -13,7 +13,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::EvalError;
-use crate::model::{Batch, KvType, Model};
+use super::runner::{Backend, ModelRunner, PupilRunner};
+use crate::model::{KvType, Model};
 use crate::sample::argmax;
 use crate::tokenizer::Tokenizer;
 
@@ -42,11 +43,14 @@ impl Default for CostOptions {
 pub struct Cost {
     /// The file.
     pub path: String,
+    /// The engine that ran it (`"pupil"` or `"llama.cpp"` in JSON).
+    pub backend: Backend,
     /// Elements in all tensors.
     pub parameters: u64,
     /// Bytes of all tensors.
     pub weight_bytes: u64,
-    /// Seconds to open the model and build its tokenizer.
+    /// Seconds to open the model and build its tokenizer (llama.cpp: to load the model,
+    /// vocabulary included).
     pub load_s: f64,
     /// Resident memory just before loading (`None`: not measurable here).
     pub baseline_rss_bytes: Option<u64>,
@@ -87,41 +91,89 @@ fn median(mut x: Vec<f64>) -> f64 {
     x.get(x.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Loads the model at `path` and measures it: `prompt` (repeated as needed to
-/// `opts.n_prompt` tokens) as one batch, then `opts.n_gen` greedy decode steps.
-pub fn measure(path: &Path, prompt: &[u32], opts: &CostOptions) -> Result<Cost, EvalError> {
-    if opts.n_prompt < 1 || opts.reps < 1 {
-        return Err(EvalError::BadOption {
-            what: "prompt tokens and repetitions",
-            min: 1,
-            found: opts.n_prompt.min(opts.reps),
-        });
-    }
-    if prompt.is_empty() {
-        return Err(EvalError::TextTooShort { tokens: 0 });
-    }
-    let exact = reset_peak_rss();
-    let baseline = proc_status("VmRSS");
-    let start = Instant::now();
-    let model = Model::open(path)?;
-    let _tokenizer = Tokenizer::from_gguf(model.file())?;
-    let load_s = start.elapsed().as_secs_f64();
-    let tensors = model.file().tensors();
+/// The memory mark taken before a model is loaded, from which its [`Cost`] is completed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    exact: bool,
+    baseline: Option<u64>,
+}
 
-    let n_ctx = (opts.n_prompt + opts.n_gen).min(model.config().n_ctx_train);
+/// What [`Mark::finish`] needs besides the memory: the model's facts and its timings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Measured {
+    /// The engine.
+    pub backend: Backend,
+    /// Elements in all tensors.
+    pub parameters: u64,
+    /// Bytes of all tensors.
+    pub weight_bytes: u64,
+    /// Seconds to load.
+    pub load_s: f64,
+    /// Median speeds from [`time_runs`].
+    pub speed: Speed,
+}
+
+impl Mark {
+    /// Checks `opts` and `prompt`, resets the peak resident size and reads the baseline.
+    pub(crate) fn start(prompt: &[u32], opts: &CostOptions) -> Result<Mark, EvalError> {
+        if opts.n_prompt < 1 || opts.reps < 1 {
+            return Err(EvalError::BadOption {
+                what: "prompt tokens and repetitions",
+                min: 1,
+                found: opts.n_prompt.min(opts.reps),
+            });
+        }
+        if prompt.is_empty() {
+            return Err(EvalError::TextTooShort { tokens: 0 });
+        }
+        let exact = reset_peak_rss();
+        Ok(Mark { exact, baseline: proc_status("VmRSS") })
+    }
+
+    /// The cost of the model at `path`, with the peak resident size read now.
+    pub(crate) fn finish(self, path: &Path, m: Measured) -> Cost {
+        Cost {
+            path: path.display().to_string(),
+            backend: m.backend,
+            parameters: m.parameters,
+            weight_bytes: m.weight_bytes,
+            load_s: m.load_s,
+            baseline_rss_bytes: self.baseline,
+            peak_rss_bytes: proc_status("VmHWM"),
+            peak_rss_exact: self.exact,
+            pp_tok_s: m.speed.pp_tok_s,
+            tg_tok_s: m.speed.tg_tok_s,
+            ttft_s: m.speed.ttft_s,
+        }
+    }
+}
+
+/// Median speeds of [`time_runs`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Speed {
+    pp_tok_s: f64,
+    tg_tok_s: f64,
+    ttft_s: f64,
+}
+
+/// Times `opts.reps` runs on `runner` (sized for `n_ctx` positions and batches of
+/// `opts.n_prompt.min(n_ctx)`), each from an empty cache: `prompt` (repeated as needed to
+/// that many tokens) as one batch and the greedy choice of the next token (pp, TTFT), then
+/// up to `opts.n_gen` greedy decode steps (tg).
+pub(crate) fn time_runs(
+    runner: &mut dyn ModelRunner,
+    prompt: &[u32],
+    n_ctx: usize,
+    opts: &CostOptions,
+) -> Result<Speed, EvalError> {
     let n_prompt = opts.n_prompt.min(n_ctx);
     let tokens: Vec<u32> = prompt.iter().copied().cycle().take(n_prompt).collect();
-    let mut cache = model.new_cache(Some(n_ctx), 1, opts.kv_type);
-    let mut scratch = model.new_scratch(n_prompt, &cache);
-    let mut logits = vec![0f32; model.config().n_vocab];
-    let mut batch = Batch::with_capacity(n_prompt);
+    let mut logits = vec![0f32; runner.n_vocab()];
     let (mut pp, mut tg, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..opts.reps {
-        cache.clear(0);
-        batch.clear();
-        batch.push_sequence(&tokens, 0, 0, false);
+        runner.clear();
         let t0 = Instant::now();
-        model.forward(&batch, &mut cache, &mut scratch, &mut logits)?;
+        runner.forward(&tokens, 0, n_prompt - 1..n_prompt, &mut logits)?;
         let mut next = argmax(&logits);
         let secs = t0.elapsed().as_secs_f64();
         pp.push(n_prompt as f64 / secs);
@@ -129,26 +181,37 @@ pub fn measure(path: &Path, prompt: &[u32], opts: &CostOptions) -> Result<Cost, 
         let steps = opts.n_gen.min(n_ctx - n_prompt);
         let t1 = Instant::now();
         for i in 0..steps {
-            batch.clear();
-            batch.push(next, (n_prompt + i) as u32, 0, true);
-            model.forward(&batch, &mut cache, &mut scratch, &mut logits)?;
+            runner.forward(&[next], n_prompt + i, 0..1, &mut logits)?;
             next = argmax(&logits);
         }
         let secs = t1.elapsed().as_secs_f64();
         tg.push(if secs > 0.0 { steps as f64 / secs } else { 0.0 });
     }
-    Ok(Cost {
-        path: path.display().to_string(),
-        parameters: tensors.iter().map(|t| t.n_elements()).sum(),
-        weight_bytes: tensors.iter().map(|t| t.n_bytes()).sum(),
-        load_s,
-        baseline_rss_bytes: baseline,
-        peak_rss_bytes: proc_status("VmHWM"),
-        peak_rss_exact: exact,
-        pp_tok_s: median(pp),
-        tg_tok_s: median(tg),
-        ttft_s: median(ttft),
-    })
+    Ok(Speed { pp_tok_s: median(pp), tg_tok_s: median(tg), ttft_s: median(ttft) })
+}
+
+/// Loads the model at `path` with pupil and measures it: `prompt` (repeated as needed to
+/// `opts.n_prompt` tokens) as one batch, then `opts.n_gen` greedy decode steps.
+pub fn measure(path: &Path, prompt: &[u32], opts: &CostOptions) -> Result<Cost, EvalError> {
+    let mark = Mark::start(prompt, opts)?;
+    let start = Instant::now();
+    let model = Model::open(path)?;
+    let _tokenizer = Tokenizer::from_gguf(model.file())?;
+    let load_s = start.elapsed().as_secs_f64();
+    let n_ctx = (opts.n_prompt + opts.n_gen).min(model.config().n_ctx_train);
+    let mut runner = PupilRunner::new(&model, n_ctx, opts.n_prompt.min(n_ctx), opts.kv_type);
+    let speed = time_runs(&mut runner, prompt, n_ctx, opts)?;
+    let tensors = model.file().tensors();
+    Ok(mark.finish(
+        path,
+        Measured {
+            backend: Backend::Pupil,
+            parameters: tensors.iter().map(|t| t.n_elements()).sum(),
+            weight_bytes: tensors.iter().map(|t| t.n_bytes()).sum(),
+            load_s,
+            speed,
+        },
+    ))
 }
 
 #[cfg(test)]

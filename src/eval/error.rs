@@ -1,6 +1,9 @@
 //! [`EvalError`]: why a comparison could not run, and [`VocabMismatch`]: how two
 //! vocabularies differ.
 
+use std::path::PathBuf;
+
+use crate::gguf::GgufError;
 use crate::model::ModelError;
 use crate::tokenizer::TokenizerError;
 
@@ -11,6 +14,9 @@ pub enum EvalError {
     /// Loading or running a model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A model file could not be read (the teacher's vocabulary, when llama.cpp runs it).
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
     /// A vocabulary could not be loaded.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
@@ -33,6 +39,27 @@ pub enum EvalError {
         /// The value given.
         found: usize,
     },
+    /// llama.cpp was asked for, and this build does not have it.
+    #[error("built without the llama feature; rebuild with --features llama")]
+    LlamaUnavailable,
+    /// llama.cpp could not load a model file.
+    #[error("llama.cpp cannot load {}{}: {message}", path.display(), arch_note(arch.as_deref()))]
+    LlamaLoad {
+        /// The file.
+        path: PathBuf,
+        /// Its `general.architecture`, where read (llama.cpp's own reasons are not logged).
+        arch: Option<String>,
+        /// llama.cpp's (or its binding's) message.
+        message: String,
+    },
+    /// llama.cpp failed while running.
+    #[error("llama.cpp: {what}: {message}")]
+    Llama {
+        /// What was being done.
+        what: &'static str,
+        /// llama.cpp's (or its binding's) message.
+        message: String,
+    },
 }
 
 impl EvalError {
@@ -41,6 +68,7 @@ impl EvalError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             EvalError::Model(e) => !matches!(e, ModelError::LogitsSize { .. }),
+            EvalError::Llama { .. } => false,
             _ => true,
         }
     }
@@ -89,6 +117,11 @@ impl VocabMismatch {
         }
         format!("the {a} and {b} vocabularies differ: {}", parts.join("; "))
     }
+}
+
+/// `" (architecture \"name\")"`, or nothing.
+fn arch_note(arch: Option<&str>) -> String {
+    arch.map_or_else(String::new, |a| format!(" (architecture {a:?})"))
 }
 
 fn quoted(s: Option<&str>) -> String {

@@ -32,6 +32,9 @@ pub struct Position {
     pub logp_teacher: f64,
     /// The student's log-probability of the token that came next.
     pub logp_student: f64,
+    /// `Σ min(p_teacher, p_student)`: the chance that a token the student drafts here (sampled
+    /// at temperature 1) is kept by the teacher's speculative rejection step.
+    pub accept: f64,
 }
 
 /// Max and log-sum-exp of a row, in f64.
@@ -66,14 +69,12 @@ pub fn compare_row(teacher: &[f32], student: &[f32], next: u32) -> Position {
     let (_, lse_s) = log_sum_exp(student);
     // KL = Σ p_t (log p_t − log p_s), with log p = logit − lse; no row of probabilities kept.
     let shift = lse_s - lse_t;
-    let kl: f64 = teacher
-        .iter()
-        .zip(student)
-        .map(|(&t, &s)| {
-            let p = (t as f64 - lse_t).exp();
-            p * (t as f64 - s as f64 + shift)
-        })
-        .sum();
+    let (mut kl, mut accept) = (0.0, 0.0);
+    for (&t, &s) in teacher.iter().zip(student) {
+        let p = (t as f64 - lse_t).exp();
+        kl += p * (t as f64 - s as f64 + shift);
+        accept += p.min((s as f64 - lse_s).exp());
+    }
     let (tt, ts) = (top5(teacher), top5(student));
     let top5_shared = tt.iter().filter(|t| ts.contains(t)).count() as u8;
     let arg = tt[0] as usize;
@@ -85,6 +86,7 @@ pub fn compare_row(teacher: &[f32], student: &[f32], next: u32) -> Position {
         delta_p: at(student, lse_s, arg).exp() - at(teacher, lse_t, arg).exp(),
         logp_teacher: at(teacher, lse_t, next as usize),
         logp_student: at(student, lse_s, next as usize),
+        accept,
     }
 }
 
@@ -105,6 +107,7 @@ pub struct FidelityAcc {
     sum_lt2: f64,
     sum_ls2: f64,
     sum_lts: f64,
+    sum_accept: f64,
 }
 
 impl FidelityAcc {
@@ -127,6 +130,7 @@ impl FidelityAcc {
         self.sum_lt2 += p.logp_teacher * p.logp_teacher;
         self.sum_ls2 += p.logp_student * p.logp_student;
         self.sum_lts += p.logp_teacher * p.logp_student;
+        self.sum_accept += p.accept;
     }
 
     /// Positions so far.
@@ -171,6 +175,7 @@ impl FidelityAcc {
             student_ppl: ppl_s,
             ppl_ratio: ppl_s / ppl_t,
             logprob_pearson: pearson,
+            sampled_acceptance: mean(self.sum_accept),
             kl_per_position: self.kls,
         }
     }
@@ -224,6 +229,10 @@ pub struct Fidelity {
     pub ppl_ratio: f64,
     /// Pearson correlation of the two models' log-probabilities of the actual next tokens.
     pub logprob_pearson: f64,
+    /// Mean of `Σ min(p_teacher, p_student)`: the expected rate at which the teacher accepts
+    /// the student's drafts in speculative decoding with sampling at temperature 1. (With
+    /// greedy decoding a draft is accepted when the two argmaxes agree: `top1_agreement`.)
+    pub sampled_acceptance: f64,
     /// KL at every scored position, in text order.
     #[serde(skip)]
     pub kl_per_position: Vec<f32>,
@@ -248,7 +257,10 @@ mod tests {
         assert!((got.kl - want).abs() < 1e-12, "{} vs {want}", got.kl);
         assert!((got.logp_teacher - pt[2].ln()).abs() < 1e-12);
         assert!((got.delta_p - (ps[3] - pt[3])).abs() < 1e-12);
+        let want_accept: f64 = pt.iter().zip(&ps).map(|(p, q)| p.min(*q)).sum();
+        assert!((got.accept - want_accept).abs() < 1e-12 && got.accept < 1.0);
         let same = compare_row(&t, &t, 0);
+        assert!((same.accept - 1.0).abs() < 1e-12);
         assert_eq!((same.kl, same.same_top1, same.top5_shared, same.delta_p), (0.0, true, 5, 0.0));
         // A shifted row is the same distribution.
         let shifted: Vec<f32> = t.iter().map(|v| v + 3.0).collect();
@@ -274,6 +286,7 @@ mod tests {
                 delta_p: 0.1,
                 logp_teacher: -(i as f64),
                 logp_student: -2.0 * i as f64,
+                accept: 0.5,
             };
             acc.push(&p);
         }
@@ -286,6 +299,7 @@ mod tests {
         assert_eq!((p50, p99), (50.0, 99.0));
         assert!((f.top1_agreement - 75.0 / 101.0).abs() < 1e-12);
         assert!((f.logprob_pearson - 1.0).abs() < 1e-9);
+        assert!((f.sampled_acceptance - 0.5).abs() < 1e-12);
         assert!((f.delta_p_rms - 0.1).abs() < 1e-12 && (f.top5_overlap - 1.0).abs() < 1e-12);
         assert!((f.teacher_ppl - 50f64.exp()).abs() / 50f64.exp() < 1e-9);
     }

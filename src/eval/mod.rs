@@ -2,12 +2,16 @@
 //! distributions follow the teacher's on a text (fidelity), and what it costs to run
 //! (size, memory, speed), side by side.
 //!
-//! - [`check_vocab`]: the two models must share a vocabulary; [`VocabMismatch`] says how they
+//! - [`check_vocab`] ([`check_tokenizers`] where pupil cannot load the model): the two
+//!   models must share a vocabulary; [`VocabMismatch`] says how they
 //!   differ otherwise.
 //! - [`fidelity`]: both models teacher-forced over the same tokens in windows, compared batch
 //!   by batch ([`compare_row`] per position), summarised as llama-perplexity's KL-divergence
 //!   mode does ([`Fidelity`]).
 //! - [`measure`]: one model's [`Cost`], each model measured the same way.
+//! - [`Backend`]: the teacher may run on llama.cpp instead of pupil (feature `llama`), so
+//!   any architecture llama.cpp runs can be the teacher; its vocabulary is still checked
+//!   against the student's, and its cost measured the same way (`measure_llama`).
 //! - [`compare`] runs all of it and gives a [`Report`], with ratios and a verdict;
 //!   [`plot::svg`] draws it.
 //! - [`HELD_OUT`]: a built-in text no model was trained on.
@@ -30,9 +34,12 @@
 mod cost;
 mod error;
 mod fidelity;
+#[cfg(feature = "llama")]
+mod llama;
 pub mod plot;
 mod report;
 mod run;
+mod runner;
 mod text;
 mod vocab;
 
@@ -41,13 +48,13 @@ use std::path::Path;
 pub use cost::{Cost, CostOptions, measure};
 pub use error::{EvalError, VocabMismatch};
 pub use fidelity::{Fidelity, FidelityAcc, PERCENTILES, Position, compare_row};
+#[cfg(feature = "llama")]
+pub use llama::measure_llama;
 pub use report::{Ratios, Report};
 pub use run::{FidelityOptions, fidelity, windows};
+pub use runner::Backend;
 pub use text::HELD_OUT;
-pub use vocab::check_vocab;
-
-use crate::model::Model;
-use crate::tokenizer::Tokenizer;
+pub use vocab::{check_tokenizers, check_vocab};
 
 /// Settings of [`compare`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,6 +63,11 @@ pub struct CompareOptions {
     pub fidelity: FidelityOptions,
     /// How speed is measured.
     pub cost: CostOptions,
+    /// The engine that runs the teacher (the student always runs on pupil).
+    pub teacher_backend: Backend,
+    /// Threads llama.cpp runs on (default: as many as pupil's thread pool has, which is
+    /// rayon's global pool).
+    pub threads: Option<usize>,
 }
 
 /// What [`compare`] is doing, for a progress display.
@@ -75,7 +87,9 @@ pub enum Progress {
 
 /// Compares `student` with `teacher` on `text`: checks the vocabularies, scores the text
 /// with both models loaded, then unloads them and measures each model's cost on its own
-/// (teacher first), so neither's memory counts in the other's.
+/// (teacher first), so neither's memory counts in the other's. The teacher runs on
+/// `opts.teacher_backend`; [`EvalError::LlamaUnavailable`] if that is llama.cpp and this
+/// build has no feature `llama`.
 pub fn compare(
     teacher: &Path,
     student: &Path,
@@ -83,24 +97,22 @@ pub fn compare(
     opts: &CompareOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<Report, EvalError> {
-    let (tokens, bos, fid, n_ctx, n_windows) = {
-        let t = Model::open(teacher)?;
-        let s = Model::open(student)?;
-        let tok_t = Tokenizer::from_gguf(t.file())?;
-        let tok_s = Tokenizer::from_gguf(s.file())?;
-        check_vocab((&t, &tok_t), (&s, &tok_s), ("teacher", "student"))?;
-        let tokens = tok_t.encode(text, false, false);
-        let bos = tok_t.bos().filter(|_| tok_t.add_bos());
-        let n_ctx = opts.fidelity.n_ctx.min(t.config().n_ctx_train).min(s.config().n_ctx_train);
-        let n_windows = windows(&tokens, bos, n_ctx.max(2)).len();
-        progress(Progress::Scoring { tokens: tokens.len() + n_windows * usize::from(bos.is_some()) });
-        let fid = fidelity(&t, &s, &tokens, bos, &opts.fidelity, |n| progress(Progress::Scored(n)))?;
-        (tokens, bos, fid, n_ctx, n_windows)
+    // From here on, `_` is pupil: llama.cpp in a build without it is refused here.
+    opts.teacher_backend.check_available()?;
+    let scored = match opts.teacher_backend {
+        #[cfg(feature = "llama")]
+        Backend::Llama => llama::score_text(teacher, student, text, opts, &mut progress)?,
+        _ => run::score_text(teacher, student, text, &opts.fidelity, &mut progress)?,
     };
-    let prompt: Vec<u32> = bos.into_iter().chain(tokens.iter().copied()).collect();
+    let prompt = scored.text.prompt();
     progress(Progress::Measuring("teacher"));
-    let cost_t = measure(teacher, &prompt, &opts.cost)?;
+    let cost_t = match opts.teacher_backend {
+        #[cfg(feature = "llama")]
+        Backend::Llama => measure_llama(teacher, &prompt, &opts.cost, opts.threads)?,
+        _ => measure(teacher, &prompt, &opts.cost)?,
+    };
     progress(Progress::Measuring("student"));
     let cost_s = measure(student, &prompt, &opts.cost)?;
-    Ok(Report::new(tokens.len(), n_ctx, n_windows, fid, cost_t, cost_s))
+    let run::Scored { text, plan, fidelity } = scored;
+    Ok(Report::new(text.tokens.len(), plan.n_ctx, plan.windows.len(), fidelity, cost_t, cost_s))
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Cost, Fidelity};
+use super::{Backend, Cost, Fidelity};
 
 /// Student / teacher ratios of each cost (below 1: the student is cheaper or faster).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -96,8 +96,12 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "fidelity over {} positions ({} tokens, {} windows of up to {}):",
-            f.positions, self.text_tokens, self.windows, self.n_ctx
+            "fidelity over {} positions ({} tokens, {} windows of up to {}{}):",
+            f.positions,
+            self.text_tokens,
+            self.windows,
+            self.n_ctx,
+            self.engines()
         );
         let _ = writeln!(s, "  mean KL(teacher ‖ student)  {:.6} ± {:.6} nats", f.mean_kl, f.kl_stderr);
         let pct: Vec<String> = f.kl_percentiles.iter().map(|(q, v)| format!("p{q}={v:.5}")).collect();
@@ -116,7 +120,14 @@ impl Report {
             f.teacher_ppl, f.student_ppl, f.ppl_ratio
         );
         let _ = writeln!(s, "  log-prob correlation        {:.4}", f.logprob_pearson);
+        let _ = writeln!(
+            s,
+            "  draft acceptance            greedy {:.2}% (= top-1), sampled at T=1 {:.2}% (Σ min(p, q))",
+            100.0 * f.top1_agreement,
+            100.0 * f.sampled_acceptance
+        );
         let _ = writeln!(s, "\ncost:");
+        let _ = writeln!(s, "  {:<22} {:>12}  {:>12}  {:>8}", "", "teacher", "student", "ratio");
         for (name, a, b, r) in self.cost_rows() {
             let _ = writeln!(s, "  {name:<22} {a:>12}  {b:>12}  {r:>8}");
         }
@@ -135,7 +146,7 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let f = &self.fidelity;
         let mut s = String::new();
-        let _ = writeln!(s, "| fidelity ({} positions) | value |\n|---|---|", f.positions);
+        let _ = writeln!(s, "| fidelity ({} positions{}) | value |\n|---|---|", f.positions, self.engines());
         let _ = writeln!(s, "| mean KL (nats) | {:.6} ± {:.6} |", f.mean_kl, f.kl_stderr);
         for (q, v) in &f.kl_percentiles {
             let _ = writeln!(s, "| KL p{q} | {v:.6} |");
@@ -150,11 +161,28 @@ impl Report {
             f.teacher_ppl, f.student_ppl, f.ppl_ratio
         );
         let _ = writeln!(s, "| log-prob Pearson r | {:.4} |", f.logprob_pearson);
+        let _ = writeln!(
+            s,
+            "| draft acceptance, greedy / sampled at T=1 | {:.2}% / {:.2}% |",
+            100.0 * f.top1_agreement,
+            100.0 * f.sampled_acceptance
+        );
         let _ = writeln!(s, "\n| cost | teacher | student | student/teacher |\n|---|---|---|---|");
         for (name, a, b, r) in self.cost_rows() {
             let _ = writeln!(s, "| {name} | {a} | {b} | {r} |");
         }
         let _ = writeln!(s, "\n{}", self.verdict);
+        s
+    }
+
+    /// `"; teacher on llama.cpp"` where an engine other than pupil ran a model, else nothing.
+    fn engines(&self) -> String {
+        let mut s = String::new();
+        for (who, c) in [("teacher", &self.teacher), ("student", &self.student)] {
+            if c.backend != Backend::Pupil {
+                let _ = write!(s, "; {who} on {}", c.backend.name());
+            }
+        }
         s
     }
 
@@ -165,6 +193,7 @@ impl Report {
         let model_mem = |c: &Cost| c.model_rss_bytes().map_or_else(|| "n/a".to_owned(), mib);
         let x = |v: f64| format!("{v:.3}×");
         vec![
+            ("engine", t.backend.name().to_owned(), st.backend.name().to_owned(), String::new()),
             (
                 "parameters",
                 format!("{:.2}M", t.parameters as f64 / 1e6),

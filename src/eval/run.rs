@@ -4,8 +4,12 @@
 
 use rayon::prelude::*;
 
-use super::{EvalError, Fidelity, FidelityAcc, Position, compare_row};
-use crate::model::{Batch, KvType, Model};
+use std::path::Path;
+
+use super::runner::{ModelRunner, PupilRunner};
+use super::{EvalError, Fidelity, FidelityAcc, Position, Progress, check_vocab, compare_row};
+use crate::model::{KvType, Model};
+use crate::tokenizer::Tokenizer;
 
 /// How the text is cut and run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +40,101 @@ pub fn windows(tokens: &[u32], bos: Option<u32>, n_ctx: usize) -> Vec<Vec<u32>> 
         .collect()
 }
 
+/// A text as the models read it: tokenised once, with the teacher's tokenizer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TextTokens {
+    /// The text's tokens, without BOS.
+    pub tokens: Vec<u32>,
+    /// The BOS every window starts with, if the vocabulary adds one.
+    pub bos: Option<u32>,
+}
+
+impl TextTokens {
+    /// `text` through `tok`, with no special tokens parsed.
+    pub(crate) fn new(tok: &Tokenizer, text: &str) -> TextTokens {
+        TextTokens { tokens: tok.encode(text, false, false), bos: tok.bos().filter(|_| tok.add_bos()) }
+    }
+
+    /// BOS (if any) and the text: the prompt cost measurement repeats.
+    pub(crate) fn prompt(&self) -> Vec<u32> {
+        self.bos.into_iter().chain(self.tokens.iter().copied()).collect()
+    }
+}
+
+/// A scored text: what [`super::compare`] reports of the fidelity run.
+#[derive(Clone, Debug)]
+pub(crate) struct Scored {
+    /// The text's tokens.
+    pub text: TextTokens,
+    /// How it was cut.
+    pub plan: Plan,
+    /// The scores.
+    pub fidelity: Fidelity,
+}
+
+/// Scores `text` with both models on pupil: checks the vocabularies, tokenises the text with
+/// the teacher's tokenizer and runs [`score`].
+pub(crate) fn score_text(
+    teacher: &Path,
+    student: &Path,
+    text: &str,
+    opts: &FidelityOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<Scored, EvalError> {
+    let t = Model::open(teacher)?;
+    let s = Model::open(student)?;
+    let tok_t = Tokenizer::from_gguf(t.file())?;
+    let tok_s = Tokenizer::from_gguf(s.file())?;
+    check_vocab((&t, &tok_t), (&s, &tok_s), ("teacher", "student"))?;
+    let text = TextTokens::new(&tok_t, text);
+    let plan = Plan::new(opts, t.config().n_ctx_train.min(s.config().n_ctx_train), &text.tokens, text.bos)?;
+    progress(Progress::Scoring { tokens: plan.n_tokens() });
+    let mut rt = PupilRunner::new(&t, plan.n_ctx, plan.n_batch, opts.kv_type);
+    let mut rs = PupilRunner::new(&s, plan.n_ctx, plan.n_batch, opts.kv_type);
+    let fidelity = score(&mut rt, &mut rs, &plan, |n| progress(Progress::Scored(n)))?;
+    Ok(Scored { text, plan, fidelity })
+}
+
+/// How a text is cut for scoring: the window and batch sizes in effect and the windows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Tokens per window: `--ctx`, capped by both models' training context.
+    pub n_ctx: usize,
+    /// Tokens per forward pass: `--batch`, capped by the window.
+    pub n_batch: usize,
+    /// The windows, each starting with BOS (if any).
+    pub windows: Vec<Vec<u32>>,
+}
+
+impl Plan {
+    /// Checks `opts` and cuts `tokens` (the text, without BOS) into windows of `opts.n_ctx`
+    /// tokens, capped by `n_ctx_train` (the smaller training context of the two models).
+    pub(crate) fn new(
+        opts: &FidelityOptions,
+        n_ctx_train: usize,
+        tokens: &[u32],
+        bos: Option<u32>,
+    ) -> Result<Plan, EvalError> {
+        if opts.n_ctx < 2 {
+            return Err(EvalError::BadOption { what: "the window (--ctx)", min: 2, found: opts.n_ctx });
+        }
+        if opts.n_batch < 1 {
+            return Err(EvalError::BadOption { what: "the batch (--batch)", min: 1, found: opts.n_batch });
+        }
+        let n_ctx = opts.n_ctx.min(n_ctx_train).max(2);
+        let windows = windows(tokens, bos, n_ctx);
+        if windows.is_empty() {
+            return Err(EvalError::TextTooShort { tokens: tokens.len() + usize::from(bos.is_some()) });
+        }
+        Ok(Plan { n_ctx, n_batch: opts.n_batch.min(n_ctx), windows })
+    }
+
+    /// Tokens run through each model, BOS of every window included.
+    pub(crate) fn n_tokens(&self) -> usize {
+        self.windows.iter().map(Vec::len).sum()
+    }
+}
+
 /// Runs `teacher` and `student` over `tokens` (the text, without BOS) in windows, scoring
 /// every position after the first of each window: the logits before token `i` against each
 /// other and against token `i`. `progress` gets the number of tokens just run (through both
@@ -46,48 +145,43 @@ pub fn fidelity(
     tokens: &[u32],
     bos: Option<u32>,
     opts: &FidelityOptions,
+    progress: impl FnMut(usize),
+) -> Result<Fidelity, EvalError> {
+    let n_ctx_train = teacher.config().n_ctx_train.min(student.config().n_ctx_train);
+    let plan = Plan::new(opts, n_ctx_train, tokens, bos)?;
+    let mut t = PupilRunner::new(teacher, plan.n_ctx, plan.n_batch, opts.kv_type);
+    let mut s = PupilRunner::new(student, plan.n_ctx, plan.n_batch, opts.kv_type);
+    score(&mut t, &mut s, &plan, progress)
+}
+
+/// Runs both models over `plan`'s windows, batch by batch, comparing each batch's logits
+/// before the next batch runs. The runners are sized for `plan.n_ctx` and `plan.n_batch`, and
+/// their vocabularies are the same size.
+pub(crate) fn score(
+    teacher: &mut dyn ModelRunner,
+    student: &mut dyn ModelRunner,
+    plan: &Plan,
     mut progress: impl FnMut(usize),
 ) -> Result<Fidelity, EvalError> {
-    if opts.n_ctx < 2 {
-        return Err(EvalError::BadOption { what: "the window (--ctx)", min: 2, found: opts.n_ctx });
-    }
-    if opts.n_batch < 1 {
-        return Err(EvalError::BadOption { what: "the batch (--batch)", min: 1, found: opts.n_batch });
-    }
-    let n_ctx = opts.n_ctx.min(teacher.config().n_ctx_train).min(student.config().n_ctx_train);
-    let wins = windows(tokens, bos, n_ctx);
-    if wins.is_empty() {
-        return Err(EvalError::TextTooShort { tokens: tokens.len() + usize::from(bos.is_some()) });
-    }
-    let n_vocab = teacher.config().n_vocab;
-    let n_batch = opts.n_batch.min(n_ctx);
-    let mut sides = [teacher, student].map(|m| {
-        let cache = m.new_cache(Some(n_ctx), 1, opts.kv_type);
-        let scratch = m.new_scratch(n_batch, &cache);
-        (m, cache, scratch, vec![0f32; n_batch * n_vocab])
-    });
-    let mut batch = Batch::with_capacity(n_batch);
+    let n_vocab = teacher.n_vocab();
+    let n_batch = plan.n_batch;
+    let mut logits = [vec![0f32; n_batch * n_vocab], vec![0f32; n_batch * n_vocab]];
     let mut scored: Vec<Position> = Vec::with_capacity(n_batch);
     let mut acc = FidelityAcc::new();
-    for w in &wins {
-        for (_, cache, _, _) in &mut sides {
-            cache.clear(0);
-        }
+    for w in &plan.windows {
+        teacher.clear();
+        student.clear();
         for start in (0..w.len()).step_by(n_batch) {
             let end = (start + n_batch).min(w.len());
             // The last token of a window predicts nothing that is scored.
             let wanted = (start..end).filter(|&p| p + 1 < w.len()).count();
-            batch.clear();
-            for p in start..end {
-                batch.push(w[p], p as u32, 0, p + 1 < w.len());
-            }
-            for (m, cache, scratch, logits) in &mut sides {
-                m.forward(&batch, cache, scratch, &mut logits[..wanted * n_vocab])?;
-            }
-            let (t, s) = (&sides[0].3[..wanted * n_vocab], &sides[1].3[..wanted * n_vocab]);
+            let [lt, ls] = &mut logits;
+            let (lt, ls) = (&mut lt[..wanted * n_vocab], &mut ls[..wanted * n_vocab]);
+            teacher.forward(&w[start..end], start, 0..wanted, lt)?;
+            student.forward(&w[start..end], start, 0..wanted, ls)?;
             let next = &w[start + 1..start + 1 + wanted];
-            t.par_chunks_exact(n_vocab)
-                .zip(s.par_chunks_exact(n_vocab))
+            lt.par_chunks_exact(n_vocab)
+                .zip(ls.par_chunks_exact(n_vocab))
                 .zip(next.par_iter())
                 .map(|((t, s), &next)| compare_row(t, s, next))
                 .collect_into_vec(&mut scored);

@@ -21,11 +21,34 @@ pub fn check_vocab(
     b: (&Model, &Tokenizer),
     names: (&'static str, &'static str),
 ) -> Result<(), VocabMismatch> {
-    let n_vocab = (a.1.n_vocab(), b.1.n_vocab());
-    let n_logits = (a.0.config().n_vocab, b.0.config().n_vocab);
+    check_tokenizers((a.1, a.0.config().n_vocab), (b.1, b.0.config().n_vocab), names)
+}
+
+/// [`check_vocab`] for models known by their tokenizer and the number of logits they output
+/// (`(tokenizer, n_logits)`): a model llama.cpp runs, whose architecture pupil may not know,
+/// still has its tokenizer read from the GGUF file by pupil.
+///
+/// ```no_run
+/// use pupil::{eval, gguf::GgufFile, model::Model, tokenizer::Tokenizer};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let teacher = Tokenizer::from_gguf(&*GgufFile::open("teacher.gguf")?)?;
+/// let s = Model::open("student.gguf")?;
+/// let student = Tokenizer::from_gguf(s.file())?;
+/// let n_logits = teacher.n_vocab(); // as the engine running the teacher reports it
+/// eval::check_tokenizers((&teacher, n_logits), (&student, s.config().n_vocab), ("teacher", "student"))?;
+/// # Ok(()) }
+/// ```
+pub fn check_tokenizers(
+    a: (&Tokenizer, usize),
+    b: (&Tokenizer, usize),
+    names: (&'static str, &'static str),
+) -> Result<(), VocabMismatch> {
+    let ((ta, la), (tb, lb)) = (a, b);
+    let n_vocab = (ta.n_vocab(), tb.n_vocab());
+    let n_logits = (la, lb);
     let mut m = VocabMismatch { names, n_vocab, n_logits, first_differing: Vec::new(), n_differing: 0 };
     for id in 0..n_vocab.0.min(n_vocab.1) as u32 {
-        let (x, y) = (a.1.token_text(id), b.1.token_text(id));
+        let (x, y) = (ta.token_text(id), tb.token_text(id));
         if x != y {
             m.n_differing += 1;
             if m.first_differing.len() < VocabMismatch::SHOWN {
@@ -35,7 +58,7 @@ pub fn check_vocab(
     }
     if n_vocab.0 != n_vocab.1 && m.first_differing.len() < VocabMismatch::SHOWN {
         // The first ids only one side has.
-        let (longer, first) = if n_vocab.0 > n_vocab.1 { (a.1, n_vocab.1) } else { (b.1, n_vocab.0) };
+        let (longer, first) = if n_vocab.0 > n_vocab.1 { (ta, n_vocab.1) } else { (tb, n_vocab.0) };
         for id in (first as u32..).take(VocabMismatch::SHOWN - m.first_differing.len()) {
             let t = longer.token_text(id).map(str::to_owned);
             if t.is_none() {
