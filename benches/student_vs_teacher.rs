@@ -1,0 +1,91 @@
+//! What a student saves: prefill and decode latency of a teacher and its students, side by
+//! side, so `cargo bench --bench student_vs_teacher` shows the cost ratio directly:
+//! - the embedded distilled pair in `models/distill/` (teacher F16, students Q8_0 and Q4_0);
+//! - Gemma 3 270M, when `models/gemma-3-270m-q4_k_m.gguf` is present, as the Q4_K_M student
+//!   of a Q8_0 "teacher" made from it once (`pupil::quantize`, into the temp dir).
+//!
+//! Prefill: one batch of 128 prompt tokens from an empty cache, last logits only. Decode: one
+//! token at position 128 of a filled cache (the cost a generated token pays).
+//! Threads: rayon's default (all cores; `RAYON_NUM_THREADS` to change).
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use pupil::model::{Batch, KvType, Model};
+use pupil::quantize::{Options, Quantizer, parse_type};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PROMPT: usize = 128;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Groups of (pair name, [(role, file)]), teacher first.
+fn pairs() -> Vec<(&'static str, Vec<(&'static str, PathBuf)>)> {
+    let d = root().join("models/distill");
+    let mut out = vec![(
+        "kjv-pair",
+        vec![
+            ("teacher-f16", d.join("teacher-f16.gguf")),
+            ("student-q8_0", d.join("student-q8_0.gguf")),
+            ("student-q4_0", d.join("student-q4_0.gguf")),
+        ],
+    )];
+    let gemma = root().join("models/gemma-3-270m-q4_k_m.gguf");
+    if gemma.exists() {
+        let teacher = std::env::temp_dir().join("pupil-bench-models/gemma-3-270m-q8_0.gguf");
+        if !teacher.exists() {
+            std::fs::create_dir_all(teacher.parent().unwrap()).expect("temp dir");
+            let partial = teacher.with_extension("partial");
+            let opts = Options { allow_requantize: true, ..Options::new(parse_type("Q8_0").expect("type")) };
+            Quantizer::open(&gemma, &opts).and_then(|q| q.write(&partial, |_| ())).expect("quantize Gemma to Q8_0");
+            std::fs::rename(&partial, &teacher).expect("rename into place");
+        }
+        out.push(("gemma3-270m", vec![("teacher-q8_0", teacher), ("student-q4_k_m", gemma)]));
+    }
+    out
+}
+
+fn latency(c: &mut Criterion) {
+    for (pair, members) in pairs() {
+        let mut g = c.benchmark_group(pair);
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3))
+            .sampling_mode(SamplingMode::Flat);
+        for (role, path) in members {
+            let model = Model::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let n_vocab = model.config().n_vocab as u32;
+            let tokens: Vec<u32> = (0..=PROMPT as u32).map(|i| 3 + (i * 7919) % (n_vocab - 3)).collect();
+            let mut cache = model.new_cache(Some(2 * PROMPT), 1, KvType::F16);
+            let mut scratch = model.new_scratch(PROMPT, &cache);
+            let mut logits = vec![0.0f32; n_vocab as usize];
+            let mut prompt = Batch::with_capacity(PROMPT);
+            prompt.push_sequence(&tokens[..PROMPT], 0, 0, false);
+            let mut step = Batch::with_capacity(1);
+            step.push(tokens[PROMPT], PROMPT as u32, 0, true);
+
+            g.throughput(Throughput::Elements(PROMPT as u64));
+            g.bench_function(BenchmarkId::new("prefill-128", role), |b| {
+                b.iter(|| {
+                    cache.clear(0);
+                    model.forward(&prompt, &mut cache, &mut scratch, &mut logits).expect("forward");
+                });
+            });
+            g.throughput(Throughput::Elements(1));
+            cache.clear(0);
+            model.forward(&prompt, &mut cache, &mut scratch, &mut logits).expect("forward");
+            g.bench_function(BenchmarkId::new("decode", role), |b| {
+                b.iter(|| {
+                    // Drop the token decoded last time, so every step sees 128 cached tokens.
+                    cache.truncate(0, PROMPT);
+                    model.forward(&step, &mut cache, &mut scratch, &mut logits).expect("forward");
+                });
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, latency);
+criterion_main!(benches);
