@@ -1,4 +1,6 @@
-//! Kernels per block type and per tier: dequantize, quantize and dot product of one row.
+//! Kernels per block type and per tier: dequantize, quantize and dot product of one row, and
+//! the prefill matmul kernels (`gemm`): the tier's tiled GEMM against the `dot_x4` loop it
+//! replaces, one thread, at Gemma 3 270M's shapes.
 //!
 //! Each group loops over types and the tiers this host supports (`dot/Q4_K/avx512`); a tier
 //! whose function is the one of the tier below (no kernel of its own for that type) is left
@@ -101,5 +103,58 @@ fn quantize(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, dequantize, dot, quantize);
+/// Prefill shapes: `(rows, cols)` of Gemma 3 270M's `ffn_gate` (Q5_0 in the Q4_K_M file),
+/// `ffn_down` (Q4_K/Q6_K) and a 1B model's `ffn_up`, against 256 tokens (one thread's half of
+/// pp512). Throughput in multiply-adds; `x4` is the `dot_x4` loop over four tokens at a time
+/// (the path before the GEMM), `gemm` the tier's tiled kernel.
+fn gemm(c: &mut Criterion) {
+    const TOKENS: usize = 256;
+    let mut g = c.benchmark_group("gemm");
+    g.sample_size(10);
+    let shapes = [
+        (DType::Q5_0, 2048, 640),
+        (DType::Q8_0, 256, 640),
+        (DType::Q4_0, 2048, 640),
+        (DType::Q4_K, 640, 2048),
+        (DType::Q6_K, 640, 2048),
+        (DType::Q4_K, 8192, 2048),
+    ];
+    for (t, rows, cols) in shapes {
+        let x: Vec<f32> = (0..rows.max(TOKENS) * cols).map(|i| ((i as f32) * 0.618).sin() * 0.1).collect();
+        let (w, wlen) = quantized(t, &x[..rows * cols]);
+        let act = quant::ops(t).unwrap().act;
+        let (a, alen) = quantized(act, &x[..TOKENS * cols]);
+        let (wb, ab) = (bytes(&w, wlen), bytes(&a, alen));
+        let (wr, ar) = (wlen / rows, alen / TOKENS);
+        let mut out = vec![0f32; rows * TOKENS];
+        g.throughput(Throughput::Elements((rows * cols * TOKENS) as u64));
+        for tier in cpu::available_tiers() {
+            let ops = cpu::ops_for(tier, t).unwrap();
+            let id = format!("{}x{}", rows, cols);
+            if let Some(gemm) = ops.gemm {
+                g.bench_function(BenchmarkId::new(format!("{}/{id}/gemm", t.name()), tier), |b| {
+                    b.iter(|| gemm(black_box(wb), black_box(ab), TOKENS, &mut out, rows).unwrap())
+                });
+            }
+            if let Some(x4) = ops.dot_x4 {
+                g.bench_function(BenchmarkId::new(format!("{}/{id}/x4", t.name()), tier), |b| {
+                    b.iter(|| {
+                        let mut four = [0f32; 4];
+                        for tb in (0..TOKENS).step_by(4) {
+                            let acts = [0, 1, 2, 3].map(|i| &ab[(tb + i) * ar..][..ar]);
+                            for r in 0..rows {
+                                x4(black_box(&wb[r * wr..][..wr]), acts, &mut four).unwrap();
+                                for (i, &y) in four.iter().enumerate() {
+                                    out[(tb + i) * rows + r] = y;
+                                }
+                            }
+                        }
+                    })
+                });
+            }
+        }
+    }
+}
+
+criterion_group!(benches, dequantize, dot, quantize, gemm);
 criterion_main!(benches);

@@ -46,6 +46,75 @@ fn kv_kernels_match_reference_on_every_tier() {
     assert!(cpu::kv_ops_for(Tier::Scalar).is_some());
 }
 
+/// The multi-head kernels (`scores`, `mix`) of every tier against the reference loops, for
+/// 1 to 5 heads, head sizes with and without SIMD tails, strided rows; each head's numbers
+/// bit for bit the same whether it is computed alone or with others (a token must get the
+/// same bits decoded alone, where the heads are split across threads, as in a batch); and
+/// `round_f16` bit for bit `f16::from_f32`.
+#[test]
+fn multi_head_kv_kernels_match_reference() {
+    let mut r = rng(11);
+    for tier in cpu::available_tiers() {
+        let k = cpu::kv_ops_for(tier).unwrap();
+        for hd in [1usize, 8, 20, 33, 64, 256] {
+            for n in [1usize, 2, 7, 40] {
+                let stride = hd * 2 + 3;
+                let cache: Vec<f32> = (0..n * stride).map(|_| r.random_range(-2.0..2.0)).collect();
+                let cache_h: Vec<f16> = cache.iter().map(|&v| f16::from_f32(v)).collect();
+                for gp in 1..=5usize {
+                    let q: Vec<f32> = (0..gp * hd).map(|_| r.random_range(-2.0..2.0)).collect();
+                    let p: Vec<f32> = (0..gp * n).map(|_| r.random_range(0.0..1.0)).collect();
+                    let what = format!("{tier} hd={hd} n={n} heads={gp}");
+                    let mut ours = vec![0f32; gp * n];
+                    let mut want = vec![0f32; gp * n];
+                    (k.scores_f16)(&q, &cache_h, stride, n, 0.5, &mut ours);
+                    kv_reference::scores(&q, &cache_h, stride, n, 0.5, &mut want);
+                    let (mut ours32, mut want32) = (vec![0f32; gp * n], vec![0f32; gp * n]);
+                    (k.scores_f32)(&q, &cache, stride, n, 0.5, &mut ours32);
+                    kv_reference::scores(&q, &cache, stride, n, 0.5, &mut want32);
+                    for i in 0..gp * n {
+                        close(&format!("scores f16 {what} [{i}]"), ours[i], f64::from(want[i]), 4.0 * hd as f64);
+                        close(&format!("scores f32 {what} [{i}]"), ours32[i], f64::from(want32[i]), 4.0 * hd as f64);
+                    }
+                    // Head by head alone: the same bits.
+                    for g in 0..gp {
+                        let mut one = vec![0f32; n];
+                        (k.scores_f16)(&q[g * hd..][..hd], &cache_h, stride, n, 0.5, &mut one);
+                        assert_eq!(&one[..], &ours[g * n..][..n], "scores {what}: head {g} alone");
+                    }
+                    let (mut ours, mut want) = (vec![9f32; gp * hd], vec![0f32; gp * hd]);
+                    let (mut ours32, mut want32) = (vec![9f32; gp * hd], vec![0f32; gp * hd]);
+                    (k.mix_f16)(&p, &cache_h, stride, n, &mut ours);
+                    kv_reference::mix(&p, &cache_h, stride, n, &mut want);
+                    (k.mix_f32)(&p, &cache, stride, n, &mut ours32);
+                    kv_reference::mix(&p, &cache, stride, n, &mut want32);
+                    for i in 0..gp * hd {
+                        close(&format!("mix f16 {what} [{i}]"), ours[i], f64::from(want[i]), 2.0 * n as f64);
+                        close(&format!("mix f32 {what} [{i}]"), ours32[i], f64::from(want32[i]), 2.0 * n as f64);
+                    }
+                    for g in 0..gp {
+                        let mut one = vec![0f32; hd];
+                        (k.mix_f16)(&p[g * n..][..n], &cache_h, stride, n, &mut one);
+                        assert_eq!(&one[..], &ours[g * hd..][..hd], "mix {what}: head {g} alone");
+                    }
+                }
+            }
+        }
+        let mut x: Vec<f32> =
+            (0..1000).map(|_| r.random_range(-70000.0..70000.0) * r.random::<f32>().powi(8)).collect();
+        x.extend([f32::NAN, f32::INFINITY, -0.0, 65504.0, 65520.0, 1e-8, 3e-5]);
+        let mut y = x.clone();
+        (k.round_f16)(&mut y);
+        for (a, b) in x.iter().zip(&y) {
+            let want = f16::from_f32(*a).to_f32();
+            assert!(
+                want.to_bits() == b.to_bits() || (want.is_nan() && b.is_nan()),
+                "{tier} round_f16({a:e}): {b:e} vs {want:e}"
+            );
+        }
+    }
+}
+
 /// Plain attention in f64 for one token: `q` `[n_head, hd]`, cache rows `span`.
 #[allow(clippy::too_many_arguments)]
 fn naive<T: KvScalar>(q: &[f32], k: &[T], v: &[T], span: Range<usize>, nh: usize, nkv: usize, hd: usize, scale: f32, cap: Option<f32>) -> Vec<f64> {

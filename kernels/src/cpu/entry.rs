@@ -128,3 +128,62 @@ macro_rules! dot_rows_kernel {
         }
     };
 }
+
+/// A `gemm` entry for kernel `$k: unsafe fn(&[$b], &[<$b as Block>::Act], usize, &mut [f32],
+/// usize)`: checks that `a` is `n` rows of whole blocks, `w` whole rows of that length, and
+/// `out` long enough for `n` rows of stride `ldo >= rows`.
+macro_rules! gemm_entry {
+    ($b:ty, $k:path) => {{
+        fn entry(w: &[u8], a: &[u8], n: usize, out: &mut [f32], ldo: usize) -> Result<(), $crate::KernelError> {
+            let (w, a) = $crate::cpu::entry::gemm_args::<$b>(w, a, n, out.len(), ldo)?;
+            if !a.is_empty() {
+                // SAFETY: reachable only through a detected tier's table (see `cpu::entry`);
+                // `gemm_args` checked the shapes the kernel relies on.
+                unsafe { $k(w, a, n, out, ldo) };
+            }
+            Ok(())
+        }
+        Some(entry as $crate::quant::Gemm)
+    }};
+}
+
+/// The weight and activation blocks of a `gemm` call, with its shapes checked: `a` is `n`
+/// rows of equal block counts, `w` whole rows of that count, `ldo` at least the row count and
+/// `out_len` room for `n` output rows. Empty when there is nothing to compute.
+pub(super) fn gemm_args<'a, B: Block>(
+    w: &'a [u8],
+    a: &'a [u8],
+    n: usize,
+    out_len: usize,
+    ldo: usize,
+) -> Result<(&'a [B], &'a [B::Act]), KernelError> {
+    let w = blocks::<B>(w)?;
+    let a = blocks::<B::Act>(a)?;
+    if n == 0 || a.is_empty() {
+        check_len("activation blocks (n rows)", 0, a.len())?;
+        return Ok((w, &[]));
+    }
+    check_len("activation blocks (n equal rows)", a.len() / n * n, a.len())?;
+    let nb = a.len() / n;
+    check_len("weight blocks (whole rows)", w.len() / nb * nb, w.len())?;
+    let rows = w.len() / nb;
+    if ldo < rows {
+        return Err(KernelError::Length { what: "gemm output stride (rows)", expected: rows, found: ldo });
+    }
+    let need = (n - 1) * ldo + rows;
+    if out_len < need {
+        return Err(KernelError::Length { what: "gemm output", expected: need, found: out_len });
+    }
+    Ok((w, a))
+}
+
+/// `body` once for each listed value of `j` (a constant in each copy): the GEMM micro-kernels'
+/// loop over the tokens of a tile, written out so that their accumulators stay in registers.
+macro_rules! unroll {
+    ($j:ident in [$($n:literal),*] $body:block) => {
+        $({
+            let $j: usize = $n;
+            $body
+        })*
+    };
+}

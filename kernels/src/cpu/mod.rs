@@ -18,7 +18,13 @@
 //!   that breaks on `-128`), the float sums in another order.
 //! - `dot_x4` (one weight row, four activation rows) and `dot_rows` (consecutive weight rows,
 //!   one activation row): each output bit for bit the same tier's `dot`, so a token gets the
-//!   same logits decoded alone and in a prefill batch.
+//!   same logits decoded alone and in a small batch.
+//! - `gemm` (many weight rows, many activation rows: the register-tiled prefill kernel of
+//!   `gemm.rs`, with `avx512/gemm.rs` and `avx2/gemm.rs`): the same integer sums per weight
+//!   sub-block, the float sums in another order than `dot`'s, so within rounding of `dot`, not
+//!   bit for bit; but each output the same bits whatever the other tokens of the call (a
+//!   token's logits do not depend on the batch it is prefilled in, only on whether the batch
+//!   took the GEMM: see `ops::matmul`).
 //!
 //! # Choosing a tier
 //!
@@ -51,6 +57,8 @@ mod entry;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod gemm;
 
 /// The environment variable that forces a lower tier.
 pub const FORCE_TIER_VAR: &str = "PUPIL_FORCE_TIER";
@@ -186,7 +194,24 @@ pub struct KvOps {
     pub axpy_f16: fn(&mut [f32], f32, &[half::f16]),
     /// `o += p · v` with an f32 `v`.
     pub axpy_f32: fn(&mut [f32], f32, &[f32]),
+    /// Several heads' scores over a run of f16 key rows, `(q, k, stride, n, scale, out)`, as
+    /// [`kv_reference::scores`](crate::ops::kv_reference::scores) defines them.
+    pub scores_f16: ScoresFn<half::f16>,
+    /// The same over f32 keys.
+    pub scores_f32: ScoresFn<f32>,
+    /// Several heads' probability-weighted sums of a run of f16 value rows, `(p, v, stride, n,
+    /// out)`, as [`kv_reference::mix`](crate::ops::kv_reference::mix) defines them.
+    pub mix_f16: MixFn<half::f16>,
+    /// The same over f32 values.
+    pub mix_f32: MixFn<f32>,
+    /// Rounds each value to f16 and back, to nearest even (as `f16::from_f32`).
+    pub round_f16: fn(&mut [f32]),
 }
+
+/// [`KvOps::scores_f16`]'s shape: `(q, k, stride, n, scale, out)`.
+pub type ScoresFn<T> = fn(&[f32], &[T], usize, usize, f32, &mut [f32]);
+/// [`KvOps::mix_f16`]'s shape: `(p, v, stride, n, out)`.
+pub type MixFn<T> = fn(&[f32], &[T], usize, usize, &mut [f32]);
 
 /// The attention kernels of the chosen [`tier`].
 pub fn kv_ops() -> &'static KvOps {
@@ -205,7 +230,17 @@ pub fn kv_ops_for(tier: Tier) -> Option<&'static KvOps> {
 fn build_kv(tier: Tier) -> KvOps {
     use crate::ops::kv_reference as r;
     #[allow(unused_mut)]
-    let mut ops = KvOps { dot_f16: r::dot::<half::f16>, dot_f32: r::dot::<f32>, axpy_f16: r::axpy::<half::f16>, axpy_f32: r::axpy::<f32> };
+    let mut ops = KvOps {
+        dot_f16: r::dot::<half::f16>,
+        dot_f32: r::dot::<f32>,
+        axpy_f16: r::axpy::<half::f16>,
+        axpy_f32: r::axpy::<f32>,
+        scores_f16: r::scores::<half::f16>,
+        scores_f32: r::scores::<f32>,
+        mix_f16: r::mix::<half::f16>,
+        mix_f32: r::mix::<f32>,
+        round_f16: r::round_f16,
+    };
     #[cfg(target_arch = "x86_64")]
     if matches!(tier, Tier::Avx2 | Tier::Avx512) {
         // SAFETY: `build_kv` runs only for tiers `detect` found on this host, and both imply

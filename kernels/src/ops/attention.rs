@@ -2,9 +2,12 @@
 //!
 //! [`attend`] takes one query token; [`attend_batch`] takes a batch, each token with its own
 //! run of cache rows (causal and sliding-window masks are the caller's choice of runs), and
-//! spreads the (token, head) pairs over threads. Both go through the `q · k` and `p · v`
-//! kernels of the chosen tier ([`crate::cpu::kv_ops`]), which widen the cache elements on
-//! the fly.
+//! spreads the (token, head) pairs over threads. Both take the query heads that share a KV
+//! head together (grouped-query attention: each cache row is widened once for all of them)
+//! through the multi-head `scores` and `mix` kernels of the chosen tier
+//! ([`crate::cpu::kv_ops`]), which widen the cache elements on the fly; each head's numbers
+//! are the same however the heads are grouped, so a token gets the same bits alone as in a
+//! batch.
 
 use crate::cpu;
 use half::f16;
@@ -21,6 +24,14 @@ pub trait KvScalar: Copy + Send + Sync + bytemuck::Pod {
     fn dot(q: &[f32], k: &[Self]) -> f32;
     /// `o[i] += p · v[i]` over the common length, with the chosen tier's kernel.
     fn axpy(o: &mut [f32], p: f32, v: &[Self]);
+    /// Several heads' scores over a run of key rows, with the chosen tier's kernel (see
+    /// [`kv_reference::scores`](super::kv_reference::scores)).
+    fn scores(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]);
+    /// Several heads' probability-weighted sums of a run of value rows, with the chosen tier's
+    /// kernel (see [`kv_reference::mix`](super::kv_reference::mix)).
+    fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
+    /// Rounds each value to this type and back (`x = from_f32(x).to_f32()`).
+    fn round(x: &mut [f32]);
 }
 
 impl KvScalar for f32 {
@@ -36,6 +47,13 @@ impl KvScalar for f32 {
     fn axpy(o: &mut [f32], p: f32, v: &[Self]) {
         (cpu::kv_ops().axpy_f32)(o, p, v)
     }
+    fn scores(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        (cpu::kv_ops().scores_f32)(q, k, stride, n, scale, out)
+    }
+    fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
+        (cpu::kv_ops().mix_f32)(p, v, stride, n, out)
+    }
+    fn round(_: &mut [f32]) {}
 }
 
 impl KvScalar for f16 {
@@ -50,6 +68,15 @@ impl KvScalar for f16 {
     }
     fn axpy(o: &mut [f32], p: f32, v: &[Self]) {
         (cpu::kv_ops().axpy_f16)(o, p, v)
+    }
+    fn scores(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        (cpu::kv_ops().scores_f16)(q, k, stride, n, scale, out)
+    }
+    fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
+        (cpu::kv_ops().mix_f16)(p, v, stride, n, out)
+    }
+    fn round(x: &mut [f32]) {
+        (cpu::kv_ops().round_f16)(x)
     }
 }
 
@@ -79,12 +106,11 @@ pub fn attend<T: KvScalar>(
     let kv_dim = n_head_kv * head_dim;
     let n_kv = k.len() / kv_dim;
     let group = n_head / n_head_kv;
-    let scores = &mut scores[..n_kv];
-    for h in 0..n_head {
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
-        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
-        let kv = Head { k, v, kv_dim, off: (h / group) * head_dim };
-        attend_head(qh, &kv, 0..n_kv, scale, softcap, oh, scores);
+    // The query heads of one KV head together, as many as the scores fit.
+    let gp = (1..=group).rev().find(|&d| group.is_multiple_of(d) && d * n_kv.max(1) <= scores.len()).unwrap_or(1);
+    for (i, (qh, oh)) in q.chunks_exact(gp * head_dim).zip(out.chunks_exact_mut(gp * head_dim)).enumerate() {
+        let kv = Head { k, v, kv_dim, off: (i * gp / group) * head_dim };
+        attend_heads(qh, &kv, 0..n_kv, head_dim, scale, softcap, oh, scores);
     }
 }
 
@@ -116,19 +142,28 @@ pub fn attend_batch<T: KvScalar>(
 ) {
     let kv_dim = n_head_kv * head_dim;
     let group = n_head / n_head_kv;
-    let items = spans.len() * n_head;
     let longest = spans.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
     assert!(scores.len() >= longest, "attention scores: {} floats for a span of {longest}", scores.len());
-    let runs = (scores.len() / longest).min(items).max(1);
+    // The query heads of one KV head go together (each cache row is widened once for all of
+    // them), as many as the scores fit, unless that leaves fewer passes than threads.
+    let heads = spans.len() * n_head;
+    let threads = rayon::current_num_threads();
+    let gp = (1..=group)
+        .rev()
+        .find(|&d| group.is_multiple_of(d) && d * longest <= scores.len() && (heads / d >= threads || d == 1))
+        .unwrap_or(1);
+    let items = heads / gp;
+    let runs = (scores.len() / (gp * longest)).min(items).max(1);
     let per = items.div_ceil(runs);
-    let out = &mut out[..items * head_dim];
-    out.par_chunks_mut(per * head_dim).zip(scores.par_chunks_mut(longest)).enumerate().for_each(|(c, (o, sc))| {
-        for (j, oh) in o.chunks_exact_mut(head_dim).enumerate() {
+    let out = &mut out[..heads * head_dim];
+    let span = gp * head_dim;
+    out.par_chunks_mut(per * span).zip(scores.par_chunks_mut(gp * longest)).enumerate().for_each(|(c, (o, sc))| {
+        for (j, oh) in o.chunks_exact_mut(span).enumerate() {
             let i = c * per + j;
-            let (t, h) = (i / n_head, i % n_head);
-            let qh = &q[i * head_dim..(i + 1) * head_dim];
-            let kv = Head { k, v, kv_dim, off: (h / group) * head_dim };
-            attend_head(qh, &kv, spans[t].clone(), scale, softcap, oh, sc);
+            let (t, h0) = (i * gp / n_head, i * gp % n_head);
+            let qh = &q[i * span..][..span];
+            let kv = Head { k, v, kv_dim, off: (h0 / group) * head_dim };
+            attend_heads(qh, &kv, spans[t].clone(), head_dim, scale, softcap, oh, sc);
         }
     });
 }
@@ -141,36 +176,41 @@ struct Head<'a, T> {
     off: usize,
 }
 
-/// One query head over cache rows `rows`; `oh` is `[head_dim]`, `scores` at least `rows.len()`.
-fn attend_head<T: KvScalar>(
+/// Query heads `qh` (`[gp, head_dim]`, all reading the KV head of `kv`) over cache rows
+/// `rows`; `oh` is `[gp, head_dim]`, `scores` at least `gp * rows.len()`.
+#[allow(clippy::too_many_arguments)]
+fn attend_heads<T: KvScalar>(
     qh: &[f32],
     kv: &Head<'_, T>,
     rows: Range<usize>,
+    head_dim: usize,
     scale: f32,
     softcap: Option<f32>,
     oh: &mut [f32],
     scores: &mut [f32],
 ) {
-    let hd = qh.len();
-    let scores = &mut scores[..rows.len()];
+    let n = rows.len();
+    if n == 0 {
+        oh.fill(0.0);
+        return;
+    }
+    let gp = oh.len() / head_dim;
+    let scores = &mut scores[..gp * n];
     // As ggml multiplies an f16 cache with f32 activations, the f32 side (the query, then
     // the probabilities) is first rounded to the cache's type; `oh` holds the rounded query
     // until the values are summed into it.
-    for (o, &x) in oh.iter_mut().zip(qh) {
-        *o = T::from_f32(x).to_f32();
+    oh.copy_from_slice(qh);
+    T::round(oh);
+    let base = rows.start * kv.kv_dim + kv.off;
+    T::scores(oh, &kv.k[base..], kv.kv_dim, n, scale, scores);
+    for s in scores.chunks_exact_mut(n) {
+        if let Some(cap) = softcap {
+            super::softcap(s, cap);
+        }
+        super::softmax(s);
     }
-    for (s, j) in scores.iter_mut().zip(rows.clone()) {
-        *s = T::dot(oh, &kv.k[j * kv.kv_dim + kv.off..][..hd]) * scale;
-    }
-    if let Some(cap) = softcap {
-        super::softcap(scores, cap);
-    }
-    super::softmax(scores);
-    oh.fill(0.0);
-    for (&p, j) in scores.iter().zip(rows) {
-        let p = T::from_f32(p).to_f32();
-        T::axpy(oh, p, &kv.v[j * kv.kv_dim + kv.off..][..hd]);
-    }
+    T::round(scores);
+    T::mix(scores, &kv.v[base..], kv.kv_dim, n, oh);
 }
 
 #[cfg(test)]

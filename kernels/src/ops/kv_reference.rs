@@ -19,3 +19,43 @@ pub fn axpy<T: KvScalar>(o: &mut [f32], p: f32, v: &[T]) {
         *o += p * x.to_f32();
     }
 }
+
+/// Scores of several query heads against a run of cache rows: with `gp = out.len() / n`
+/// heads of `hd = q.len() / gp` elements, `out[g * n + j] = scale · q_g · k_j`, where row `j`'s
+/// key is `k[j * stride..][..hd]`.
+pub fn scores<T: KvScalar>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    if n == 0 {
+        return;
+    }
+    let gp = out.len() / n;
+    let hd = q.len() / gp.max(1);
+    for (qg, og) in q.chunks_exact(hd.max(1)).zip(out.chunks_exact_mut(n)) {
+        for (j, o) in og.iter_mut().enumerate() {
+            *o = dot(qg, &k[j * stride..][..hd]) * scale;
+        }
+    }
+}
+
+/// Probability-weighted sums of a run of cache rows for several heads: with `gp = p.len() / n`
+/// heads of `hd = out.len() / gp` elements, `out_g = Σ_j p[g * n + j] · v_j` (overwriting
+/// `out`), row `j`'s value being `v[j * stride..][..hd]`.
+pub fn mix<T: KvScalar>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    if n == 0 {
+        return;
+    }
+    let gp = p.len() / n;
+    let hd = out.len() / gp.max(1);
+    for (pg, og) in p.chunks_exact(n).zip(out.chunks_exact_mut(hd.max(1))) {
+        for (j, &pj) in pg.iter().enumerate() {
+            axpy(og, pj, &v[j * stride..][..hd]);
+        }
+    }
+}
+
+/// Rounds each value to f16 and back.
+pub fn round_f16(x: &mut [f32]) {
+    for v in x {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}

@@ -2,8 +2,9 @@
 //!
 //! As in ggml, the activations are first converted to the type the weight's dot product pairs
 //! with (`Q8_0`, `Q8_1`, `Q8_K`, or the float type itself) — once per matmul, and once for
-//! several matmuls that share an input (Q, K and V) — then every output is one `dot`.
-//! Both go through [`cpu::ops`], the fastest tier of kernels the host supports.
+//! several matmuls that share an input (Q, K and V) — then every output is one `dot` (or, for
+//! a prefill batch, one output of the tier's register-tiled `gemm`). Both go through
+//! [`cpu::ops`], the fastest tier of kernels the host supports.
 
 use crate::cpu;
 use crate::quant::Ops;
@@ -76,8 +77,17 @@ impl Activations {
             as usize;
         let q = cpu::ops(dtype).and_then(|o| o.quantize).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
         self.data.resize(n * row_bytes, 0);
-        for (dst, src) in self.data.chunks_exact_mut(row_bytes).zip(x.chunks_exact(cols)) {
-            q(src, dst)?;
+        if n >= PARALLEL_QUANTIZE_ROWS {
+            // A prefill batch: the rows are independent, and done one by one they would be a
+            // serial stretch between parallel matmuls.
+            self.data
+                .par_chunks_exact_mut(row_bytes)
+                .zip(x.par_chunks_exact(cols))
+                .try_for_each(|(dst, src)| q(src, dst))?;
+        } else {
+            for (dst, src) in self.data.chunks_exact_mut(row_bytes).zip(x.chunks_exact(cols)) {
+                q(src, dst)?;
+            }
         }
         (self.dtype, self.n, self.cols) = (Some(dtype), n, cols);
         Ok(())
@@ -119,11 +129,12 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
         return Ok(());
     }
     // Decoding (one token): split the weight rows across threads, in large runs so each
-    // thread streams its own part of the matrix, one `dot_rows` call per run. Prefill: split
-    // the tokens into one run per thread and, within a run, take each weight row once per
-    // block of tokens (`dot_x4`, four at a time), so the matrix is read from memory once per
-    // thread instead of once per token. Every output is the tier's `dot` bit for bit, whichever
-    // path computed it.
+    // thread streams its own part of the matrix, one `dot_rows` call per run. Prefill of at
+    // least `GEMM_MIN_TOKENS`: one run of tokens per thread through the tier's tiled GEMM
+    // (within rounding of `dot`; each token's outputs independent of the others in the batch).
+    // Smaller batches: one run of tokens per thread and, within a run, each weight row once
+    // per block of tokens (`dot_x4`, four at a time), so the matrix is read from memory once
+    // per thread instead of once per token; every output is then the tier's `dot` bit for bit.
     let threads = rayon::current_num_threads();
     if a.n == 1 {
         let act = a.row(0);
@@ -139,6 +150,15 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
                 *y = (ops.dot)(w.row(r0 + i), act)?;
             }
             Ok(())
+        })
+    } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= GEMM_MIN_TOKENS) {
+        // Prefill of a batch worth tiling: each thread takes a run of tokens against every
+        // weight row, the tier's register-tiled GEMM (within rounding of `dot`, not bit for bit).
+        let per = a.n.div_ceil(threads);
+        let act_bytes = a.data.len() / a.n;
+        out.par_chunks_mut(w.rows * per).enumerate().try_for_each(|(c, o)| {
+            let n = o.len() / w.rows;
+            gemm(w.data, &a.data[c * per * act_bytes..][..n * act_bytes], n, o, w.rows)
         })
     } else {
         let per = a.n.div_ceil(threads);
@@ -178,6 +198,16 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
     }
 }
 
+/// Batches from this many rows on are quantized in parallel.
+const PARALLEL_QUANTIZE_ROWS: usize = 16;
+/// Batches from this many tokens on go through the tier's GEMM, where it has one (it agrees
+/// with `dot` within rounding only: below this, in decoding and in the verification batches
+/// of speculative decoding, a token gets the same bits alone as in a batch).
+const GEMM_MIN_TOKENS: usize = 16;
+/// The largest batch in which every token's outputs are bit for bit those it gets alone (one
+/// token, the decode path): exact greedy speculative decoding keeps its verification batches
+/// this small.
+pub const EXACT_BATCH_TOKENS: usize = GEMM_MIN_TOKENS - 1;
 /// Prefill cache blocking: the activation rows of a token block fill about this much (L1).
 const ACT_BLOCK_BYTES: usize = 16 << 10;
 /// Prefill cache blocking: the weight rows of a row block fill about this much (L2).

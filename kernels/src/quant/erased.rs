@@ -27,7 +27,17 @@ pub struct Ops {
     /// and sets `out[r] = dot(row r, a)`, bit for bit that tier's `dot`. `None` where a tier has
     /// no such kernel: callers then loop over `dot` (which is the reference's definition of it).
     pub dot_rows: Option<fn(&[u8], &[u8], &mut [f32]) -> Result<(), KernelError>>,
+    /// Many weight rows against many activation rows (the prefill matmul), register-tiled:
+    /// `gemm(w, a, n, out, ldo)` takes the rows back to back in `w` and `n` rows of type `act`
+    /// back to back in `a` (all of one length), and sets `out[t * ldo + r] = dot(row r, a[t])`
+    /// for every row `r` and token `t < n`, leaving the rest of `out` alone. Unlike `dot_x4`
+    /// it agrees with `dot` within float rounding, not bit for bit (its float sums come in
+    /// another order). `None` where a tier has none: callers use `dot_x4` and `dot`.
+    pub gemm: Option<Gemm>,
 }
+
+/// The signature of [`Ops::gemm`]: `(w, a, n, out, ldo)`.
+pub type Gemm = fn(&[u8], &[u8], usize, &mut [f32], usize) -> Result<(), KernelError>;
 
 /// The reference kernels for `dtype`, or `None` if pupil has none for it.
 pub fn ops(dtype: DType) -> Option<&'static Ops> {
@@ -43,6 +53,7 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
                         dot: dot_bytes::<$b>,
                         dot_x4: None,
                         dot_rows: None,
+                        gemm: None,
                     };
                     Some(&OPS)
                 })*

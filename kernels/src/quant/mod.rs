@@ -20,7 +20,7 @@ mod k_quants;
 mod legacy;
 
 pub use blocks::*;
-pub use erased::{Ops, ops};
+pub use erased::{Gemm, Ops, ops};
 
 use crate::DType;
 

@@ -4,6 +4,12 @@
 //! The reference ([`crate::ops::kv_reference`]) sums the dot product in order, one element at a
 //! time, and rounds `p · v` before adding it; these sum over 32 lanes and fuse the
 //! multiply-add, so results differ from it by float rounding only.
+//!
+//! `scores` and `mix` take several query heads of one KV head at once (grouped-query
+//! attention), so each cache row is widened once for all of them; `mix` keeps a slice of every
+//! head's output in registers across all the rows. Each head's numbers are formed the same way
+//! whatever the number of heads alongside it (the same operations in the same order), so a
+//! token gets the same bits however the heads are grouped.
 
 use super::{fp16, hsum_ps};
 use crate::cpu::KvOps;
@@ -86,6 +92,226 @@ unsafe fn axpy_f32(o: &mut [f32], p: f32, v: &[f32]) {
     axpy!(o, p, v, ld_f32, |x: f32| x)
 }
 
+/// A cache element: eight of them widened to f32.
+trait Elem: Copy {
+    /// Elements `at..at + 8` of `x`, widened.
+    ///
+    /// # Safety
+    /// The caller has AVX2 and F16C; `x` holds `at + 8` elements.
+    unsafe fn ld8(x: &[Self], at: usize) -> __m256;
+    /// One element, widened.
+    fn f(self) -> f32;
+}
+
+impl Elem for f16 {
+    #[inline(always)]
+    unsafe fn ld8(x: &[f16], at: usize) -> __m256 {
+        // SAFETY: the caller vouches for the features and the 16 bytes at `at`.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(at).cast())) }
+    }
+    fn f(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn ld8(x: &[f32], at: usize) -> __m256 {
+        // SAFETY: the caller vouches for the features and the 8 floats at `at`.
+        unsafe { _mm256_loadu_ps(x.as_ptr().add(at)) }
+    }
+    fn f(self) -> f32 {
+        self
+    }
+}
+
+/// Heads `g0..g0 + G` of [`scores`], `R` rows at a time (`G · R` accumulators, so that
+/// enough independent FMA chains are in flight however few heads there are), the last
+/// `n % R` rows one at a time.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scores_heads<const G: usize, const R: usize, T: Elem>(
+    q: &[f32],
+    k: &[T],
+    stride: usize,
+    n: usize,
+    scale: f32,
+    out: &mut [f32],
+    g0: usize,
+) {
+    let hd = q.len() / (out.len() / n);
+    let qs: [&[f32]; G] = std::array::from_fn(|g| &q[(g0 + g) * hd..][..hd]);
+    let mut j = 0;
+    while j + R <= n {
+        scores_block::<G, R, T>(qs, k, stride, j, n, scale, out, g0);
+        j += R;
+    }
+    for j in j..n {
+        scores_block::<G, 1, T>(qs, k, stride, j, n, scale, out, g0);
+    }
+}
+
+/// Rows `j..j + R` for heads `g0..g0 + G` (queries `qs`): per chunk of 8 the heads' query
+/// values are loaded once for the `R` rows and each key once for the `G` heads. Each (head,
+/// row) sum is one 8-lane accumulator over the chunks in order, then the tail in order,
+/// whatever `G` and `R` are.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn scores_block<const G: usize, const R: usize, T: Elem>(
+    qs: [&[f32]; G],
+    k: &[T],
+    stride: usize,
+    j: usize,
+    n: usize,
+    scale: f32,
+    out: &mut [f32],
+    g0: usize,
+) {
+    let hd = qs[0].len();
+    let full = hd / 8 * 8;
+    let rows: [&[T]; R] = std::array::from_fn(|r| &k[(j + r) * stride..][..hd]);
+    let mut acc = [[_mm256_setzero_ps(); R]; G];
+    for c in (0..full).step_by(8) {
+        let x: [__m256; G] = std::array::from_fn(|g| ld_f32(qs[g][c..][..8].try_into().unwrap()));
+        for r in 0..R {
+            // SAFETY: AVX2 and F16C are this function's features; `c + 8 <= hd` elements.
+            let kv = unsafe { T::ld8(rows[r], c) };
+            for g in 0..G {
+                acc[g][r] = _mm256_fmadd_ps(x[g], kv, acc[g][r]);
+            }
+        }
+    }
+    for g in 0..G {
+        for r in 0..R {
+            let mut s = hsum_ps(acc[g][r]);
+            for i in full..hd {
+                s += qs[g][i] * rows[r][i].f();
+            }
+            out[(g0 + g) * n + j + r] = s * scale;
+        }
+    }
+}
+
+/// Heads `g0..g0 + G` of [`mix`]: per slice of 16 (then 8) output elements, every head's
+/// slice in registers while the rows go by, each element summed over the rows in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mix_heads<const G: usize, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32], g0: usize) {
+    let hd = out.len() / (p.len() / n);
+    let full = hd / 8 * 8;
+    let ps: [&[f32]; G] = std::array::from_fn(|g| &p[(g0 + g) * n..][..n]);
+    let mut c = 0;
+    while c < full {
+        let two = c + 16 <= full;
+        let mut acc = [[_mm256_setzero_ps(); 2]; G];
+        for j in 0..n {
+            let row = &v[j * stride..][..hd];
+            // SAFETY: AVX2 and F16C are the callers' features; `c + 8` (`c + 16` with `two`)
+            // elements are in the row.
+            let (v0, v1) = unsafe { (T::ld8(row, c), if two { T::ld8(row, c + 8) } else { _mm256_setzero_ps() }) };
+            for g in 0..G {
+                let pj = _mm256_set1_ps(ps[g][j]);
+                acc[g][0] = _mm256_fmadd_ps(pj, v0, acc[g][0]);
+                if two {
+                    acc[g][1] = _mm256_fmadd_ps(pj, v1, acc[g][1]);
+                }
+            }
+        }
+        for g in 0..G {
+            let o = &mut out[(g0 + g) * hd + c..];
+            // SAFETY: `o` holds `c + 8` (`c + 16` with `two`) floats; `storeu` needs no alignment.
+            unsafe {
+                _mm256_storeu_ps(o.as_mut_ptr(), acc[g][0]);
+                if two {
+                    _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[g][1]);
+                }
+            }
+        }
+        c += if two { 16 } else { 8 };
+    }
+    for g in 0..G {
+        for i in full..hd {
+            let mut s = 0f32;
+            for j in 0..n {
+                s += ps[g][j] * v[j * stride + i].f();
+            }
+            out[(g0 + g) * hd + i] = s;
+        }
+    }
+}
+
+/// `kv_reference::scores`, heads four at a time.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scores<T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    if n == 0 || out.is_empty() {
+        return;
+    }
+    let gp = out.len() / n;
+    for g0 in (0..gp).step_by(4) {
+        match gp - g0 {
+            1 => scores_heads::<1, 8, T>(q, k, stride, n, scale, out, g0),
+            2 => scores_heads::<2, 4, T>(q, k, stride, n, scale, out, g0),
+            3 => scores_heads::<3, 2, T>(q, k, stride, n, scale, out, g0),
+            _ => scores_heads::<4, 2, T>(q, k, stride, n, scale, out, g0),
+        }
+    }
+}
+
+/// `kv_reference::mix`, heads four at a time.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mix<T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
+    if n == 0 || p.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    let gp = p.len() / n;
+    for g0 in (0..gp).step_by(4) {
+        match gp - g0 {
+            1 => mix_heads::<1, T>(p, v, stride, n, out, g0),
+            2 => mix_heads::<2, T>(p, v, stride, n, out, g0),
+            3 => mix_heads::<3, T>(p, v, stride, n, out, g0),
+            _ => mix_heads::<4, T>(p, v, stride, n, out, g0),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    scores(q, k, stride, n, scale, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    scores(q, k, stride, n, scale, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
+    mix(p, v, stride, n, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+    mix(p, v, stride, n, out)
+}
+
+/// Each value rounded to f16 and back (`vcvtps2ph` to nearest even, as `f16::from_f32`).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn round_f16(x: &mut [f32]) {
+    let (chunks, tail) = x.as_chunks_mut::<8>();
+    for c in chunks {
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(ld_f32(c));
+        // SAFETY: `c` is 8 writable floats; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h)) };
+    }
+    for v in tail {
+        *v = f16::from_f32(*v).to_f32();
+    }
+}
+
 /// Replaces `ops`' functions with this tier's.
 ///
 /// # Safety
@@ -108,5 +334,35 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         // SAFETY: as above.
         unsafe { axpy_f32(o, p, v) }
     }
-    *ops = KvOps { dot_f16: e_dot_f16, dot_f32: e_dot_f32, axpy_f16: e_axpy_f16, axpy_f32: e_axpy_f32 };
+    fn e_scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { scores_f16(q, k, stride, n, scale, out) }
+    }
+    fn e_scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { scores_f32(q, k, stride, n, scale, out) }
+    }
+    fn e_mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { mix_f16(p, v, stride, n, out) }
+    }
+    fn e_mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { mix_f32(p, v, stride, n, out) }
+    }
+    fn e_round_f16(x: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { round_f16(x) }
+    }
+    *ops = KvOps {
+        round_f16: e_round_f16,
+        dot_f16: e_dot_f16,
+        dot_f32: e_dot_f32,
+        axpy_f16: e_axpy_f16,
+        axpy_f32: e_axpy_f32,
+        scores_f16: e_scores_f16,
+        scores_f32: e_scores_f32,
+        mix_f16: e_mix_f16,
+        mix_f32: e_mix_f32,
+    };
 }

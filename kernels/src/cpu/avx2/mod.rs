@@ -13,6 +13,7 @@
 //! called only through [`patch`]'s entries, on hosts where [`supported`] holds.
 
 mod float;
+mod gemm;
 mod k_quants;
 mod k_small;
 mod kv;
@@ -53,6 +54,15 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q5_K => ops.dot = dot_entry!(BlockQ5_K, k_quants::dot_q5_k),
         DType::Q6_K => ops.dot = dot_entry!(BlockQ6_K, k_quants::dot_q6_k),
         DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
+        _ => {}
+    }
+    // The tiled GEMM (no `Q8_0`: its quants would saturate `maddubs`).
+    match ops.dtype {
+        DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
+        DType::Q5_0 => ops.gemm = gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
+        DType::Q4_K => ops.gemm = gemm_entry!(BlockQ4_K, gemm::gemm_q4_k),
+        DType::Q5_K => ops.gemm = gemm_entry!(BlockQ5_K, gemm::gemm_q5_k),
+        DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
         _ => {}
     }
     // `dot_rows` beside every dot above (each row bit for bit that `dot`).

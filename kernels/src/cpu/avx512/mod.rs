@@ -14,6 +14,7 @@
 //! "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]`, called only through [`patch`]'s
 //! entries on hosts where [`supported`] (and the AVX2 tier's test) holds.
 
+mod gemm;
 mod k_quants;
 mod legacy;
 mod quantize;
@@ -65,6 +66,16 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
             ops.dot_x4 = dot_x4_entry!(BlockQ6_K, k_quants::dot_x4_q6_k);
         }
         DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
+        _ => {}
+    }
+    // The tiled GEMM.
+    match ops.dtype {
+        DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
+        DType::Q5_0 => ops.gemm = gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
+        DType::Q8_0 => ops.gemm = gemm_entry!(BlockQ8_0, gemm::gemm_q8_0),
+        DType::Q4_K => ops.gemm = gemm_entry!(BlockQ4_K, gemm::gemm_q4_k),
+        DType::Q5_K => ops.gemm = gemm_entry!(BlockQ5_K, gemm::gemm_q5_k),
+        DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
         _ => {}
     }
     // `dot_rows` beside every dot above (each row bit for bit that `dot`; a type whose dot

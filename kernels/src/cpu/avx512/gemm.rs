@@ -1,0 +1,162 @@
+//! The AVX-512 micro-kernel of the tiled GEMM ([`crate::cpu::gemm`]): 16 weight rows (the
+//! i32 lanes of a 512-bit vector) by [`T`] tokens. Per sub-block, the `S / 4` interleaved
+//! weight vectors are loaded once; per token, each `vpdpbusd` takes the token's four
+//! activation bytes as an embedded broadcast, so the weights stay in registers for the whole
+//! tile and the activations are read straight from the packed buffer.
+//!
+//! `vpdpbusd` multiplies unsigned weight bytes by signed activation bytes and adds four
+//! products to an i32 with no intermediate saturation: exact for every byte.
+
+use crate::cpu::avx2::fp16;
+use crate::cpu::gemm::{self, Tile};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K};
+use std::arch::x86_64::*;
+
+/// Tokens per tile: 16 accumulators, with the 8 weight vectors of a sub-block of 32, its
+/// scales and the temporaries, fill the 32 registers without spilling.
+const T: usize = 16;
+const _: () = assert!(T == 16, "`tile` unrolls 16 tokens");
+
+/// One tile: `K = S / 4` weight vectors per sub-block; `MINS` adds the `s2 · d Σ y` terms.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn tile<const K: usize, const MINS: bool>(t: &Tile<'_>, out: &mut [[f32; 16]; T]) {
+    let mut acc = [_mm512_setzero_ps(); T];
+    for sb in 0..t.nsb {
+        let (w, s1, s2) = weights::<K>(t, sb);
+        let y = t.aq[sb * T * 4 * K..][..T * 4 * K].as_chunks::<4>().0;
+        let (off, da, dys) = (&t.off[sb * T..][..T], &t.da[sb * T..][..T], &t.dys[sb * T..][..T]);
+        // Each token's step written out (`unroll!`), so that `acc` lives in registers and the
+        // tokens' independent `vpdpbusd` chains overlap.
+        unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+            acc[j] = step::<K, MINS>(&w, s1, s2, &y[j * K..][..K], off[j], da[j], dys[j], acc[j]);
+        });
+    }
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY: `o` is 16 floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+    }
+}
+
+/// A tile of one token, formed as [`tile`] forms each of its tokens.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn tile1<const K: usize, const MINS: bool>(t: &Tile<'_>, out: &mut [[f32; 16]; 1]) {
+    let mut acc = _mm512_setzero_ps();
+    for sb in 0..t.nsb {
+        let (w, s1, s2) = weights::<K>(t, sb);
+        let y = t.aq[sb * 4 * K..][..4 * K].as_chunks::<4>().0;
+        acc = step::<K, MINS>(&w, s1, s2, y, t.off[sb], t.da[sb], t.dys[sb], acc);
+    }
+    // SAFETY: `out[0]` is 16 floats.
+    unsafe { _mm512_storeu_ps(out[0].as_mut_ptr(), acc) };
+}
+
+/// Sub-block `sb`'s weight vectors, scales and mins.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn weights<const K: usize>(t: &Tile<'_>, sb: usize) -> ([__m512i; K], __m512, __m512) {
+    let wq = &t.wq[sb * 64 * K..][..64 * K];
+    let (s1, s2) = (&t.s1[sb * 16..][..16], &t.s2[sb * 16..][..16]);
+    // SAFETY: `wq` holds `K` vectors of 64 bytes, `s1` and `s2` 16 floats each; `loadu`
+    // needs no alignment.
+    let w = std::array::from_fn(|k| unsafe { _mm512_loadu_si512(wq[64 * k..].as_ptr().cast()) });
+    unsafe { (w, _mm512_loadu_ps(s1.as_ptr()), _mm512_loadu_ps(s2.as_ptr())) }
+}
+
+/// One token's sub-block: `acc + cvt(off + Σ w y) · (s1 · da) (+ s2 · dys)`, the products
+/// summed by `vpdpbusd` with the token's four bytes `y[k]` broadcast.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn step<const K: usize, const MINS: bool>(
+    w: &[__m512i; K],
+    s1: __m512,
+    s2: __m512,
+    y: &[[i8; 4]],
+    off: i32,
+    da: f32,
+    dys: f32,
+    acc: __m512,
+) -> __m512 {
+    let mut sum = _mm512_set1_epi32(off);
+    for k in 0..K {
+        sum = _mm512_dpbusd_epi32(sum, w[k], _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8))));
+    }
+    let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(s1, _mm512_set1_ps(da)), acc);
+    if MINS { _mm512_fmadd_ps(s2, _mm512_set1_ps(dys), acc) } else { acc }
+}
+
+/// `dst[c * 16 + l] = src[l * m + c]`: 16 rows of `m` words to `m` rows of 16, sixteen
+/// columns at a time through registers (unpack 32-bit, unpack 64-bit, then two rounds of
+/// 128-bit lane shuffles), the last `m % 16` columns one word at a time.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn transpose(src: &[u32], m: usize, dst: &mut [u32]) {
+    let full = m / 16 * 16;
+    let rows: [&[u32]; 16] = std::array::from_fn(|l| &src[l * m..][..m]);
+    for c in (0..full).step_by(16) {
+        // SAFETY: each row holds `c + 16` words; `loadu` needs no alignment.
+        let r: [__m512i; 16] = std::array::from_fn(|l| unsafe { _mm512_loadu_si512(rows[l][c..].as_ptr().cast()) });
+        let t: [__m512i; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 { _mm512_unpacklo_epi32(a, b) } else { _mm512_unpackhi_epi32(a, b) }
+        });
+        // u[4i + j], lane k: rows 4i..4i + 4 of column 4k + j.
+        let u: [__m512i; 16] = std::array::from_fn(|x| {
+            let (i, j) = (x / 4, x % 4);
+            let (a, b) = (t[4 * i + j / 2], t[4 * i + j / 2 + 2]);
+            if j % 2 == 0 { _mm512_unpacklo_epi64(a, b) } else { _mm512_unpackhi_epi64(a, b) }
+        });
+        let d = &mut dst[c * 16..][..256];
+        for j in 0..4 {
+            let v0 = _mm512_shuffle_i32x4::<0x88>(u[j], u[4 + j]);
+            let w0 = _mm512_shuffle_i32x4::<0xdd>(u[j], u[4 + j]);
+            let v1 = _mm512_shuffle_i32x4::<0x88>(u[8 + j], u[12 + j]);
+            let w1 = _mm512_shuffle_i32x4::<0xdd>(u[8 + j], u[12 + j]);
+            let cols = [
+                (j, _mm512_shuffle_i32x4::<0x88>(v0, v1)),
+                (4 + j, _mm512_shuffle_i32x4::<0x88>(w0, w1)),
+                (8 + j, _mm512_shuffle_i32x4::<0xdd>(v0, v1)),
+                (12 + j, _mm512_shuffle_i32x4::<0xdd>(w0, w1)),
+            ];
+            for (col, v) in cols {
+                // SAFETY: `d` holds 16 rows of 16 words; `storeu` needs no alignment.
+                unsafe { _mm512_storeu_si512(d[col * 16..].as_mut_ptr().cast(), v) };
+            }
+        }
+    }
+    for (l, row) in rows.iter().enumerate() {
+        for c in full..m {
+            dst[c * 16 + l] = row[c];
+        }
+    }
+}
+
+/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `$k` · 4 elements).
+macro_rules! gemm_kernel {
+    ($name:ident, $b:ty, $act:ty, $k:literal) => {
+        /// Tiled GEMM: `out[t * ldo + r] = dot(w row r, a row t)` within float rounding.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub(in crate::cpu) unsafe fn $name(w: &[$b], a: &[$act], n: usize, out: &mut [f32], ldo: usize) {
+            gemm::gemm::<$b, 16, T>(
+                w,
+                a,
+                n,
+                out,
+                ldo,
+                |h| fp16(h),
+                |s, m, d| transpose(s, m, d),
+                |t, acc| tile::<$k, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
+                |t, acc| tile1::<$k, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
+            )
+        }
+    };
+}
+
+gemm_kernel!(gemm_q4_0, BlockQ4_0, BlockQ8_0, 8);
+gemm_kernel!(gemm_q5_0, BlockQ5_0, BlockQ8_0, 8);
+gemm_kernel!(gemm_q8_0, BlockQ8_0, BlockQ8_0, 8);
+gemm_kernel!(gemm_q4_k, BlockQ4_K, BlockQ8_K, 8);
+gemm_kernel!(gemm_q5_k, BlockQ5_K, BlockQ8_K, 8);
+gemm_kernel!(gemm_q6_k, BlockQ6_K, BlockQ8_K, 4);

@@ -1,0 +1,444 @@
+//! The tiled GEMM of the SIMD tiers (prompt processing): many weight rows against many
+//! activation rows, each decoded weight reused across a tile of tokens and each activation
+//! across a tile of rows, the products summed exactly in i32 registers.
+//!
+//! # Layout
+//!
+//! A tier's micro-kernel computes a tile of `L` weight rows (the lanes of one vector) by `T`
+//! tokens. The weight rows are decoded, a panel of `L` at a time, into unsigned bytes
+//! interleaved by row: per group of four columns, `L` × 4 bytes, so that one vector holds the
+//! same four columns of `L` rows. The activation's four bytes of those columns are broadcast
+//! to every lane, and one `vpdpbusd` (AVX2: `maddubs` then `madd`) adds the four products into
+//! each row's i32 lane. The sums are per *sub-block* of `S` columns (the span of one weight
+//! scale: 32, or 16 for `Q6_K`); each sub-block's i32 lanes are converted and scaled into one
+//! float accumulator per token, which is a whole output row segment (`L` outputs) at the end.
+//!
+//! Activations (rows of `Q8_0` or `Q8_K` blocks) are packed per tile of `T` tokens: their
+//! quants sub-block by sub-block (`[sub-block][token][S]`), with per token and sub-block the
+//! scale, the offset term and, for types with mins, the scaled sum (below). Packing and panel
+//! decoding are portable code, inlined into each tier's `#[target_feature]` entry; both are
+//! done once per call and reused across every tile (the panel across all the tokens of the
+//! call, the packed activations across all the panels).
+//!
+//! # Arithmetic
+//!
+//! A weight sub-block is `s1 · (q - OFF) (+ s2)` with unsigned quants `q` (see
+//! [`GemmWeight`]), an activation sub-block `d · y`. Per sub-block, with
+//! `Σ (q - OFF) y = Σ q y - OFF Σ y` exactly in i32 (the i32 lane starts at `-OFF Σ y`,
+//! precomputed per token), the output gains `s1 · d · Σ (q - OFF) y (+ s2 · d · Σ y)`, one FMA
+//! into the token's accumulator per sub-block, in sub-block order. For the legacy types the
+//! integer and the scale product (`d_w · d_a`) are the reference's; the float sums come in
+//! another order, so the result agrees with the reference `dot` within float rounding, not bit
+//! for bit. Mins use the activation's stored sums (`Q8_K`'s `bsums`), as the reference does.
+//!
+//! The tokens past the last whole tile go through one-token tiles that form each output the
+//! same way, so an output's bits depend on its row and token only, not on the other tokens of
+//! the call or on where the token sits among them.
+
+use crate::quant::{Block, BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K, QK_K};
+use std::cell::RefCell;
+
+/// A weight block type the tiled GEMM takes: unsigned quants per sub-block of `S` elements,
+/// each weight `s1 · (q - OFF)`, plus `s2` where the type has mins.
+pub(in crate::cpu) trait GemmWeight: Block<Act: GemmAct> {
+    /// Elements per weight scale (sub-block); divides `SIZE`, a multiple of 4.
+    const S: usize;
+    /// What the unsigned quants are offset by.
+    const OFF: i32;
+    /// Whether a sub-block has a min term `s2`.
+    const MINS: bool;
+    /// The largest unsigned quant (bounds the AVX2 tier's i16 sums).
+    const QMAX: i32;
+    /// The unsigned quants (`SIZE` of them, in element order), and per sub-block the scale
+    /// `s1` and the min `s2` (left alone without mins); `fp16` converts an f16.
+    fn unpack(&self, q: &mut [u8], s1: &mut [f32], s2: &mut [f32], fp16: impl Fn(half::f16) -> f32);
+}
+
+/// An activation block type (`Q8_0`, `Q8_K`).
+pub(in crate::cpu) trait GemmAct: Block {
+    /// The scale (`fp16` converts an f16).
+    fn scale(&self, fp16: impl Fn(half::f16) -> f32) -> f32;
+    /// The `SIZE` quants.
+    fn quants(&self) -> &[i8];
+    /// The sum of quants `from..from + len` as the block states it (`Q8_K`: its `bsums`,
+    /// which the reference reads for the min terms, whether or not they match the quants).
+    fn stated_sum(&self, from: usize, len: usize) -> i32;
+}
+
+impl GemmAct for BlockQ8_0 {
+    #[inline(always)]
+    fn scale(&self, fp16: impl Fn(half::f16) -> f32) -> f32 {
+        fp16(self.d)
+    }
+    #[inline(always)]
+    fn quants(&self) -> &[i8] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn stated_sum(&self, from: usize, len: usize) -> i32 {
+        sum_i8(&self.qs[from..from + len])
+    }
+}
+
+impl GemmAct for BlockQ8_K {
+    #[inline(always)]
+    fn scale(&self, _: impl Fn(half::f16) -> f32) -> f32 {
+        self.d
+    }
+    #[inline(always)]
+    fn quants(&self) -> &[i8] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn stated_sum(&self, from: usize, len: usize) -> i32 {
+        self.bsums[from / 16..(from + len) / 16].iter().map(|&s| i32::from(s)).sum()
+    }
+}
+
+#[inline(always)]
+fn sum_i8(q: &[i8]) -> i32 {
+    q.iter().map(|&y| i32::from(y)).sum()
+}
+
+/// The 32 nibbles of a legacy block, element `j` from byte `j % 16` (low nibble first).
+#[inline(always)]
+fn nibbles(qs: &[u8; 16], q: &mut [u8]) {
+    for j in 0..16 {
+        q[j] = qs[j] & 0x0f;
+        q[j + 16] = qs[j] >> 4;
+    }
+}
+
+impl GemmWeight for BlockQ4_0 {
+    const S: usize = 32;
+    const OFF: i32 = 8;
+    const MINS: bool = false;
+    const QMAX: i32 = 15;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [u8], s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        nibbles(&self.qs, q);
+        s1[0] = fp16(self.d);
+    }
+}
+
+impl GemmWeight for BlockQ5_0 {
+    const S: usize = 32;
+    const OFF: i32 = 16;
+    const MINS: bool = false;
+    const QMAX: i32 = 31;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [u8], s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        nibbles(&self.qs, q);
+        let h = u32::from_le_bytes(self.qh);
+        for (j, q) in q[..32].iter_mut().enumerate() {
+            *q |= (((h >> j) & 1) as u8) << 4;
+        }
+        s1[0] = fp16(self.d);
+    }
+}
+
+impl GemmWeight for BlockQ8_0 {
+    const S: usize = 32;
+    const OFF: i32 = 128;
+    const MINS: bool = false;
+    const QMAX: i32 = 255;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [u8], s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        for (q, &x) in q[..32].iter_mut().zip(&self.qs) {
+            *q = (x as u8) ^ 0x80;
+        }
+        s1[0] = fp16(self.d);
+    }
+}
+
+/// Scales and mins of a `Q4_K`/`Q5_K` block as `s1 = d · sc`, `s2 = -dmin · m` (exact: an
+/// f16 times a 6-bit integer).
+#[inline(always)]
+fn scales_k4(d: f32, dmin: f32, scales: &[u8; 12], s1: &mut [f32], s2: &mut [f32]) {
+    let sm = super::avx2::scales_mins_k4(scales);
+    for j in 0..8 {
+        s1[j] = d * f32::from(sm[j]);
+        s2[j] = -dmin * f32::from(sm[8 + j]);
+    }
+}
+
+impl GemmWeight for BlockQ4_K {
+    const S: usize = 32;
+    const OFF: i32 = 0;
+    const MINS: bool = true;
+    const QMAX: i32 = 15;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [u8], s1: &mut [f32], s2: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        // Each 32 bytes of `qs`: 32 elements in the low nibbles, the next 32 in the high.
+        for (c, qs) in self.qs.chunks_exact(32).enumerate() {
+            for i in 0..32 {
+                q[64 * c + i] = qs[i] & 0x0f;
+                q[64 * c + 32 + i] = qs[i] >> 4;
+            }
+        }
+        scales_k4(fp16(self.d), fp16(self.dmin), &self.scales, s1, s2);
+    }
+}
+
+impl GemmWeight for BlockQ5_K {
+    const S: usize = 32;
+    const OFF: i32 = 0;
+    const MINS: bool = true;
+    const QMAX: i32 = 31;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [u8], s1: &mut [f32], s2: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        // As Q4_K; element `32 k + i` has its fifth bit in bit `k` of `qh[i]`.
+        for (c, qs) in self.qs.chunks_exact(32).enumerate() {
+            for i in 0..32 {
+                let h = self.qh[i] >> (2 * c);
+                q[64 * c + i] = (qs[i] & 0x0f) | (h & 1) << 4;
+                q[64 * c + 32 + i] = (qs[i] >> 4) | (h & 2) << 3;
+            }
+        }
+        scales_k4(fp16(self.d), fp16(self.dmin), &self.scales, s1, s2);
+    }
+}
+
+impl GemmWeight for BlockQ6_K {
+    const S: usize = 16;
+    const OFF: i32 = 32;
+    const MINS: bool = false;
+    const QMAX: i32 = 63;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [u8], s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        // Element `128 h + 32 k + i` (see `quant::k_quants::q6_k`).
+        for h in 0..2 {
+            let (ql, qh) = (&self.ql[64 * h..][..64], &self.qh[32 * h..][..32]);
+            for i in 0..32 {
+                let e = 128 * h + i;
+                q[e] = (ql[i] & 0x0f) | (qh[i] & 3) << 4;
+                q[e + 32] = (ql[32 + i] & 0x0f) | ((qh[i] >> 2) & 3) << 4;
+                q[e + 64] = (ql[i] >> 4) | ((qh[i] >> 4) & 3) << 4;
+                q[e + 96] = (ql[32 + i] >> 4) | ((qh[i] >> 6) & 3) << 4;
+            }
+        }
+        let d = fp16(self.d);
+        for (s, &sc) in s1[..QK_K / 16].iter_mut().zip(&self.scales) {
+            *s = d * f32::from(sc);
+        }
+    }
+}
+
+/// One tile's inputs, as a micro-kernel reads them: `nsb` sub-blocks of `S` columns, `L`
+/// weight rows, `T` tokens.
+pub(in crate::cpu) struct Tile<'a> {
+    /// Sub-blocks.
+    pub nsb: usize,
+    /// Weight quants, `[nsb][S / 4][L][4]` unsigned bytes.
+    pub wq: &'a [u8],
+    /// Weight scales `s1`, `[nsb][L]`.
+    pub s1: &'a [f32],
+    /// Weight mins `s2`, `[nsb][L]` (zeros without mins).
+    pub s2: &'a [f32],
+    /// Activation quants, `[nsb][T][S]`.
+    pub aq: &'a [i8],
+    /// Where each i32 sum starts: `-OFF · Σ y`, `[nsb][T]`.
+    pub off: &'a [i32],
+    /// Activation scales `d`, `[nsb][T]`.
+    pub da: &'a [f32],
+    /// `d · Σ y` from the stated sums, `[nsb][T]` (zeros without mins).
+    pub dys: &'a [f32],
+}
+
+/// Activations packed for tiles of `T` tokens: quants `[tile][nsb][T][S]`, and per tile,
+/// sub-block and token the offset term, the scale and the scaled sum (see [`Tile`]).
+#[derive(Default)]
+struct Packed {
+    aq: Vec<i8>,
+    off: Vec<i32>,
+    da: Vec<f32>,
+    dys: Vec<f32>,
+}
+
+impl Packed {
+    /// Packs the token rows of `a` (`nb` blocks each) for tiles of `T` tokens; the tokens
+    /// past the last in the last tile are zeros.
+    #[inline(always)]
+    fn pack<W: GemmWeight, const T: usize>(&mut self, a: &[W::Act], nb: usize, fp16: impl Fn(half::f16) -> f32 + Copy) {
+        let (s, per) = (W::S, W::SIZE / W::S);
+        let nsb = nb * per;
+        let tiles = (a.len() / nb.max(1)).div_ceil(T);
+        zeroed(&mut self.aq, tiles * nsb * T * s);
+        zeroed(&mut self.off, tiles * nsb * T);
+        zeroed(&mut self.da, tiles * nsb * T);
+        zeroed(&mut self.dys, tiles * nsb * T);
+        for (tok, row) in a.chunks_exact(nb).enumerate() {
+            let (g, t) = (tok / T, tok % T);
+            for (b, blk) in row.iter().enumerate() {
+                let (d, qs) = (blk.scale(fp16), blk.quants());
+                for j in 0..per {
+                    let at = (g * nsb + b * per + j) * T + t;
+                    let q = &qs[j * s..][..s];
+                    self.aq[at * s..][..s].copy_from_slice(q);
+                    self.off[at] = -W::OFF * sum_i8(q);
+                    self.da[at] = d;
+                    if W::MINS {
+                        self.dys[at] = d * blk.stated_sum(j * s, s) as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tile `g` against the decoded panel `(wq, s1, s2)`.
+    #[allow(clippy::too_many_arguments)]
+    fn tile<'a>(
+        &'a self,
+        g: usize,
+        nsb: usize,
+        t: usize,
+        s: usize,
+        wq: &'a [u8],
+        s1: &'a [f32],
+        s2: &'a [f32],
+    ) -> Tile<'a> {
+        let span = g * nsb * t..(g + 1) * nsb * t;
+        Tile {
+            nsb,
+            wq,
+            s1,
+            s2,
+            aq: &self.aq[g * nsb * t * s..][..nsb * t * s],
+            off: &self.off[span.clone()],
+            da: &self.da[span.clone()],
+            dys: &self.dys[span],
+        }
+    }
+}
+
+/// Per-thread buffers: packed activations and one decoded panel, grown to the largest call
+/// and kept (nothing is allocated once they have grown).
+#[derive(Default)]
+struct Scratch {
+    /// The tokens of whole tiles.
+    main: Packed,
+    /// The last `n % T` tokens, one to a tile.
+    tail: Packed,
+    /// The panel's quants as `[cols / 4][L]` groups of four bytes.
+    wq: Vec<u32>,
+    s1: Vec<f32>,
+    s2: Vec<f32>,
+    /// The panel's rows, decoded (`[L][cols]`), and one row's scales and mins.
+    row_q: Vec<u8>,
+    row_s1: Vec<f32>,
+    row_s2: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// `v` cleared and refilled with `len` zeros (no reallocation once it has grown).
+#[inline(always)]
+fn zeroed<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
+    v.clear();
+    v.resize(len, T::default());
+}
+
+/// `out[t * ldo + r] = w_r · a_t` for every row `r` of `w` and token `t < n` of `a`, where
+/// `a` holds `n` rows of equal length and `w` whole rows of that length (the caller checked).
+///
+/// The tier supplies `fp16` (its f16 conversion), `transpose(src, m, dst)` (`dst[c * L + l] =
+/// src[l * m + c]`: `L` rows of `m` words to `m` rows of `L`) and two micro-kernels over a
+/// [`Tile`], `kernel` for `T` tokens and `kernel1` for one (the last `n % T` tokens), which
+/// must form each output the same way: then a (row, token) output has the same bits whatever
+/// the other tokens of the call, its place among them, and `n`.
+///
+/// Inlined into each tier's `#[target_feature]` entry, so that the packing and decoding loops
+/// are compiled for the tier too (hence no closure around them: a closure is a function of
+/// its own, compiled for the baseline).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
+    w: &[W],
+    a: &[W::Act],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+    fp16: impl Fn(half::f16) -> f32 + Copy,
+    transpose: impl Fn(&[u32], usize, &mut [u32]),
+    kernel: impl Fn(&Tile<'_>, &mut [[f32; L]; T]),
+    kernel1: impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
+) {
+    if n == 0 || a.is_empty() {
+        return;
+    }
+    let nb = a.len() / n;
+    let rows = w.len() / nb;
+    let (s, per) = (W::S, W::SIZE / W::S);
+    let (nsb, cols) = (nb * per, nb * W::SIZE);
+    let (tiles, full) = (n / T, n / T * T);
+    let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
+    sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
+    sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
+
+    zeroed(&mut sc.wq, cols / 4 * L);
+    zeroed(&mut sc.s1, nsb * L);
+    zeroed(&mut sc.s2, nsb * L);
+    zeroed(&mut sc.row_q, L * cols);
+    zeroed(&mut sc.row_s1, nsb);
+    zeroed(&mut sc.row_s2, nsb);
+    let mut acc = [[0f32; L]; T];
+    let mut acc1 = [[0f32; L]; 1];
+    for r0 in (0..rows).step_by(L) {
+        // The panel of rows `r0..r0 + L`, decoded row by row (rows past the end are zeros),
+        // then interleaved by the tier's transpose.
+        let width = L.min(rows - r0);
+        if width < L {
+            sc.row_q.fill(0);
+            sc.s1.fill(0.0);
+            sc.s2.fill(0.0);
+        }
+        for l in 0..width {
+            let row_q = &mut sc.row_q[l * cols..][..cols];
+            for (b, blk) in w[(r0 + l) * nb..][..nb].iter().enumerate() {
+                blk.unpack(
+                    &mut row_q[b * W::SIZE..][..W::SIZE],
+                    &mut sc.row_s1[b * per..][..per],
+                    &mut sc.row_s2[b * per..][..per],
+                    fp16,
+                );
+            }
+            for sb in 0..nsb {
+                sc.s1[sb * L + l] = sc.row_s1[sb];
+                sc.s2[sb * L + l] = sc.row_s2[sb];
+            }
+        }
+        transpose(bytemuck::cast_slice(&sc.row_q), cols / 4, &mut sc.wq);
+        let wq: &[u8] = bytemuck::cast_slice(&sc.wq);
+        let store = |out: &mut [f32], t: usize, acc: &[f32; L]| {
+            let o = &mut out[t * ldo + r0..];
+            if width == L {
+                o[..L].copy_from_slice(acc);
+            } else {
+                o[..width].copy_from_slice(&acc[..width]);
+            }
+        };
+        for g in 0..tiles {
+            kernel(&sc.main.tile(g, nsb, T, s, wq, &sc.s1, &sc.s2), &mut acc);
+            for (t, acc) in acc.iter().enumerate() {
+                store(out, g * T + t, acc);
+            }
+        }
+        for t in full..n {
+            kernel1(&sc.tail.tile(t - full, nsb, 1, s, wq, &sc.s1, &sc.s2), &mut acc1);
+            store(out, t, &acc1[0]);
+        }
+    }
+    SCRATCH.with_borrow_mut(|s| *s = sc);
+}
+
+/// The portable [`gemm`] transpose: `dst[c * L + l] = src[l * m + c]`.
+#[inline(always)]
+pub(in crate::cpu) fn transpose_words<const L: usize>(src: &[u32], m: usize, dst: &mut [u32]) {
+    for (l, row) in src.chunks_exact(m).take(L).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            dst[c * L + l] = x;
+        }
+    }
+}
