@@ -57,13 +57,14 @@ fn pupil_compare_with_no_arguments_scores_the_embedded_pair() {
     let f = &j["fidelity"];
     let (kl, top1, n) =
         (f["mean_kl"].as_f64().unwrap(), f["top1_agreement"].as_f64().unwrap(), f["positions"].as_u64().unwrap());
-    // The student follows its teacher (models/README.md: KL 0.87, agreement 60%), far closer
-    // than an untrained or unrelated model would (KL of several nats), but not exactly.
+    // The student follows its teacher (models/distill/README.md: KL 0.28, agreement 68%),
+    // closer than the same model trained on the text alone (KL 0.47, 63%) and far closer than
+    // an untrained or unrelated one (KL of several nats), but not exactly.
     assert!(n > 50_000, "{n} positions: the whole held-out text is scored");
-    assert!(kl > 0.1 && kl < 1.5, "mean KL {kl}");
-    assert!(top1 > 0.5 && top1 < 0.9, "top-1 agreement {top1}");
+    assert!(kl > 0.05 && kl < 0.4, "mean KL {kl}");
+    assert!(top1 > 0.6 && top1 < 0.9, "top-1 agreement {top1}");
     let accept = f["sampled_acceptance"].as_f64().unwrap();
-    assert!(accept > 0.3 && accept < 0.9, "expected acceptance of sampled drafts {accept}");
+    assert!(accept > 0.6 && accept < 0.95, "expected acceptance of sampled drafts {accept}");
     let (tb, sb) = (j["teacher"]["weight_bytes"].as_u64().unwrap(), j["student"]["weight_bytes"].as_u64().unwrap());
     assert!(sb * 6 < tb, "student {sb} bytes, teacher {tb}");
     // The text report carries the verdict (on a short text, to keep the test quick).
