@@ -2,7 +2,7 @@
 //! side, so `cargo bench --bench student_vs_teacher` shows the cost ratio directly:
 //! - the embedded distilled pair in `models/distill/` (teacher F16, students Q8_0 and Q4_0);
 //! - Gemma 3 270M, when `models/gemma-3-270m-q4_k_m.gguf` is present, as the Q4_K_M student
-//!   of a Q8_0 "teacher" made from it once (`pupil::quantize`, into the temp dir).
+//!   of a Q8_0 "teacher" made from it once (`pupil::quantize`, as the tests make it).
 //!
 //! Prefill: one batch of 128 prompt tokens from an empty cache, last logits only. Decode: one
 //! token at position 128 of a filled cache (the cost a generated token pays).
@@ -10,9 +10,11 @@
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use pupil::model::{Batch, KvType, Model};
-use pupil::quantize::{Options, Quantizer, parse_type};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+#[path = "../tests/support/gemma_pair.rs"]
+mod gemma_pair;
 
 const PROMPT: usize = 128;
 
@@ -31,17 +33,11 @@ fn pairs() -> Vec<(&'static str, Vec<(&'static str, PathBuf)>)> {
             ("student-q4_0", d.join("student-q4_0.gguf")),
         ],
     )];
-    let gemma = root().join("models/gemma-3-270m-q4_k_m.gguf");
-    if gemma.exists() {
-        let teacher = std::env::temp_dir().join("pupil-bench-models/gemma-3-270m-q8_0.gguf");
-        if !teacher.exists() {
-            std::fs::create_dir_all(teacher.parent().unwrap()).expect("temp dir");
-            let partial = teacher.with_extension("partial");
-            let opts = Options { allow_requantize: true, ..Options::new(parse_type("Q8_0").expect("type")) };
-            Quantizer::open(&gemma, &opts).and_then(|q| q.write(&partial, |_| ())).expect("quantize Gemma to Q8_0");
-            std::fs::rename(&partial, &teacher).expect("rename into place");
-        }
-        out.push(("gemma3-270m", vec![("teacher-q8_0", teacher), ("student-q4_k_m", gemma)]));
+    if root().join("models/gemma-3-270m-q4_k_m.gguf").exists() {
+        out.push((
+            "gemma3-270m",
+            vec![("teacher-q8_0", gemma_pair::teacher()), ("student-q4_k_m", gemma_pair::student())],
+        ));
     }
     out
 }

@@ -95,14 +95,20 @@ fn the_student_drafts_losslessly_for_the_teacher() {
     let opts = || SessionOptions { n_ctx: Some(256), ..SessionOptions::default() };
     let params = GenerateParams::greedy(48);
     let (mut drafted, mut accepted) = (0, 0);
-    for s in STUDENTS {
-        let d = Arc::new(Engine::load(pair(s)).unwrap());
-        for prompt in ["In the beginning", "And Jesus answered and said unto them,", "Psalms 23\n1 The LORD"] {
+    // The teacher's own greedy continuations, once per prompt.
+    let plain: Vec<_> = ["In the beginning", "And Jesus answered and said unto them,", "Psalms 23\n1 The LORD"]
+        .map(|prompt| {
             let tokens = t.tokenizer().encode(prompt, true, false);
             let plain = t.session(opts()).generate(&tokens, &params, |_| true).unwrap();
+            (prompt, tokens, plain)
+        })
+        .into();
+    for s in STUDENTS {
+        let d = Arc::new(Engine::load(pair(s)).unwrap());
+        for (prompt, tokens, plain) in &plain {
             for k in [2, 6] {
                 let mut spec = SpeculativeSession::new(t.session(opts()), d.session(opts()), k).unwrap();
-                let done = spec.generate(&tokens, &params, |_| true).unwrap();
+                let done = spec.generate(tokens, &params, |_| true).unwrap();
                 assert_eq!(done.completion.tokens, plain.tokens, "{s}, K = {k}, {prompt:?}");
                 drafted += done.stats.drafted;
                 accepted += done.stats.accepted;
