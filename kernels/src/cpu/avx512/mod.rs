@@ -85,7 +85,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q4_1 => ops.dot_rows = dot_rows_entry!(BlockQ4_1, rows::rows_q4_1),
         DType::Q5_0 => ops.dot_rows = dot_rows_entry!(BlockQ5_0, legacy::rows_q5_0),
         DType::Q5_1 => ops.dot_rows = dot_rows_entry!(BlockQ5_1, rows::rows_q5_1),
-        DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, rows::rows_q8_0),
+        DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, legacy::rows_q8_0),
         DType::Q4_K => ops.dot_rows = dot_rows_entry!(BlockQ4_K, rows::rows_q4_k),
         DType::Q5_K => ops.dot_rows = dot_rows_entry!(BlockQ5_K, rows::rows_q5_k),
         DType::Q6_K => ops.dot_rows = dot_rows_entry!(BlockQ6_K, rows::rows_q6_k),
@@ -97,8 +97,6 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
 mod rows {
     use super::{k_quants, legacy};
     use crate::quant::*;
-    // Q8_0 decode is memory-bound: the plain loop streams faster than `legacy::rows_q8_0`.
-    dot_rows_kernel!(rows_q8_0, BlockQ8_0, legacy::dot_q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
     dot_rows_kernel!(rows_q4_1, BlockQ4_1, legacy::dot_q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
     dot_rows_kernel!(rows_q5_1, BlockQ5_1, legacy::dot_q5_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
     dot_rows_kernel!(rows_q4_k, BlockQ4_K, k_quants::dot_q4_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
