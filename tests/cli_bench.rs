@@ -68,6 +68,10 @@ fn json_has_every_required_key_with_positive_numbers() {
     let ceiling = positive(&r, "bandwidth_gb_s") * 1e9 / per_token;
     assert!((ceiling / positive(&r, "tg_ceiling_tok_s") - 1.0).abs() < 1e-9);
     assert!(r.get("llama_pp_tok_s").is_none(), "no llama keys without --against-llama");
+    // One bandwidth read before the one tg run; the ceiling is their median, here that read.
+    assert_eq!(r["bandwidth_runs"].as_u64(), Some(1));
+    assert_eq!(positive(&r, "bandwidth_best_gb_s"), positive(&r, "bandwidth_gb_s"));
+    assert!((positive(&r, "tg_fraction_of_best_ceiling") / positive(&r, "tg_fraction_of_ceiling") - 1.0).abs() < 1e-9);
 }
 
 #[test]
@@ -102,6 +106,15 @@ fn zero_tokens_skips_a_test() {
     let r = bench_json(&tiny_model(dir.path()), "0", &[]);
     assert!(r["pp_tok_s"].is_null());
     positive(&r, "tg_tok_s");
+    // Without tg, the bandwidth is read back to back, and the ceiling is still there.
+    let model = tiny_model(dir.path());
+    let m = model.to_str().unwrap();
+    let out = pupil(&["bench", "-m", m, "-p", "8", "-n", "0", "-r", "3", "-t", "1", "--bandwidth-mib", "16", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["tg_tok_s"].is_null() && r["tg_fraction_of_ceiling"].is_null());
+    assert_eq!(r["bandwidth_runs"].as_u64(), Some(5));
+    assert!(positive(&r, "bandwidth_best_gb_s") >= positive(&r, "bandwidth_gb_s"));
 }
 
 #[test]
@@ -147,4 +160,6 @@ fn against_llama_adds_llama_cpp_numbers_and_ratios() {
     assert!(r["llama_system_info"].as_str().is_some_and(|s| s.contains("CPU")), "{}", r["llama_system_info"]);
     let ratio = positive(&r, "pp_tok_s") / positive(&r, "llama_pp_tok_s");
     assert!((ratio / positive(&r, "pp_ratio") - 1.0).abs() < 1e-9);
+    // A bandwidth read before each engine's tg run.
+    assert_eq!(r["bandwidth_runs"].as_u64(), Some(2));
 }

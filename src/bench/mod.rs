@@ -10,8 +10,9 @@
 //!   `LlamaRunner`. [`measure`] gives every runner one warm-up round, then interleaves their
 //!   repetitions (pupil pp, llama.cpp pp, pupil tg, llama.cpp tg, ...), so a noisy neighbour
 //!   slows both rather than one; the median is reported ([`Stats`]).
-//! - [`read_bandwidth`] and [`ModelFacts::bytes_per_token`] give the ceiling of token
-//!   generation: bandwidth / bytes read per token.
+//! - [`BandwidthProbe`] and [`ModelFacts::bytes_per_token`] give the ceiling of token
+//!   generation: bandwidth / bytes read per token. [`measure_with_probe`] reads the probe's
+//!   buffer before every tg run, so the ceiling is measured under the tg runs' conditions.
 //!
 //! ```no_run
 //! use pupil::bench::{self, Plan, PupilRunner, Runner};
@@ -36,7 +37,7 @@ mod stats;
 
 use std::time::Duration;
 
-pub use bandwidth::{Bandwidth, read_bandwidth};
+pub use bandwidth::{Bandwidth, BandwidthProbe, read_bandwidth};
 pub use facts::ModelFacts;
 pub use pupil::PupilRunner;
 pub use report::{LlamaBuild, LlamaReport, Report};
@@ -176,20 +177,46 @@ pub fn measure(
     plan: &Plan,
     tokens: &Tokens,
     runners: &mut [&mut dyn Runner],
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> Result<Vec<Measured>, BenchError> {
+    Ok(run_rounds(plan, tokens, runners, None, progress)?.0)
+}
+
+/// [`measure`], with one read of `probe` (GB/s) just before every measured tg run; returns
+/// the reads too, in order (`repetitions` × runners of them, none if tg is skipped).
+pub fn measure_with_probe(
+    plan: &Plan,
+    tokens: &Tokens,
+    runners: &mut [&mut dyn Runner],
+    probe: &BandwidthProbe,
+    progress: impl FnMut(&Progress),
+) -> Result<(Vec<Measured>, Vec<f64>), BenchError> {
+    run_rounds(plan, tokens, runners, Some(probe), progress)
+}
+
+fn run_rounds(
+    plan: &Plan,
+    tokens: &Tokens,
+    runners: &mut [&mut dyn Runner],
+    probe: Option<&BandwidthProbe>,
+    mut progress: impl FnMut(&Progress),
+) -> Result<(Vec<Measured>, Vec<f64>), BenchError> {
     let tests: Vec<(Test, &[u32])> = [(Test::Prompt, &tokens.prompt[..]), (Test::Generate, &tokens.generate[..])]
         .into_iter()
         .filter(|(_, t)| !t.is_empty())
         .collect();
     let total = (plan.repetitions + 1) * tests.len() * runners.len();
     let mut secs = vec![(Vec::new(), Vec::new()); runners.len()];
+    let mut reads = Vec::new();
     let mut done = 0;
     for round in 0..=plan.repetitions {
         let repetition = round.checked_sub(1);
         for &(test, toks) in &tests {
             for (i, r) in runners.iter_mut().enumerate() {
                 progress(&Progress { runner: r.name(), test, repetition, done, total });
+                if let (Some(p), Test::Generate, Some(_)) = (probe, test, repetition) {
+                    reads.push(p.sample());
+                }
                 let t = match test {
                     Test::Prompt => r.prompt(toks)?,
                     Test::Generate => r.generate(toks)?,
@@ -202,8 +229,9 @@ pub fn measure(
             }
         }
     }
-    Ok(secs
+    let measured = secs
         .into_iter()
         .map(|(pp, tg)| Measured { pp: Stats::from_secs(plan.n_prompt, &pp), tg: Stats::from_secs(plan.n_gen, &tg) })
-        .collect())
+        .collect();
+    Ok((measured, reads))
 }

@@ -38,14 +38,21 @@ pub struct Report {
     pub pp_stats: Option<Stats>,
     /// pupil's tg detail.
     pub tg_stats: Option<Stats>,
-    /// Streaming read bandwidth with `threads` threads, GB/s.
+    /// Streaming read bandwidth with `threads` threads, GB/s: the median of the reads (one
+    /// before each tg run), as tg is the median of its runs.
     pub bandwidth_gb_s: f64,
+    /// The fastest read, GB/s.
+    pub bandwidth_best_gb_s: f64,
+    /// Reads taken.
+    pub bandwidth_runs: usize,
     /// The bandwidth test's buffer size.
     pub bandwidth_buffer_bytes: usize,
     /// `bandwidth / bytes_per_token`: no engine generates faster on this machine.
     pub tg_ceiling_tok_s: f64,
     /// `tg_tok_s / tg_ceiling_tok_s`.
     pub tg_fraction_of_ceiling: Option<f64>,
+    /// `tg_tok_s` over the ceiling of the best read.
+    pub tg_fraction_of_best_ceiling: Option<f64>,
     /// llama.cpp's side, with `--against-llama`.
     #[serde(flatten)]
     pub llama: Option<LlamaReport>,
@@ -147,9 +154,13 @@ impl Report {
             pp_stats: pupil.pp.clone(),
             tg_stats: pupil.tg.clone(),
             bandwidth_gb_s: bandwidth.gb_s,
+            bandwidth_best_gb_s: bandwidth.best_gb_s,
+            bandwidth_runs: bandwidth.runs,
             bandwidth_buffer_bytes: bandwidth.buffer_bytes,
             tg_ceiling_tok_s: ceiling,
             tg_fraction_of_ceiling: tg_tok_s.map(|t| t / ceiling),
+            tg_fraction_of_best_ceiling: tg_tok_s
+                .map(|t| t * facts.bytes_per_token as f64 / (bandwidth.best_gb_s * 1e9)),
             llama,
         }
     }

@@ -46,7 +46,7 @@ pub struct Args {
     json: bool,
 }
 
-/// Bandwidth runs, of which the best counts.
+/// Bandwidth reads when tg is skipped (otherwise there is one before every tg run).
 const BANDWIDTH_RUNS: usize = 5;
 
 /// Seed of the benchmark's token ids: fixed, so every run feeds the same tokens.
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
     bar.set_message(format!("memory bandwidth, {threads} threads"));
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    let bandwidth = bench::read_bandwidth(threads, args.bandwidth_mib.max(1) << 20, BANDWIDTH_RUNS)?;
+    let probe = bench::BandwidthProbe::new(threads, args.bandwidth_mib.max(1) << 20)?;
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
     let on_step = |p: &Progress| {
         bar.set_length(p.total as u64);
@@ -87,8 +87,12 @@ pub fn run(args: Args) -> Result<()> {
         let round = p.repetition.map_or("warm-up".to_owned(), |r| format!("run {}/{}", r + 1, plan.repetitions));
         bar.set_message(format!("{} {test} {round}", p.runner));
     };
-    let (pupil, llama) = measure(&args, &model, &plan, &tokens, threads, on_step)?;
+    let (pupil, llama, mut reads) = measure(&args, &model, &plan, &tokens, threads, &probe, on_step)?;
     bar.finish_and_clear();
+    if reads.is_empty() {
+        reads = (0..BANDWIDTH_RUNS).map(|_| probe.sample()).collect();
+    }
+    let bandwidth = bench::Bandwidth::from_samples(&probe, &reads).expect("at least one read");
 
     let report = Report::new(
         args.model.display().to_string(),
@@ -116,15 +120,17 @@ pub fn run(args: Args) -> Result<()> {
 
 type LlamaSide = Option<(Measured, bench::LlamaBuild)>;
 
-/// pupil's results, and llama.cpp's with `--against-llama`, their repetitions interleaved.
+/// pupil's results, and llama.cpp's with `--against-llama`, their repetitions interleaved,
+/// and the bandwidth reads taken before each tg run.
 fn measure(
     args: &Args,
     model: &Model,
     plan: &Plan,
     tokens: &Tokens,
     threads: usize,
+    probe: &bench::BandwidthProbe,
     on_step: impl FnMut(&Progress),
-) -> Result<(Measured, LlamaSide)> {
+) -> Result<(Measured, LlamaSide, Vec<f64>)> {
     let mut pupil = PupilRunner::new(model, plan.n_prompt, plan.n_gen)?;
     #[cfg(feature = "llama")]
     if args.against_llama {
@@ -133,7 +139,8 @@ fn measure(
         let lmodel = llama::load(&args.model)?;
         let mut runner = llama::LlamaRunner::new(&lmodel, threads, plan.n_prompt, plan.n_gen)?;
         let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
-        let mut results = bench::measure(plan, tokens, runners, on_step)?.into_iter();
+        let (results, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
+        let mut results = results.into_iter();
         let (Some(p), Some(l)) = (results.next(), results.next()) else { unreachable!("one result per runner") };
         let build = bench::LlamaBuild {
             native: check.native,
@@ -141,12 +148,12 @@ fn measure(
             ggml_isa: check.ggml_best.to_owned(),
             system_info: check.system_info.trim().to_owned(),
         };
-        return Ok((p, Some((l, build))));
+        return Ok((p, Some((l, build)), reads));
     }
     let _ = (args, threads);
     let runners: &mut [&mut dyn Runner] = &mut [&mut pupil];
-    let measured = bench::measure(plan, tokens, runners, on_step)?.remove(0);
-    Ok((measured, None))
+    let (mut measured, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
+    Ok((measured.remove(0), None, reads))
 }
 
 fn warn_not_native(r: &Report) {
@@ -241,5 +248,14 @@ fn print_human(out: &mut impl Write, r: &Report) -> Result<()> {
         write!(out, ", {} (llama.cpp)", pct(l.llama_tg_fraction_of_ceiling))?;
     }
     writeln!(out)?;
+    writeln!(
+        out,
+        "         bandwidth: median of {} reads of {}, {}; the best read, {:.1} GB/s, puts tg at {}",
+        r.bandwidth_runs,
+        output::bytes(r.bandwidth_buffer_bytes as u64),
+        if r.tg_stats.is_some() { "one just before each tg run" } else { "back to back" },
+        r.bandwidth_best_gb_s,
+        pct(r.tg_fraction_of_best_ceiling),
+    )?;
     Ok(())
 }
