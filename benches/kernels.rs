@@ -1,6 +1,8 @@
-//! Kernels per block type and per tier: dequantize, quantize and dot product of one row, and
-//! the prefill matmul kernels (`gemm`): the tier's tiled GEMM against the `dot_x4` loop it
-//! replaces, one thread, at Gemma 3 270M's shapes.
+//! Kernels per block type and per tier: dequantize, quantize and dot product of one row; the
+//! decode mat-vec (`matvec`) at the shapes of Gemma 3 270M and of a 1B model, each tier's
+//! `dot_rows` on one thread and the whole op (`ops::matmul` of one token, every thread), in
+//! GB/s of weights; and the prefill matmul kernels (`gemm`): the tier's tiled GEMM against the
+//! `dot_x4` loop it replaces, one thread, at Gemma 3 270M's shapes.
 //!
 //! Each group loops over types and the tiers this host supports (`dot/Q4_K/avx512`); a tier
 //! whose function is the one of the tier below (no kernel of its own for that type) is left
@@ -8,10 +10,12 @@
 //! bytes read, the quantity that bounds decoding (elements, for `quantize`).
 //!
 //! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 2 dot`
+//! `cargo bench --bench kernels -- matvec/Q5_0`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pupil::kernels::DType;
 use pupil::kernels::cpu::{self, Tier};
+use pupil::kernels::ops::{self as kops, Activations, WeightRef};
 use pupil::kernels::quant::{self, Ops};
 use std::hint::black_box;
 
@@ -103,6 +107,63 @@ fn quantize(c: &mut Criterion) {
     }
 }
 
+/// Decode shapes, `(type, rows, cols, what)`: Gemma 3 270M Q4_K_M's tensors (its output
+/// matrix is the tied Q8_0 embedding table, 178 MB, 70% of what a token reads) and a 1B
+/// Llama's FFN and output matrices in the types of a Q4_0 and a Q4_K_M file. All but the
+/// largest fit in the caches after the first pass, so they measure the kernels; the output
+/// matrices stream from memory, as in decoding.
+const MATVEC_SHAPES: [(DType, usize, usize, &str); 10] = [
+    (DType::Q8_0, 262_144, 640, "gemma3-output"),
+    (DType::Q5_0, 2048, 640, "gemma3-ffn_up"),
+    (DType::Q5_0, 1024, 640, "gemma3-attn_q"),
+    (DType::Q6_K, 640, 2048, "gemma3-ffn_down"),
+    (DType::Q4_K, 640, 1024, "gemma3-attn_output"),
+    (DType::Q4_0, 8192, 2048, "1b-ffn_up"),
+    (DType::Q4_0, 2048, 8192, "1b-ffn_down"),
+    (DType::Q4_K, 8192, 2048, "1b-ffn_up"),
+    (DType::Q6_K, 2048, 8192, "1b-ffn_down"),
+    (DType::Q6_K, 32_000, 2048, "1b-output"),
+];
+
+/// One token's mat-vec at [`MATVEC_SHAPES`]: `dot_rows/{tier}`, the tier's kernel over every
+/// row on one thread, and `op`, [`kops::matmul`] as a decode step runs it (best tier, rows
+/// split over rayon's threads, called from a worker). Throughput in weight bytes.
+fn matvec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matvec");
+    g.sample_size(10).warm_up_time(std::time::Duration::from_millis(500));
+    for (t, rows, cols, what) in MATVEC_SHAPES {
+        // Eight distinct rows tiled over the matrix: speed does not depend on the values.
+        let x: Vec<f32> = (0..8 * cols).map(|i| ((i as f32) * 0.618).sin() * 0.1).collect();
+        let (tile, tile_len) = quantized(t, &x);
+        let rb = tile_len / 8;
+        let len = rows * rb;
+        let mut w = aligned(len);
+        for (r, dst) in bytemuck::cast_slice_mut::<u64, u8>(&mut w)[..len].chunks_exact_mut(rb).enumerate() {
+            dst.copy_from_slice(&bytes(&tile, tile_len)[(r % 8) * rb..][..rb]);
+        }
+        let wb = bytes(&w, len);
+        let act = quant::ops(t).unwrap().act;
+        let (a, alen) = quantized(act, &x[..cols]);
+        let mut out = vec![0f32; rows];
+        let id = format!("{}/{what}-{rows}x{cols}", t.name());
+        g.throughput(Throughput::Bytes(len as u64));
+        for (tier, ops) in tiers_with(t, |o| o.dot_rows.map(|f| f as usize)) {
+            let Some(dot_rows) = ops.dot_rows else { continue };
+            g.bench_function(BenchmarkId::new(format!("{id}/dot_rows"), tier), |b| {
+                b.iter(|| dot_rows(black_box(wb), black_box(bytes(&a, alen)), &mut out).unwrap())
+            });
+        }
+        let weight = WeightRef { dtype: t, rows, cols, data: wb };
+        let mut acts = Activations::new();
+        acts.quantize(act, &x[..cols], 1, cols).unwrap();
+        // On a worker of the pool, as the model's forward pass runs: the rows are then split
+        // among the workers directly rather than handed over from outside and waited for.
+        g.bench_function(BenchmarkId::new(id, "op"), |b| {
+            rayon::join(|| b.iter(|| kops::matmul(&weight, &acts, &mut out).unwrap()), || ());
+        });
+    }
+}
+
 /// Prefill shapes: `(rows, cols)` of Gemma 3 270M's `ffn_gate` (Q5_0 in the Q4_K_M file),
 /// `ffn_down` (Q4_K/Q6_K) and a 1B model's `ffn_up`, against 256 tokens (one thread's half of
 /// pp512). Throughput in multiply-adds; `x4` is the `dot_x4` loop over four tokens at a time
@@ -156,5 +217,5 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, dequantize, dot, quantize, gemm);
+criterion_group!(benches, dequantize, dot, quantize, matvec, gemm);
 criterion_main!(benches);
