@@ -42,15 +42,48 @@ impl<'a> Input<'a> {
 
     /// `out[t] = w · x[t] (+ bias)` for the `n` rows; `out` is at least `[n, w.rows]`.
     fn project(&mut self, w: WeightRef<'_>, bias: Option<&[f32]>, out: &mut [f32]) -> Result<(), ModelError> {
-        let need = quant::ops(w.dtype).ok_or(KernelError::Unsupported { op: "matmul", dtype: w.dtype })?.act;
-        if self.ready != Some(need) {
-            self.act.quantize(need, &self.x[..self.n * w.cols], self.n, w.cols)?;
-            self.ready = Some(need);
+        self.project_all([(w, bias, out)])
+    }
+
+    /// [`Self::project`] for several weights of this input: those that share an activation
+    /// type with the first run together ([`ops::matmul_many`]), the others one by one.
+    fn project_all<const N: usize>(
+        &mut self,
+        jobs: [(WeightRef<'_>, Option<&[f32]>, &mut [f32]); N],
+    ) -> Result<(), ModelError> {
+        let act_of = |w: &WeightRef<'_>| {
+            quant::ops(w.dtype).map(|o| o.act).ok_or(KernelError::Unsupported { op: "matmul", dtype: w.dtype })
+        };
+        let need = act_of(&jobs[0].0)?;
+        let mut shared = true;
+        for (w, _, _) in &jobs {
+            shared &= act_of(w)? == need && w.cols == jobs[0].0.cols;
         }
-        let out = &mut out[..self.n * w.rows];
-        ops::matmul(&w, self.act, out)?;
-        if let Some(b) = bias {
-            out.chunks_exact_mut(w.rows).for_each(|row| ops::add_assign(row, b));
+        let n = self.n;
+        let mut jobs = jobs.map(|(w, b, out)| (w, b, &mut out[..n * w.rows]));
+        if shared {
+            self.ready_for(need, jobs[0].0.cols)?;
+            let mut products = jobs.each_mut().map(|(w, _, out)| (*w, &mut **out));
+            ops::matmul_many(&mut products, self.act)?;
+        } else {
+            for (w, _, out) in &mut jobs {
+                self.ready_for(act_of(w)?, w.cols)?;
+                ops::matmul(w, self.act, out)?;
+            }
+        }
+        for (w, bias, out) in jobs {
+            if let Some(b) = bias {
+                out.chunks_exact_mut(w.rows).for_each(|row| ops::add_assign(row, b));
+            }
+        }
+        Ok(())
+    }
+
+    /// Converts the input to `act` (rows of `cols`) unless it already is.
+    fn ready_for(&mut self, act: DType, cols: usize) -> Result<(), ModelError> {
+        if self.ready != Some(act) {
+            self.act.quantize(act, &self.x[..self.n * cols], self.n, cols)?;
+            self.ready = Some(act);
         }
         Ok(())
     }
@@ -196,10 +229,11 @@ impl Model {
         for t in 0..n {
             ops::rms_norm(&s.x[t * e..][..e], &layer.attn_norm, eps, &mut s.xn[t * e..][..e]);
         }
-        let mut input = Input::new(&s.xn, n, &mut s.act);
-        input.project(layer.wq.weight(f), layer.bq.as_deref(), &mut s.q)?;
-        input.project(layer.wk.weight(f), layer.bk.as_deref(), &mut s.k)?;
-        input.project(layer.wv.weight(f), layer.bv.as_deref(), &mut s.v)?;
+        Input::new(&s.xn, n, &mut s.act).project_all([
+            (layer.wq.weight(f), layer.bq.as_deref(), &mut s.q[..]),
+            (layer.wk.weight(f), layer.bk.as_deref(), &mut s.k[..]),
+            (layer.wv.weight(f), layer.bv.as_deref(), &mut s.v[..]),
+        ])?;
 
         // Gemma scales the queries, the others the scores (equal up to rounding).
         let (q_scale, kq_scale) = match cfg.arch.spec().attn_scale {
@@ -262,9 +296,10 @@ impl Model {
         for t in 0..n {
             ops::rms_norm(&s.x[t * e..][..e], &layer.ffn_norm, eps, &mut s.xn[t * e..][..e]);
         }
-        let mut input = Input::new(&s.xn, n, &mut s.act);
-        input.project(layer.w_gate.weight(f), layer.b_gate.as_deref(), &mut s.gate)?;
-        input.project(layer.w_up.weight(f), layer.b_up.as_deref(), &mut s.up)?;
+        Input::new(&s.xn, n, &mut s.act).project_all([
+            (layer.w_gate.weight(f), layer.b_gate.as_deref(), &mut s.gate[..]),
+            (layer.w_up.weight(f), layer.b_up.as_deref(), &mut s.up[..]),
+        ])?;
         let (gate, up) = (&mut s.gate[..n * ff], &s.up[..n * ff]);
         match cfg.arch.spec().ffn_act {
             FfnAct::Silu => ops::silu(gate),

@@ -114,6 +114,19 @@ impl Activations {
     }
 }
 
+/// [`matmul`] of each `(weight, out)` pair with the same activations (Q, K and V, or gate and
+/// up). For one token the products run as one parallel pass, so that the threads meet once
+/// rather than once per weight (the matrices of a small model's decode step are each a few
+/// tens of microseconds of work); for a batch, one after another. Every output is what
+/// [`matmul`] gives.
+pub fn matmul_many(jobs: &mut [(WeightRef<'_>, &mut [f32])], a: &Activations) -> Result<(), KernelError> {
+    if a.n == 1 {
+        jobs.par_iter_mut().try_for_each(|(w, out)| matmul(w, a, out))
+    } else {
+        jobs.iter_mut().try_for_each(|(w, out)| matmul(w, a, out))
+    }
+}
+
 /// `out[t][r] = dot(w.row(r), a.row(t))`: `out` is `[a.len(), w.rows]`. `a` must have been
 /// converted to the weight's activation type (`quant::ops(w.dtype).act`) with `w.cols` columns.
 pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
