@@ -1,6 +1,7 @@
 //! The attention op (`pupil_kernels::ops::attend` over an f16 cache) at 512, 2048 and 8192
 //! cached positions: one query token (a decode step) and a causal block of 64 query tokens (a
-//! prefill chunk: query `i` sees the rows up to its own position), in the GQA shapes of Gemma 3
+//! prefill chunk: query `i` sees the rows up to its own position; token by token through
+//! `attend`, and as one batch through `attend_batch`, which tiles it), in the GQA shapes of Gemma 3
 //! 270M (4 query heads on 1 KV head of 256) and Llama 3.2 1B (32 on 8, of 64).
 //!
 //! Throughput is in KV bytes read (keys and values of every visible row, once per query token).
@@ -65,6 +66,30 @@ fn attention(c: &mut Criterion) {
                         let n = (first + i + 1) * kvd;
                         ops::attend(qt, &k[..n], &v[..n], n_head, n_head_kv, hd, scale, None, ot, &mut scores);
                     }
+                });
+                black_box(&out);
+            });
+            // The same block as one batch, on all threads, with the scratch the model gives
+            // (four scores rows per thread): `attend_batch` takes the tiled path (each key row
+            // read once per tile of query tokens).
+            let spans: Vec<_> = (0..BLOCK).map(|i| 0..first + i + 1).collect();
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut batch_scores = vec![0.0f32; ctx * 4 * threads];
+            g.bench_function(BenchmarkId::new(format!("{name}/{BLOCK}-token-block-batch"), ctx), |b| {
+                b.iter(|| {
+                    ops::attend_batch(
+                        &q,
+                        &k,
+                        &v,
+                        &spans,
+                        n_head,
+                        n_head_kv,
+                        hd,
+                        scale,
+                        None,
+                        &mut out,
+                        &mut batch_scores,
+                    )
                 });
                 black_box(&out);
             });

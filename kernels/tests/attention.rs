@@ -49,8 +49,10 @@ fn kv_kernels_match_reference_on_every_tier() {
 /// The multi-head kernels (`scores`, `mix`) of every tier against the reference loops, for
 /// 1 to 5 heads, head sizes with and without SIMD tails, strided rows; each head's numbers
 /// bit for bit the same whether it is computed alone or with others (a token must get the
-/// same bits decoded alone, where the heads are split across threads, as in a batch); and
-/// `round_f16` bit for bit `f16::from_f32`.
+/// same bits decoded alone, where the heads are split across threads, as in a batch);
+/// `mix_acc` over the rows in two runs bit for bit `mix` over all of them (the tiled batch
+/// path sums a value tile at a time); `widen_f16` exact; and `round_f16` bit for bit
+/// `f16::from_f32`.
 #[test]
 fn multi_head_kv_kernels_match_reference() {
     let mut r = rng(11);
@@ -97,12 +99,28 @@ fn multi_head_kv_kernels_match_reference() {
                         (k.mix_f16)(&p[g * n..][..n], &cache_h, stride, n, &mut one);
                         assert_eq!(&one[..], &ours[g * hd..][..hd], "mix {what}: head {g} alone");
                     }
+                    // Rows `0..a` then `a..n` added up: the same bits as all at once.
+                    let a = n / 3;
+                    let (mut acc, mut acc32) = (vec![0f32; gp * hd], vec![0f32; gp * hd]);
+                    for (rows, at) in [(0..a, 0), (a..n, a * stride)] {
+                        let pr: Vec<f32> = p.chunks_exact(n).flat_map(|pg| pg[rows.clone()].to_vec()).collect();
+                        (k.mix_acc_f16)(&pr, &cache_h[at..], stride, rows.len(), &mut acc);
+                        (k.mix_acc_f32)(&pr, &cache[at..], stride, rows.len(), &mut acc32);
+                    }
+                    assert_eq!(acc, ours, "mix_acc f16 {what}: in two runs");
+                    assert_eq!(acc32, ours32, "mix_acc f32 {what}: in two runs");
                 }
             }
         }
         let mut x: Vec<f32> =
             (0..1000).map(|_| r.random_range(-70000.0..70000.0) * r.random::<f32>().powi(8)).collect();
         x.extend([f32::NAN, f32::INFINITY, -0.0, 65504.0, 65520.0, 1e-8, 3e-5]);
+        let xh: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+        let mut wide = vec![0f32; xh.len()];
+        (k.widen_f16)(&xh, &mut wide);
+        for (h, w) in xh.iter().zip(&wide) {
+            assert!(h.to_f32().to_bits() == w.to_bits() || w.is_nan(), "{tier} widen_f16({h}): {w:e}");
+        }
         let mut y = x.clone();
         (k.round_f16)(&mut y);
         for (a, b) in x.iter().zip(&y) {
@@ -117,7 +135,17 @@ fn multi_head_kv_kernels_match_reference() {
 
 /// Plain attention in f64 for one token: `q` `[n_head, hd]`, cache rows `span`.
 #[allow(clippy::too_many_arguments)]
-fn naive<T: KvScalar>(q: &[f32], k: &[T], v: &[T], span: Range<usize>, nh: usize, nkv: usize, hd: usize, scale: f32, cap: Option<f32>) -> Vec<f64> {
+fn naive<T: KvScalar>(
+    q: &[f32],
+    k: &[T],
+    v: &[T],
+    span: Range<usize>,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    scale: f32,
+    cap: Option<f32>,
+) -> Vec<f64> {
     let kvd = nkv * hd;
     let mut out = vec![0f64; nh * hd];
     for h in 0..nh {
@@ -132,10 +160,13 @@ fn naive<T: KvScalar>(q: &[f32], k: &[T], v: &[T], span: Range<usize>, nh: usize
             })
             .collect();
         let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = s.iter_mut().map(|x| {
-            *x = (*x - max).exp();
-            *x
-        }).sum();
+        let sum: f64 = s
+            .iter_mut()
+            .map(|x| {
+                *x = (*x - max).exp();
+                *x
+            })
+            .sum();
         for (x, j) in s.iter().zip(span.clone()) {
             let p = f64::from(T::from_f32((x / sum) as f32).to_f32());
             for i in 0..hd {
@@ -150,7 +181,9 @@ fn check<T: KvScalar>(name: &str, nh: usize, nkv: usize, hd: usize, window: Opti
     let mut r = rng(nh as u64 * 1000 + hd as u64);
     let (n_ctx, n_seq, n) = (40usize, 2usize, 23usize);
     let kvd = nkv * hd;
-    let rand_vec = |r: &mut rand::rngs::SmallRng, len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-2.0..2.0)).collect() };
+    let rand_vec = |r: &mut rand::rngs::SmallRng, len: usize| -> Vec<f32> {
+        (0..len).map(|_| r.random_range(-2.0..2.0)).collect()
+    };
     let k: Vec<T> = rand_vec(&mut r, n_seq * n_ctx * kvd).into_iter().map(T::from_f32).collect();
     let v: Vec<T> = rand_vec(&mut r, n_seq * n_ctx * kvd).into_iter().map(T::from_f32).collect();
     let q = rand_vec(&mut r, n * nh * hd);
@@ -171,13 +204,33 @@ fn check<T: KvScalar>(name: &str, nh: usize, nkv: usize, hd: usize, window: Opti
             let want = naive(&q[t * nh * hd..][..nh * hd], &k, &v, span.clone(), nh, nkv, hd, scale, cap);
             let mut one = vec![0f32; nh * hd];
             let rows = span.start * kvd..span.end * kvd;
-            ops::attend(&q[t * nh * hd..][..nh * hd], &k[rows.clone()], &v[rows], nh, nkv, hd, scale, cap, &mut one, &mut vec![0.0; span.len()]);
+            ops::attend(
+                &q[t * nh * hd..][..nh * hd],
+                &k[rows.clone()],
+                &v[rows],
+                nh,
+                nkv,
+                hd,
+                scale,
+                cap,
+                &mut one,
+                &mut vec![0.0; span.len()],
+            );
             for i in 0..nh * hd {
                 // One f16 ulp of a probability times a value of at most 2, per key.
                 let tol = 2e-3 * 2.0 + 1e-4;
                 let got = out[t * nh * hd + i];
-                assert!((f64::from(got) - want[i]).abs() <= tol, "{name} runs={runs} token {t} [{i}]: {got} vs {}", want[i]);
-                assert!((f64::from(one[i]) - want[i]).abs() <= tol, "{name} attend token {t} [{i}]: {} vs {}", one[i], want[i]);
+                assert!(
+                    (f64::from(got) - want[i]).abs() <= tol,
+                    "{name} runs={runs} token {t} [{i}]: {got} vs {}",
+                    want[i]
+                );
+                assert!(
+                    (f64::from(one[i]) - want[i]).abs() <= tol,
+                    "{name} attend token {t} [{i}]: {} vs {}",
+                    one[i],
+                    want[i]
+                );
             }
         }
     }
@@ -194,4 +247,146 @@ fn attend_batch_matches_plain_attention() {
             }
         }
     }
+}
+
+/// Random `[rows, width]` values in [-2, 2) as the cache type.
+fn cache<T: KvScalar>(r: &mut rand::rngs::SmallRng, len: usize) -> Vec<T> {
+    (0..len).map(|_| T::from_f32(r.random_range(-2.0..2.0))).collect()
+}
+
+/// `attend_batch` over `spans` (a batch long enough for the tiled path) against the plain f64
+/// attention, and bit for bit against `attend` of each token alone.
+#[allow(clippy::too_many_arguments)]
+fn check_tiled<T: KvScalar>(
+    name: &str,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    rows: usize,
+    spans: &[Range<usize>],
+    cap: Option<f32>,
+    seed: u64,
+) {
+    let mut r = rng(seed);
+    let (kvd, qd, n) = (nkv * hd, nh * hd, spans.len());
+    let k: Vec<T> = cache(&mut r, rows * kvd);
+    let v: Vec<T> = cache(&mut r, rows * kvd);
+    let q: Vec<f32> = (0..n * qd).map(|_| r.random_range(-2.0..2.0)).collect();
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![f32::NAN; n * qd];
+    ops::attend_batch(&q, &k, &v, spans, nh, nkv, hd, scale, cap, &mut out, &mut vec![0.0; 4 * rows]);
+    for (t, span) in spans.iter().enumerate() {
+        let qt = &q[t * qd..][..qd];
+        let want = naive(qt, &k, &v, span.clone(), nh, nkv, hd, scale, cap);
+        let mut one = vec![0f32; qd];
+        let rows = span.start * kvd..span.end * kvd;
+        ops::attend(qt, &k[rows.clone()], &v[rows], nh, nkv, hd, scale, cap, &mut one, &mut vec![0.0; span.len()]);
+        for i in 0..qd {
+            // One f16 ulp of a probability times a value of at most 2, per key.
+            let tol = 2e-3 * 2.0 + 1e-4;
+            let got = out[t * qd + i];
+            assert!(
+                (f64::from(got) - want[i]).abs() <= tol,
+                "{name} token {t} span {span:?} [{i}]: {got} vs {}",
+                want[i]
+            );
+            assert_eq!(
+                got.to_bits(),
+                one[i].to_bits(),
+                "{name} token {t} span {span:?} [{i}]: {got} vs {} alone",
+                one[i]
+            );
+        }
+    }
+}
+
+/// Causal spans of `n` tokens of sequence `seq` (of `n_ctx` rows) from position `first`,
+/// each seeing at most `window` rows.
+fn causal(seq: usize, n_ctx: usize, first: usize, n: usize, window: Option<usize>) -> Vec<Range<usize>> {
+    (first..first + n)
+        .map(|pos| seq * n_ctx + window.map_or(0, |w| (pos + 1).saturating_sub(w))..seq * n_ctx + pos + 1)
+        .collect()
+}
+
+/// Batches of more than `EXACT_BATCH_TOKENS` tokens take the tiled path: causal
+/// prefill blocks at offsets (the first token of a prompt sees one row), sliding windows (of
+/// one row, too), tokens of two sequences interleaved, a token with no rows, softcap, in the
+/// GQA shapes of Gemma 3 270M, Llama 3.2 1B and odd ones.
+#[test]
+fn tiled_batches_match_plain_attention() {
+    assert_eq!(ops::EXACT_BATCH_TOKENS, 15, "the cases below are sized around the exact-path limit");
+    let n_ctx = 192;
+    let mut cases: Vec<(String, Vec<Range<usize>>)> = Vec::new();
+    for (n, first) in [(16, 0), (37, 5), (100, 60)] {
+        cases.push((format!("prefill {n} at {first}"), causal(0, n_ctx, first, n, None)));
+    }
+    for w in [1, 7, 50] {
+        cases.push((format!("window {w}"), causal(0, n_ctx, 30, 40, Some(w))));
+    }
+    let mut two: Vec<Range<usize>> = causal(0, n_ctx, 100, 12, None)
+        .into_iter()
+        .zip(causal(1, n_ctx, 3, 12, Some(9)))
+        .flat_map(|(a, b)| [a, b])
+        .collect();
+    two.push(5..5);
+    cases.push(("two sequences and an empty span".into(), two));
+    cases.push(("no keys at all".into(), vec![7..7; 16]));
+    for (nh, nkv, hd) in [(4, 1, 256), (32, 8, 64), (3, 3, 20), (8, 2, 33)] {
+        for (c, (what, spans)) in cases.iter().enumerate() {
+            for cap in [None, Some(30.0)] {
+                let name = format!("nh={nh} nkv={nkv} hd={hd} {what} cap={cap:?}");
+                let seed = (nh * 1000 + hd * 10 + c) as u64;
+                check_tiled::<f16>(&format!("f16 {name}"), nh, nkv, hd, 2 * n_ctx, spans, cap, seed);
+                check_tiled::<f32>(&format!("f32 {name}"), nh, nkv, hd, 2 * n_ctx, spans, cap, seed);
+            }
+        }
+    }
+}
+
+/// Batches of up to `EXACT_BATCH_TOKENS` tokens (decode, speculative verification, which take
+/// the one-token path) give each token the bits `attend` gives it alone; longer batches (the
+/// tiled path) give each token the same bits however the prompt is cut into them (chunked
+/// prefill matches one batch), and a long prefill at a long context (a query tile's scores
+/// split across several buffers' worth) still matches `attend`.
+#[test]
+fn small_batches_are_exact_and_tiled_chunks_agree() {
+    let (nh, nkv, hd, n_ctx) = (4usize, 1usize, 256usize, 160usize);
+    let (kvd, qd) = (nkv * hd, nh * hd);
+    let mut r = rng(99);
+    let k: Vec<f16> = cache(&mut r, n_ctx * kvd);
+    let v: Vec<f16> = cache(&mut r, n_ctx * kvd);
+    let q: Vec<f32> = (0..n_ctx * qd).map(|_| r.random_range(-2.0..2.0)).collect();
+    let scale = 1.0 / (hd as f32).sqrt();
+    let scores = &mut vec![0.0; 4 * n_ctx];
+    for n in 1..=ops::EXACT_BATCH_TOKENS {
+        let spans = causal(0, n_ctx, 40, n, Some(30));
+        let mut out = vec![0f32; n * qd];
+        ops::attend_batch(&q[40 * qd..], &k, &v, &spans, nh, nkv, hd, scale, Some(20.0), &mut out, scores);
+        for (t, span) in spans.iter().enumerate() {
+            let mut one = vec![0f32; qd];
+            let rows = span.start * kvd..span.end * kvd;
+            let qt = &q[(40 + t) * qd..][..qd];
+            ops::attend(qt, &k[rows.clone()], &v[rows], nh, nkv, hd, scale, Some(20.0), &mut one, scores);
+            assert!(one.iter().zip(&out[t * qd..]).all(|(a, b)| a.to_bits() == b.to_bits()), "batch of {n}: token {t}");
+        }
+    }
+    let spans = causal(0, n_ctx, 0, n_ctx, None);
+    let mut whole = vec![0f32; n_ctx * qd];
+    ops::attend_batch(&q, &k, &v, &spans, nh, nkv, hd, scale, None, &mut whole, scores);
+    let mut chunked = vec![0f32; n_ctx * qd];
+    let mut at = 0;
+    for len in [16, 23, 57, 64] {
+        let (qs, os) = (&q[at * qd..][..len * qd], &mut chunked[at * qd..][..len * qd]);
+        ops::attend_batch(qs, &k, &v, &spans[at..at + len], nh, nkv, hd, scale, None, os, scores);
+        at += len;
+    }
+    assert_eq!(at, n_ctx);
+    assert!(
+        whole.iter().zip(&chunked).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "chunked prefill differs from one batch"
+    );
+    // 1 KV head of 64, 8 query heads, 48 tokens at 8000 positions: 64,000 scores per token,
+    // so a query tile holds 4 of them.
+    let long = causal(0, 8100, 8040, 48, None);
+    check_tiled::<f16>("long context", 8, 1, 64, 8100, &long, None, 5);
 }

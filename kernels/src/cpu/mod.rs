@@ -204,8 +204,15 @@ pub struct KvOps {
     pub mix_f16: MixFn<half::f16>,
     /// The same over f32 values.
     pub mix_f32: MixFn<f32>,
+    /// [`mix_f16`](Self::mix_f16) adding to `out` (the sums go on from its values, as
+    /// [`kv_reference::mix_acc`](crate::ops::kv_reference::mix_acc) defines them).
+    pub mix_acc_f16: MixFn<half::f16>,
+    /// The same over f32 values.
+    pub mix_acc_f32: MixFn<f32>,
     /// Rounds each value to f16 and back, to nearest even (as `f16::from_f32`).
     pub round_f16: fn(&mut [f32]),
+    /// `out[i] = x[i]` widened to f32 (exactly), over the common length.
+    pub widen_f16: fn(&[half::f16], &mut [f32]),
 }
 
 /// [`KvOps::scores_f16`]'s shape: `(q, k, stride, n, scale, out)`.
@@ -239,7 +246,10 @@ fn build_kv(tier: Tier) -> KvOps {
         scores_f32: r::scores::<f32>,
         mix_f16: r::mix::<half::f16>,
         mix_f32: r::mix::<f32>,
+        mix_acc_f16: r::mix_acc::<half::f16>,
+        mix_acc_f32: r::mix_acc::<f32>,
         round_f16: r::round_f16,
+        widen_f16: r::widen_f16,
     };
     #[cfg(target_arch = "x86_64")]
     if matches!(tier, Tier::Avx2 | Tier::Avx512) {

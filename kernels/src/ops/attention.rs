@@ -7,8 +7,11 @@
 //! through the multi-head `scores` and `mix` kernels of the chosen tier
 //! ([`crate::cpu::kv_ops`]), which widen the cache elements on the fly; each head's numbers
 //! are the same however the heads are grouped, so a token gets the same bits alone as in a
-//! batch.
+//! batch. Long batches (prefill) go by tiles of query tokens and key rows
+//! ([`super::flash`]), which form the same numbers while reading each cache row once per tile
+//! instead of once per token.
 
+use super::flash;
 use crate::cpu;
 use half::f16;
 use rayon::prelude::*;
@@ -30,8 +33,13 @@ pub trait KvScalar: Copy + Send + Sync + bytemuck::Pod {
     /// Several heads' probability-weighted sums of a run of value rows, with the chosen tier's
     /// kernel (see [`kv_reference::mix`](super::kv_reference::mix)).
     fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
+    /// [`mix`](Self::mix) adding to `out`, the sums going on from its values (see
+    /// [`kv_reference::mix_acc`](super::kv_reference::mix_acc)).
+    fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
     /// Rounds each value to this type and back (`x = from_f32(x).to_f32()`).
     fn round(x: &mut [f32]);
+    /// `out[i] = x[i].to_f32()` over the common length.
+    fn widen(x: &[Self], out: &mut [f32]);
 }
 
 impl KvScalar for f32 {
@@ -53,7 +61,14 @@ impl KvScalar for f32 {
     fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
         (cpu::kv_ops().mix_f32)(p, v, stride, n, out)
     }
+    fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
+        (cpu::kv_ops().mix_acc_f32)(p, v, stride, n, out)
+    }
     fn round(_: &mut [f32]) {}
+    fn widen(x: &[Self], out: &mut [f32]) {
+        let n = x.len().min(out.len());
+        out[..n].copy_from_slice(&x[..n]);
+    }
 }
 
 impl KvScalar for f16 {
@@ -75,8 +90,14 @@ impl KvScalar for f16 {
     fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
         (cpu::kv_ops().mix_f16)(p, v, stride, n, out)
     }
+    fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
+        (cpu::kv_ops().mix_acc_f16)(p, v, stride, n, out)
+    }
     fn round(x: &mut [f32]) {
         (cpu::kv_ops().round_f16)(x)
+    }
+    fn widen(x: &[Self], out: &mut [f32]) {
+        (cpu::kv_ops().widen_f16)(x, out)
     }
 }
 
@@ -120,9 +141,14 @@ pub fn attend<T: KvScalar>(
 /// - `k`, `v`: `[rows, n_head_kv * head_dim]`, the cache, indexed by the spans.
 /// - `out`: `[n, n_head * head_dim]`.
 /// - `scores`: scratch of at least the longest span; the (token, head) pairs are split into
-///   as many parallel runs as it holds longest spans (so give it a few per thread).
+///   as many parallel runs as it holds longest spans (so give it a few per thread). The tiled
+///   path of long batches does not use it: each thread keeps its own tiles (about 1.2 MiB,
+///   allocated on its first long batch).
 ///
-/// Each (token, head) gives what [`attend`] gives for that token over `k[spans[t]]`.
+/// Each (token, head) gives what [`attend`] gives for that token over `k[spans[t]]`, bit for
+/// bit. Batches of more than [`EXACT_BATCH_TOKENS`](super::EXACT_BATCH_TOKENS) tokens take the
+/// tiled path of `ops/flash.rs` (each key and value row read once per tile of query tokens
+/// rather than once per token), which forms the same numbers.
 ///
 /// # Panics
 /// If `scores` is shorter than a span, or a span runs past the cache.
@@ -144,6 +170,10 @@ pub fn attend_batch<T: KvScalar>(
     let group = n_head / n_head_kv;
     let longest = spans.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
     assert!(scores.len() >= longest, "attention scores: {} floats for a span of {longest}", scores.len());
+    if spans.len() > super::EXACT_BATCH_TOKENS && flash::fits(longest, n_head, n_head_kv, head_dim) {
+        flash::attend_tiled(q, k, v, spans, n_head, n_head_kv, head_dim, scale, softcap, out);
+        return;
+    }
     // The query heads of one KV head go together (each cache row is widened once for all of
     // them), as many as the scores fit, unless that leaves fewer passes than threads.
     let heads = spans.len() * n_head;
@@ -232,7 +262,18 @@ mod tests {
         // Two query heads, one KV head: both read the same value.
         let q = [1.0f32, 0.0, 0.0, 1.0];
         let out = &mut [0.0f32; 4];
-        attend::<f16>(&q, &[f16::from_f32(1.0), f16::ZERO], &[f16::from_f32(5.0), f16::from_f32(6.0)], 2, 1, 2, 1.0, None, out, &mut [0.0; 1]);
+        attend::<f16>(
+            &q,
+            &[f16::from_f32(1.0), f16::ZERO],
+            &[f16::from_f32(5.0), f16::from_f32(6.0)],
+            2,
+            1,
+            2,
+            1.0,
+            None,
+            out,
+            &mut [0.0; 1],
+        );
         assert_eq!(out, &[5.0, 6.0, 5.0, 6.0]);
     }
 }

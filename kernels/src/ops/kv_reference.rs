@@ -41,6 +41,12 @@ pub fn scores<T: KvScalar>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f
 /// `out`), row `j`'s value being `v[j * stride..][..hd]`.
 pub fn mix<T: KvScalar>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
     out.fill(0.0);
+    mix_acc(p, v, stride, n, out);
+}
+
+/// [`mix`] adding to `out` instead of overwriting it: the sums go on from `out`'s values, so
+/// mixing rows `0..a` then `a..n` gives what mixing `0..n` at once gives, bit for bit.
+pub fn mix_acc<T: KvScalar>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
     if n == 0 {
         return;
     }
@@ -50,6 +56,13 @@ pub fn mix<T: KvScalar>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [
         for (j, &pj) in pg.iter().enumerate() {
             axpy(og, pj, &v[j * stride..][..hd]);
         }
+    }
+}
+
+/// `out[i] = x[i]` widened to f32, over the common length.
+pub fn widen_f16(x: &[half::f16], out: &mut [f32]) {
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = v.to_f32();
     }
 }
 

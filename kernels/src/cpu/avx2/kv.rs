@@ -194,10 +194,18 @@ fn scores_block<const G: usize, const R: usize, T: Elem>(
 }
 
 /// Heads `g0..g0 + G` of [`mix`]: per slice of 16 (then 8) output elements, every head's
-/// slice in registers while the rows go by, each element summed over the rows in order.
+/// slice in registers while the rows go by, each element summed over the rows in order,
+/// starting from 0, or from `out`'s value with `ACC`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mix_heads<const G: usize, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32], g0: usize) {
+fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
+    p: &[f32],
+    v: &[T],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+    g0: usize,
+) {
     let hd = out.len() / (p.len() / n);
     let full = hd / 8 * 8;
     let ps: [&[f32]; G] = std::array::from_fn(|g| &p[(g0 + g) * n..][..n]);
@@ -205,6 +213,15 @@ fn mix_heads<const G: usize, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usiz
     while c < full {
         let two = c + 16 <= full;
         let mut acc = [[_mm256_setzero_ps(); 2]; G];
+        if ACC {
+            for (g, a) in acc.iter_mut().enumerate() {
+                let o = &out[(g0 + g) * hd + c..];
+                a[0] = ld_f32(o[..8].try_into().unwrap());
+                if two {
+                    a[1] = ld_f32(o[8..16].try_into().unwrap());
+                }
+            }
+        }
         for j in 0..n {
             let row = &v[j * stride..][..hd];
             // SAFETY: AVX2 and F16C are the callers' features; `c + 8` (`c + 16` with `two`)
@@ -232,7 +249,7 @@ fn mix_heads<const G: usize, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usiz
     }
     for g in 0..G {
         for i in full..hd {
-            let mut s = 0f32;
+            let mut s = if ACC { out[(g0 + g) * hd + i] } else { 0f32 };
             for j in 0..n {
                 s += ps[g][j] * v[j * stride + i].f();
             }
@@ -259,21 +276,23 @@ fn scores<T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out:
     }
 }
 
-/// `kv_reference::mix`, heads four at a time.
+/// `kv_reference::mix` (`kv_reference::mix_acc` with `ACC`), heads four at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mix<T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
+fn mix<const ACC: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
     if n == 0 || p.is_empty() {
-        out.fill(0.0);
+        if !ACC {
+            out.fill(0.0);
+        }
         return;
     }
     let gp = p.len() / n;
     for g0 in (0..gp).step_by(4) {
         match gp - g0 {
-            1 => mix_heads::<1, T>(p, v, stride, n, out, g0),
-            2 => mix_heads::<2, T>(p, v, stride, n, out, g0),
-            3 => mix_heads::<3, T>(p, v, stride, n, out, g0),
-            _ => mix_heads::<4, T>(p, v, stride, n, out, g0),
+            1 => mix_heads::<1, ACC, T>(p, v, stride, n, out, g0),
+            2 => mix_heads::<2, ACC, T>(p, v, stride, n, out, g0),
+            3 => mix_heads::<3, ACC, T>(p, v, stride, n, out, g0),
+            _ => mix_heads::<4, ACC, T>(p, v, stride, n, out, g0),
         }
     }
 }
@@ -290,12 +309,22 @@ unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, 
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix(p, v, stride, n, out)
+    mix::<false, _>(p, v, stride, n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix(p, v, stride, n, out)
+    mix::<false, _>(p, v, stride, n, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
+    mix::<true, _>(p, v, stride, n, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+    mix::<true, _>(p, v, stride, n, out)
 }
 
 /// Each value rounded to f16 and back (`vcvtps2ph` to nearest even, as `f16::from_f32`).
@@ -309,6 +338,21 @@ unsafe fn round_f16(x: &mut [f32]) {
     }
     for v in tail {
         *v = f16::from_f32(*v).to_f32();
+    }
+}
+
+/// Each element widened to f32 (`vcvtph2ps`, exact).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn widen_f16(x: &[f16], out: &mut [f32]) {
+    let n = x.len().min(out.len());
+    let (xc, xt) = x[..n].as_chunks::<8>();
+    let (oc, ot) = out[..n].as_chunks_mut::<8>();
+    for (x, o) in xc.iter().zip(oc) {
+        // SAFETY: `o` is 8 writable floats; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), ld_f16(x)) };
+    }
+    for (x, o) in xt.iter().zip(ot) {
+        *o = fp16(*x);
     }
 }
 
@@ -350,6 +394,18 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         // SAFETY: as above.
         unsafe { mix_f32(p, v, stride, n, out) }
     }
+    fn e_mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { mix_acc_f16(p, v, stride, n, out) }
+    }
+    fn e_mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { mix_acc_f32(p, v, stride, n, out) }
+    }
+    fn e_widen_f16(x: &[f16], out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { widen_f16(x, out) }
+    }
     fn e_round_f16(x: &mut [f32]) {
         // SAFETY: as above.
         unsafe { round_f16(x) }
@@ -364,5 +420,8 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         scores_f32: e_scores_f32,
         mix_f16: e_mix_f16,
         mix_f32: e_mix_f32,
+        mix_acc_f16: e_mix_acc_f16,
+        mix_acc_f32: e_mix_acc_f32,
+        widen_f16: e_widen_f16,
     };
 }
