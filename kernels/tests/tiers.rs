@@ -194,16 +194,18 @@ fn dot_scale(t: DType, w: &[u8], a: &[u8]) -> f64 {
 fn check_dot(tier: Tier, t: DType, w: &Buf, a: &Buf, what: &str) {
     let ours = (cpu::ops_for(tier, t).unwrap().dot)(w.bytes(), a.bytes()).unwrap();
     let theirs = (reference(t).dot)(w.bytes(), a.bytes()).unwrap();
-    let scale = dot_scale(t, w.bytes(), a.bytes());
     let n = w.len / t.type_size() * t.block_size();
+    check_close(&format!("{tier} {t} dot, {what}"), ours, theirs, dot_scale(t, w.bytes(), a.bytes()), n);
+}
+
+/// A kernel's result `ours` against the reference's `theirs` for a dot product of `n` terms
+/// whose magnitudes sum to `scale`, as [`check_dot`] compares them.
+fn check_close(what: &str, ours: f32, theirs: f32, scale: f64, n: usize) {
     if scale < f64::from(f32::MAX) {
-        assert_dot_close(&format!("{tier} {t} dot, {what}"), ours, theirs, scale, n);
+        assert_dot_close(what, ours, theirs, scale, n);
     } else if ours.is_finite() && theirs.is_finite() {
         let diff = (f64::from(ours) - f64::from(theirs)).abs();
-        assert!(
-            diff <= 1e-4 * f64::from(ours.abs().max(theirs.abs())),
-            "{tier} {t} dot, {what}: {ours:e} vs {theirs:e}"
-        );
+        assert!(diff <= 1e-4 * f64::from(ours.abs().max(theirs.abs())), "{what}: {ours:e} vs {theirs:e}");
     }
 }
 
@@ -498,10 +500,7 @@ fn gemm_matches_reference() {
                                 }
                                 let (wr, ar) = (&w[row * rb..][..rb], &a[tok * ab..][..ab]);
                                 let theirs = (reference(t).dot)(wr, ar).unwrap();
-                                let scale = dot_scale(t, wr, ar);
-                                if scale < f64::from(f32::MAX) {
-                                    assert_dot_close(&what, got, theirs, scale, n);
-                                }
+                                check_close(&what, got, theirs, dot_scale(t, wr, ar), n);
                                 checked += 1;
                             }
                         }

@@ -18,7 +18,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::BenchError;
+use super::{BenchError, Stats};
 
 /// A measured streaming read bandwidth.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -38,20 +38,13 @@ pub struct Bandwidth {
 impl Bandwidth {
     /// The summary of `samples` (GB/s) taken by `probe`; `None` for no samples.
     pub fn from_samples(probe: &BandwidthProbe, samples: &[f64]) -> Option<Bandwidth> {
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let median = match n {
-            0 => return None,
-            _ if n % 2 == 1 => sorted[n / 2],
-            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        };
+        let s = Stats::from_samples(samples.to_vec())?;
         Some(Bandwidth {
-            gb_s: median,
-            best_gb_s: sorted[n - 1],
+            gb_s: s.median,
+            best_gb_s: s.max,
             buffer_bytes: probe.bytes(),
             threads: probe.threads,
-            runs: n,
+            runs: samples.len(),
         })
     }
 }

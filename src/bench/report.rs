@@ -120,7 +120,8 @@ impl Report {
         pupil: &Measured,
         llama: Option<(&Measured, LlamaBuild)>,
     ) -> Report {
-        let ceiling = bandwidth.gb_s * 1e9 / facts.bytes_per_token.max(1) as f64;
+        let ceiling_at = |gb_s: f64| gb_s * 1e9 / facts.bytes_per_token.max(1) as f64;
+        let ceiling = ceiling_at(bandwidth.gb_s);
         let (pp_tok_s, tg_tok_s) = (median(&pupil.pp), median(&pupil.tg));
         let llama = llama.map(|(m, b)| {
             let (lpp, ltg) = (median(&m.pp), median(&m.tg));
@@ -159,8 +160,7 @@ impl Report {
             bandwidth_buffer_bytes: bandwidth.buffer_bytes,
             tg_ceiling_tok_s: ceiling,
             tg_fraction_of_ceiling: tg_tok_s.map(|t| t / ceiling),
-            tg_fraction_of_best_ceiling: tg_tok_s
-                .map(|t| t * facts.bytes_per_token as f64 / (bandwidth.best_gb_s * 1e9)),
+            tg_fraction_of_best_ceiling: tg_tok_s.map(|t| t / ceiling_at(bandwidth.best_gb_s)),
             llama,
         }
     }

@@ -35,7 +35,10 @@
 //! same way, so an output's bits depend on its row and token only, not on the other tokens of
 //! the call or on where the token sits among them.
 
-use crate::quant::{Block, BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K, QK_K};
+use crate::quant::{
+    Block, BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K, QK_K, unpack_5bit,
+    unpack_nibbles,
+};
 use std::cell::RefCell;
 
 /// A weight block type the tiled GEMM takes: unsigned quants per sub-block of `S` elements,
@@ -100,15 +103,6 @@ fn sum_i8(q: &[i8]) -> i32 {
     q.iter().map(|&y| i32::from(y)).sum()
 }
 
-/// The 32 nibbles of a legacy block, element `j` from byte `j % 16` (low nibble first).
-#[inline(always)]
-fn nibbles(qs: &[u8; 16], q: &mut [u8]) {
-    for j in 0..16 {
-        q[j] = qs[j] & 0x0f;
-        q[j + 16] = qs[j] >> 4;
-    }
-}
-
 impl GemmWeight for BlockQ4_0 {
     const S: usize = 32;
     const OFF: i32 = 8;
@@ -116,7 +110,7 @@ impl GemmWeight for BlockQ4_0 {
     const QMAX: i32 = 15;
     #[inline(always)]
     fn unpack(&self, q: &mut [u8], s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
-        nibbles(&self.qs, q);
+        q[..32].copy_from_slice(&unpack_nibbles(&self.qs));
         s1[0] = fp16(self.d);
     }
 }
@@ -128,11 +122,7 @@ impl GemmWeight for BlockQ5_0 {
     const QMAX: i32 = 31;
     #[inline(always)]
     fn unpack(&self, q: &mut [u8], s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
-        nibbles(&self.qs, q);
-        let h = u32::from_le_bytes(self.qh);
-        for (j, q) in q[..32].iter_mut().enumerate() {
-            *q |= (((h >> j) & 1) as u8) << 4;
-        }
+        q[..32].copy_from_slice(&unpack_5bit(&self.qs, self.qh));
         s1[0] = fp16(self.d);
     }
 }

@@ -8,10 +8,10 @@
 //! ([`crate::cpu::kv_ops`]), which widen the cache elements on the fly; each head's numbers
 //! are the same however the heads are grouped, so a token gets the same bits alone as in a
 //! batch. Long batches (prefill) go by tiles of query tokens and key rows
-//! ([`super::flash`]), which form the same numbers while reading each cache row once per tile
+//! ([`super::attention_tiles`]), which form the same numbers while reading each cache row once per tile
 //! instead of once per token.
 
-use super::flash;
+use super::attention_tiles;
 use crate::cpu;
 use half::f16;
 use rayon::prelude::*;
@@ -147,7 +147,7 @@ pub fn attend<T: KvScalar>(
 ///
 /// Each (token, head) gives what [`attend`] gives for that token over `k[spans[t]]`, bit for
 /// bit. Batches of more than [`EXACT_BATCH_TOKENS`](super::EXACT_BATCH_TOKENS) tokens take the
-/// tiled path of `ops/flash.rs` (each key and value row read once per tile of query tokens
+/// tiled path of `ops/attention_tiles.rs` (each key and value row read once per tile of query tokens
 /// rather than once per token), which forms the same numbers.
 ///
 /// # Panics
@@ -170,8 +170,8 @@ pub fn attend_batch<T: KvScalar>(
     let group = n_head / n_head_kv;
     let longest = spans.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
     assert!(scores.len() >= longest, "attention scores: {} floats for a span of {longest}", scores.len());
-    if spans.len() > super::EXACT_BATCH_TOKENS && flash::fits(longest, n_head, n_head_kv, head_dim) {
-        flash::attend_tiled(q, k, v, spans, n_head, n_head_kv, head_dim, scale, softcap, out);
+    if spans.len() > super::EXACT_BATCH_TOKENS && attention_tiles::fits(longest, n_head, n_head_kv, head_dim) {
+        attention_tiles::attend_tiled(q, k, v, spans, n_head, n_head_kv, head_dim, scale, softcap, out);
         return;
     }
     // The query heads of one KV head go together (each cache row is widened once for all of

@@ -120,7 +120,7 @@ impl Activations {
 /// tens of microseconds of work); for a batch, one after another. Every output is what
 /// [`matmul`] gives.
 pub fn matmul_many(jobs: &mut [(WeightRef<'_>, &mut [f32])], a: &Activations) -> Result<(), KernelError> {
-    if a.n == 1 {
+    if a.n == 1 && jobs.len() > 1 {
         jobs.par_iter_mut().try_for_each(|(w, out)| matmul(w, a, out))
     } else {
         jobs.iter_mut().try_for_each(|(w, out)| matmul(w, a, out))

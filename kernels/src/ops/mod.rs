@@ -15,7 +15,7 @@
 
 mod activation;
 mod attention;
-mod flash;
+mod attention_tiles;
 mod gelu_f16;
 pub mod kv_reference;
 mod matmul;

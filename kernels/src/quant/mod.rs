@@ -18,6 +18,7 @@ mod erased;
 mod float;
 mod k_quants;
 mod legacy;
+pub(crate) use legacy::{unpack_5bit, unpack_nibbles};
 
 pub use blocks::*;
 pub use erased::{Gemm, Ops, ops};

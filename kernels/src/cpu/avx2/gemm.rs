@@ -10,7 +10,7 @@
 
 use crate::cpu::avx2::fp16;
 use crate::cpu::gemm::{self, GemmWeight, Tile};
-use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K};
 use std::arch::x86_64::*;
 
 /// Tokens per tile (16 registers: 8 weight vectors, the accumulators, temporaries).
@@ -94,12 +94,18 @@ fn step<const K: usize, const MINS: bool, const G: usize>(
     if MINS { _mm256_fmadd_ps(s2, _mm256_set1_ps(dys), acc) } else { acc }
 }
 
-/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `$k` · 4 elements).
+/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `S / 4` words).
 macro_rules! gemm_kernel {
-    ($name:ident, $b:ty, $act:ty, $k:literal) => {
+    ($name:ident, $b:ty) => {
         /// Tiled GEMM: `out[t * ldo + r] = dot(w row r, a row t)` within float rounding.
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub(in crate::cpu) unsafe fn $name(w: &[$b], a: &[$act], n: usize, out: &mut [f32], ldo: usize) {
+        pub(in crate::cpu) unsafe fn $name(
+            w: &[$b],
+            a: &[<$b as crate::quant::Block>::Act],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
             const G: usize = (32767 / (256 * <$b as GemmWeight>::QMAX)) as usize;
             gemm::gemm::<$b, 8, T>(
                 w,
@@ -109,15 +115,15 @@ macro_rules! gemm_kernel {
                 ldo,
                 |h| fp16(h),
                 gemm::transpose_words::<8>,
-                |t, acc| tile::<$k, { <$b as GemmWeight>::MINS }, G>(t, acc),
-                |t, acc| tile1::<$k, { <$b as GemmWeight>::MINS }, G>(t, acc),
+                |t, acc| tile::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, G>(t, acc),
+                |t, acc| tile1::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, G>(t, acc),
             )
         }
     };
 }
 
-gemm_kernel!(gemm_q4_0, BlockQ4_0, BlockQ8_0, 8);
-gemm_kernel!(gemm_q5_0, BlockQ5_0, BlockQ8_0, 8);
-gemm_kernel!(gemm_q4_k, BlockQ4_K, BlockQ8_K, 8);
-gemm_kernel!(gemm_q5_k, BlockQ5_K, BlockQ8_K, 8);
-gemm_kernel!(gemm_q6_k, BlockQ6_K, BlockQ8_K, 4);
+gemm_kernel!(gemm_q4_0, BlockQ4_0);
+gemm_kernel!(gemm_q5_0, BlockQ5_0);
+gemm_kernel!(gemm_q4_k, BlockQ4_K);
+gemm_kernel!(gemm_q5_k, BlockQ5_K);
+gemm_kernel!(gemm_q6_k, BlockQ6_K);

@@ -9,7 +9,7 @@
 
 use crate::cpu::avx2::fp16;
 use crate::cpu::gemm::{self, Tile};
-use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0};
 use std::arch::x86_64::*;
 
 /// Tokens per tile: 16 accumulators, with the 8 weight vectors of a sub-block of 32, its
@@ -133,12 +133,18 @@ fn transpose(src: &[u32], m: usize, dst: &mut [u32]) {
     }
 }
 
-/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `$k` · 4 elements).
+/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `S / 4` words).
 macro_rules! gemm_kernel {
-    ($name:ident, $b:ty, $act:ty, $k:literal) => {
+    ($name:ident, $b:ty) => {
         /// Tiled GEMM: `out[t * ldo + r] = dot(w row r, a row t)` within float rounding.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        pub(in crate::cpu) unsafe fn $name(w: &[$b], a: &[$act], n: usize, out: &mut [f32], ldo: usize) {
+        pub(in crate::cpu) unsafe fn $name(
+            w: &[$b],
+            a: &[<$b as crate::quant::Block>::Act],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
             gemm::gemm::<$b, 16, T>(
                 w,
                 a,
@@ -147,16 +153,16 @@ macro_rules! gemm_kernel {
                 ldo,
                 |h| fp16(h),
                 |s, m, d| transpose(s, m, d),
-                |t, acc| tile::<$k, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
-                |t, acc| tile1::<$k, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
+                |t, acc| tile::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
+                |t, acc| tile1::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
             )
         }
     };
 }
 
-gemm_kernel!(gemm_q4_0, BlockQ4_0, BlockQ8_0, 8);
-gemm_kernel!(gemm_q5_0, BlockQ5_0, BlockQ8_0, 8);
-gemm_kernel!(gemm_q8_0, BlockQ8_0, BlockQ8_0, 8);
-gemm_kernel!(gemm_q4_k, BlockQ4_K, BlockQ8_K, 8);
-gemm_kernel!(gemm_q5_k, BlockQ5_K, BlockQ8_K, 8);
-gemm_kernel!(gemm_q6_k, BlockQ6_K, BlockQ8_K, 4);
+gemm_kernel!(gemm_q4_0, BlockQ4_0);
+gemm_kernel!(gemm_q5_0, BlockQ5_0);
+gemm_kernel!(gemm_q8_0, BlockQ8_0);
+gemm_kernel!(gemm_q4_k, BlockQ4_K);
+gemm_kernel!(gemm_q5_k, BlockQ5_K);
+gemm_kernel!(gemm_q6_k, BlockQ6_K);

@@ -25,14 +25,16 @@ macro_rules! block_pairs {
                 let ((q0, y0, d0, m0), (q1, y1, d1, m1)) = (block(i), block(i + 1));
                 let sumi = dot_u8_i8_offset(join(q0, q1), join(y0, y1), $off);
                 let d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
-                // The min terms in lanes 0 and 8 (zero for the `_0` types).
-                let m =
-                    _mm512_maskz_mov_ps(0x0101, _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(m0), _mm512_set1_ps(m1)));
                 // Types without a min term (`$off != 0`) fold the scaled sum into the
                 // accumulator with one rounding; `rows_0!` and `block_pairs_x4!` do the same.
                 acc[k] = if $off != 0 {
                     _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[k])
                 } else {
+                    // The min terms in lanes 0 and 8.
+                    let m = _mm512_maskz_mov_ps(
+                        0x0101,
+                        _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(m0), _mm512_set1_ps(m1)),
+                    );
                     _mm512_add_ps(acc[k], _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), m))
                 };
                 i += 2;
@@ -232,17 +234,9 @@ fn scales_split(d0: half::f16, d1: half::f16) -> __m512 {
     _mm512_cvtph_ps(h)
 }
 
-/// Two 4-bit blocks' nibbles as `join(nibbles_32(qs0), nibbles_32(qs1))` gives them: both
-/// blocks' bytes shifted and masked at once, then the 128-bit lanes put in block order.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn nibbles_pair(qs0: &[u8; 16], qs1: &[u8; 16]) -> __m512i {
-    swap_mid_lanes(nibbles_pair_split(qs0, qs1))
-}
-
 /// Two 4-bit blocks' nibbles in split order: 128-bit lanes `[lo0, lo1, hi0, hi1]` (block 0's
-/// quants 0–15, block 1's 0–15, block 0's 16–31, block 1's 16–31), one shuffle short of
-/// [`nibbles_pair`].
+/// quants 0–15, block 1's 0–15, block 0's 16–31, block 1's 16–31): both blocks' bytes shifted
+/// and masked at once, one [`swap_mid_lanes`] short of `join(nibbles_32(qs0), nibbles_32(qs1))`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn nibbles_pair_split(qs0: &[u8; 16], qs1: &[u8; 16]) -> __m512i {
@@ -273,35 +267,28 @@ fn split_q5_0(x0: &BlockQ5_0, x1: &BlockQ5_0) -> __m512i {
     _mm512_or_si512(nibbles_pair_split(&x0.qs, &x1.qs), _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10)))
 }
 
-/// [`pair_q8_0`]: `Q8_0` has no split order, its pairs load in block order.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn split_q8_0(x0: &BlockQ8_0, x1: &BlockQ8_0) -> __m512i {
-    pair_q8_0(x0, x1)
-}
-
+/// Two `Q4_0` blocks' quants as `join(nibbles_32(..), nibbles_32(..))` gives them.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn pair_q4_0(x0: &BlockQ4_0, x1: &BlockQ4_0) -> __m512i {
-    nibbles_pair(&x0.qs, &x1.qs)
+    swap_mid_lanes(split_q4_0(x0, x1))
 }
 
 /// Two `Q5_0` blocks' quants as `join(quants_5bit(..), quants_5bit(..))` gives them.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn pair_q5_0(x0: &BlockQ5_0, x1: &BlockQ5_0) -> __m512i {
-    let bits = u32::from_le_bytes(x0.qh) as u64 | (u32::from_le_bytes(x1.qh) as u64) << 32;
-    _mm512_or_si512(nibbles_pair(&x0.qs, &x1.qs), _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10)))
+    swap_mid_lanes(split_q5_0(x0, x1))
 }
 
 /// Consecutive weight rows against one activation row, each output formed exactly as
 /// `block_pairs!` forms that row's `dot` (same integer sums, same float operations in the same
 /// order), with what depends on the activations only prepared once per call: the joined
-/// activation pairs, their offset sums `dpbusd($off, y)`, their scales. Rows go four at a
-/// time, each activation pair loaded once for the four, and the four sums reduced together
-/// ([`hsum_x4`], the tree of [`hsum`]): with rows of a few blocks (Gemma's 640 columns are 20)
-/// the per-row reduction would otherwise cost as much as the row. `$pair` decodes two weight
-/// blocks at once, `$quants` one (an odd last block), `$dot` is the tier's `dot`. With `$split`,
+/// activation pairs, their offset sums `dpbusd($off, y)`, their scales. Rows go one after
+/// another, their sums reduced four at a time ([`hsum_x4`], the tree of [`hsum`]): with rows
+/// of a few blocks (Gemma's 640 columns are 20) one row's reduction costs as much as the row.
+/// `$pair` decodes two weight blocks at once, `$quants` one (an odd last block), `$dot` is the
+/// tier's `dot`. With `$split`,
 /// `$pair` gives its quants in split order (see [`nibbles_pair_split`]) and the activations
 /// and scales are laid out to match, which saves a shuffle per pair; each 16-lane sum is put
 /// back in block order before it is reduced, so every lane holds the same float it would.
@@ -431,5 +418,5 @@ pub(in crate::cpu) unsafe fn rows_q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0], out: &m
 /// `Q8_0` rows against one activation row; each output bit for bit [`dot_q8_0`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(in crate::cpu) unsafe fn rows_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], out: &mut [f32]) {
-    rows_0!(w, a, out, 128, false, split_q8_0, quants_q8_0, dot_q8_0)
+    rows_0!(w, a, out, 128, false, pair_q8_0, quants_q8_0, dot_q8_0)
 }

@@ -41,8 +41,13 @@ use super::QK;
 
 /// Element `j` of a block from the 4-bit packing: low nibble of byte `j` for the first half,
 /// high nibble of byte `j - 16` for the second (`dequantize_row_q4_0`).
-fn unpack_nibbles(qs: &[u8; QK / 2]) -> [u8; QK] {
-    std::array::from_fn(|j| if j < QK / 2 { qs[j] & 0x0F } else { qs[j - QK / 2] >> 4 })
+pub(crate) fn unpack_nibbles(qs: &[u8; QK / 2]) -> [u8; QK] {
+    let mut q = [0u8; QK];
+    for (j, &b) in qs.iter().enumerate() {
+        q[j] = b & 0x0F;
+        q[j + QK / 2] = b >> 4;
+    }
+    q
 }
 
 /// The inverse of [`unpack_nibbles`]; each `q` must be below 16.
@@ -51,7 +56,7 @@ fn pack_nibbles(q: &[u8; QK]) -> [u8; QK / 2] {
 }
 
 /// Element `j` of a 5-bit block: its nibble, plus bit `j` of `qh` (little-endian) as bit 4.
-fn unpack_5bit(qs: &[u8; QK / 2], qh: [u8; 4]) -> [u8; QK] {
+pub(crate) fn unpack_5bit(qs: &[u8; QK / 2], qh: [u8; 4]) -> [u8; QK] {
     let high = u32::from_le_bytes(qh);
     let mut q = unpack_nibbles(qs);
     for (j, q) in q.iter_mut().enumerate() {
