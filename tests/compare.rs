@@ -176,7 +176,9 @@ mod llama_teacher {
         let f = &j["fidelity"];
         let (kl, agree) = (f["mean_kl"].as_f64().unwrap(), f["top1_agreement"].as_f64().unwrap());
         eprintln!("llama.cpp teacher vs pupil student: mean KL {kl:.6}, top-1 {agree:.4}, {}", f["positions"]);
-        assert!((0.0..=0.02).contains(&kl), "mean KL {kl}");
+        // Close, but not zero: a KL of 0 would mean the teacher was scored on pupil after all
+        // (llama.cpp and pupil round differently: 6.8e-3 measured on this file).
+        assert!((1e-4..=0.02).contains(&kl), "mean KL {kl}");
         assert!(agree >= 0.85, "top-1 agreement {agree}");
         assert_eq!(f["positions"], pupil["fidelity"]["positions"], "the same windows, the same tokens");
         assert_eq!(j["teacher"]["backend"], "llama.cpp");
@@ -200,6 +202,8 @@ mod llama_teacher {
         use pupil::gguf::{GgufFile, GgufWriter, Value};
         let dir = tempfile::tempdir().unwrap();
 
+        // A file that is not GGUF fails in pupil's reader, which reads the teacher's
+        // vocabulary, before llama.cpp is asked: the message must still name it.
         let junk = dir.path().join("junk.gguf");
         std::fs::write(&junk, b"GGUF but not really a model file").unwrap();
         let err = bad_input(&junk);

@@ -20,7 +20,7 @@ use pupil::gguf::GgufFile;
 use pupil::kernels::DType;
 use pupil::model::synth::{Synth, SynthModel};
 use pupil::model::{Arch, Batch, KvType, Model};
-use support::Stats;
+use support::{Stats, pupil_logits};
 
 const GEMMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
 const SPM_VOCAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/llama-vocab/ggml-vocab-llama-spm.gguf");
@@ -92,16 +92,6 @@ fn print_stats(what: &str, s: &Stats) {
     );
 }
 
-/// pupil's logits for `tokens` of sequence 0 from position 0, all wanted, in one batch.
-fn pupil_logits(model: &Model, tokens: &[u32], kv: KvType) -> Vec<f32> {
-    let mut cache = model.new_cache(Some(tokens.len().next_multiple_of(256)), 1, kv);
-    let mut scratch = model.new_scratch(tokens.len(), &cache);
-    let mut batch = Batch::with_capacity(tokens.len());
-    batch.push_sequence(tokens, 0, 0, true);
-    let mut logits = vec![0.0; tokens.len() * model.config().n_vocab];
-    model.forward(&batch, &mut cache, &mut scratch, &mut logits).unwrap();
-    logits
-}
 
 /// Positions llama.cpp also decodes one token at a time, to measure how far llama.cpp is from
 /// itself: over quantized weights its matmuls take another path for one token (GEMV) than for

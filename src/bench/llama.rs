@@ -39,6 +39,19 @@ pub fn load(path: &Path) -> Result<LlamaModel, BenchError> {
         .map_err(|e| llama_err("loading the model", e))
 }
 
+/// A context for one sequence of up to `n_ctx` positions, run in batches of up to `n_batch`
+/// tokens as one micro-batch (`n_ubatch = n_batch`), on `threads` threads for batches and
+/// single tokens alike; the rest at llama.cpp's defaults.
+pub fn context_params(n_ctx: u32, n_batch: u32, threads: i32) -> LlamaContextParams {
+    LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_batch)
+        .with_n_ubatch(n_batch)
+        .with_n_seq_max(1)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+}
+
 /// A llama.cpp context and batch sized once for the tests.
 pub struct LlamaRunner<'m> {
     ctx: LlamaContext<'m>,
@@ -68,13 +81,7 @@ impl<'m> LlamaRunner<'m> {
             u32::try_from(n).map_err(|_| BenchError::ContextTooLong { tokens: n, n_ctx_train: u32::MAX as usize })
         };
         let threads = i32::try_from(threads).unwrap_or(i32::MAX);
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(to_u32(n_ctx)?))
-            .with_n_batch(to_u32(n_batch)?)
-            .with_n_ubatch(to_u32(n_batch)?)
-            .with_n_seq_max(1)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+        let params = context_params(to_u32(n_ctx)?, to_u32(n_batch)?, threads);
         let ctx = model.new_context(backend()?, params).map_err(|e| llama_err("creating a context", e))?;
         Ok(LlamaRunner { ctx, batch: LlamaBatch::new(n_batch, 1) })
     }

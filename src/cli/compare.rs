@@ -136,11 +136,8 @@ pub fn run(args: Args) -> Result<()> {
             (t, s, Some(text))
         }
     };
-    let text = match &args.text {
-        None => match &default_text {
-            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-            None => eval::HELD_OUT.to_owned(),
-        },
+    let text = match args.text.as_ref().or(default_text.as_ref()) {
+        None => eval::HELD_OUT.to_owned(),
         Some(p) if p.as_os_str() == "-" => {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s).context("reading the text from stdin")?;

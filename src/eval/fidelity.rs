@@ -72,8 +72,10 @@ pub fn compare_row(teacher: &[f32], student: &[f32], next: u32) -> Position {
     let (mut kl, mut accept) = (0.0, 0.0);
     for (&t, &s) in teacher.iter().zip(student) {
         let p = (t as f64 - lse_t).exp();
-        kl += p * (t as f64 - s as f64 + shift);
-        accept += p.min((s as f64 - lse_s).exp());
+        // d = log p_t − log p_s, so min(p_t, p_s) = p_t · exp(min(0, −d)): one `exp` less.
+        let d = t as f64 - s as f64 + shift;
+        kl += p * d;
+        accept += if d <= 0.0 { p } else { p * (-d).exp() };
     }
     let (tt, ts) = (top5(teacher), top5(student));
     let top5_shared = tt.iter().filter(|t| ts.contains(t)).count() as u8;

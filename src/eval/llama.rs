@@ -9,13 +9,12 @@
 //! The backend is shared with `pupil bench` ([`crate::bench::llama::backend`]): llama.cpp may
 //! be initialised once per process.
 
-use std::num::NonZeroU32;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::params::KvCacheType;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -94,13 +93,7 @@ impl<'m> LlamaRunner<'m> {
             KvType::F32 => KvCacheType::F32,
             _ => KvCacheType::F16,
         };
-        let mut params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(to_u32(n_ctx.max(1))))
-            .with_n_batch(to_u32(n_batch.max(1)))
-            .with_n_ubatch(to_u32(n_batch.max(1)))
-            .with_n_seq_max(1)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads)
+        let mut params = bench::llama::context_params(to_u32(n_ctx.max(1)), to_u32(n_batch.max(1)), threads)
             .with_type_k(kv)
             .with_type_v(kv);
         if attention == Attention::Exact {

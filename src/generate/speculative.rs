@@ -167,8 +167,8 @@ pub struct SpeculativeSession {
 
 impl SpeculativeSession {
     /// Pairs `target` with `draft`, which proposes up to `draft_max` tokens per step (capped
-    /// by the target's batch size, and at `kernels::ops::EXACT_BATCH_TOKENS - 1` = 14 so
-    /// that verification stays exact). Fails if the vocabularies differ.
+    /// by the target's batch size, and at `kernels::ops::EXACT_BATCH_TOKENS - 1` so that
+    /// verification stays exact). Fails if the vocabularies differ.
     pub fn new(target: Session, draft: Session, draft_max: usize) -> Result<Self, SpeculativeError> {
         if draft_max == 0 {
             return Err(SpeculativeError::NoDrafts);

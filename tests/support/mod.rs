@@ -12,6 +12,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
+use pupil::model::{Batch, KvType, Model};
 
 /// llama.cpp's backend may be initialised once per process.
 pub fn backend() -> &'static LlamaBackend {
@@ -141,4 +142,15 @@ pub fn compare(reference: &[f32], ours: &[f32], n_vocab: usize) -> Stats {
     s.rms = (sq / cells).sqrt();
     s.std = (var / cells).sqrt();
     s
+}
+
+/// pupil's logits for `tokens` of sequence 0 from position 0, all wanted, in one batch.
+pub fn pupil_logits(model: &Model, tokens: &[u32], kv: KvType) -> Vec<f32> {
+    let mut cache = model.new_cache(Some(tokens.len().next_multiple_of(256)), 1, kv);
+    let mut scratch = model.new_scratch(tokens.len(), &cache);
+    let mut batch = Batch::with_capacity(tokens.len());
+    batch.push_sequence(tokens, 0, 0, true);
+    let mut logits = vec![0.0; tokens.len() * model.config().n_vocab];
+    model.forward(&batch, &mut cache, &mut scratch, &mut logits).unwrap();
+    logits
 }
