@@ -17,6 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 models/fetch-gemma3-270m.sh
+models/fetch-llama-cpp.sh
 
 # --release: the tests run real models and reference kernels, which need optimised code.
 # The `llama` feature builds llama.cpp as the oracle the kernels and the model are checked against.

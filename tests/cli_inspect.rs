@@ -90,7 +90,7 @@ fn human_output_names_the_architecture_and_tensor_count() {
 
 #[test]
 fn every_test_vocabulary_inspects_with_its_tokenizer_model() {
-    let dir = root().join("../shared/testdata/llama-vocab");
+    let dir = root().join("models/.cache/llama.cpp/models");
     let expected = [
         ("llama-spm", "llama", "default"),
         ("phi-3", "llama", "default"),
@@ -101,7 +101,7 @@ fn every_test_vocabulary_inspects_with_its_tokenizer_model() {
         ("starcoder", "gpt2", "starcoder"),
     ];
     let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("shared/testdata beside the repository") {
+    for entry in std::fs::read_dir(&dir).expect("llama.cpp's tree: run models/fetch-llama-cpp.sh") {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
             continue;

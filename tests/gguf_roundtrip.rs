@@ -9,7 +9,7 @@ use pupil::kernels::DType;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const VOCAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/llama-vocab");
+const VOCAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/.cache/llama.cpp/models");
 const GEMMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
 
 fn every_value_type() -> Vec<(String, Value)> {

@@ -23,7 +23,7 @@ use pupil::model::{Arch, Batch, KvType, Model};
 use support::{Stats, pupil_logits};
 
 const GEMMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
-const SPM_VOCAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/llama-vocab/ggml-vocab-llama-spm.gguf");
+const SPM_VOCAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/.cache/llama.cpp/models/ggml-vocab-llama-spm.gguf");
 
 /// Positions of the Gemma test: past the 512-token window, so that the sliding layers mask.
 const GEMMA_POSITIONS: usize = 640;

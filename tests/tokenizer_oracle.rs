@@ -1,5 +1,5 @@
 //! pupil's tokenizer against llama.cpp's (through `llama-cpp-2`) on the same GGUF files:
-//! every vocabulary of `../shared/testdata/llama-vocab`, Gemma 3 270M and the embedded pair.
+//! every vocabulary of `models/.cache/llama.cpp/models`, Gemma 3 270M and the embedded pair.
 //!
 //! Per vocabulary: the pieces of every token (special rendered and not), the special ids and
 //! end-of-generation set, then thousands of generated strings (words, whitespace runs, numbers,
@@ -24,7 +24,7 @@ use pupil::tokenizer::Tokenizer;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const VOCAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/llama-vocab");
+const VOCAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/.cache/llama.cpp/models");
 const GEMMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
 /// The embedded distilled pair's vocabulary (byte-level BPE trained on the KJV).
 const PAIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/distill/teacher-f16.gguf");
@@ -73,7 +73,7 @@ fn run_oracle(path: &str, seed: u64) {
     let name = Path::new(path).file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         Path::new(path).exists(),
-        "{path} is missing: the vocabulary files are in ../shared/testdata, Gemma comes from models/fetch-gemma3-270m.sh"
+        "{path} is missing: the vocabulary files come from models/fetch-llama-cpp.sh, Gemma comes from models/fetch-gemma3-270m.sh"
     );
     let file = GgufFile::open(path).unwrap();
     let ours = Tokenizer::from_gguf(&file).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -1,4 +1,4 @@
-//! llama.cpp's tokenizer test vectors (`../shared/testdata/llama-vocab`): every string of each
+//! llama.cpp's tokenizer test vectors (`models/.cache/llama.cpp/models`): every string of each
 //! `ggml-vocab-*.gguf.inp` encoded without special handling must give the ids of the `.out`
 //! line, exactly.
 //!
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use pupil::gguf::GgufFile;
 use pupil::tokenizer::Tokenizer;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata/llama-vocab");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/.cache/llama.cpp/models");
 
 /// `(vocabulary, index of the string in its .inp, ids the bundled llama.cpp gives)`.
 const EXCEPTIONS: &[(&str, usize, &[u32])] = &[];

@@ -22,7 +22,7 @@
 //! use pupil::gguf::GgufFile;
 //! use pupil::tokenizer::Tokenizer;
 //!
-//! let file = GgufFile::open("../shared/testdata/llama-vocab/ggml-vocab-gpt-2.gguf")?;
+//! let file = GgufFile::open("models/.cache/llama.cpp/models/ggml-vocab-gpt-2.gguf")?;
 //! let tok = Tokenizer::from_gguf(&file)?;
 //! assert_eq!(tok.encode("Hello world", false, false), [15496, 995]);
 //! assert_eq!(tok.encode("<|endoftext|>", false, true), [50256]); // parsed: the control token
