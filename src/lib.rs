@@ -9,6 +9,7 @@
 //! - [`gguf`]: the GGUF file format, read zero-copy from a memory map, and written.
 //! - [`model`]: architectures over GGUF tensors: batched forward pass, KV cache, logits.
 //! - [`quantize`]: GGUF to GGUF in another file type (`Q4_K_M`, `Q8_0`...), equal to llama-quantize's.
+//! - [`request`]: one generation's state machine: tokens in, text pieces, stop reason, timings.
 //! - [`sample`]: choosing the next token from logits.
 //! - [`tokenizer`]: text ↔ token ids from a GGUF file's vocabulary, equal to llama.cpp's.
 //!
@@ -25,5 +26,6 @@ pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod quantize;
+pub mod request;
 pub mod sample;
 pub mod tokenizer;

@@ -23,18 +23,17 @@
 //! ```
 
 mod speculative;
-mod stop;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::model::{Batch, KvCache, KvType, Model, ModelError, Scratch};
-use crate::sample::{Sampler, SamplerConfig};
+pub use crate::request::{Completion, GenerateParams, StopMatcher, StopReason, StopScan, Timings};
+use crate::request::Request;
+use crate::sample::Sampler;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 pub use speculative::{SpeculativeCompletion, SpeculativeError, SpeculativeSession, SpeculativeStats, Verdict, verify_draft};
-pub use stop::{StopMatcher, StopScan};
 
 /// Why generation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -151,82 +150,6 @@ impl Default for SessionOptions {
     }
 }
 
-/// What to generate.
-#[derive(Clone, Debug)]
-pub struct GenerateParams {
-    /// Most tokens to generate (`None`: until end of generation or a full context).
-    pub max_tokens: Option<usize>,
-    /// Sampling settings.
-    pub sampler: SamplerConfig,
-    /// Stop when the text contains one of these (the stop string is not returned).
-    pub stop: Vec<String>,
-}
-
-impl GenerateParams {
-    /// Greedy decoding of at most `n` tokens.
-    pub fn greedy(n: usize) -> Self {
-        Self { max_tokens: Some(n), sampler: SamplerConfig::greedy(), stop: Vec::new() }
-    }
-}
-
-/// Why generation ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// The model produced an end-of-generation token.
-    EndOfGeneration,
-    /// `max_tokens` were generated.
-    MaxTokens,
-    /// A stop string appeared.
-    StopString(String),
-    /// The context is full.
-    ContextFull,
-    /// The callback asked to stop.
-    Cancelled,
-}
-
-/// Timings of one generation.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Timings {
-    /// Prompt tokens evaluated (after prefix reuse).
-    pub prompt_tokens: usize,
-    /// Seconds spent evaluating them.
-    pub prompt_secs: f64,
-    /// Tokens generated.
-    pub gen_tokens: usize,
-    /// Seconds from the first generated token to the end.
-    pub gen_secs: f64,
-    /// Seconds from the call to the first generated token.
-    pub ttft_secs: f64,
-}
-
-impl Timings {
-    /// Prompt tokens per second.
-    pub fn prompt_tok_s(&self) -> f64 {
-        rate(self.prompt_tokens, self.prompt_secs)
-    }
-    /// Generated tokens per second (the first token is the prompt's, so it is not counted).
-    pub fn gen_tok_s(&self) -> f64 {
-        rate(self.gen_tokens.saturating_sub(1), self.gen_secs)
-    }
-}
-
-fn rate(n: usize, secs: f64) -> f64 {
-    if secs > 0.0 { n as f64 / secs } else { 0.0 }
-}
-
-/// The result of [`Session::generate`].
-#[derive(Clone, Debug)]
-pub struct Completion {
-    /// The generated text (without the prompt or a stop string).
-    pub text: String,
-    /// The generated tokens (an end-of-generation token is not included).
-    pub tokens: Vec<u32>,
-    /// Why it ended.
-    pub stop: StopReason,
-    /// How long it took.
-    pub timings: Timings,
-}
-
 /// One conversation: a KV cache slot and the tokens in it.
 #[derive(Debug)]
 pub struct Session {
@@ -311,72 +234,61 @@ impl Session {
     /// Continue from `prompt` (the whole conversation's tokens: a shared prefix with what the
     /// cache holds is reused), generating and streaming text to `on_text` until a stop
     /// condition. `on_text` returns `false` to stop early.
-    pub fn generate(&mut self, prompt: &[u32], params: &GenerateParams, mut on_text: impl FnMut(&str) -> bool) -> Result<Completion, GenerateError> {
-        let start = Instant::now();
-        let prompt_tokens = self.set_tokens(prompt)?;
-        let prompt_secs = start.elapsed().as_secs_f64();
-
+    pub fn generate(&mut self, prompt: &[u32], params: &GenerateParams, on_text: impl FnMut(&str) -> bool) -> Result<Completion, GenerateError> {
         let engine = Arc::clone(&self.engine);
-        let tok = engine.tokenizer();
+        let mut out = Streamed::new(Request::new(engine.tokenizer(), params), on_text);
+        out.req.prompt_done(self.set_tokens(prompt)?);
         let mut sampler = Sampler::new(params.sampler.clone(), self.logits.len());
         for &t in prompt {
             sampler.accept(t);
         }
-        let mut decoder = tok.stream();
-        let mut stops = StopMatcher::new(&params.stop);
-        let mut out = Completion { text: String::new(), tokens: Vec::new(), stop: StopReason::MaxTokens, timings: Timings::default() };
-        let mut gen_start = None;
-        let mut emit = |text: &str, out: &mut Completion| {
-            out.text.push_str(text);
-            text.is_empty() || on_text(text)
-        };
-
         let reason = loop {
-            if params.max_tokens.is_some_and(|n| out.tokens.len() >= n) {
-                break StopReason::MaxTokens;
+            if let Some(r) = out.req.limit_reached() {
+                break r;
             }
             let t = sampler.sample(&self.logits);
             sampler.accept(t);
-            if gen_start.is_none() {
-                out.timings.ttft_secs = start.elapsed().as_secs_f64();
-                gen_start = Some(Instant::now());
-            }
-            if tok.is_eog(t) {
-                break StopReason::EndOfGeneration;
-            }
-            out.tokens.push(t);
-            if let Some(piece) = decoder.push(t) {
-                match stops.push(&piece) {
-                    StopScan::Go(text) => {
-                        if !emit(&text, &mut out) {
-                            break StopReason::Cancelled;
-                        }
-                    }
-                    StopScan::Stop { text, stop } => {
-                        let stop = stop.to_owned();
-                        emit(&text, &mut out);
-                        break StopReason::StopString(stop);
-                    }
-                }
-            }
-            if params.max_tokens.is_some_and(|n| out.tokens.len() >= n) {
-                break StopReason::MaxTokens;
+            if let Some(r) = out.push(t) {
+                break r;
             }
             if self.tokens.len() >= self.n_ctx() {
                 break StopReason::ContextFull;
             }
             self.eval(&[t])?;
         };
-        if !matches!(reason, StopReason::StopString(_)) {
-            let mut tail = decoder.finish();
-            tail.insert_str(0, &stops.finish());
-            emit(&tail, &mut out);
+        Ok(out.finish(reason))
+    }
+}
+
+/// A [`Request`] whose released text goes to a callback: the blocking API of
+/// [`Session::generate`] and speculative decoding.
+struct Streamed<'t, F> {
+    req: Request<'t>,
+    on_text: F,
+    /// Text released by the last token, `[bytes]`, reused.
+    text: String,
+}
+
+impl<'t, F: FnMut(&str) -> bool> Streamed<'t, F> {
+    fn new(req: Request<'t>, on_text: F) -> Self {
+        Streamed { req, on_text, text: String::new() }
+    }
+
+    /// Takes one generated token; `Some` if generation ends with it, or if the callback
+    /// refused its text ([`StopReason::Cancelled`]).
+    fn push(&mut self, token: u32) -> Option<StopReason> {
+        self.text.clear();
+        let stop = self.req.push(token, &mut self.text);
+        let go = self.text.is_empty() || (self.on_text)(&self.text);
+        stop.or((!go).then_some(StopReason::Cancelled))
+    }
+
+    fn finish(mut self, reason: StopReason) -> Completion {
+        self.text.clear();
+        let done = self.req.finish(reason, &mut self.text);
+        if !self.text.is_empty() {
+            (self.on_text)(&self.text);
         }
-        out.stop = reason;
-        out.timings.prompt_tokens = prompt_tokens;
-        out.timings.prompt_secs = prompt_secs;
-        out.timings.gen_tokens = out.tokens.len();
-        out.timings.gen_secs = gen_start.map_or(0.0, |g| g.elapsed().as_secs_f64());
-        Ok(out)
+        done
     }
 }

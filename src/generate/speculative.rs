@@ -34,11 +34,11 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::{Completion, GenerateError, GenerateParams, Session, StopMatcher, StopReason, StopScan, Timings};
+use super::{Completion, GenerateError, GenerateParams, Session, StopReason, Streamed};
 use crate::eval::{VocabMismatch, check_vocab};
 use crate::model::Batch;
+use crate::request::Request;
 use crate::sample::{Rng, Sampler, SamplerConfig, argmax};
 
 /// Why speculative decoding could not run.
@@ -233,36 +233,22 @@ impl SpeculativeSession {
             self.q = vec![0.0; self.draft_max * self.n_vocab];
             self.p = vec![0.0; self.n_vocab];
         }
-        let start = Instant::now();
-        let prompt_tokens = self.target.set_tokens(prompt)?;
-        self.draft.set_tokens(prompt)?;
-        let prompt_secs = start.elapsed().as_secs_f64();
-
         let engine = Arc::clone(self.target.engine());
         let tok = engine.tokenizer();
+        let mut out = Streamed::new(Request::new(tok, params), on_text);
+        let prompt_tokens = self.target.set_tokens(prompt)?;
+        self.draft.set_tokens(prompt)?;
+        out.req.prompt_done(prompt_tokens);
+
         let mut sampler = Sampler::new(cfg.clone(), self.n_vocab);
         prompt.iter().for_each(|&t| sampler.accept(t));
         let mut rng = Rng::new(cfg.seed);
         self.dist = Sampler::new(cfg.clone(), self.n_vocab);
-        let mut out = Emitter {
-            on_text,
-            decoder: tok.stream(),
-            stops: StopMatcher::new(&params.stop),
-            done: Completion {
-                text: String::new(),
-                tokens: Vec::new(),
-                stop: StopReason::MaxTokens,
-                timings: Timings::default(),
-            },
-            start,
-            gen_start: None,
-            max_tokens: params.max_tokens,
-        };
         let mut stats = SpeculativeStats::default();
 
         let reason = 'run: {
-            if params.max_tokens == Some(0) {
-                break 'run StopReason::MaxTokens;
+            if let Some(r) = out.req.limit_reached() {
+                break 'run r;
             }
             let first = if greedy {
                 sampler.sample(self.target.logits())
@@ -271,7 +257,7 @@ impl SpeculativeSession {
                 draw(&self.p, rng.next_f32())
             };
             sampler.accept(first);
-            if let Some(r) = out.emit(first, tok) {
+            if let Some(r) = out.push(first) {
                 break 'run r;
             }
             self.seq.clear();
@@ -282,7 +268,7 @@ impl SpeculativeSession {
                 if n > self.target.n_ctx() {
                     break 'run StopReason::ContextFull;
                 }
-                let remaining = params.max_tokens.map_or(usize::MAX, |m| m - out.done.tokens.len());
+                let remaining = params.max_tokens.map_or(usize::MAX, |m| m - out.req.tokens().len());
                 let mut k = self.draft_max.min(remaining - 1).min(self.target.n_ctx() - n);
                 if n > self.draft.n_ctx() {
                     k = 0;
@@ -297,13 +283,13 @@ impl SpeculativeSession {
                 for i in 0..=m {
                     let t = if i < m { self.drafts[i] } else { next };
                     self.seq.push(t);
-                    if let Some(r) = out.emit(t, tok) {
+                    if let Some(r) = out.push(t) {
                         break 'run r;
                     }
                 }
             }
         };
-        Ok(SpeculativeCompletion { completion: out.finish(reason, prompt_tokens, prompt_secs), stats })
+        Ok(SpeculativeCompletion { completion: out.finish(reason), stats })
     }
 
     /// The draft catches up with `seq` and proposes `k` tokens into `drafts` (and their
@@ -383,72 +369,5 @@ impl SpeculativeSession {
         t.tokens.extend_from_slice(&self.drafts[..m]);
         t.logits.copy_from_slice(&self.logits[m * v..][..v]);
         Ok((m, next))
-    }
-}
-
-/// Streams generated tokens as text, as [`Session::generate`] does: end of generation,
-/// stop strings, the token limit, the callback's veto.
-struct Emitter<'t, F> {
-    on_text: F,
-    decoder: crate::tokenizer::StreamDecoder<'t>,
-    stops: StopMatcher,
-    done: Completion,
-    start: Instant,
-    gen_start: Option<Instant>,
-    max_tokens: Option<usize>,
-}
-
-impl<F: FnMut(&str) -> bool> Emitter<'_, F> {
-    fn text(&mut self, text: &str) -> bool {
-        self.done.text.push_str(text);
-        text.is_empty() || (self.on_text)(text)
-    }
-
-    /// Takes one generated token; `Some` if generation ends here.
-    fn emit(&mut self, t: u32, tok: &crate::tokenizer::Tokenizer) -> Option<StopReason> {
-        if self.gen_start.is_none() {
-            self.done.timings.ttft_secs = self.start.elapsed().as_secs_f64();
-            self.gen_start = Some(Instant::now());
-        }
-        if tok.is_eog(t) {
-            return Some(StopReason::EndOfGeneration);
-        }
-        self.done.tokens.push(t);
-        if let Some(piece) = self.decoder.push(t) {
-            match self.stops.push(&piece) {
-                StopScan::Go(text) => {
-                    if !self.text(&text) {
-                        return Some(StopReason::Cancelled);
-                    }
-                }
-                StopScan::Stop { text, stop } => {
-                    let stop = stop.to_owned();
-                    self.text(&text);
-                    return Some(StopReason::StopString(stop));
-                }
-            }
-        }
-        if self.max_tokens.is_some_and(|n| self.done.tokens.len() >= n) {
-            return Some(StopReason::MaxTokens);
-        }
-        None
-    }
-
-    fn finish(self, reason: StopReason, prompt_tokens: usize, prompt_secs: f64) -> Completion {
-        let Emitter { mut on_text, decoder, mut stops, mut done, gen_start, .. } = self;
-        if !matches!(reason, StopReason::StopString(_)) {
-            let mut tail = decoder.finish();
-            tail.insert_str(0, &stops.finish());
-            done.text.push_str(&tail);
-            if !tail.is_empty() {
-                on_text(&tail);
-            }
-        }
-        done.stop = reason;
-        done.timings.prompt_tokens = prompt_tokens;
-        done.timings.prompt_secs = prompt_secs;
-        done.timings.gen_tokens = done.tokens.len();
-        done.timings.gen_secs = gen_start.map_or(0.0, |g| g.elapsed().as_secs_f64());
-        done
     }
 }
