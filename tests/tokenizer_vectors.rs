@@ -2,6 +2,10 @@
 //! `ggml-vocab-*.gguf.inp` encoded without special handling must give the ids of the `.out`
 //! line, exactly.
 //!
+//! The vocabularies are whatever the directory holds. Each must load and match, unless it is
+//! named in `llama_tree::UNSUPPORTED` (a tokenizer model pupil lacks), in which case loading
+//! it must be pupil's typed error; the list is printed.
+//!
 //! The vectors come from a 2025 llama.cpp; the tokenizer follows the llama.cpp bundled with
 //! `llama-cpp-2`. Where the two disagree, the string goes in [`EXCEPTIONS`] with the ids the
 //! bundled llama.cpp produces; an exception that stops being needed fails the test too, so the
@@ -12,36 +16,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pupil::gguf::GgufFile;
-use pupil::tokenizer::Tokenizer;
+use pupil::tokenizer::{Tokenizer, TokenizerError};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/.cache/llama.cpp/models");
+#[path = "support/llama_tree.rs"]
+mod llama_tree;
+use llama_tree::vocab_name as name;
 
 /// `(vocabulary, index of the string in its .inp, ids the bundled llama.cpp gives)`.
 const EXCEPTIONS: &[(&str, usize, &[u32])] = &[];
 
-fn vocab_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(DIR)
-        .unwrap_or_else(|e| panic!("{DIR}: {e}"))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 7, "expected the seven vocabularies in {DIR}, found {files:?}");
+/// The vocabularies pupil must tokenize exactly: every file but the named unsupported ones.
+fn supported_files() -> Vec<PathBuf> {
+    let files: Vec<PathBuf> =
+        llama_tree::vocab_files().into_iter().filter(|p| !llama_tree::is_unsupported(&name(p))).collect();
+    assert!(!files.is_empty(), "no vocabularies in {}", llama_tree::models_dir().display());
     files
-}
-
-fn name(path: &Path) -> String {
-    let file = path.file_name().unwrap().to_string_lossy();
-    file.trim_start_matches("ggml-vocab-").trim_end_matches(".gguf").to_owned()
-}
-
-/// The strings of an `.inp` file: each is followed by a line `__ggml_vocab_test__`, so the
-/// newline before that line belongs to the separator (llama.cpp's test-tokenizer-0 drops it).
-fn read_inputs(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut parts: Vec<String> = text.split("\n__ggml_vocab_test__\n").map(str::to_owned).collect();
-    assert_eq!(parts.pop().as_deref(), Some(""), "{} should end with a separator line", path.display());
-    parts
 }
 
 fn read_outputs(path: &Path) -> Vec<Vec<u32>> {
@@ -56,12 +45,20 @@ fn load(path: &Path) -> Tokenizer {
 
 #[test]
 fn llama_cpp_test_vectors() {
+    llama_tree::print_unsupported();
     let mut failures = Vec::new();
     let mut used_exceptions = 0;
-    for path in vocab_files() {
+    let mut with_vectors = 0;
+    for path in supported_files() {
         let vocab = name(&path);
         let tok = load(&path);
-        let inputs = read_inputs(&path.with_extension("gguf.inp"));
+        let inp = path.with_extension("gguf.inp");
+        if !inp.exists() {
+            eprintln!("{vocab:15} no test vectors (checked against llama.cpp by tests/tokenizer_oracle.rs)");
+            continue;
+        }
+        with_vectors += 1;
+        let inputs = llama_tree::vector_inputs(&inp);
         let outputs = read_outputs(&path.with_extension("gguf.out"));
         assert_eq!(inputs.len(), outputs.len(), "{vocab}: .inp and .out disagree on the count");
         let mut exceptions = 0;
@@ -85,6 +82,28 @@ fn llama_cpp_test_vectors() {
     }
     assert_eq!(used_exceptions, EXCEPTIONS.len(), "an exception names a string that does not exist");
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(with_vectors > 0, "no vocabulary has test vectors");
+}
+
+/// A vocabulary pupil cannot tokenize is refused with the typed error naming its model, never
+/// a panic; and each name in the unsupported list is a file of the tree that really is
+/// unsupported, so the list cannot hide a vocabulary pupil could check.
+#[test]
+fn unsupported_vocabularies_are_a_typed_error() {
+    llama_tree::print_unsupported();
+    for (vocab, model, _) in llama_tree::UNSUPPORTED {
+        let path = llama_tree::vocab(vocab);
+        let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        match Tokenizer::from_gguf(&file) {
+            Err(TokenizerError::UnsupportedModel { name }) => {
+                assert_eq!(name, *model, "{vocab}");
+                let message = TokenizerError::UnsupportedModel { name }.to_string();
+                assert!(message.contains(model) && !message.contains('\n'), "{vocab}: {message}");
+            }
+            Err(e) => panic!("{vocab}: expected an unsupported-model error, got {e}"),
+            Ok(_) => panic!("{vocab} now loads: test it, and take it off llama_tree::UNSUPPORTED"),
+        }
+    }
 }
 
 /// A 100 kB mix of prose, code, numbers, whitespace runs and several scripts.
@@ -101,7 +120,7 @@ fn long_input_encodes_in_linear_time() {
     assert!(text.len() >= 100_000);
     // One word as long as the input: the worst case for merge loops.
     let word = "a".repeat(100_000);
-    for path in vocab_files() {
+    for path in supported_files() {
         let tok = load(&path);
         for (what, input) in [("mixed text", &text), ("one long word", &word)] {
             let start = Instant::now();

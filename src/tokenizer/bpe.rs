@@ -1,10 +1,15 @@
-//! Byte-level BPE (`tokenizer.ggml.model = gpt2`): pre-tokenize, spell each word's bytes with
-//! GPT-2's byte characters, then merge adjacent symbols lowest merge rank first.
+//! BPE with ranked merges: pre-tokenize, spell each word, then merge adjacent symbols lowest
+//! merge rank first.
+//!
+//! Two spellings exist. Byte-level BPE (`tokenizer.ggml.model = gpt2`) spells each word's
+//! bytes with GPT-2's byte characters. Gemma 4's SentencePiece-style BPE (`gemma4`) keeps the
+//! text as UTF-8 with spaces escaped to `▁` and merges across them.
 //!
 //! The merge loop is llama.cpp's `llm_tokenizer_bpe_session`: a priority queue of candidate
 //! pairs ordered by (rank, left position), stale candidates skipped when popped. A word that
-//! ends as a symbol with no token is emitted byte by byte where single bytes are tokens, and
-//! dropped otherwise, as llama.cpp does.
+//! ends as a symbol with no token is emitted byte by byte where single bytes are tokens (the
+//! byte character, or `<0xNN>` for Gemma 4), and those bytes without a token are dropped, as
+//! llama.cpp does.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -20,6 +25,9 @@ pub(crate) struct Bpe {
     ranks: HashMap<Box<str>, u32>,
     pre: PreTokenizer,
     ignore_merges: bool,
+    /// GPT-2 byte characters; otherwise raw UTF-8 with `▁` for spaces.
+    byte_level: bool,
+    whole_newline_runs: bool,
 }
 
 impl Bpe {
@@ -34,12 +42,25 @@ impl Bpe {
                 ranks.entry(line.as_str().into()).or_insert(rank as u32);
             }
         }
-        Bpe { ranks, pre: PreTokenizer::new(cfg), ignore_merges: cfg.ignore_merges }
+        Bpe {
+            ranks,
+            pre: PreTokenizer::new(cfg),
+            ignore_merges: cfg.ignore_merges,
+            byte_level: cfg.byte_level(),
+            whole_newline_runs: cfg.whole_newline_runs(),
+        }
     }
 
     /// Appends the tokens of raw text `text` to `out`.
     pub(crate) fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
         let mut session = Session { bpe: self, vocab, key: String::new(), symbols: Vec::new(), queue: BinaryHeap::new() };
+        if !self.byte_level {
+            let escaped = text.replace(' ', "\u{2581}");
+            for range in self.pre.split(&escaped) {
+                session.word(&escaped[range], out);
+            }
+            return;
+        }
         let mut word = String::new();
         for range in self.pre.split(text) {
             word.clear();
@@ -73,7 +94,8 @@ struct Session<'a> {
 
 impl Session<'_> {
     fn word(&mut self, word: &str, out: &mut Vec<u32>) {
-        if self.bpe.ignore_merges {
+        let newlines = self.bpe.whole_newline_runs && word.bytes().all(|b| b == b'\n');
+        if self.bpe.ignore_merges || newlines {
             if let Some(id) = self.vocab.id(word) {
                 out.push(id);
                 return;
@@ -112,6 +134,9 @@ impl Session<'_> {
             let piece = &word[s.start..s.start + s.len];
             match self.vocab.id(piece) {
                 Some(id) => out.push(id),
+                None if !self.bpe.byte_level => {
+                    out.extend(piece.bytes().filter_map(|b| self.vocab.id(&format!("<0x{b:02X}>"))));
+                }
                 None => {
                     // Single bytes of the spelt piece: only ASCII ones can be tokens.
                     for b in piece.bytes().filter(u8::is_ascii) {

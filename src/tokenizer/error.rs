@@ -41,7 +41,7 @@ pub enum TokenizerError {
     },
 
     /// `tokenizer.ggml.model` names a tokenizer pupil does not implement.
-    #[error("unsupported tokenizer model '{name}' (pupil implements 'llama' and 'gpt2')")]
+    #[error("unsupported tokenizer model '{name}'{}; pupil implements 'llama', 'gpt2' and 'gemma4'", algorithm(.name))]
     UnsupportedModel {
         /// The value of `tokenizer.ggml.model`.
         name: String,
@@ -84,4 +84,14 @@ pub enum TokenizerError {
         /// The number of tokens.
         n_vocab: usize,
     },
+}
+
+/// What a tokenizer model pupil lacks is, for the error message.
+fn algorithm(model: &str) -> &'static str {
+    match model {
+        "bert" => " (WordPiece)",
+        "t5" => " (Unigram)",
+        "rwkv" => " (RWKV's greedy trie)",
+        _ => "",
+    }
 }

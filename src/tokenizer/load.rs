@@ -13,7 +13,7 @@ use super::partition::SpecialTokens;
 use super::pretokenize::PreConfig;
 use super::special;
 use super::vocab::{Attr, Vocab};
-use super::{Model, SpecialIds, Tokenizer, TokenizerError};
+use super::{Model, ModelKind, SpecialIds, Tokenizer, TokenizerError};
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -26,10 +26,12 @@ const KEY_MERGES: &str = "tokenizer.ggml.merges";
 pub(super) fn from_gguf(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     let model_name = g.get_str(KEY_MODEL)?.ok_or(TokenizerError::MissingKey { key: KEY_MODEL })?;
     let pre_name = g.get_str(KEY_PRE)?;
-    let pre = match model_name {
-        "llama" => None,
+    let (kind, pre) = match model_name {
+        "llama" => (ModelKind::Spm, None),
         // Resolved first, so an unknown pre-tokenizer is reported before anything else.
-        "gpt2" => Some(PreConfig::from_name(pre_name)?),
+        "gpt2" => (ModelKind::Bpe, Some(PreConfig::from_name(pre_name)?)),
+        // llama.cpp gives this model Gemma 4's pre-tokenizer whatever the file names.
+        "gemma4" => (ModelKind::Gemma4, Some(PreConfig::gemma4())),
         other => return Err(TokenizerError::UnsupportedModel { name: other.to_owned() }),
     };
 
@@ -53,14 +55,17 @@ pub(super) fn from_gguf(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         None => (Model::Spm, Spelling::Spm),
         Some(cfg) => {
             let merges = strings(g, KEY_MERGES)?.ok_or(TokenizerError::MissingKey { key: KEY_MERGES })?;
-            (Model::Bpe(Bpe::new(merges, cfg)), Spelling::Bpe)
+            // Gemma 4's tokens are spelt as SentencePiece's: `▁` for a space, `<0xNN>` bytes.
+            let spelling = if cfg.byte_level() { Spelling::Bpe } else { Spelling::Spm };
+            (Model::Bpe(Bpe::new(merges, cfg)), spelling)
         }
     };
 
-    let mut ids = special_ids(g, &pre, n)?;
+    let mut ids = special_ids(g, kind, n)?;
     let bool_key = |key: &str, default: bool| g.get_bool(key).map(|b| b.unwrap_or(default));
     let is_spm = pre.is_none();
-    let add_bos = bool_key("tokenizer.ggml.add_bos_token", pre.is_none_or(|c| c.add_bos))?;
+    let add_bos = bool_key("tokenizer.ggml.add_bos_token", pre.is_none_or(|c| c.add_bos))?
+        || pre.is_some_and(|c| c.force_bos());
     let add_eos = bool_key("tokenizer.ggml.add_eos_token", false)?;
     let add_space_prefix = bool_key("tokenizer.ggml.add_space_prefix", is_spm)?;
     let clean_spaces = pre.is_some_and(|c| c.clean_spaces);
@@ -73,6 +78,7 @@ pub(super) fn from_gguf(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
 
     Ok(Tokenizer {
         vocab,
+        kind,
         model,
         pre: pre_name.map(str::to_owned),
         ids,
@@ -121,10 +127,11 @@ fn check_len(key: &'static str, a: &Array, n: usize) -> Result<(), TokenizerErro
 
 /// Special-token ids: llama.cpp's defaults per model type (dropped when outside the
 /// vocabulary), overridden by the `tokenizer.ggml.*_token_id` keys.
-fn special_ids(g: &Gguf, pre: &Option<PreConfig>, n: usize) -> Result<SpecialIds, TokenizerError> {
-    let mut ids = match pre {
-        None => SpecialIds { bos: Some(1), eos: Some(2), unk: Some(0), ..SpecialIds::default() },
-        Some(_) => SpecialIds { bos: Some(11), eos: Some(11), ..SpecialIds::default() },
+fn special_ids(g: &Gguf, kind: ModelKind, n: usize) -> Result<SpecialIds, TokenizerError> {
+    let mut ids = match kind {
+        ModelKind::Spm => SpecialIds { bos: Some(1), eos: Some(2), unk: Some(0), ..SpecialIds::default() },
+        ModelKind::Bpe => SpecialIds { bos: Some(11), eos: Some(11), ..SpecialIds::default() },
+        ModelKind::Gemma4 => SpecialIds::default(),
     };
     for slot in [&mut ids.bos, &mut ids.eos, &mut ids.unk] {
         *slot = slot.filter(|&id| (id as usize) < n);

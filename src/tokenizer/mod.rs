@@ -1,11 +1,17 @@
 //! Tokenizers read from GGUF metadata, token for token equal to llama.cpp's.
 //!
-//! Two tokenizer models are implemented, chosen by `tokenizer.ggml.model`:
+//! Three tokenizer models are implemented, chosen by `tokenizer.ggml.model`:
 //!
 //! - `llama`: SentencePiece-style merges by token score, spaces as `▁`, byte fallback to
-//!   `<0xNN>` tokens (Llama 2, Phi-3, Gemma 3, ...).
+//!   `<0xNN>` tokens (Llama 2, Phi-3, Gemma 3, Baichuan, ...).
 //! - `gpt2`: byte-level BPE with ranked merges after a pre-tokenizer split chosen by
-//!   `tokenizer.ggml.pre` (Llama 3, Qwen 2, GPT-2, DeepSeek, Falcon, StarCoder, SmolLM, ...).
+//!   `tokenizer.ggml.pre` (Llama 3, Qwen 2 and 3.5, GPT-2, GPT-NeoX, MPT, DeepSeek, Falcon,
+//!   StarCoder, Refact, Command R, SmolLM, ...).
+//! - `gemma4`: BPE with ranked merges over UTF-8 text with spaces as `▁`, split only at
+//!   newlines, byte fallback to `<0xNN>` tokens (Gemma 4).
+//!
+//! The others llama.cpp knows (`bert`'s WordPiece, `t5`'s Unigram, `rwkv`, `plamo2`) are
+//! [`TokenizerError::UnsupportedModel`].
 //!
 //! Encoding takes llama.cpp's two flags: `add_special` adds BOS/EOS as the metadata says, and
 //! `parse_special` lets control-token texts in the input (`<start_of_turn>`, `<|im_start|>`)
@@ -34,6 +40,7 @@
 
 mod bpe;
 mod bytes;
+mod compat;
 mod decode;
 mod error;
 mod load;
@@ -46,6 +53,7 @@ mod stream;
 mod unicode;
 mod vocab;
 
+pub use compat::{VocabMismatch, check_vocab};
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
 
@@ -61,6 +69,8 @@ pub enum ModelKind {
     Spm,
     /// `gpt2`: byte-level BPE with ranked merges.
     Bpe,
+    /// `gemma4`: SentencePiece-style BPE, ranked merges over `▁`-escaped UTF-8.
+    Gemma4,
 }
 
 impl ModelKind {
@@ -69,6 +79,7 @@ impl ModelKind {
         match self {
             ModelKind::Spm => "llama",
             ModelKind::Bpe => "gpt2",
+            ModelKind::Gemma4 => "gemma4",
         }
     }
 }
@@ -121,6 +132,7 @@ enum Model {
 #[derive(Debug)]
 pub struct Tokenizer {
     vocab: Vocab,
+    kind: ModelKind,
     model: Model,
     /// `tokenizer.ggml.pre` as found.
     pre: Option<String>,
@@ -255,10 +267,7 @@ impl Tokenizer {
 
     /// The tokenizer algorithm.
     pub fn model_kind(&self) -> ModelKind {
-        match self.model {
-            Model::Spm => ModelKind::Spm,
-            Model::Bpe(_) => ModelKind::Bpe,
-        }
+        self.kind
     }
 
     /// `tokenizer.ggml.pre`, as found in the file.

@@ -3,8 +3,9 @@
 //!
 //! Each pre-tokenizer is a list of steps applied in turn, each step splitting every piece the
 //! previous one left (pieces a pattern does not match are kept, as pieces of their own).
-//! llama.cpp hand-codes the three common patterns (GPT-2's, Llama 3's, Qwen 2's; see
-//! `split_custom.rs`) and runs the others through `std::regex`, either
+//! llama.cpp hand-codes the common patterns (GPT-2's, Llama 3's, Qwen 2's, Qwen 3.5's, and
+//! Gemma 4's split at newlines; see `split_custom.rs`) and runs the others through
+//! `std::regex`, either
 //! on the text with non-ASCII whitespace replaced by `\x0B` ("wide"), or, for patterns with
 //! Unicode classes, on a "collapsed" text where every non-ASCII codepoint becomes one stand-in
 //! per category (see [`Flags::collapse`]). The patterns below are llama.cpp's, rewritten for
@@ -14,7 +15,7 @@
 use regex::Regex;
 
 use super::TokenizerError;
-use super::split_custom;
+use super::split_custom::{self, Llama3Style};
 use super::unicode::Flags;
 
 /// The behaviour a `tokenizer.ggml.pre` value selects, beside its split steps.
@@ -40,6 +41,12 @@ enum Kind {
     Falcon,
     DeepseekLlm,
     DeepseekCoder,
+    /// Qwen 2's pattern with combining marks joining letters.
+    Qwen35,
+    /// SentencePiece-style BPE over raw UTF-8, split only at newlines.
+    Gemma4,
+    /// As Gemma 4, without its whole-token newline runs and forced BOS.
+    SarvamMoe,
 }
 
 impl PreConfig {
@@ -55,6 +62,7 @@ impl PreConfig {
             // Same pattern as Llama 3, without its shortcut for whole-token words.
             "dbrx" | "smaug-bpe" => cfg(Kind::Llama3, false, true, false),
             "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" => cfg(Kind::Qwen2, false, false, false),
+            "qwen35" => cfg(Kind::Qwen35, false, false, false),
             "megrez" | "stablelm2" => cfg(Kind::Qwen2, false, true, false),
             "hunyuan" | "solar-open" => cfg(Kind::Qwen2, false, false, false),
             "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0"
@@ -67,8 +75,34 @@ impl PreConfig {
             "falcon" => cfg(Kind::Falcon, false, true, false),
             "deepseek-llm" => cfg(Kind::DeepseekLlm, false, false, false),
             "deepseek-coder" => cfg(Kind::DeepseekCoder, false, false, false),
+            "gemma4" | "granite-embed-multi-311m" => PreConfig::gemma4(),
+            "sarvam-moe" => cfg(Kind::SarvamMoe, false, false, false),
             other => return Err(TokenizerError::UnknownPreTokenizer { name: other.to_owned() }),
         })
+    }
+
+    /// Gemma 4's configuration, which llama.cpp uses for tokenizer model `gemma4` whatever
+    /// `tokenizer.ggml.pre` says.
+    pub(crate) fn gemma4() -> PreConfig {
+        PreConfig { kind: Kind::Gemma4, ignore_merges: false, clean_spaces: true, add_bos: true }
+    }
+
+    /// Whether words are spelt in GPT-2's byte characters. Otherwise (Gemma 4) they are raw
+    /// UTF-8 with spaces escaped as `▁`, and bytes without a token fall back to `<0xNN>`.
+    pub(crate) fn byte_level(&self) -> bool {
+        !matches!(self.kind, Kind::Gemma4 | Kind::SarvamMoe)
+    }
+
+    /// Whether a word made only of newlines is emitted whole when it is a token, as llama.cpp
+    /// does for Gemma 4 (its PR #21343): its merges would build other newline tokens.
+    pub(crate) fn whole_newline_runs(&self) -> bool {
+        self.kind == Kind::Gemma4
+    }
+
+    /// Whether BOS is added whatever `tokenizer.ggml.add_bos_token` says (llama.cpp's
+    /// workaround for Gemma 4 files that say false, its PR #21500).
+    pub(crate) fn force_bos(&self) -> bool {
+        self.kind == Kind::Gemma4
     }
 }
 
@@ -138,8 +172,10 @@ impl View {
 #[derive(Debug)]
 enum Step {
     Gpt2,
-    /// Llama 3's pattern with digit runs cut every `max_digits` (3; Qwen 2's is 1).
-    Llama3 { max_digits: usize },
+    /// Llama 3's pattern and its variants (Qwen 2, Qwen 3.5).
+    Llama3(Llama3Style),
+    /// Runs of newlines and runs of anything else.
+    Newlines,
     Regex(Regex, View),
 }
 
@@ -161,8 +197,10 @@ impl PreTokenizer {
                 collapsed(concat!("[", num!(), "]+")),
                 wide("[0-9][0-9][0-9]"),
             ],
-            Kind::Llama3 => vec![Step::Llama3 { max_digits: 3 }],
-            Kind::Qwen2 => vec![Step::Llama3 { max_digits: 1 }],
+            Kind::Llama3 => vec![Step::Llama3(Llama3Style { max_digits: 3, marks_are_letters: false })],
+            Kind::Qwen2 => vec![Step::Llama3(Llama3Style { max_digits: 1, marks_are_letters: false })],
+            Kind::Qwen35 => vec![Step::Llama3(Llama3Style { max_digits: 1, marks_are_letters: true })],
+            Kind::Gemma4 | Kind::SarvamMoe => vec![Step::Newlines],
             Kind::Gpt2 => vec![Step::Gpt2],
             Kind::Starcoder => vec![collapsed(concat!("[", num!(), "]")), Step::Gpt2],
             Kind::Falcon => vec![
@@ -197,7 +235,8 @@ impl PreTokenizer {
         for step in &self.steps {
             pieces = match step {
                 Step::Gpt2 => split_custom::gpt2(&chars, &pieces),
-                Step::Llama3 { max_digits } => split_custom::llama3(&chars, &pieces, *max_digits),
+                Step::Llama3(style) => split_custom::llama3(&chars, &pieces, *style),
+                Step::Newlines => split_custom::newlines(&chars, &pieces),
                 Step::Regex(re, view) => split_regex(re, *view, &chars, &pieces),
             };
         }
@@ -268,7 +307,20 @@ mod tests {
     #[test]
     fn every_pre_tokenizer_compiles_and_covers_the_text() {
         let text = "Hello, y'all! 3333 ½ 我想在 \u{3000}x\u{A0} \r\n\n  end  ";
-        for name in ["default", "llama-bpe", "qwen2", "gpt-2", "starcoder", "falcon", "deepseek-llm", "deepseek-coder"] {
+        let names = [
+            "default",
+            "llama-bpe",
+            "qwen2",
+            "qwen35",
+            "gpt-2",
+            "starcoder",
+            "falcon",
+            "deepseek-llm",
+            "deepseek-coder",
+            "gemma4",
+            "sarvam-moe",
+        ];
+        for name in names {
             assert_eq!(words(name, text).concat(), text, "{name}");
         }
     }
@@ -278,6 +330,10 @@ mod tests {
         assert_eq!(words("gpt-2", "Hello world  x"), ["Hello", " world", " ", " x"]);
         assert_eq!(words("llama-bpe", "12345 don't\n\n"), ["123", "45", " don", "'t", "\n\n"]);
         assert_eq!(words("qwen2", "123"), ["1", "2", "3"]);
+        // A combining mark joins the letters before it in Qwen 3.5, not in Qwen 2.
+        assert_eq!(words("qwen35", "ne\u{301}e 12"), ["ne\u{301}e", " ", "1", "2"]);
+        assert_eq!(words("qwen2", "ne\u{301}e"), ["ne", "\u{301}e"]);
+        assert_eq!(words("gemma4", "a b\n\n c\n"), ["a b", "\n\n", " c", "\n"]);
         assert_eq!(words("starcoder", "ab12"), ["ab", "1", "2"]);
         assert_eq!(words("deepseek-coder", "a1!\nb"), ["a", "1", "!", "\n", "b"]);
         assert_eq!(words("deepseek-llm", "x  "), ["x", "  "]);

@@ -138,10 +138,23 @@ pub(crate) fn gpt2(chars: &[char], pieces: &[usize]) -> Vec<usize> {
     })
 }
 
-/// Llama 3 (`max_digits` 3) and Qwen 2 (`max_digits` 1):
-/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
-pub(crate) fn llama3(chars: &[char], pieces: &[usize], max_digits: usize) -> Vec<usize> {
+/// How the Llama 3 family of patterns differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Llama3Style {
+    /// Longest run of digits in one word: 3 for Llama 3, 1 for Qwen 2 and Qwen 3.5.
+    pub(crate) max_digits: usize,
+    /// Combining marks (`\p{M}`) count as letters, as in Qwen 3.5's `[\p{L}\p{M}]+`.
+    pub(crate) marks_are_letters: bool,
+}
+
+/// Llama 3 (`max_digits` 3), Qwen 2 (`max_digits` 1) and Qwen 3.5 (marks as letters):
+/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+/// with `\p{L}` read as `[\p{L}\p{M}]` for Qwen 3.5 (`unicode_regex_split_custom_qwen35`).
+pub(crate) fn llama3(chars: &[char], pieces: &[usize], style: Llama3Style) -> Vec<usize> {
+    let Llama3Style { max_digits, marks_are_letters } = style;
     let is_newline = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+    let letter = |f: Flags| f.is_letter() || (marks_are_letters && f.is_accent_mark());
+    let other = |f: Flags| !(f.is_whitespace() || letter(f) || f.is_number()) && f.is_some();
     for_each_piece(chars, pieces, |p, cut| {
         let mut pos = p.start;
         while pos < p.end {
@@ -153,9 +166,9 @@ pub(crate) fn llama3(chars: &[char], pieces: &[usize], max_digits: usize) -> Vec
                 continue;
             }
             // `[^\r\n\p{L}\p{N}]?\p{L}+`
-            if !(is_newline(c) || f.is_number()) && (f.is_letter() || p.flags(pos + 1).is_letter()) {
+            if !(is_newline(c) || f.is_number()) && (letter(f) || letter(p.flags(pos + 1))) {
                 pos += 1;
-                while p.flags(pos).is_letter() {
+                while letter(p.flags(pos)) {
                     pos += 1;
                 }
                 cut.cut(pos);
@@ -177,9 +190,9 @@ pub(crate) fn llama3(chars: &[char], pieces: &[usize], max_digits: usize) -> Vec
             // ` ?[^\s\p{L}\p{N}]+[\r\n]*`; llama.cpp tests the flags at `pos` for "is a
             // codepoint", so a lone trailing space takes this branch too.
             let mut f2 = if c == Some(' ') { p.flags(pos + 1) } else { f };
-            if !(f2.is_whitespace() || f2.is_letter() || f2.is_number()) && f.is_some() {
+            if !(f2.is_whitespace() || letter(f2) || f2.is_number()) && f.is_some() {
                 pos += usize::from(c == Some(' '));
-                while is_other(f2) {
+                while other(f2) {
                     pos += 1;
                     f2 = p.flags(pos);
                 }
@@ -213,4 +226,27 @@ pub(crate) fn llama3(chars: &[char], pieces: &[usize], max_digits: usize) -> Vec
             }
         }
     })
+}
+
+/// `[^\n]+|[\n]+`: runs of newlines and runs of anything else (Gemma 4, which merges across
+/// spaces; `unicode_regex_split_custom_newlines`).
+pub(crate) fn newlines(chars: &[char], pieces: &[usize]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(pieces.len());
+    let mut start = 0;
+    for &len in pieces {
+        let piece = &chars[start..start + len];
+        let mut run = 0;
+        for (i, &c) in piece.iter().enumerate() {
+            if i > 0 && (c == '\n') != (piece[i - 1] == '\n') {
+                out.push(run);
+                run = 0;
+            }
+            run += 1;
+        }
+        if run > 0 {
+            out.push(run);
+        }
+        start += len;
+    }
+    out
 }

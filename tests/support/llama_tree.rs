@@ -50,3 +50,38 @@ pub fn vocab_name(path: &Path) -> String {
     let file = path.file_name().expect("file name").to_string_lossy();
     file.trim_start_matches("ggml-vocab-").trim_end_matches(".gguf").to_owned()
 }
+
+/// The vocabularies of llama.cpp's tree whose tokenizer model pupil does not implement, with
+/// the model and why. Every other vocabulary there must tokenize exactly as llama.cpp does;
+/// the tests derive that set from the directory, so a new vocabulary is either exact or named
+/// here.
+pub const UNSUPPORTED: &[(&str, &str, &str)] = &[
+    ("bert-bge", "bert", "WordPiece, a model pupil lacks"),
+    ("nomic-bert-moe", "t5", "Unigram (UGM), a model pupil lacks"),
+];
+
+/// Whether `name` is in [`UNSUPPORTED`].
+pub fn is_unsupported(name: &str) -> bool {
+    UNSUPPORTED.iter().any(|(n, _, _)| *n == name)
+}
+
+/// Prints the unsupported vocabularies, so that a test run says what it did not check.
+pub fn print_unsupported() {
+    for (name, model, why) in UNSUPPORTED {
+        eprintln!("unsupported: {name:15} tokenizer model '{model}': {why}");
+    }
+}
+
+/// The strings of a vocabulary's `.inp` test vectors, split as llama.cpp's
+/// `test-tokenizer-0` splits them: at each line `__ggml_vocab_test__` together with the
+/// newlines around it; text after the last separator is one more string (gemma-4's file ends
+/// without a separator).
+pub fn vector_inputs(inp: &Path) -> Vec<String> {
+    const SEP: &str = "\n__ggml_vocab_test__\n";
+    let text = std::fs::read_to_string(inp).unwrap_or_else(|e| panic!("{}: {e}", inp.display()));
+    let mut parts: Vec<String> = text.split(SEP).map(str::to_owned).collect();
+    if parts.last().is_some_and(String::is_empty) {
+        parts.pop();
+    }
+    parts
+}

@@ -45,6 +45,11 @@ impl Flags {
         self.category == NUMBER
     }
 
+    /// `\p{M}`.
+    pub(crate) fn is_accent_mark(self) -> bool {
+        self.category == ACCENT_MARK
+    }
+
     /// `\s` (llama.cpp's set, which includes U+0085 and U+00A0).
     pub(crate) fn is_whitespace(self) -> bool {
         self.whitespace
@@ -93,6 +98,8 @@ mod tests {
         assert!(Flags::of('\u{3000}').is_whitespace());
         assert!(Flags::of('\u{85}').is_whitespace());
         assert!(!Flags::of('\u{200B}').is_whitespace());
+        assert!(Flags::of('\u{301}').is_accent_mark());
+        assert!(!Flags::of('e').is_accent_mark());
         assert!(Flags::of('\u{10FFFF}').is_some());
         assert!(!Flags::NONE.is_some());
         assert_eq!(Flags::collapse('é'), '\u{E0D2}');
