@@ -143,6 +143,11 @@ impl<'t> Request<'t> {
     /// A request decoding with `tok` under `params`' token limit and stop strings; its clock
     /// starts now.
     pub fn new(tok: &'t Tokenizer, params: &GenerateParams) -> Self {
+        Self::starting_at(tok, params, Instant::now())
+    }
+
+    /// [`new`](Self::new) with the clock started at `start` (when a server received it).
+    pub fn starting_at(tok: &'t Tokenizer, params: &GenerateParams, start: Instant) -> Self {
         Request {
             tok,
             decoder: tok.stream(),
@@ -151,7 +156,7 @@ impl<'t> Request<'t> {
             text: String::new(),
             tokens: Vec::with_capacity(params.max_tokens.unwrap_or(0).min(1 << 16)),
             timings: Timings::default(),
-            start: Instant::now(),
+            start,
             gen_start: None,
         }
     }

@@ -7,5 +7,7 @@
 //! - [`openai`]: the OpenAI wire format: request bodies checked into jobs, answer shapes,
 //!   errors.
 
+pub mod metrics;
 pub mod openai;
 pub mod plan;
+pub mod scheduler;
