@@ -150,6 +150,105 @@ pub enum ModelError {
         what: &'static str,
     },
 
+    /// A sequence (slot) number the cache has no slot for.
+    #[error("sequence {seq} is out of range (the cache has {n_seq} slots)")]
+    NoSequence {
+        /// The sequence asked for.
+        seq: usize,
+        /// Slots in the cache.
+        n_seq: usize,
+    },
+
+    /// A batch token whose sliding window reaches back before the oldest position its
+    /// sequence's sliding-window layers still hold (a rewrite of a position long past).
+    #[error("sequence {seq}: position {pos} attends back to position {needs}, but the sliding-window layers hold only positions from {oldest} on")]
+    WindowEvicted {
+        /// The sequence.
+        seq: usize,
+        /// The position asked for.
+        pos: u32,
+        /// The first position of its window.
+        needs: usize,
+        /// The oldest position held.
+        oldest: usize,
+    },
+
+    /// A batch that spans more positions of one sequence (with their windows) than the
+    /// sliding-window layers have rows: more tokens than the cache was sized for.
+    #[error("sequence {seq}: the batch and its windows span {span} positions, more than the {rows} rows of the sliding-window layers")]
+    RingOverflow {
+        /// The sequence.
+        seq: usize,
+        /// Positions from the oldest window start of the batch to its last position.
+        span: usize,
+        /// Rows per sequence of the sliding-window layers.
+        rows: usize,
+    },
+
+    /// A truncation or prefix copy to a length whose next position's window reaches before
+    /// what the sliding-window layers still hold.
+    #[error("sequence {seq}: its first {len} positions are no longer whole (the sliding-window layers hold positions from {oldest} on); keep at least {min_len}, or none")]
+    PrefixEvicted {
+        /// The sequence.
+        seq: usize,
+        /// The length asked for.
+        len: usize,
+        /// The shortest length other than 0 possible.
+        min_len: usize,
+        /// The oldest position held.
+        oldest: usize,
+    },
+
+    /// A prefix copy of more positions than the source holds.
+    #[error("sequence {seq} holds {len} positions, fewer than the {n} asked for")]
+    PrefixTooLong {
+        /// The source sequence.
+        seq: usize,
+        /// Positions asked for.
+        n: usize,
+        /// Positions it holds.
+        len: usize,
+    },
+
+    /// Every slot of a context is in use.
+    #[error("all {n_slots} sequence slots are in use")]
+    NoFreeSlot {
+        /// Slots in the context.
+        n_slots: usize,
+    },
+
+    /// A slot id that is not (or no longer) acquired in this context.
+    #[error("slot {index} is not acquired (released, or from another context)")]
+    StaleSlot {
+        /// The slot's index.
+        index: usize,
+    },
+
+    /// A batch wanting more logits rows than the context's buffer holds.
+    #[error("the batch wants {n} logits rows, more than the {max} the context was sized for")]
+    TooManyLogits {
+        /// Rows wanted.
+        n: usize,
+        /// Rows the context holds.
+        max: usize,
+    },
+
+    /// A context's sizes that cannot work (zero slots, zero batch).
+    #[error("invalid context size: {what}")]
+    ContextSize {
+        /// Which size, and why.
+        what: &'static str,
+    },
+
+    /// The thread pool could not be built.
+    #[error("cannot start a pool of {n} threads: {reason}")]
+    Threads {
+        /// Threads asked for.
+        n: usize,
+        /// Why not.
+        reason: String,
+    },
+
     /// A kernel refused its arguments (a bug in pupil if it ever surfaces).
     #[error(transparent)]
     Kernel(#[from] KernelError),

@@ -26,6 +26,21 @@ use super::kv_cache::{KvStore, Store};
 use super::weights::Layer;
 use super::{Batch, KvCache, Model, ModelError, Scratch};
 
+/// Where a layer's cache rows are: rows per sequence slot, and for a ring (sliding-window
+/// layers of a windowed cache) the position each sequence's row 0 holds.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    per_seq: usize,
+    oldest: Option<&'a [usize]>, // [n_seq]
+}
+
+impl Rows<'_> {
+    /// The cache row of position `pos` of `seq`.
+    fn of(&self, seq: usize, pos: usize) -> usize {
+        seq * self.per_seq + pos - self.oldest.map_or(0, |o| o[seq])
+    }
+}
+
 /// One matmul input, converted to a weight's activation type once and reused by the next
 /// weights of the same activation type (Q, K and V share theirs).
 struct Input<'a> {
@@ -121,6 +136,9 @@ impl Model {
     /// the same batch. Positions of a sequence must follow on from what the cache holds: a
     /// token may rewrite a position (after [`KvCache::truncate`], say) but not skip one.
     /// The whole batch is checked before anything is written: on error the cache is as it was.
+    ///
+    /// This runs on the rayon pool it is called from, rayon's global pool if none: a
+    /// [`Context`](super::Context) runs it on the pool it was given instead.
     pub fn forward(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
         // Run the whole pass on a worker of the thread pool: the ~130 parallel loops of a
         // decode step then split work among the workers directly, instead of each being
@@ -129,7 +147,9 @@ impl Model {
         rayon::join(|| self.run(batch, cache, s, logits), || ()).0
     }
 
-    fn run(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
+    /// [`Self::forward`] on the current thread, which should be a worker of the pool the
+    /// pass is to run on.
+    pub(super) fn run(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
         let cfg = &self.config;
         let expected = batch.n_wanted() * cfg.n_vocab;
         if logits.len() != expected {
@@ -145,10 +165,14 @@ impl Model {
             self.rope.angles(pos as i32, &mut s.rope[t * r..][..r]);
             self.rope_swa.angles(pos as i32, &mut s.rope_swa[t * r..][..r]);
         }
-        let n_ctx = cache.n_ctx;
-        match &mut cache.store {
-            Store::F16(kv) => self.blocks(batch, kv, n_ctx, s)?,
-            Store::F32(kv) => self.blocks(batch, kv, n_ctx, s)?,
+        for seq in 0..cache.n_seq {
+            cache.slide(seq, s.oldest[seq]);
+        }
+        let KvCache { rows, oldest, store, n_ctx, .. } = cache;
+        let layout = |il: usize| Rows { per_seq: rows[il], oldest: (rows[il] != *n_ctx).then_some(&oldest[..]) };
+        match store {
+            Store::F16(kv) => self.blocks(batch, kv, layout, s)?,
+            Store::F32(kv) => self.blocks(batch, kv, layout, s)?,
         }
         self.output(batch, s, logits)?;
         cache.lens.copy_from_slice(&s.lens[..cache.n_seq]);
@@ -170,6 +194,8 @@ impl Model {
         }
         s.lens.clear();
         s.lens.extend_from_slice(&cache.lens);
+        s.needs.clear();
+        s.needs.resize(cache.n_seq, usize::MAX);
         for (index, ((&token, &pos), &seq)) in batch.tokens().iter().zip(batch.positions()).zip(batch.seqs()).enumerate() {
             if token as usize >= cfg.n_vocab {
                 return Err(ModelError::BadToken { index, token, n_vocab: cfg.n_vocab });
@@ -184,6 +210,23 @@ impl Model {
                 return Err(ModelError::PositionGap { seq, pos, len: *len });
             }
             *len = (*len).max(pos as usize + 1);
+            let needs = cache.window.map_or(0, |w| (pos as usize + 1).saturating_sub(w));
+            if needs < cache.oldest[seq] {
+                return Err(ModelError::WindowEvicted { seq, pos, needs, oldest: cache.oldest[seq] });
+            }
+            s.needs[seq] = s.needs[seq].min(needs);
+        }
+        // A ring the batch would write past drops the rows older than its tokens' windows.
+        s.oldest.clear();
+        s.oldest.extend_from_slice(&cache.oldest);
+        for (seq, (&len, oldest)) in s.lens.iter().zip(&mut s.oldest).enumerate() {
+            if len - *oldest > cache.ring {
+                let needs = s.needs[seq];
+                if len - needs > cache.ring {
+                    return Err(ModelError::RingOverflow { seq, span: len - needs, rows: cache.ring });
+                }
+                *oldest = needs;
+            }
         }
         Ok(())
     }
@@ -203,9 +246,15 @@ impl Model {
         Ok(())
     }
 
-    fn blocks<T: KvScalar>(&self, batch: &Batch, kv: &mut KvStore<T>, n_ctx: usize, s: &mut Scratch) -> Result<(), ModelError> {
+    fn blocks<'r, T: KvScalar>(
+        &self,
+        batch: &Batch,
+        kv: &mut KvStore<T>,
+        layout: impl Fn(usize) -> Rows<'r>,
+        s: &mut Scratch,
+    ) -> Result<(), ModelError> {
         for (il, layer) in self.weights.layers.iter().enumerate() {
-            self.attention(il, layer, batch, &mut kv.k[il], &mut kv.v[il], n_ctx, s)?;
+            self.attention(il, layer, batch, &mut kv.k[il], &mut kv.v[il], layout(il), s)?;
             self.ffn(layer, batch.len(), s)?;
         }
         Ok(())
@@ -217,9 +266,9 @@ impl Model {
         il: usize,
         layer: &Layer,
         batch: &Batch,
-        k_cache: &mut [T], // [n_seq, n_ctx, n_head_kv * head_dim]
-        v_cache: &mut [T], // [n_seq, n_ctx, n_head_kv * head_dim]
-        n_ctx: usize,
+        k_cache: &mut [T], // [n_seq, rows.per_seq, n_head_kv * head_dim]
+        v_cache: &mut [T], // [n_seq, rows.per_seq, n_head_kv * head_dim]
+        rows: Rows<'_>,
         s: &mut Scratch,
     ) -> Result<(), ModelError> {
         let cfg = &self.config;
@@ -256,7 +305,7 @@ impl Model {
             if let Some(sc) = q_scale {
                 ops::scale(qt, sc);
             }
-            let row = (seq * n_ctx + pos as usize) * kvd;
+            let row = rows.of(seq, pos as usize) * kvd;
             for (c, &x) in k_cache[row..row + kvd].iter_mut().zip(kt.iter()) {
                 *c = T::from_f32(x);
             }
@@ -270,7 +319,7 @@ impl Model {
         for (&pos, &seq) in batch.positions().iter().zip(batch.seqs()) {
             let pos = pos as usize;
             let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            s.spans.push(seq * n_ctx + first..seq * n_ctx + pos + 1);
+            s.spans.push(rows.of(seq, first)..rows.of(seq, pos) + 1);
         }
         ops::attend_batch(
             &s.q[..n * qd],

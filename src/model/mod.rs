@@ -8,8 +8,13 @@
 //!   `qwen2`, `qwen3`, `gemma2`, `gemma3`); every tensor is checked against it at load.
 //! - [`Batch`]: tokens of several sequences, each with its position, sequence and a flag
 //!   saying whether its logits are wanted. [`Model::forward`] runs one.
-//! - [`KvCache`] (f16 or f32, one slot per sequence) and [`Scratch`] are allocated once; the
-//!   forward pass allocates nothing.
+//! - [`Context`]: what running sequences needs besides the weights — a [`KvCache`] with a
+//!   table of sequence [`Slot`]s (acquire, release, truncate, copy a prefix), [`Scratch`]
+//!   buffers, the pending batch, the logits — and the [`Threads`] it runs on. Allocated
+//!   once: the forward pass allocates nothing. Sliding-window layers keep only their
+//!   window (and a batch) of rows per slot.
+//! - [`KvCache`] (f16 or f32, one slot per sequence) and [`Scratch`] can also be used alone,
+//!   with [`Model::forward`] on the caller's rayon pool.
 //! - [`synth`] writes random-weight models of every architecture, for tests and benchmarks.
 //!
 //! ```no_run
@@ -34,15 +39,19 @@
 mod arch;
 mod batch;
 mod config;
+mod context;
 mod error;
 mod forward;
 mod kv_cache;
 mod scratch;
 pub mod synth;
+mod threads;
 mod weights;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod context_tests;
 
 use std::path::Path;
 
@@ -51,9 +60,11 @@ use pupil_kernels::ops::Rope;
 pub use arch::{Arch, ArchSpec, AttnScale, Dim, FfnAct, Need, Role, SwaRule, TensorDef};
 pub use batch::Batch;
 pub use config::Config;
+pub use context::{Context, ContextParams, Logits, Slot};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvType};
 pub use scratch::Scratch;
+pub use threads::Threads;
 
 use crate::gguf::GgufFile;
 use weights::Weights;

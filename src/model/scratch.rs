@@ -30,12 +30,21 @@ pub struct Scratch {
     pub(crate) rope: Vec<f32>,     // [max_batch, n_rot] cos/sin per token, global layers
     pub(crate) rope_swa: Vec<f32>, // [max_batch, n_rot] cos/sin per token, sliding-window layers
     pub(crate) lens: Vec<usize>,   // [n_seq] cache lengths after the batch, while validating
+    pub(crate) needs: Vec<usize>,  // [n_seq] oldest position the batch's tokens attend to
+    pub(crate) oldest: Vec<usize>, // [n_seq] oldest position each ring keeps for the batch
     pub(crate) act: Activations,   // [max_batch, max(n_embd, n_ff)] converted matmul input
 }
 
 impl Scratch {
-    /// Buffers for a model with `cfg`, batches of up to `max_batch` tokens, and `cache`.
+    /// Buffers for a model with `cfg`, batches of up to `max_batch` tokens, and `cache`, for
+    /// as many threads as the current rayon pool has (the global pool if called outside one).
     pub fn new(cfg: &Config, max_batch: usize, cache: &KvCache) -> Scratch {
+        Scratch::for_threads(cfg, max_batch, cache, rayon::current_num_threads())
+    }
+
+    /// [`Scratch::new`] for a pool of `threads` workers. Converts a zero buffer to size the
+    /// activations, which runs parallel loops: call it inside the pool that will run it.
+    pub(crate) fn for_threads(cfg: &Config, max_batch: usize, cache: &KvCache, threads: usize) -> Scratch {
         let b = max_batch.max(1);
         let (e, qd, kvd, ff, rot) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff, cfg.n_rot);
         let mut act = Activations::new();
@@ -60,11 +69,13 @@ impl Scratch {
             head: vec![0.0; cfg.head_dim],
             // A few runs per thread, so that the (token, head) pairs of a causal batch, whose
             // costs grow with the position, balance over the threads.
-            scores: vec![0.0; cache.n_ctx * 4 * rayon::current_num_threads()],
+            scores: vec![0.0; cache.n_ctx * 4 * threads.max(1)],
             spans: Vec::with_capacity(b),
             rope: vec![0.0; b * rot],
             rope_swa: vec![0.0; b * rot],
             lens: Vec::with_capacity(cache.n_seq),
+            needs: Vec::with_capacity(cache.n_seq),
+            oldest: Vec::with_capacity(cache.n_seq),
             act,
         }
     }
