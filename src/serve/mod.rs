@@ -7,6 +7,7 @@
 //! - [`openai`]: the OpenAI wire format: request bodies checked into jobs, answer shapes,
 //!   errors.
 
+pub mod http;
 pub mod metrics;
 pub mod openai;
 pub mod plan;

@@ -328,6 +328,12 @@ impl Scheduler {
         self.shared.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
+    /// Whether the engine thread has ended (after [`shutdown`](Self::shutdown), once every
+    /// queued and running request finished).
+    pub fn is_finished(&self) -> bool {
+        self.shared.thread.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_none_or(|h| h.is_finished())
+    }
+
     /// Waits for the engine thread to finish (after [`shutdown`](Self::shutdown)).
     pub fn join(&self) {
         let handle = self.shared.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
