@@ -14,7 +14,8 @@
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use pupil::kernels::DType;
 use pupil::model::synth::{Synth, SynthModel};
-use pupil::model::{Arch, Batch, KvType, Model};
+use pupil::model::{Arch, Model};
+use pupil::runner::{PupilRunner, Runner, RunnerOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,10 +68,8 @@ fn forward(c: &mut Criterion) {
         let n_vocab = model.config().n_vocab as u32;
         let tokens: Vec<u32> =
             (0..*PREFILL.iter().max().unwrap() as u32).map(|i| 3 + (i * 7919) % (n_vocab - 3)).collect();
-        let mut cache = model.new_cache(Some(1024), 1, KvType::F16);
-        let mut scratch = model.new_scratch(tokens.len(), &cache);
+        let mut r = PupilRunner::new(&model, &RunnerOptions::new(1024, tokens.len())).expect("a runner");
         let mut logits = vec![0.0f32; n_vocab as usize];
-        let mut batch = Batch::with_capacity(tokens.len());
 
         let mut g = c.benchmark_group(name);
         g.sample_size(10)
@@ -79,21 +78,17 @@ fn forward(c: &mut Criterion) {
             .sampling_mode(SamplingMode::Flat);
         g.throughput(Throughput::Elements(1));
         g.bench_function("decode", |b| {
-            batch.clear();
-            batch.push(tokens[0], 0, 0, true);
             b.iter(|| {
-                cache.clear(0);
-                model.forward(&batch, &mut cache, &mut scratch, &mut logits).expect("forward");
+                r.clear();
+                r.forward(&tokens[..1], 0, 0..1, &mut logits).expect("forward");
             });
         });
         for n in PREFILL {
             g.throughput(Throughput::Elements(n as u64));
             g.bench_function(BenchmarkId::new("prefill", n), |b| {
-                batch.clear();
-                batch.push_sequence(&tokens[..n], 0, 0, false);
                 b.iter(|| {
-                    cache.clear(0);
-                    model.forward(&batch, &mut cache, &mut scratch, &mut logits).expect("forward");
+                    r.clear();
+                    r.forward(&tokens[..n], 0, n - 1..n, &mut logits).expect("forward");
                 });
             });
         }

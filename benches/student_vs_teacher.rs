@@ -9,7 +9,8 @@
 //! Threads: rayon's default (all cores; `RAYON_NUM_THREADS` to change).
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use pupil::model::{Batch, KvType, Model};
+use pupil::model::Model;
+use pupil::runner::{PupilRunner, Runner, RunnerOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,29 +54,25 @@ fn latency(c: &mut Criterion) {
             let model = Model::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let n_vocab = model.config().n_vocab as u32;
             let tokens: Vec<u32> = (0..=PROMPT as u32).map(|i| 3 + (i * 7919) % (n_vocab - 3)).collect();
-            let mut cache = model.new_cache(Some(2 * PROMPT), 1, KvType::F16);
-            let mut scratch = model.new_scratch(PROMPT, &cache);
+            let mut r = PupilRunner::new(&model, &RunnerOptions::new(2 * PROMPT, PROMPT)).expect("a runner");
             let mut logits = vec![0.0f32; n_vocab as usize];
-            let mut prompt = Batch::with_capacity(PROMPT);
-            prompt.push_sequence(&tokens[..PROMPT], 0, 0, false);
-            let mut step = Batch::with_capacity(1);
-            step.push(tokens[PROMPT], PROMPT as u32, 0, true);
+            let (prompt, step) = (&tokens[..PROMPT], &tokens[PROMPT..]);
 
             g.throughput(Throughput::Elements(PROMPT as u64));
             g.bench_function(BenchmarkId::new("prefill-128", role), |b| {
                 b.iter(|| {
-                    cache.clear(0);
-                    model.forward(&prompt, &mut cache, &mut scratch, &mut logits).expect("forward");
+                    r.clear();
+                    r.forward(prompt, 0, PROMPT - 1..PROMPT, &mut logits).expect("forward");
                 });
             });
             g.throughput(Throughput::Elements(1));
-            cache.clear(0);
-            model.forward(&prompt, &mut cache, &mut scratch, &mut logits).expect("forward");
+            r.clear();
+            r.forward(prompt, 0, PROMPT - 1..PROMPT, &mut logits).expect("forward");
             g.bench_function(BenchmarkId::new("decode", role), |b| {
                 b.iter(|| {
                     // Drop the token decoded last time, so every step sees 128 cached tokens.
-                    cache.truncate(0, PROMPT);
-                    model.forward(&step, &mut cache, &mut scratch, &mut logits).expect("forward");
+                    r.truncate(PROMPT).expect("truncate");
+                    r.forward(step, PROMPT, 0..1, &mut logits).expect("forward");
                 });
             });
         }

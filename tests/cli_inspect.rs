@@ -161,21 +161,14 @@ fn a_missing_file_is_an_error_naming_it() {
 #[cfg(feature = "llama")]
 #[test]
 fn parameter_count_size_and_metadata_keys_match_llama_cpp() {
-    use llama_cpp_2::llama_backend::LlamaBackend;
-    use llama_cpp_2::model::LlamaModel;
-    use llama_cpp_2::model::params::LlamaModelParams;
-
-    let mut backend = LlamaBackend::init().unwrap();
-    backend.void_logs();
-    let model = LlamaModel::load_from_file(&backend, gemma(), &LlamaModelParams::default()).unwrap();
+    let model = pupil::llama::LlamaModel::load(&gemma()).unwrap();
     let r = inspect_json(&gemma());
     assert_eq!(r["parameters"].as_u64(), Some(model.n_params()));
     assert_eq!(r["tensor_bytes"].as_u64(), Some(model.size()));
     let ours = r["metadata"].as_object().unwrap();
-    for i in 0..model.meta_count() {
-        let key = model.meta_key_by_index(i).unwrap();
+    for (key, theirs) in model.metadata().unwrap() {
         assert!(ours.contains_key(&key), "llama.cpp sees metadata key {key}, pupil does not");
-        if let (Ok(theirs), Some(Json::String(s))) = (model.meta_val_str(&key), ours.get(&key)) {
+        if let (Some(theirs), Some(Json::String(s))) = (theirs, ours.get(&key)) {
             if s.len() < 100 {
                 assert_eq!(&theirs, s, "value of {key}");
             }

@@ -11,13 +11,9 @@
 //! under 10% of the logits' spread, and the model oracle test bounds the KL.
 #![cfg(feature = "llama")]
 
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::token::LlamaToken;
 use pupil::generate::{Engine, GenerateParams, SessionOptions};
-use std::num::NonZeroU32;
+use pupil::llama::LlamaModel;
+use pupil::runner::{Runner, RunnerOptions};
 use std::sync::Arc;
 
 mod support;
@@ -56,33 +52,22 @@ fn gemma() -> String {
     p
 }
 
-fn context<'m>(model: &'m LlamaModel, backend: &LlamaBackend) -> llama_cpp_2::context::LlamaContext<'m> {
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(512))
-        .with_n_batch(512)
-        .with_n_ubatch(512)
-        .with_n_threads(2)
-        .with_n_threads_batch(2);
-    model.new_context(backend, params).expect("llama.cpp context")
-}
-
-/// llama.cpp's greedy continuation, one decode step per token, with the logits of each step.
-fn llama_greedy(model: &LlamaModel, backend: &LlamaBackend, prompt: &[u32]) -> Vec<(u32, Vec<f32>)> {
-    let mut ctx = context(model, backend);
-    let mut batch = LlamaBatch::new(512, 1);
-    for (i, &t) in prompt.iter().enumerate() {
-        batch.add(LlamaToken(t as i32), i as i32, &[0], i + 1 == prompt.len()).unwrap();
-    }
+/// llama.cpp's greedy continuation, one decode step per token, with the logits of each step:
+/// a context of 512 positions, the prompt as one batch, 2 threads, llama.cpp's defaults
+/// otherwise (f16 cache, automatic flash attention).
+fn llama_greedy(model: &LlamaModel, prompt: &[u32]) -> Vec<(u32, Vec<f32>)> {
+    let opts = RunnerOptions { threads: Some(2), ..RunnerOptions::new(512, 512) };
+    let mut r = model.runner(&opts).expect("llama.cpp context");
+    let mut logits = vec![0.0; r.n_vocab()];
     let mut out = Vec::new();
-    let mut pos = prompt.len() as i32;
-    for _ in 0..N {
-        ctx.decode(&mut batch).expect("llama.cpp decode");
-        let logits = ctx.get_logits_ith(batch.n_tokens() - 1).to_vec();
+    let n = prompt.len();
+    r.forward(prompt, 0, n - 1..n, &mut logits).expect("llama.cpp decode");
+    for i in 0..N {
         let a = (0..logits.len()).max_by(|&x, &y| logits[x].total_cmp(&logits[y]).then(y.cmp(&x))).unwrap();
-        out.push((a as u32, logits));
-        batch.clear();
-        batch.add(LlamaToken(a as i32), pos, &[0], true).unwrap();
-        pos += 1;
+        out.push((a as u32, logits.clone()));
+        if i + 1 < N {
+            r.forward(&[a as u32], n + i, 0..1, &mut logits).expect("llama.cpp decode");
+        }
     }
     out
 }
@@ -90,19 +75,18 @@ fn llama_greedy(model: &LlamaModel, backend: &LlamaBackend, prompt: &[u32]) -> V
 #[test]
 fn greedy_continuations_match_llama_cpp_on_gemma3_270m() {
     let path = gemma();
-    let backend = support::backend();
     let llama = support::load(std::path::Path::new(&path));
     let engine = Arc::new(Engine::load(&path).unwrap());
 
     let (mut identical, mut near_ties) = (0, 0);
     for prompt in PROMPTS {
         let tokens = engine.tokenizer().encode(prompt, true, false);
-        let theirs: Vec<u32> = llama.vocab().tokenize(prompt.as_bytes(), true, false).iter().map(|t| t.0 as u32).collect();
+        let theirs = support::tokenize(&llama, prompt);
         assert_eq!(tokens, theirs, "tokenization of {prompt:?}");
 
         let mut session = engine.session(SessionOptions { n_ctx: Some(512), ..SessionOptions::default() });
         let ours = session.generate(&tokens, &GenerateParams::greedy(N), |_| true).unwrap().tokens;
-        let reference = llama_greedy(&llama, backend, &tokens);
+        let reference = llama_greedy(&llama, &tokens);
 
         match ours.iter().zip(&reference).position(|(a, (b, _))| a != b) {
             None if ours.len() == N => identical += 1,

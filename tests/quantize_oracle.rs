@@ -13,15 +13,12 @@
 //! for the per-recipe table.
 #![cfg(feature = "llama")]
 
-#[path = "support/llama_quantize.rs"]
-mod llama_quantize;
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pupil::gguf::GgufFile;
 use pupil::kernels::DType;
+use pupil::llama;
 use pupil::model::Arch;
 use pupil::model::synth::{Synth, SynthModel};
 use pupil::quantize::{Options, Quantizer, parse_type};
@@ -145,10 +142,10 @@ fn check(dir: &Path, label: &str, input: &Path, type_name: &str, pure: bool, all
     Quantizer::open(input, &options).unwrap().write(&ours, |_| {}).unwrap();
     let t_ours = t.elapsed();
 
-    support::backend();
+    llama::backend().unwrap();
     let t = Instant::now();
-    let params = llama_quantize::Params { ftype: ftype.id(), allow_requantize, pure, nthread: 2 };
-    llama_quantize::quantize(input, &theirs, params).unwrap();
+    let params = llama::QuantizeParams { ftype: ftype.id(), allow_requantize, pure, nthread: 2 };
+    llama::quantize(input, &theirs, params).unwrap();
     let t_theirs = t.elapsed();
 
     let mut o = compare(&ours, &theirs);
@@ -245,9 +242,8 @@ fn requantizing_matches_llama_quantize_and_is_refused_without_the_flag() {
         let options = Options::new(parse_type("Q4_K_M").unwrap());
         let err = Quantizer::open(&input, &options).unwrap_err();
         assert!(err.to_string().contains("--allow-requantize"), "{err}");
-        support::backend();
-        let params = llama_quantize::Params { ftype: 15, allow_requantize: false, pure: false, nthread: 2 };
-        assert!(llama_quantize::quantize(&input, &dir.path().join("refused.gguf"), params).is_err());
+        let params = llama::QuantizeParams { ftype: 15, allow_requantize: false, pure: false, nthread: 2 };
+        assert!(llama::quantize(&input, &dir.path().join("refused.gguf"), params).is_err());
     }
     // K-quants in, as downloaded models are.
     let spec = Synth { n_layer: 8, ..Synth::new(Arch::Qwen3, DType::Q4_K) };

@@ -4,8 +4,9 @@
 use super::output;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, PupilRunner, Report, Runner, Test, Tokens};
+use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, Test, Tokens};
 use pupil::model::Model;
+use pupil::runner::{PupilRunner, Runner};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -68,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = Model::open(&args.model).map_err(output::in_file(&args.model))?;
     let facts = ModelFacts::of(&model);
     let plan = Plan { n_prompt: args.n_prompt, n_gen: args.n_gen, repetitions: args.repetitions as usize };
-    let tokens = Tokens::for_model(&model, &plan, TOKEN_SEED);
+    let tokens = bench::tokens_for_model(&model, &plan, TOKEN_SEED);
     let tier = pupil::kernels::cpu::tier().name().to_owned();
 
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -131,13 +132,14 @@ fn measure(
     probe: &bench::BandwidthProbe,
     on_step: impl FnMut(&Progress),
 ) -> Result<(Measured, LlamaSide, Vec<f64>)> {
-    let mut pupil = PupilRunner::new(model, plan.n_prompt, plan.n_gen)?;
+    let mut pupil = PupilRunner::new(model, &plan.runner_options())?;
     #[cfg(feature = "llama")]
     if args.against_llama {
-        use pupil::bench::llama;
+        use pupil::llama;
         let check = llama::native_check()?;
-        let lmodel = llama::load(&args.model)?;
-        let mut runner = llama::LlamaRunner::new(&lmodel, threads, plan.n_prompt, plan.n_gen)?;
+        let lmodel = llama::LlamaModel::load(&args.model)?;
+        let opts = pupil::runner::RunnerOptions { threads: Some(threads), ..plan.runner_options() };
+        let mut runner = lmodel.runner(&opts)?;
         let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
         let (results, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
         let mut results = results.into_iter();

@@ -125,7 +125,7 @@ pub struct GateFailed(String);
 
 pub fn run(args: Args) -> Result<()> {
     let teacher_backend = Backend::from(args.teacher_backend);
-    teacher_backend.check_available().context("--teacher-backend llama")?;
+    eval::check_backend(teacher_backend).context("--teacher-backend llama")?;
     super::run::set_threads(args.threads)?;
     let (teacher, student, default_text) = match (&args.teacher, &args.student) {
         (Some(t), Some(s)) => (t.clone(), s.clone(), None),

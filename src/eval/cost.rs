@@ -1,5 +1,6 @@
-//! What a model costs to run, each model measured the same way: size, load time, peak
-//! memory, prompt and generation speed, time to first token.
+//! What a model costs to run, each model measured the same way on whichever engine runs it:
+//! size, load time, peak memory, and prompt speed, generation speed and time to first token
+//! as [`crate::runner::speed`] defines them (the definitions `pupil bench` reports too).
 //!
 //! Peak memory is the process's high-water mark (`VmHWM` in `/proc/self/status`). It is
 //! process-wide, so before each model is loaded the mark is reset to the current resident
@@ -13,9 +14,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::EvalError;
-use super::runner::{Backend, ModelRunner, PupilRunner};
-use crate::model::{KvType, Model};
-use crate::sample::argmax;
+use super::engine::Loaded;
+use crate::model::KvType;
+use crate::runner::speed::{self, Plan, Tokens};
+use crate::runner::{Backend, RunnerOptions};
 use crate::tokenizer::Tokenizer;
 
 /// How speed is measured.
@@ -23,9 +25,9 @@ use crate::tokenizer::Tokenizer;
 pub struct CostOptions {
     /// Prompt tokens run as one batch (llama-bench's pp).
     pub n_prompt: usize,
-    /// Single-token decode steps after the prompt (llama-bench's tg).
+    /// Single-token decode steps from an empty cache (llama-bench's tg).
     pub n_gen: usize,
-    /// Repetitions; the median is reported.
+    /// Measured repetitions, after one warm-up; the median is reported.
     pub reps: usize,
     /// KV cache element type.
     pub kv_type: KvType,
@@ -58,11 +60,11 @@ pub struct Cost {
     pub peak_rss_bytes: Option<u64>,
     /// Whether the peak was reset before the load (else it may include earlier work).
     pub peak_rss_exact: bool,
-    /// Prompt tokens per second.
+    /// Prompt tokens per second (pp), median.
     pub pp_tok_s: f64,
-    /// Generated tokens per second.
+    /// Generated tokens per second (tg), median; 0 with no decode steps.
     pub tg_tok_s: f64,
-    /// Seconds from the start of the prompt to the first token chosen.
+    /// Seconds from the start of the prompt to the first token chosen (TTFT), median.
     pub ttft_s: f64,
 }
 
@@ -86,132 +88,56 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-fn median(mut x: Vec<f64>) -> f64 {
-    x.sort_by(f64::total_cmp);
-    x.get(x.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// The memory mark taken before a model is loaded, from which its [`Cost`] is completed.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Mark {
-    exact: bool,
-    baseline: Option<u64>,
-}
-
-/// What [`Mark::finish`] needs besides the memory: the model's facts and its timings.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Measured {
-    /// The engine.
-    pub backend: Backend,
-    /// Elements in all tensors.
-    pub parameters: u64,
-    /// Bytes of all tensors.
-    pub weight_bytes: u64,
-    /// Seconds to load.
-    pub load_s: f64,
-    /// Median speeds from [`time_runs`].
-    pub speed: Speed,
-}
-
-impl Mark {
-    /// Checks `opts` and `prompt`, resets the peak resident size and reads the baseline.
-    pub(crate) fn start(prompt: &[u32], opts: &CostOptions) -> Result<Mark, EvalError> {
-        if opts.n_prompt < 1 || opts.reps < 1 {
-            return Err(EvalError::BadOption {
-                what: "prompt tokens and repetitions",
-                min: 1,
-                found: opts.n_prompt.min(opts.reps),
-            });
-        }
-        if prompt.is_empty() {
-            return Err(EvalError::TextTooShort { tokens: 0 });
-        }
-        let exact = reset_peak_rss();
-        Ok(Mark { exact, baseline: proc_status("VmRSS") })
-    }
-
-    /// The cost of the model at `path`, with the peak resident size read now.
-    pub(crate) fn finish(self, path: &Path, m: Measured) -> Cost {
-        Cost {
-            path: path.display().to_string(),
-            backend: m.backend,
-            parameters: m.parameters,
-            weight_bytes: m.weight_bytes,
-            load_s: m.load_s,
-            baseline_rss_bytes: self.baseline,
-            peak_rss_bytes: proc_status("VmHWM"),
-            peak_rss_exact: self.exact,
-            pp_tok_s: m.speed.pp_tok_s,
-            tg_tok_s: m.speed.tg_tok_s,
-            ttft_s: m.speed.ttft_s,
-        }
-    }
-}
-
-/// Median speeds of [`time_runs`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Speed {
-    pp_tok_s: f64,
-    tg_tok_s: f64,
-    ttft_s: f64,
-}
-
-/// Times `opts.reps` runs on `runner` (sized for `n_ctx` positions and batches of
-/// `opts.n_prompt.min(n_ctx)`), each from an empty cache: `prompt` (repeated as needed to
-/// that many tokens) as one batch and the greedy choice of the next token (pp, TTFT), then
-/// up to `opts.n_gen` greedy decode steps (tg).
-pub(crate) fn time_runs(
-    runner: &mut dyn ModelRunner,
+/// Loads the model at `path` on `backend` and measures it: size, load time, peak memory, and
+/// [`speed::measure`] with `prompt` repeated as needed for `opts.n_prompt` prompt tokens and
+/// `opts.n_gen` decode steps (each capped by the model's training context). llama.cpp runs on
+/// `threads` threads (default: as many as the current rayon pool has); pupil on the current
+/// rayon pool.
+pub fn measure(
+    path: &Path,
+    backend: Backend,
     prompt: &[u32],
-    n_ctx: usize,
     opts: &CostOptions,
-) -> Result<Speed, EvalError> {
-    let n_prompt = opts.n_prompt.min(n_ctx);
-    let tokens: Vec<u32> = prompt.iter().copied().cycle().take(n_prompt).collect();
-    let mut logits = vec![0f32; runner.n_vocab()];
-    let (mut pp, mut tg, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..opts.reps {
-        runner.clear();
-        let t0 = Instant::now();
-        runner.forward(&tokens, 0, n_prompt - 1..n_prompt, &mut logits)?;
-        let mut next = argmax(&logits);
-        let secs = t0.elapsed().as_secs_f64();
-        pp.push(n_prompt as f64 / secs);
-        ttft.push(secs);
-        let steps = opts.n_gen.min(n_ctx - n_prompt);
-        let t1 = Instant::now();
-        for i in 0..steps {
-            runner.forward(&[next], n_prompt + i, 0..1, &mut logits)?;
-            next = argmax(&logits);
-        }
-        let secs = t1.elapsed().as_secs_f64();
-        tg.push(if secs > 0.0 { steps as f64 / secs } else { 0.0 });
+    threads: Option<usize>,
+) -> Result<Cost, EvalError> {
+    if opts.n_prompt < 1 || opts.reps < 1 {
+        let found = opts.n_prompt.min(opts.reps);
+        return Err(EvalError::BadOption { what: "prompt tokens and repetitions", min: 1, found });
     }
-    Ok(Speed { pp_tok_s: median(pp), tg_tok_s: median(tg), ttft_s: median(ttft) })
-}
-
-/// Loads the model at `path` with pupil and measures it: `prompt` (repeated as needed to
-/// `opts.n_prompt` tokens) as one batch, then `opts.n_gen` greedy decode steps.
-pub fn measure(path: &Path, prompt: &[u32], opts: &CostOptions) -> Result<Cost, EvalError> {
-    let mark = Mark::start(prompt, opts)?;
+    if prompt.is_empty() {
+        return Err(EvalError::TextTooShort { tokens: 0 });
+    }
+    let exact = reset_peak_rss();
+    let baseline = proc_status("VmRSS");
     let start = Instant::now();
-    let model = Model::open(path)?;
-    let _tokenizer = Tokenizer::from_gguf(model.file())?;
+    let model = Loaded::open(path, backend, None)?;
+    if let Loaded::Pupil(m) = &model {
+        // llama.cpp loads the vocabulary with the model; pupil builds it apart.
+        Tokenizer::from_gguf(m.file())?;
+    }
     let load_s = start.elapsed().as_secs_f64();
-    let n_ctx = (opts.n_prompt + opts.n_gen).min(model.config().n_ctx_train);
-    let mut runner = PupilRunner::new(&model, n_ctx, opts.n_prompt.min(n_ctx), opts.kv_type);
-    let speed = time_runs(&mut runner, prompt, n_ctx, opts)?;
-    let tensors = model.file().tensors();
-    Ok(mark.finish(
-        path,
-        Measured {
-            backend: Backend::Pupil,
-            parameters: tensors.iter().map(|t| t.n_elements()).sum(),
-            weight_bytes: tensors.iter().map(|t| t.n_bytes()).sum(),
-            load_s,
-            speed,
-        },
-    ))
+
+    let n_ctx_train = model.n_ctx_train();
+    let plan = Plan { n_prompt: opts.n_prompt.min(n_ctx_train), n_gen: opts.n_gen.min(n_ctx_train), repetitions: opts.reps };
+    let ropts = RunnerOptions { kv_type: opts.kv_type, threads, ..plan.runner_options() };
+    let mut runner = model.runner(&ropts)?;
+    let measured = speed::measure(&plan, &Tokens::cycled(prompt, &plan), &mut [&mut *runner], |_| {})?;
+    let m = measured.into_iter().next().expect("one result per runner");
+    let footprint = runner.footprint();
+    let median = |s: Option<crate::runner::Stats>| s.map_or(0.0, |s| s.median);
+    Ok(Cost {
+        path: path.display().to_string(),
+        backend,
+        parameters: footprint.parameters,
+        weight_bytes: footprint.weight_bytes,
+        load_s,
+        baseline_rss_bytes: baseline,
+        peak_rss_bytes: proc_status("VmHWM"),
+        peak_rss_exact: exact,
+        pp_tok_s: median(m.pp),
+        tg_tok_s: median(m.tg),
+        ttft_s: median(m.ttft),
+    })
 }
 
 #[cfg(test)]

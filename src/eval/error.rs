@@ -1,11 +1,11 @@
-//! [`EvalError`]: why a comparison could not run, and [`VocabMismatch`]: how two
-//! vocabularies differ.
+//! [`EvalError`]: why a comparison could not run.
 
 use std::path::PathBuf;
 
 use crate::gguf::GgufError;
 use crate::model::ModelError;
-use crate::tokenizer::TokenizerError;
+use crate::runner::RunnerError;
+use crate::tokenizer::{TokenizerError, VocabMismatch};
 
 /// Why a comparison could not run.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,10 @@ pub enum EvalError {
         /// The value given.
         found: usize,
     },
+    /// An engine could not be set up for the sizes asked (more positions than a model was
+    /// trained for).
+    #[error(transparent)]
+    Runner(RunnerError),
     /// llama.cpp was asked for, and this build does not have it.
     #[error("built without the llama feature; rebuild with --features llama")]
     LlamaUnavailable,
@@ -69,61 +73,36 @@ impl EvalError {
         match self {
             EvalError::Model(e) => !matches!(e, ModelError::LogitsSize { .. }),
             EvalError::Llama { .. } => false,
+            EvalError::Runner(e) => matches!(e, RunnerError::ContextTooLong { .. }),
             _ => true,
         }
     }
 }
 
-/// Two vocabularies that differ: in size, or in the text of some token ids.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}", self.describe())]
-pub struct VocabMismatch {
-    /// What the two sides are called (`("teacher", "student")`, `("target", "draft")`).
-    pub names: (&'static str, &'static str),
-    /// Token counts of the two tokenizers.
-    pub n_vocab: (usize, usize),
-    /// Logit rows of the two models (`n_vocab` of their configs).
-    pub n_logits: (usize, usize),
-    /// The first few ids (up to [`VocabMismatch::SHOWN`]) whose texts differ, with both
-    /// texts (`None`: the id is past that side's vocabulary).
-    pub first_differing: Vec<(u32, Option<String>, Option<String>)>,
-    /// How many ids below the smaller size have different texts.
-    pub n_differing: usize,
+#[cfg(feature = "llama")]
+impl From<crate::llama::LlamaError> for EvalError {
+    fn from(e: crate::llama::LlamaError) -> EvalError {
+        use crate::llama::LlamaError;
+        match e {
+            LlamaError::Load { path, message } => EvalError::LlamaLoad { path, arch: None, message },
+            LlamaError::Call { what, message } => EvalError::Llama { what, message },
+        }
+    }
 }
 
-impl VocabMismatch {
-    /// How many differing ids are kept and shown.
-    pub const SHOWN: usize = 5;
-
-    fn describe(&self) -> String {
-        let (a, b) = self.names;
-        let mut parts = Vec::new();
-        if self.n_vocab.0 != self.n_vocab.1 {
-            parts.push(format!("the {a} has {} tokens, the {b} {}", self.n_vocab.0, self.n_vocab.1));
+impl From<RunnerError> for EvalError {
+    /// The engines' errors as the variants a comparison always had: a model's, llama.cpp's.
+    fn from(e: RunnerError) -> EvalError {
+        match e {
+            RunnerError::Model(e) => EvalError::Model(e),
+            #[cfg(feature = "llama")]
+            RunnerError::Llama(e) => e.into(),
+            e => EvalError::Runner(e),
         }
-        if self.n_logits.0 != self.n_logits.1 {
-            parts.push(format!("the {a} model outputs {} logits, the {b} model {}", self.n_logits.0, self.n_logits.1));
-        }
-        if self.n_differing > 0 {
-            parts.push(format!("{} of the ids both have differ in text", self.n_differing));
-        }
-        if !self.first_differing.is_empty() {
-            let shown: Vec<String> = self
-                .first_differing
-                .iter()
-                .map(|(id, x, y)| format!("{id}: {} vs {}", quoted(x.as_deref()), quoted(y.as_deref())))
-                .collect();
-            parts.push(format!("first differing ids: {}", shown.join(", ")));
-        }
-        format!("the {a} and {b} vocabularies differ: {}", parts.join("; "))
     }
 }
 
 /// `" (architecture \"name\")"`, or nothing.
 fn arch_note(arch: Option<&str>) -> String {
     arch.map_or_else(String::new, |a| format!(" (architecture {a:?})"))
-}
-
-fn quoted(s: Option<&str>) -> String {
-    s.map_or_else(|| "(none)".to_owned(), |s| format!("{s:?}"))
 }

@@ -2,16 +2,16 @@
 //! distributions follow the teacher's on a text (fidelity), and what it costs to run
 //! (size, memory, speed), side by side.
 //!
-//! - [`check_vocab`] ([`check_tokenizers`] where pupil cannot load the model): the two
-//!   models must share a vocabulary; [`VocabMismatch`] says how they
-//!   differ otherwise.
+//! - The two models must share a vocabulary ([`crate::tokenizer::check_vocab`]; the
+//!   teacher's is read from its GGUF file by pupil, whatever engine runs it).
 //! - [`fidelity`]: both models teacher-forced over the same tokens in windows, compared batch
 //!   by batch ([`compare_row`] per position), summarised as llama-perplexity's KL-divergence
 //!   mode does ([`Fidelity`]).
-//! - [`measure`]: one model's [`Cost`], each model measured the same way.
+//! - [`measure`]: one model's [`Cost`], each model measured the same way, speeds as
+//!   [`crate::runner::speed`] defines them (as `pupil bench` reports them).
 //! - [`Backend`]: the teacher may run on llama.cpp instead of pupil (feature `llama`), so
-//!   any architecture llama.cpp runs can be the teacher; its vocabulary is still checked
-//!   against the student's, and its cost measured the same way (`measure_llama`).
+//!   any architecture llama.cpp runs can be the teacher. Both engines are
+//!   [`crate::runner::Runner`]s, so scoring and cost measurement are written once.
 //! - [`compare`] runs all of it and gives a [`Report`], with ratios and a verdict;
 //!   [`plot::svg`] draws it.
 //! - [`HELD_OUT`]: a built-in text no model was trained on.
@@ -32,29 +32,45 @@
 //! ```
 
 mod cost;
+mod engine;
 mod error;
 mod fidelity;
-#[cfg(feature = "llama")]
-mod llama;
 pub mod plot;
 mod report;
 mod run;
-mod runner;
 mod text;
-mod vocab;
 
 use std::path::Path;
 
 pub use cost::{Cost, CostOptions, measure};
-pub use error::{EvalError, VocabMismatch};
+pub use error::EvalError;
 pub use fidelity::{Fidelity, FidelityAcc, PERCENTILES, Position, compare_row};
-#[cfg(feature = "llama")]
-pub use llama::measure_llama;
 pub use report::{Ratios, Report};
 pub use run::{FidelityOptions, fidelity, windows};
-pub use runner::Backend;
 pub use text::HELD_OUT;
-pub use vocab::{check_tokenizers, check_vocab};
+
+pub use crate::runner::Backend;
+pub use crate::tokenizer::VocabMismatch;
+
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+
+/// `Ok` if this build can run `backend`: llama.cpp needs feature `llama`.
+pub fn check_backend(backend: Backend) -> Result<(), EvalError> {
+    if backend.available() { Ok(()) } else { Err(EvalError::LlamaUnavailable) }
+}
+
+/// [`crate::tokenizer::check_vocab`] for two models pupil loaded, each with its tokenizer.
+/// The check lives in the tokenizer now; this stays only until speculative decoding
+/// (`generate`) calls it there, so that no use imports another.
+#[doc(hidden)]
+pub fn check_vocab(
+    a: (&Model, &Tokenizer),
+    b: (&Model, &Tokenizer),
+    names: (&'static str, &'static str),
+) -> Result<(), VocabMismatch> {
+    crate::tokenizer::check_vocab((a.1, a.0.config().n_vocab), (b.1, b.0.config().n_vocab), names)
+}
 
 /// Settings of [`compare`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -66,7 +82,7 @@ pub struct CompareOptions {
     /// The engine that runs the teacher (the student always runs on pupil).
     pub teacher_backend: Backend,
     /// Threads llama.cpp runs on (default: as many as pupil's thread pool has, which is
-    /// rayon's global pool).
+    /// rayon's current pool).
     pub threads: Option<usize>,
 }
 
@@ -97,22 +113,13 @@ pub fn compare(
     opts: &CompareOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<Report, EvalError> {
-    // From here on, `_` is pupil: llama.cpp in a build without it is refused here.
-    opts.teacher_backend.check_available()?;
-    let scored = match opts.teacher_backend {
-        #[cfg(feature = "llama")]
-        Backend::Llama => llama::score_text(teacher, student, text, opts, &mut progress)?,
-        _ => run::score_text(teacher, student, text, &opts.fidelity, &mut progress)?,
-    };
+    check_backend(opts.teacher_backend)?;
+    let scored = run::score_text(teacher, student, text, opts, &mut progress)?;
     let prompt = scored.text.prompt();
     progress(Progress::Measuring("teacher"));
-    let cost_t = match opts.teacher_backend {
-        #[cfg(feature = "llama")]
-        Backend::Llama => measure_llama(teacher, &prompt, &opts.cost, opts.threads)?,
-        _ => measure(teacher, &prompt, &opts.cost)?,
-    };
+    let cost_t = measure(teacher, opts.teacher_backend, &prompt, &opts.cost, opts.threads)?;
     progress(Progress::Measuring("student"));
-    let cost_s = measure(student, &prompt, &opts.cost)?;
+    let cost_s = measure(student, Backend::Pupil, &prompt, &opts.cost, opts.threads)?;
     let run::Scored { text, plan, fidelity } = scored;
     Ok(Report::new(text.tokens.len(), plan.n_ctx, plan.windows.len(), fidelity, cost_t, cost_s))
 }

@@ -6,10 +6,12 @@ use rayon::prelude::*;
 
 use std::path::Path;
 
-use super::runner::{ModelRunner, PupilRunner};
-use super::{EvalError, Fidelity, FidelityAcc, Position, Progress, check_vocab, compare_row};
+use super::engine::Loaded;
+use super::{CompareOptions, EvalError, Fidelity, FidelityAcc, Position, Progress, compare_row};
+use crate::gguf::GgufFile;
 use crate::model::{KvType, Model};
-use crate::tokenizer::Tokenizer;
+use crate::runner::{Attention, PupilRunner, Runner, RunnerOptions};
+use crate::tokenizer::{Tokenizer, check_vocab};
 
 /// How the text is cut and run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,26 +74,33 @@ pub(crate) struct Scored {
     pub fidelity: Fidelity,
 }
 
-/// Scores `text` with both models on pupil: checks the vocabularies, tokenises the text with
-/// the teacher's tokenizer and runs [`score`].
+/// Scores `text` with the teacher on `opts.teacher_backend` and the student on pupil: the
+/// teacher's vocabulary, read from its GGUF file with pupil's reader (which needs no support
+/// for its architecture), must be the student's, and the text is tokenised once, with it.
+/// An engine with a choice runs its most exact attention ([`Attention::Exact`]).
 pub(crate) fn score_text(
     teacher: &Path,
     student: &Path,
     text: &str,
-    opts: &FidelityOptions,
+    opts: &CompareOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<Scored, EvalError> {
-    let t = Model::open(teacher)?;
+    let (tok_t, arch) = {
+        let g = GgufFile::open(teacher)?;
+        (Tokenizer::from_gguf(&g)?, g.architecture().map(str::to_owned))
+    };
     let s = Model::open(student)?;
-    let tok_t = Tokenizer::from_gguf(t.file())?;
     let tok_s = Tokenizer::from_gguf(s.file())?;
-    check_vocab((&t, &tok_t), (&s, &tok_s), ("teacher", "student"))?;
+    let t = Loaded::open(teacher, opts.teacher_backend, arch.as_deref())?;
+    check_vocab((&tok_t, t.n_logits()), (&tok_s, s.config().n_vocab), ("teacher", "student"))?;
     let text = TextTokens::new(&tok_t, text);
-    let plan = Plan::new(opts, t.config().n_ctx_train.min(s.config().n_ctx_train), &text.tokens, text.bos)?;
+    let fo = &opts.fidelity;
+    let plan = Plan::new(fo, t.n_ctx_train().min(s.config().n_ctx_train), &text.tokens, text.bos)?;
     progress(Progress::Scoring { tokens: plan.n_tokens() });
-    let mut rt = PupilRunner::new(&t, plan.n_ctx, plan.n_batch, opts.kv_type);
-    let mut rs = PupilRunner::new(&s, plan.n_ctx, plan.n_batch, opts.kv_type);
-    let fidelity = score(&mut rt, &mut rs, &plan, |n| progress(Progress::Scored(n)))?;
+    let ropts = plan.runner_options(fo.kv_type, opts.threads);
+    let mut rt = t.runner(&ropts)?;
+    let mut rs = PupilRunner::new(&s, &ropts)?;
+    let fidelity = score(&mut *rt, &mut rs, &plan, |n| progress(Progress::Scored(n)))?;
     Ok(Scored { text, plan, fidelity })
 }
 
@@ -133,6 +142,12 @@ impl Plan {
     pub(crate) fn n_tokens(&self) -> usize {
         self.windows.iter().map(Vec::len).sum()
     }
+
+    /// Runners for the plan: a window of positions, batches of `n_batch`, the most exact
+    /// attention.
+    pub(crate) fn runner_options(&self, kv_type: KvType, threads: Option<usize>) -> RunnerOptions {
+        RunnerOptions { kv_type, attention: Attention::Exact, threads, ..RunnerOptions::new(self.n_ctx, self.n_batch) }
+    }
 }
 
 /// Runs `teacher` and `student` over `tokens` (the text, without BOS) in windows, scoring
@@ -149,8 +164,9 @@ pub fn fidelity(
 ) -> Result<Fidelity, EvalError> {
     let n_ctx_train = teacher.config().n_ctx_train.min(student.config().n_ctx_train);
     let plan = Plan::new(opts, n_ctx_train, tokens, bos)?;
-    let mut t = PupilRunner::new(teacher, plan.n_ctx, plan.n_batch, opts.kv_type);
-    let mut s = PupilRunner::new(student, plan.n_ctx, plan.n_batch, opts.kv_type);
+    let ropts = plan.runner_options(opts.kv_type, None);
+    let mut t = PupilRunner::new(teacher, &ropts)?;
+    let mut s = PupilRunner::new(student, &ropts)?;
     score(&mut t, &mut s, &plan, progress)
 }
 
@@ -158,8 +174,8 @@ pub fn fidelity(
 /// before the next batch runs. The runners are sized for `plan.n_ctx` and `plan.n_batch`, and
 /// their vocabularies are the same size.
 pub(crate) fn score(
-    teacher: &mut dyn ModelRunner,
-    student: &mut dyn ModelRunner,
+    teacher: &mut dyn Runner,
+    student: &mut dyn Runner,
     plan: &Plan,
     mut progress: impl FnMut(usize),
 ) -> Result<Fidelity, EvalError> {

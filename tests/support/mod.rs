@@ -2,47 +2,26 @@
 //! logits. Shared by the model oracle tests.
 #![allow(dead_code)]
 
-use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
 
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::token::LlamaToken;
-use pupil::model::{Batch, KvType, Model};
-
-/// llama.cpp's backend may be initialised once per process.
-pub fn backend() -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
-        let mut b = LlamaBackend::init().expect("llama.cpp backend");
-        b.void_logs();
-        b
-    })
-}
-
-/// `llama_flash_attn_type`: the plain attention graph (f32 softmax), llama.cpp's most exact
-/// CPU path; its automatic choice would take the flash-attention kernel, which accumulates
-/// values in f16.
-const FLASH_ATTN_DISABLED: i32 = 0;
+use pupil::llama::LlamaModel;
+use pupil::model::{KvType, Model};
+use pupil::runner::{Attention, PupilRunner, Runner, RunnerOptions};
 
 /// llama.cpp's model, loaded once per call site.
 pub fn load(path: &Path) -> LlamaModel {
-    LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default())
-        .unwrap_or_else(|e| panic!("llama.cpp cannot load {}: {e}", path.display()))
+    LlamaModel::load(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Tokens of `text` as llama.cpp's tokenizer makes them (with BOS if the vocabulary adds it).
 pub fn tokenize(model: &LlamaModel, text: &str) -> Vec<u32> {
-    model.vocab().tokenize(text.as_bytes(), true, false).iter().map(|t| t.0 as u32).collect()
+    model.tokenize(text, true).expect("llama.cpp tokenizes")
 }
 
 /// llama.cpp's logits for each sequence of `seqs` run on its own from position 0, all
 /// positions wanted, in one batch per sequence: `[sum of lengths, n_vocab]`, sequence after
-/// sequence. F16 KV cache (llama.cpp's default), one thread: ggml's thread pool spins at
+/// sequence. F16 KV cache (llama.cpp's default), no flash attention (its plain attention
+/// graph, an f32 softmax, is its most exact CPU path), one thread: ggml's thread pool spins at
 /// every op, which crawls when other processes share the cores (and the results do not
 /// depend on the thread count).
 pub fn logits(model: &LlamaModel, seqs: &[&[u32]]) -> Vec<f32> {
@@ -51,27 +30,22 @@ pub fn logits(model: &LlamaModel, seqs: &[&[u32]]) -> Vec<f32> {
 
 /// [`logits`], with each sequence decoded in batches of at most `step` tokens.
 pub fn logits_in_steps(model: &LlamaModel, seqs: &[&[u32]], step: usize) -> Vec<f32> {
-    let n_vocab = model.n_vocab() as usize;
-    let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(1) as u32;
-    let mut out = Vec::with_capacity(seqs.iter().map(|s| s.len()).sum::<usize>() * n_vocab);
+    let n_vocab = model.n_vocab();
+    let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(1);
+    let opts = RunnerOptions {
+        attention: Attention::Exact,
+        threads: Some(1),
+        ..RunnerOptions::new(longest.next_multiple_of(256), longest)
+    };
+    let mut out = vec![0.0; seqs.iter().map(|s| s.len()).sum::<usize>() * n_vocab];
+    let mut rows = &mut out[..];
     for tokens in seqs {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(longest.next_multiple_of(256)))
-            .with_n_batch(longest)
-            .with_n_ubatch(longest)
-            .with_n_threads(1)
-            .with_n_threads_batch(1)
-            .with_flash_attention_policy(FLASH_ATTN_DISABLED);
-        let mut ctx = model.new_context(backend(), params).expect("llama.cpp context");
+        // A fresh context per sequence, as each is run on its own.
+        let mut r = model.runner(&opts).expect("llama.cpp context");
         for (c, chunk) in tokens.chunks(step.max(1)).enumerate() {
-            let mut batch = LlamaBatch::new(chunk.len(), 1);
-            for (i, &t) in chunk.iter().enumerate() {
-                batch.add(LlamaToken::new(t as i32), (c * step + i) as i32, &[0], true).unwrap();
-            }
-            ctx.decode(&mut batch).expect("llama.cpp decode");
-            for i in 0..chunk.len() {
-                out.extend_from_slice(ctx.get_logits_ith(i as i32));
-            }
+            let (dst, rest) = std::mem::take(&mut rows).split_at_mut(chunk.len() * n_vocab);
+            r.forward(chunk, c * step.max(1), 0..chunk.len(), dst).expect("llama.cpp decode");
+            rows = rest;
         }
     }
     out
@@ -146,11 +120,10 @@ pub fn compare(reference: &[f32], ours: &[f32], n_vocab: usize) -> Stats {
 
 /// pupil's logits for `tokens` of sequence 0 from position 0, all wanted, in one batch.
 pub fn pupil_logits(model: &Model, tokens: &[u32], kv: KvType) -> Vec<f32> {
-    let mut cache = model.new_cache(Some(tokens.len().next_multiple_of(256)), 1, kv);
-    let mut scratch = model.new_scratch(tokens.len(), &cache);
-    let mut batch = Batch::with_capacity(tokens.len());
-    batch.push_sequence(tokens, 0, 0, true);
+    let n_ctx = tokens.len().next_multiple_of(256).min(model.config().n_ctx_train).max(tokens.len());
+    let opts = RunnerOptions { kv_type: kv, ..RunnerOptions::new(n_ctx, tokens.len()) };
+    let mut r = PupilRunner::new(model, &opts).expect("pupil runner");
     let mut logits = vec![0.0; tokens.len() * model.config().n_vocab];
-    model.forward(&batch, &mut cache, &mut scratch, &mut logits).unwrap();
+    r.forward(tokens, 0, 0..tokens.len(), &mut logits).unwrap();
     logits
 }

@@ -1,0 +1,68 @@
+//! [`Loaded`]: a model loaded by the engine chosen to run it, pupil or llama.cpp (feature
+//! `llama`), from which runners of either kind are made. Scoring and cost measurement take
+//! any engine through it, so each is written once.
+
+use std::path::Path;
+
+use super::EvalError;
+use crate::model::Model;
+use crate::runner::{Backend, PupilRunner, Runner, RunnerOptions};
+
+/// A model loaded by one engine.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    /// On pupil.
+    Pupil(Model),
+    /// On llama.cpp.
+    #[cfg(feature = "llama")]
+    Llama(crate::llama::LlamaModel),
+}
+
+impl Loaded {
+    /// Loads `path` on `backend`; `arch` (the file's architecture, if known) goes into a
+    /// llama.cpp load error, whose own reasons are not logged.
+    pub(crate) fn open(path: &Path, backend: Backend, arch: Option<&str>) -> Result<Loaded, EvalError> {
+        match backend {
+            Backend::Pupil => Ok(Loaded::Pupil(Model::open(path)?)),
+            #[cfg(feature = "llama")]
+            Backend::Llama => crate::llama::LlamaModel::load(path).map(Loaded::Llama).map_err(|e| match e {
+                crate::llama::LlamaError::Load { path, message } => {
+                    EvalError::LlamaLoad { path, arch: arch.map(str::to_owned), message }
+                }
+                e => e.into(),
+            }),
+            #[cfg(not(feature = "llama"))]
+            Backend::Llama => {
+                let _ = arch;
+                Err(EvalError::LlamaUnavailable)
+            }
+        }
+    }
+
+    /// Logits per position.
+    pub(crate) fn n_logits(&self) -> usize {
+        match self {
+            Loaded::Pupil(m) => m.config().n_vocab,
+            #[cfg(feature = "llama")]
+            Loaded::Llama(m) => m.n_vocab(),
+        }
+    }
+
+    /// The context the model was trained for.
+    pub(crate) fn n_ctx_train(&self) -> usize {
+        match self {
+            Loaded::Pupil(m) => m.config().n_ctx_train,
+            #[cfg(feature = "llama")]
+            Loaded::Llama(m) => m.n_ctx_train(),
+        }
+    }
+
+    /// A runner sized by `opts`.
+    pub(crate) fn runner(&self, opts: &RunnerOptions) -> Result<Box<dyn Runner + '_>, EvalError> {
+        Ok(match self {
+            Loaded::Pupil(m) => Box::new(PupilRunner::new(m, opts)?),
+            #[cfg(feature = "llama")]
+            Loaded::Llama(m) => Box::new(m.runner(opts)?),
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! One model on one engine, driven the same way whatever the engine: [`Runner`] turns
+//! tokens at positions into logits over a KV cache it owns, and says what it costs
+//! ([`Footprint`]). pupil's forward pass ([`PupilRunner`]) and llama.cpp (feature `llama`,
+//! [`crate::llama::LlamaRunner`]) both implement it, so every use that measures or compares
+//! models (`bench`, `eval`, the criterion benches, the oracle tests) runs them through one
+//! interface, and [`speed`] times any of them by one definition of pp, tg and TTFT.
+//!
+//! The uses sit above this module and never import each other: `bench` and `eval` both come
+//! here for runners and timings.
+//!
+//! ```no_run
+//! use pupil::model::{KvType, Model};
+//! use pupil::runner::{PupilRunner, Runner, RunnerOptions};
+//! # fn main() -> Result<(), pupil::runner::RunnerError> {
+//! let model = Model::open("models/distill/student-q4_0.gguf")?;
+//! let mut r = PupilRunner::new(&model, &RunnerOptions::new(256, 64))?;
+//! let mut logits = vec![0.0; r.n_vocab()];
+//! r.forward(&[1, 42, 7], 0, 2..3, &mut logits)?; // a prompt, the last token's logits
+//! r.forward(&[9], 3, 0..1, &mut logits)?; // one decode step after it
+//! # Ok(()) }
+//! ```
+
+mod pupil;
+pub mod speed;
+mod stats;
+
+use std::ops::Range;
+
+use serde::Serialize;
+
+pub use pupil::PupilRunner;
+pub use stats::{Stats, median};
+
+use crate::model::{KvType, ModelError};
+
+/// The engine that runs a model: pupil's own, or llama.cpp (feature `llama`), which runs any
+/// architecture llama.cpp knows, pupil's or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub enum Backend {
+    /// pupil's forward pass.
+    #[default]
+    #[serde(rename = "pupil")]
+    Pupil,
+    /// llama.cpp through `llama-cpp-2`.
+    #[serde(rename = "llama.cpp")]
+    Llama,
+}
+
+impl Backend {
+    /// The name reports show: `pupil`, `llama.cpp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Pupil => "pupil",
+            Backend::Llama => "llama.cpp",
+        }
+    }
+
+    /// Whether this build can run the backend: llama.cpp needs feature `llama`.
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Pupil => true,
+            Backend::Llama => cfg!(feature = "llama"),
+        }
+    }
+}
+
+/// How an engine computes attention, where it has a choice (llama.cpp's flash attention);
+/// pupil has one path, the exact one, and ignores this.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Attention {
+    /// The engine's default, as its own benchmark runs it (llama.cpp: flash attention chosen
+    /// automatically, values accumulated in f16): for speed.
+    #[default]
+    Default,
+    /// The engine's most exact path (llama.cpp: no flash attention, an f32 softmax): for
+    /// scoring against another engine.
+    Exact,
+}
+
+/// What a runner is sized for, and how it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunnerOptions {
+    /// Positions the KV cache holds.
+    pub n_ctx: usize,
+    /// Most tokens per [`Runner::forward`] (llama.cpp: one micro-batch of this size).
+    pub n_batch: usize,
+    /// KV cache element type (default f16, llama.cpp's default).
+    pub kv_type: KvType,
+    /// Attention path.
+    pub attention: Attention,
+    /// Threads of an engine that owns its threads (llama.cpp), for batches and single tokens
+    /// alike; `None`: as many as the current rayon pool has. pupil runs on the rayon pool it
+    /// is called from.
+    pub threads: Option<usize>,
+}
+
+impl RunnerOptions {
+    /// `n_ctx` positions, batches of up to `n_batch`, the rest at the defaults.
+    pub fn new(n_ctx: usize, n_batch: usize) -> RunnerOptions {
+        RunnerOptions { n_ctx, n_batch, kv_type: KvType::F16, attention: Attention::Default, threads: None }
+    }
+
+    /// The threads an engine that owns its threads runs on.
+    pub fn n_threads(&self) -> usize {
+        self.threads.unwrap_or_else(rayon::current_num_threads).max(1)
+    }
+}
+
+/// What a loaded model and its runner occupy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Footprint {
+    /// The engine.
+    pub backend: Backend,
+    /// Elements in all tensors.
+    pub parameters: u64,
+    /// Bytes of all tensors.
+    pub weight_bytes: u64,
+    /// Bytes of the KV cache, where the engine says.
+    pub kv_bytes: Option<u64>,
+}
+
+/// Why a runner could not be built or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// pupil's forward pass failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// llama.cpp failed.
+    #[cfg(feature = "llama")]
+    #[error(transparent)]
+    Llama(#[from] crate::llama::LlamaError),
+    /// More positions were asked for than the model was trained for.
+    #[error("{tokens} positions are needed, but the model's context is {n_ctx_train}")]
+    ContextTooLong {
+        /// Positions asked for.
+        tokens: usize,
+        /// The model's training context.
+        n_ctx_train: usize,
+    },
+}
+
+/// One model on one engine, with a KV cache for one sequence and buffers sized once
+/// ([`RunnerOptions`]): tokens in, logits out. Calls follow on from what the cache holds.
+pub trait Runner {
+    /// The engine.
+    fn backend(&self) -> Backend;
+    /// Logits per position.
+    fn n_vocab(&self) -> usize;
+    /// Positions the cache holds.
+    fn n_ctx(&self) -> usize;
+    /// Most tokens one [`Runner::forward`] takes.
+    fn n_batch(&self) -> usize;
+    /// Empties the cache: the next tokens start again at position 0.
+    fn clear(&mut self);
+    /// Forgets the positions from `len` on; the next tokens follow position `len - 1`. Fails,
+    /// changing nothing, where the engine cannot (a sliding-window cache that no longer holds
+    /// the window of position `len`).
+    fn truncate(&mut self, len: usize) -> Result<(), RunnerError>;
+    /// Runs `tokens` (at most [`Runner::n_batch`]) as one batch at positions `pos..`, and
+    /// writes the logits of the tokens at indices `wanted` of `tokens` to `logits`, one row
+    /// of `n_vocab` after another: `logits` is exactly `[wanted.len(), n_vocab]`.
+    fn forward(&mut self, tokens: &[u32], pos: usize, wanted: Range<usize>, logits: &mut [f32])
+    -> Result<(), RunnerError>;
+    /// Parameters and bytes of the model and cache.
+    fn footprint(&self) -> Footprint;
+}

@@ -1,0 +1,291 @@
+//! How fast a [`Runner`] is: the one definition of pp, tg and TTFT that `pupil bench`,
+//! `pupil compare` and the library report, and the one loop that measures them.
+//!
+//! llama-bench's definitions are the reference, so that pupil's numbers read as its tables do:
+//!
+//! - **pp** (prompt processing, llama-bench's `pp512`): from an empty cache, one batch of
+//!   `n_prompt` tokens at positions `0..n_prompt`, only the last token's logits wanted.
+//!   Tokens per second = `n_prompt` / the time of that forward pass.
+//! - **TTFT** (time to first token): the same run, up to the first token chosen from those
+//!   logits (greedily): pp's forward pass plus the choice, in seconds.
+//! - **tg** (token generation, llama-bench's `tg128`): from an empty cache, `n_gen` forward
+//!   passes of one token each at positions `0..n_gen`, every token's logits computed. The
+//!   tokens fed are given, none is chosen, so no sampling is in the clock (llama-bench feeds
+//!   random tokens too). Tokens per second = `n_gen` / the time of the `n_gen` passes.
+//!
+//! tg starts from an empty cache, not after the prompt, because llama-bench's `tgN` does (its
+//! `-pg` test is the one after a prompt, and `-d` sets a depth): so tg is comparable with
+//! llama.cpp's published numbers and with llama.cpp measured in the same process, and it
+//! depends on `n_gen` alone, not on whatever prompt a command happens to use. Decoding deep
+//! into a long context is a different quantity (attention grows with the depth), which no
+//! command here reports as tg.
+//!
+//! Every test's cache is emptied before it, outside the clock. [`measure`] gives every runner
+//! one warm-up round (the first pass pays for page faults on the mapped weights), then
+//! `repetitions` measured rounds, and reports each quantity's [`median`](super::median) with
+//! its spread ([`Stats`]). Several runners are interleaved round by round (pp on each, then
+//! tg on each), so a noisy neighbour slows every engine rather than one.
+//!
+//! ```no_run
+//! use pupil::model::Model;
+//! use pupil::runner::PupilRunner;
+//! use pupil::runner::speed::{self, Plan, Tokens};
+//! # fn main() -> Result<(), pupil::runner::RunnerError> {
+//! let model = Model::open("models/distill/student-q4_0.gguf")?;
+//! let plan = Plan { n_prompt: 128, n_gen: 32, repetitions: 5 };
+//! let mut runner = PupilRunner::new(&model, &plan.runner_options())?;
+//! let tokens = Tokens::cycled(&[1, 2, 3, 4, 5], &plan);
+//! let m = speed::measure(&plan, &tokens, &mut [&mut runner], |_| {})?;
+//! println!("tg{}: {:.1} tok/s", plan.n_gen, m[0].tg.as_ref().map_or(0.0, |s| s.median));
+//! # Ok(()) }
+//! ```
+
+use std::time::{Duration, Instant};
+
+use super::{Runner, RunnerError, RunnerOptions, Stats};
+use crate::sample::argmax;
+
+/// What to measure. A test with 0 tokens is skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Prompt tokens of the pp test (llama-bench's `-p`).
+    pub n_prompt: usize,
+    /// Decode steps of the tg test (llama-bench's `-n`).
+    pub n_gen: usize,
+    /// Measured repetitions after the warm-up round.
+    pub repetitions: usize,
+}
+
+impl Plan {
+    /// Positions a runner needs: both tests start from an empty cache.
+    pub fn n_ctx(&self) -> usize {
+        self.n_prompt.max(self.n_gen).max(1)
+    }
+
+    /// Options of a runner sized for the plan: [`Plan::n_ctx`] positions, the prompt as one
+    /// batch, the rest at the defaults.
+    pub fn runner_options(&self) -> RunnerOptions {
+        RunnerOptions::new(self.n_ctx(), self.n_prompt.max(1))
+    }
+}
+
+/// The token ids the tests feed, the same for every runner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokens {
+    /// `[n_prompt]`.
+    pub prompt: Vec<u32>,
+    /// `[n_gen]`.
+    pub generate: Vec<u32>,
+}
+
+impl Tokens {
+    /// `text` repeated as needed: its first `n_prompt` tokens for pp, the `n_gen` after them
+    /// for tg. Empty tests for an empty `text`.
+    pub fn cycled(text: &[u32], plan: &Plan) -> Tokens {
+        let mut it = text.iter().copied().cycle();
+        let prompt = it.by_ref().take(plan.n_prompt).collect();
+        Tokens { prompt, generate: it.take(plan.n_gen).collect() }
+    }
+}
+
+/// Which test a step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// Prompt processing (and TTFT).
+    Prompt,
+    /// Token generation.
+    Generate,
+}
+
+/// Where [`measure`] is, for a progress bar: passed before each step.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// The engine about to run (`pupil`, `llama.cpp`).
+    pub runner: &'static str,
+    /// The test.
+    pub test: Test,
+    /// The repetition (0-based), `None` for the warm-up round.
+    pub repetition: Option<usize>,
+    /// Steps done so far.
+    pub done: usize,
+    /// Steps in all.
+    pub total: usize,
+}
+
+/// One runner's results: `None` for a skipped test.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measured {
+    /// Prompt processing, tokens/s.
+    pub pp: Option<Stats>,
+    /// Token generation, tokens/s.
+    pub tg: Option<Stats>,
+    /// Time to first token, seconds (with pp).
+    pub ttft: Option<Stats>,
+}
+
+/// The pp test once: returns pp's time and TTFT. `logits` is `[n_vocab]`.
+pub fn prompt(r: &mut dyn Runner, tokens: &[u32], logits: &mut [f32]) -> Result<(Duration, Duration), RunnerError> {
+    r.clear();
+    let n = tokens.len();
+    let start = Instant::now();
+    r.forward(tokens, 0, n.saturating_sub(1)..n, logits)?;
+    let pp = start.elapsed();
+    std::hint::black_box(argmax(logits));
+    Ok((pp, start.elapsed()))
+}
+
+/// The tg test once: returns its time. `logits` is `[n_vocab]`.
+pub fn generate(r: &mut dyn Runner, tokens: &[u32], logits: &mut [f32]) -> Result<Duration, RunnerError> {
+    r.clear();
+    let start = Instant::now();
+    for (pos, &t) in tokens.iter().enumerate() {
+        r.forward(&[t], pos, 0..1, logits)?;
+    }
+    Ok(start.elapsed())
+}
+
+/// Runs `plan` on every runner (each sized for it: [`Plan::runner_options`]): a warm-up
+/// round, then `plan.repetitions` rounds, each running pp on every runner in turn, then tg.
+/// `progress` is called before every step (a bandwidth probe may read there, just before a
+/// tg run). Returns one [`Measured`] per runner, in order.
+pub fn measure(
+    plan: &Plan,
+    tokens: &Tokens,
+    runners: &mut [&mut dyn Runner],
+    mut progress: impl FnMut(&Progress),
+) -> Result<Vec<Measured>, RunnerError> {
+    let tests: Vec<(Test, &[u32])> = [(Test::Prompt, &tokens.prompt[..]), (Test::Generate, &tokens.generate[..])]
+        .into_iter()
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
+    let total = (plan.repetitions + 1) * tests.len() * runners.len();
+    // Per runner: pp seconds, TTFT seconds, tg seconds.
+    let mut secs = vec![[Vec::new(), Vec::new(), Vec::new()]; runners.len()];
+    let mut logits: Vec<Vec<f32>> = runners.iter().map(|r| vec![0.0; r.n_vocab()]).collect();
+    let mut done = 0;
+    for round in 0..=plan.repetitions {
+        let repetition = round.checked_sub(1);
+        for &(test, toks) in &tests {
+            for (i, r) in runners.iter_mut().enumerate() {
+                progress(&Progress { runner: r.backend().name(), test, repetition, done, total });
+                let times = match test {
+                    Test::Prompt => {
+                        let (pp, ttft) = prompt(&mut **r, toks, &mut logits[i])?;
+                        [Some(pp), Some(ttft), None]
+                    }
+                    Test::Generate => [None, None, Some(generate(&mut **r, toks, &mut logits[i])?)],
+                };
+                if repetition.is_some() {
+                    for (s, t) in secs[i].iter_mut().zip(times) {
+                        s.extend(t.map(|t| t.as_secs_f64()));
+                    }
+                }
+                done += 1;
+            }
+        }
+    }
+    Ok(secs
+        .into_iter()
+        .map(|[pp, ttft, tg]| Measured {
+            pp: Stats::from_secs(plan.n_prompt, &pp),
+            tg: Stats::from_secs(plan.n_gen, &tg),
+            ttft: Stats::from_samples(ttft),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+    use crate::runner::PupilRunner;
+
+    #[test]
+    fn tokens_cycle_through_the_text() {
+        let plan = Plan { n_prompt: 5, n_gen: 3, repetitions: 1 };
+        let t = Tokens::cycled(&[1, 2, 3], &plan);
+        assert_eq!((t.prompt, t.generate), (vec![1, 2, 3, 1, 2], vec![3, 1, 2]));
+        assert_eq!(Tokens::cycled(&[], &plan).prompt, Vec::<u32>::new());
+        assert_eq!(plan.n_ctx(), 5);
+    }
+
+    /// A runner that records what it is asked, to hold the definitions to their words.
+    struct Recorder {
+        calls: Vec<(usize, usize, std::ops::Range<usize>)>,
+        clears: usize,
+    }
+
+    impl Runner for Recorder {
+        fn backend(&self) -> crate::runner::Backend {
+            crate::runner::Backend::Pupil
+        }
+        fn n_vocab(&self) -> usize {
+            4
+        }
+        fn n_ctx(&self) -> usize {
+            16
+        }
+        fn n_batch(&self) -> usize {
+            16
+        }
+        fn clear(&mut self) {
+            self.clears += 1;
+        }
+        fn truncate(&mut self, _: usize) -> Result<(), RunnerError> {
+            Ok(())
+        }
+        fn forward(
+            &mut self,
+            tokens: &[u32],
+            pos: usize,
+            wanted: std::ops::Range<usize>,
+            logits: &mut [f32],
+        ) -> Result<(), RunnerError> {
+            assert_eq!(logits.len(), wanted.len() * 4);
+            self.calls.push((tokens.len(), pos, wanted));
+            Ok(())
+        }
+        fn footprint(&self) -> crate::runner::Footprint {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn pp_is_one_batch_and_tg_single_steps_from_an_empty_cache() {
+        let plan = Plan { n_prompt: 6, n_gen: 3, repetitions: 2 };
+        let tokens = Tokens::cycled(&[7, 8], &plan);
+        let mut r = Recorder { calls: Vec::new(), clears: 0 };
+        let m = measure(&plan, &tokens, &mut [&mut r], |_| {}).unwrap();
+        // A warm-up round and two measured ones, each: pp then tg, each from an empty cache.
+        assert_eq!(r.clears, 6);
+        let round = [(6, 0, 5..6), (1, 0, 0..1), (1, 1, 0..1), (1, 2, 0..1)];
+        assert_eq!(r.calls, [round.clone(), round.clone(), round].concat());
+        let m = &m[0];
+        assert_eq!(m.pp.as_ref().unwrap().samples.len(), 2);
+        assert_eq!(m.tg.as_ref().unwrap().samples.len(), 2);
+        assert!(m.ttft.as_ref().unwrap().median > 0.0);
+    }
+
+    #[test]
+    fn a_real_model_measures_positive_speeds() {
+        use crate::kernels::DType;
+        use crate::model::Arch;
+        use crate::model::synth::{Synth, SynthModel};
+        let dir = std::env::temp_dir().join(format!("pupil-speed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tiny.gguf");
+        SynthModel::build(&Synth { n_layer: 1, ..Synth::new(Arch::Llama, DType::Q8_0) }, None)
+            .unwrap()
+            .write(&path)
+            .unwrap();
+        let model = Model::open(&path).unwrap();
+        let plan = Plan { n_prompt: 8, n_gen: 4, repetitions: 1 };
+        let mut r = PupilRunner::new(&model, &plan.runner_options()).unwrap();
+        let m = measure(&plan, &Tokens::cycled(&[3, 4, 5], &plan), &mut [&mut r], |_| {}).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let (pp, tg, ttft) = (&m[0].pp.as_ref().unwrap(), m[0].tg.as_ref().unwrap(), m[0].ttft.as_ref().unwrap());
+        assert!(pp.median > 0.0 && tg.median > 0.0);
+        // TTFT covers the prompt's pass: at least n_prompt / pp.
+        assert!(ttft.median >= 8.0 / pp.max * 0.999, "{ttft:?} {pp:?}");
+    }
+}
