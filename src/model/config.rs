@@ -59,6 +59,12 @@ pub struct Config {
     pub rope_base_swa: f32,
     /// RoPE position scale of sliding-window layers.
     pub rope_freq_scale_swa: f32,
+    /// Multiplier of RoPE's cos and sin on every layer (`rope.scaling.attn_factor`, default 1;
+    /// Phi-3's LongRoPE sets it), as llama.cpp applies it at every context size.
+    pub rope_attn_factor: f32,
+    /// The context LongRoPE's short factors serve (`rope.scaling.original_context_length`,
+    /// default `n_ctx_train`): a KV cache of more positions per sequence takes the long ones.
+    pub n_ctx_orig: usize,
     /// Sliding window in positions: a key at `p0` is visible from `p1` if `p1 - p0 < window`.
     pub sliding_window: Option<usize>,
     /// Per layer: whether it attends within the sliding window. All false without SWA.
@@ -186,6 +192,11 @@ impl Config {
             Some(f) if f != 0.0 => 1.0 / f,
             _ => 1.0,
         };
+        let rope_attn_factor = m.float("rope.scaling.attn_factor")?.unwrap_or(1.0);
+        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
+            return Err(invalid(m.key("rope.scaling.attn_factor"), "a positive factor", rope_attn_factor));
+        }
+        let n_ctx_orig = m.count("rope.scaling.original_context_length")?.filter(|&n| n > 0).unwrap_or(n_ctx_train);
         let rope_freq_scale = match scaling {
             "none" => 1.0,
             "linear" => freq_scale_train,
@@ -244,6 +255,8 @@ impl Config {
             rope_freq_scale,
             rope_base_swa,
             rope_freq_scale_swa,
+            rope_attn_factor,
+            n_ctx_orig,
             sliding_window,
             swa_layers,
             attn_scale,

@@ -61,6 +61,14 @@ pub enum ModelError {
         expected: Vec<u64>,
     },
 
+    /// The forward pass asked for a tensor the architecture's table does not load (a bug in
+    /// pupil's table, never in the file: the tables are tested against the forward pass).
+    #[error("tensor '{name}' is not in the architecture's table, but the forward pass needs it")]
+    NotLoaded {
+        /// The tensor name.
+        name: String,
+    },
+
     /// A tensor's shape disagrees with the hyperparameters.
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
     TensorShape {

@@ -1,11 +1,11 @@
 //! The forward pass: one generic transformer, driven by the architecture's switches and by
 //! which optional tensors the model has.
 //!
-//! Per block, as llama.cpp builds it (`src/models/{llama,qwen2,qwen3,gemma2,gemma3}.cpp`):
+//! Per block, as llama.cpp builds it (`src/models/{llama,qwen2,qwen3,gemma2,gemma3,phi3}.cpp`):
 //!
 //! ```text
 //! h   = rms_norm(x) * attn_norm
-//! q,k,v = h·Wq (+bq), h·Wk (+bk), h·Wv (+bv)
+//! q,k,v = h·Wq (+bq), h·Wk (+bk), h·Wv (+bv)   (row ranges of one fused Wqkv on Phi-3)
 //! q,k = per-head rms_norm (Qwen 3, Gemma 3), then RoPE at each token's position
 //! cache[seq][pos] = k, v
 //! a   = softmax(q·kᵀ · scale, soft-capped) · v over the sequence's rows ≤ pos (within the
@@ -21,9 +21,9 @@
 use pupil_kernels::ops::{self, Activations, KvScalar, WeightRef};
 use pupil_kernels::{DType, KernelError, quant};
 
-use super::arch::{AttnScale, FfnAct};
+use super::arch::{FfnAct, Role};
 use super::kv_cache::{KvStore, Store};
-use super::weights::Layer;
+use super::weights::Tensors;
 use super::{Batch, KvCache, Model, ModelError, Scratch};
 
 /// Where a layer's cache rows are: rows per sequence slot, and for a ring (sliding-window
@@ -160,10 +160,11 @@ impl Model {
         }
         self.check(batch, cache, s)?;
         self.embed(batch, s)?;
+        let (rope, rope_swa) = self.ropes.at(cache.n_ctx);
         for (t, &pos) in batch.positions().iter().enumerate() {
             let r = cfg.n_rot;
-            self.rope.angles(pos as i32, &mut s.rope[t * r..][..r]);
-            self.rope_swa.angles(pos as i32, &mut s.rope_swa[t * r..][..r]);
+            rope.angles(pos as i32, &mut s.rope[t * r..][..r]);
+            rope_swa.angles(pos as i32, &mut s.rope_swa[t * r..][..r]);
         }
         for seq in 0..cache.n_seq {
             cache.slide(seq, s.oldest[seq]);
@@ -234,7 +235,7 @@ impl Model {
     /// Token embeddings into the residual stream (scaled by `sqrt(n_embd)` for Gemma).
     fn embed(&self, batch: &Batch, s: &mut Scratch) -> Result<(), ModelError> {
         let e = self.config.n_embd;
-        let w = self.weights.tok_embd.weight(&self.file);
+        let w = self.weights.model.matrix(Role::TokEmbd)?.weight(&self.file);
         let scale = self.config.arch.spec().scale_embeddings.then(|| (e as f32).sqrt());
         for (t, &token) in batch.tokens().iter().enumerate() {
             let xt = &mut s.x[t * e..][..e];
@@ -264,7 +265,7 @@ impl Model {
     fn attention<T: KvScalar>(
         &self,
         il: usize,
-        layer: &Layer,
+        layer: &Tensors,
         batch: &Batch,
         k_cache: &mut [T], // [n_seq, rows.per_seq, n_head_kv * head_dim]
         v_cache: &mut [T], // [n_seq, rows.per_seq, n_head_kv * head_dim]
@@ -276,27 +277,25 @@ impl Model {
         let eps = cfg.rms_eps;
         let f = &self.file;
         for t in 0..n {
-            ops::rms_norm(&s.x[t * e..][..e], &layer.attn_norm, eps, &mut s.xn[t * e..][..e]);
+            ops::rms_norm(&s.x[t * e..][..e], layer.vector(Role::AttnNorm)?, eps, &mut s.xn[t * e..][..e]);
         }
         Input::new(&s.xn, n, &mut s.act).project_all([
-            (layer.wq.weight(f), layer.bq.as_deref(), &mut s.q[..]),
-            (layer.wk.weight(f), layer.bk.as_deref(), &mut s.k[..]),
-            (layer.wv.weight(f), layer.bv.as_deref(), &mut s.v[..]),
+            (layer.matrix(Role::AttnQ)?.weight(f), layer.optional(Role::AttnQBias), &mut s.q[..]),
+            (layer.matrix(Role::AttnK)?.weight(f), layer.optional(Role::AttnKBias), &mut s.k[..]),
+            (layer.matrix(Role::AttnV)?.weight(f), layer.optional(Role::AttnVBias), &mut s.v[..]),
         ])?;
 
         // Gemma scales the queries, the others the scores (equal up to rounding).
-        let (q_scale, kq_scale) = match cfg.arch.spec().attn_scale {
-            AttnScale::Gemma { .. } => (Some(cfg.attn_scale), 1.0),
-            AttnScale::HeadDim => (None, cfg.attn_scale),
-        };
+        let (q_scale, kq_scale) =
+            if cfg.arch.spec().attn_scale.on_queries() { (Some(cfg.attn_scale), 1.0) } else { (None, cfg.attn_scale) };
         let swa = cfg.swa_layers[il];
-        let (rope, angles) = if swa { (&self.rope_swa, &s.rope_swa) } else { (&self.rope, &s.rope) };
+        let (rope, angles) = (self.ropes.rotation(), if swa { &s.rope_swa } else { &s.rope });
         for (t, (&pos, &seq)) in batch.positions().iter().zip(batch.seqs()).enumerate() {
             let (qt, kt) = (&mut s.q[t * qd..][..qd], &mut s.k[t * kvd..][..kvd]);
-            if let Some(w) = &layer.q_norm {
+            if let Some(w) = layer.optional(Role::AttnQNorm) {
                 head_norm(qt, w, eps, &mut s.head);
             }
-            if let Some(w) = &layer.k_norm {
+            if let Some(w) = layer.optional(Role::AttnKNorm) {
                 head_norm(kt, w, eps, &mut s.head);
             }
             let a = &angles[t * r..][..r];
@@ -334,20 +333,20 @@ impl Model {
             &mut s.attn[..n * qd],
             &mut s.scores,
         );
-        Input::new(&s.attn, n, &mut s.act).project(layer.wo.weight(f), layer.bo.as_deref(), &mut s.out)?;
-        residual(&mut s.x, &s.out, layer.post_attn_norm.as_deref(), eps, &mut s.xn, n, e);
+        Input::new(&s.attn, n, &mut s.act).project(layer.matrix(Role::AttnOut)?.weight(f), layer.optional(Role::AttnOutBias), &mut s.out)?;
+        residual(&mut s.x, &s.out, layer.optional(Role::PostAttnNorm), eps, &mut s.xn, n, e);
         Ok(())
     }
 
-    fn ffn(&self, layer: &Layer, n: usize, s: &mut Scratch) -> Result<(), ModelError> {
+    fn ffn(&self, layer: &Tensors, n: usize, s: &mut Scratch) -> Result<(), ModelError> {
         let cfg = &self.config;
         let (e, ff, eps, f) = (cfg.n_embd, cfg.n_ff, cfg.rms_eps, &self.file);
         for t in 0..n {
-            ops::rms_norm(&s.x[t * e..][..e], &layer.ffn_norm, eps, &mut s.xn[t * e..][..e]);
+            ops::rms_norm(&s.x[t * e..][..e], layer.vector(Role::FfnNorm)?, eps, &mut s.xn[t * e..][..e]);
         }
         Input::new(&s.xn, n, &mut s.act).project_all([
-            (layer.w_gate.weight(f), layer.b_gate.as_deref(), &mut s.gate[..]),
-            (layer.w_up.weight(f), layer.b_up.as_deref(), &mut s.up[..]),
+            (layer.matrix(Role::FfnGate)?.weight(f), layer.optional(Role::FfnGateBias), &mut s.gate[..]),
+            (layer.matrix(Role::FfnUp)?.weight(f), layer.optional(Role::FfnUpBias), &mut s.up[..]),
         ])?;
         let (gate, up) = (&mut s.gate[..n * ff], &s.up[..n * ff]);
         match cfg.arch.spec().ffn_act {
@@ -355,8 +354,8 @@ impl Model {
             FfnAct::GeluTanh => ops::gelu_tanh_f16(gate),
         }
         ops::mul_assign(gate, up);
-        Input::new(&s.gate, n, &mut s.act).project(layer.w_down.weight(f), layer.b_down.as_deref(), &mut s.out)?;
-        residual(&mut s.x, &s.out, layer.post_ffn_norm.as_deref(), eps, &mut s.xn, n, e);
+        Input::new(&s.gate, n, &mut s.act).project(layer.matrix(Role::FfnDown)?.weight(f), layer.optional(Role::FfnDownBias), &mut s.out)?;
+        residual(&mut s.x, &s.out, layer.optional(Role::PostFfnNorm), eps, &mut s.xn, n, e);
         Ok(())
     }
 
@@ -364,16 +363,16 @@ impl Model {
     fn output(&self, batch: &Batch, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
         let cfg = &self.config;
         let e = cfg.n_embd;
-        let mut j = 0;
+        let (mut j, norm) = (0, self.weights.model.vector(Role::OutputNorm)?);
         for (t, _) in batch.want_logits().iter().enumerate().filter(|(_, w)| **w) {
-            ops::rms_norm(&s.x[t * e..][..e], &self.weights.output_norm, cfg.rms_eps, &mut s.xn[j * e..][..e]);
+            ops::rms_norm(&s.x[t * e..][..e], norm, cfg.rms_eps, &mut s.xn[j * e..][..e]);
             j += 1;
         }
         if j == 0 {
             return Ok(());
         }
-        let w = self.weights.output.weight(&self.file);
-        Input::new(&s.xn, j, &mut s.act).project(w, self.weights.output_bias.as_deref(), logits)?;
+        let w = self.weights.output()?.weight(&self.file);
+        Input::new(&s.xn, j, &mut s.act).project(w, self.weights.model.optional(Role::OutputBias), logits)?;
         if let Some(cap) = cfg.final_softcap {
             ops::softcap(logits, cap);
         }

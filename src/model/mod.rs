@@ -5,7 +5,7 @@
 //!   the located weights (zero-copy views into the mapping). It is `Send + Sync`: share it
 //!   with an `Arc` across threads, each with its own [`KvCache`] and [`Scratch`].
 //! - [`Arch`] / [`ArchSpec`]: one tensor table and a few switches per architecture (`llama`,
-//!   `qwen2`, `qwen3`, `gemma2`, `gemma3`); every tensor is checked against it at load.
+//!   `qwen2`, `qwen3`, `gemma2`, `gemma3`, `phi3`); every tensor is checked against it at load.
 //! - [`Batch`]: tokens of several sequences, each with its position, sequence and a flag
 //!   saying whether its logits are wanted. [`Model::forward`] runs one.
 //! - [`Context`]: what running sequences needs besides the weights — a [`KvCache`] with a
@@ -43,6 +43,7 @@ mod context;
 mod error;
 mod forward;
 mod kv_cache;
+mod rope;
 mod scratch;
 pub mod synth;
 mod threads;
@@ -55,9 +56,7 @@ mod context_tests;
 
 use std::path::Path;
 
-use pupil_kernels::ops::Rope;
-
-pub use arch::{Arch, ArchSpec, AttnScale, Dim, FfnAct, Need, Role, SwaRule, TensorDef};
+pub use arch::{Arch, ArchSpec, AttnScale, Dim, FfnAct, Kind, Need, Role, SwaRule, TensorDef};
 pub use batch::Batch;
 pub use config::Config;
 pub use context::{Context, ContextParams, Logits, Slot};
@@ -67,6 +66,7 @@ pub use scratch::Scratch;
 pub use threads::Threads;
 
 use crate::gguf::GgufFile;
+use rope::Ropes;
 use weights::Weights;
 
 /// A loaded model: the mapped file, its hyperparameters and its checked weights.
@@ -75,10 +75,8 @@ pub struct Model {
     file: GgufFile,
     config: Config,
     weights: Weights,
-    /// RoPE of global layers (with Llama 3's frequency factors, if any).
-    rope: Rope,
-    /// RoPE of sliding-window layers (its own base and scale on Gemma).
-    rope_swa: Rope,
+    /// RoPE of global and sliding-window layers, chosen by the cache's context size.
+    ropes: Ropes,
 }
 
 /// Opens the GGUF file at `path` and loads the model in it.
@@ -98,22 +96,8 @@ impl Model {
     pub fn from_file(file: GgufFile) -> Result<Model, ModelError> {
         let config = Config::from_gguf(&file)?;
         let weights = Weights::load(&file, &config)?;
-        let neox = config.arch.spec().rope_neox;
-        let rope = Rope {
-            n_dims: config.n_rot,
-            base: config.rope_base,
-            freq_scale: config.rope_freq_scale,
-            freq_factors: weights.rope_freqs.clone(),
-            neox,
-        };
-        let rope_swa = Rope {
-            n_dims: config.n_rot,
-            base: config.rope_base_swa,
-            freq_scale: config.rope_freq_scale_swa,
-            freq_factors: None,
-            neox,
-        };
-        Ok(Model { file, config, weights, rope, rope_swa })
+        let ropes = Ropes::new(&config, &weights.model);
+        Ok(Model { file, config, weights, ropes })
     }
 
     /// The hyperparameters.

@@ -2,10 +2,12 @@
 //! fixtures of the oracle tests, and small models for benchmarks.
 //!
 //! The tensors written are the architecture's own table ([`ArchSpec::tensors`]) with its
-//! shapes, so a synthetic model checks the table as much as the forward pass. Matrices are
+//! shapes, so a synthetic model checks the table as much as the forward pass: what to write
+//! and how to fill it follow each role's [`Kind`] and need, never its name. Matrices are
 //! quantized to the chosen type with the reference quantizers; norms, biases and RoPE factors
 //! are F32, as llama.cpp's converter writes them. Weights are scaled like a trained model's
 //! (matrices `N(0, 1/cols)`, norms near 1), so activations and logits have realistic ranges.
+//! A fused tensor is its parts' values stacked, each filled as its part would be.
 //!
 //! ```
 //! use pupil::kernels::DType;
@@ -23,7 +25,7 @@ use std::path::Path;
 
 use pupil_kernels::{DType, KernelError, quant};
 
-use super::arch::{Arch, Role};
+use super::arch::{Arch, Kind, Need, Role};
 use super::{Config, ModelError};
 use crate::gguf::{Array, Gguf, GgufWriter, Value};
 
@@ -53,13 +55,18 @@ pub struct Synth {
     pub n_ctx: usize,
     /// `rope.freq_base`.
     pub rope_base: f32,
-    /// `attention.sliding_window` (Gemma); `None` leaves the key out.
+    /// `attention.sliding_window` (Gemma; Phi-3 files carry it too); `None` leaves it out.
     pub sliding_window: Option<usize>,
+    /// `rope.scaling.original_context_length`; `None` leaves the key out.
+    pub n_ctx_orig: Option<usize>,
+    /// `rope.scaling.attn_factor`; `None` leaves the key out.
+    pub rope_attn_factor: Option<f32>,
     /// Write every optional bias of the table (Q/K/V biases, and the others it lists).
     pub biases: bool,
     /// Leave `output.weight` out (tie it to the embeddings).
     pub tied_output: bool,
-    /// Write Llama 3 style `rope_freqs.weight` frequency factors (if the table has them).
+    /// Write the RoPE frequency factors the table has: Llama 3's `rope_freqs.weight`,
+    /// LongRoPE's long and short factors.
     pub rope_freqs: bool,
     /// Random seed.
     pub seed: u64,
@@ -82,6 +89,8 @@ impl Synth {
             n_ctx: 4096,
             rope_base: 10000.0,
             sliding_window: None,
+            n_ctx_orig: None,
+            rope_attn_factor: None,
             biases: false,
             tied_output: false,
             rope_freqs: false,
@@ -195,44 +204,54 @@ fn metadata(spec: &Synth, vocab: Option<&Gguf>) -> Vec<(String, Value)> {
     if let Some(w) = spec.sliding_window {
         m.push(u("attention.sliding_window", w));
     }
+    if let Some(n) = spec.n_ctx_orig {
+        m.push(u("rope.scaling.original_context_length", n));
+    }
+    if let Some(f) = spec.rope_attn_factor {
+        m.push((format!("{a}.rope.scaling.attn_factor"), Value::F32(f)));
+    }
     m.extend(tokenizer(spec, vocab));
     m
 }
 
-/// Whether `role` goes in the file under `spec` (the table lists it, and it is required or
-/// asked for).
-fn wanted(spec: &Synth, role: Role) -> bool {
-    use Role::*;
-    match spec.arch.spec().need(role) {
-        None => false,
-        Some(super::Need::Required) => true,
-        Some(super::Need::Optional) => match role {
-            Output => !spec.tied_output,
-            RopeFreqs => spec.rope_freqs,
-            _ => spec.biases,
-        },
+/// Whether a tensor the table lists with `need` goes in the file: required ones always,
+/// optional ones as `spec` asks by kind (biases, RoPE factors; the one optional matrix is the
+/// untied output).
+fn wanted(spec: &Synth, kind: Kind, need: Need) -> bool {
+    match (need, kind) {
+        (Need::Required, _) => true,
+        (Need::Optional, Kind::Bias) => spec.biases,
+        (Need::Optional, Kind::RopeFactors) => spec.rope_freqs,
+        (Need::Optional, Kind::Matrix) => !spec.tied_output,
+        (Need::Optional, Kind::Norm | Kind::Fused(_)) => true,
     }
 }
 
-/// Values for one tensor of `role` with `cols` elements per row.
-fn values(rng: &mut Rng, role: Role, n: usize, cols: usize) -> Vec<f32> {
-    use Role::*;
-    match role {
-        AttnNorm | FfnNorm | OutputNorm | PostAttnNorm | PostFfnNorm | AttnQNorm | AttnKNorm => {
-            (0..n).map(|_| 1.0 + 0.1 * rng.normal()).collect()
-        }
-        AttnQBias | AttnKBias | AttnVBias | AttnOutBias | FfnGateBias | FfnUpBias | FfnDownBias | OutputBias => {
-            (0..n).map(|_| 0.2 * rng.normal()).collect()
-        }
-        // Llama 3's factors: 1 for the fast-turning pairs, rising to 8 for the slow ones.
-        RopeFreqs => (0..n).map(|i| 1.0 + 7.0 * (i as f32 / (n.max(2) - 1) as f32).powi(2)).collect(),
+/// Values for one tensor of `role` with `n` elements, `cols` per row, under `cfg`.
+fn values(rng: &mut Rng, cfg: &Config, role: Role, n: usize, cols: usize) -> Vec<f32> {
+    // A rising curve over the pairs: 1 for the fast-turning pairs, `top` for the slow ones.
+    let rising = |top: f32| (0..n).map(|i| 1.0 + (top - 1.0) * (i as f32 / (n.max(2) - 1) as f32).powi(2)).collect();
+    match role.def().kind {
+        Kind::Norm => (0..n).map(|_| 1.0 + 0.1 * rng.normal()).collect(),
+        Kind::Bias => (0..n).map(|_| 0.2 * rng.normal()).collect(),
+        // Llama 3's and LongRoPE's long factors stretch the slow pairs up to 8 times; the
+        // short ones less, so that a wrong choice between the two shows in the logits.
+        Kind::RopeFactors if role == Role::RopeFactorsShort => rising(1.5),
+        Kind::RopeFactors => rising(8.0),
         // Larger output rows give logits a spread of a few units, so that the softmax is
         // peaked enough for KL divergence to mean something. Embeddings stay small: tied to
         // the output and scaled up on Gemma they would drown the blocks, and every position
         // would just predict its own input token.
-        Output => (0..n).map(|_| 3.0 / (cols as f32).sqrt() * rng.normal()).collect(),
-        TokEmbd => (0..n).map(|_| rng.normal() / (cols as f32).sqrt()).collect(),
-        _ => (0..n).map(|_| rng.normal() / (cols as f32).sqrt()).collect(),
+        Kind::Matrix if role == Role::Output => (0..n).map(|_| 3.0 / (cols as f32).sqrt() * rng.normal()).collect(),
+        Kind::Matrix => (0..n).map(|_| rng.normal() / (cols as f32).sqrt()).collect(),
+        Kind::Fused(parts) => {
+            let mut out = Vec::with_capacity(n);
+            for &p in parts {
+                let shape = p.def().shape(cfg);
+                out.extend(values(rng, cfg, p, shape.iter().product::<u64>() as usize, shape[0] as usize));
+            }
+            out
+        }
     }
 }
 
@@ -263,16 +282,17 @@ impl SynthModel {
         let cfg = Config::from_gguf(&Gguf::parse(&w.to_bytes())?)?;
         let mut rng = Rng(spec.seed);
         let mut tensors = Vec::new();
-        let layer_roles = spec.arch.spec().tensors.iter().filter(|(r, _)| r.def().per_layer);
-        let global_roles = spec.arch.spec().tensors.iter().filter(|(r, _)| !r.def().per_layer);
+        let table = spec.arch.spec().tensors.iter().filter(|&&(r, need)| wanted(spec, r.def().part_kind(), need));
+        let layer_roles = table.clone().filter(|(r, _)| r.def().per_layer);
+        let global_roles = table.filter(|(r, _)| !r.def().per_layer);
         let plan = global_roles.map(|&(r, _)| (r, 0)).chain((0..cfg.n_layer).flat_map(|i| layer_roles.clone().map(move |&(r, _)| (r, i))));
-        for (role, layer) in plan.filter(|&(r, _)| wanted(spec, r)) {
+        for (role, layer) in plan {
             let def = role.def();
             let dims = def.shape(&cfg);
             let cols = dims[0] as usize;
             let n: usize = dims.iter().product::<u64>() as usize;
-            let x = values(&mut rng, role, n, cols);
-            let dtype = if def.dims.len() == 2 { spec.dtype } else { DType::F32 };
+            let x = values(&mut rng, &cfg, role, n, cols);
+            let dtype = if def.part_kind() == Kind::Matrix { spec.dtype } else { DType::F32 };
             let data = encode(&x, cols, dtype)?;
             tensors.push(SynthTensor { name: def.full_name(layer), dtype, dims, data });
         }

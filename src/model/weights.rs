@@ -1,16 +1,26 @@
 //! The weights of a model, located and checked against the architecture's tensor table.
 //!
-//! Matrices stay in the memory map: a [`Matrix`] is the byte range of a tensor in the file,
-//! turned into a kernel [`WeightRef`] when used, never copied. Norm weights, biases and RoPE
-//! frequency factors (a few KiB per layer) are widened to f32 once at load, so the forward
-//! pass reads them as plain slices whatever type the file stores them in.
+//! The loader walks the table ([`ArchSpec::tensors`]): it names no tensor itself. Each listed
+//! tensor is looked up by its role's name, checked (shape, type), and stored under its role;
+//! a missing one is an error if the table says it is required. What is loaded follows the
+//! role's [`Kind`]:
+//!
+//! - matrices stay in the memory map: a [`Matrix`] is the byte range of a tensor in the file,
+//!   turned into a kernel [`WeightRef`] when used, never copied;
+//! - norm weights, biases and RoPE frequency factors (a few KiB per layer) are widened to f32
+//!   once, so the forward pass reads them as plain slices whatever type the file stores;
+//! - a fused tensor (Phi-3's `attn_qkv`, its `ffn_up` holding gate and up) is stored as its
+//!   parts: each part is its own range of rows of the one tensor, still in the map.
+//!
+//! The forward pass then asks for tensors by role ([`Tensors::matrix`], [`Tensors::vector`],
+//! [`Tensors::optional`]).
 
 use std::ops::Range;
 
 use pupil_kernels::ops::WeightRef;
 use pupil_kernels::quant;
 
-use super::arch::{ArchSpec, Need, Role};
+use super::arch::{ArchSpec, Kind, Need, Role};
 use super::{Config, ModelError};
 use crate::gguf::{GgufFile, TensorInfo};
 
@@ -31,45 +41,87 @@ impl Matrix {
     }
 }
 
-/// One transformer block. Optional fields are `None` when the architecture's table does not
-/// list the tensor or the file leaves out an optional one; the forward pass skips that step.
+/// One loaded tensor.
 #[derive(Debug)]
-pub(crate) struct Layer {
-    pub attn_norm: Vec<f32>,              // [n_embd]
-    pub wq: Matrix,                       // [n_head * head_dim, n_embd]
-    pub wk: Matrix,                       // [n_head_kv * head_dim, n_embd]
-    pub wv: Matrix,                       // [n_head_kv * head_dim, n_embd]
-    pub bq: Option<Vec<f32>>,             // [n_head * head_dim]
-    pub bk: Option<Vec<f32>>,             // [n_head_kv * head_dim]
-    pub bv: Option<Vec<f32>>,             // [n_head_kv * head_dim]
-    pub q_norm: Option<Vec<f32>>,         // [head_dim]
-    pub k_norm: Option<Vec<f32>>,         // [head_dim]
-    pub wo: Matrix,                       // [n_embd, n_head * head_dim]
-    pub bo: Option<Vec<f32>>,             // [n_embd]
-    pub post_attn_norm: Option<Vec<f32>>, // [n_embd]
-    pub ffn_norm: Vec<f32>,               // [n_embd]
-    pub w_gate: Matrix,                   // [n_ff, n_embd]
-    pub w_up: Matrix,                     // [n_ff, n_embd]
-    pub w_down: Matrix,                   // [n_embd, n_ff]
-    pub b_gate: Option<Vec<f32>>,         // [n_ff]
-    pub b_up: Option<Vec<f32>>,           // [n_ff]
-    pub b_down: Option<Vec<f32>>,         // [n_embd]
-    pub post_ffn_norm: Option<Vec<f32>>,  // [n_embd]
+pub(crate) enum Tensor {
+    /// A matrix, in the file.
+    Matrix(Matrix),
+    /// A norm, bias or RoPE factors, widened to f32.
+    Vector(Vec<f32>),
+}
+
+/// The tensors of one block (or the model's own, `layer` `None`), by role. Shapes are the
+/// roles' ([`Role::def`]), e.g. `AttnQ`: `[n_head * head_dim, n_embd]` (rows, cols).
+#[derive(Debug)]
+pub(crate) struct Tensors {
+    layer: Option<usize>,
+    by_role: Vec<(Role, Tensor)>,
+}
+
+impl Tensors {
+    fn get(&self, role: Role) -> Option<&Tensor> {
+        self.by_role.iter().find(|(r, _)| *r == role).map(|(_, t)| t)
+    }
+
+    /// The error for a role the forward pass needs that the table did not load (a bug in
+    /// the table; `arch.rs` tests that every table provides what the forward pass reads).
+    fn not_loaded(&self, role: Role) -> ModelError {
+        ModelError::NotLoaded { name: role.def().full_name(self.layer.unwrap_or(0)) }
+    }
+
+    /// The matrix for `role`.
+    pub fn matrix(&self, role: Role) -> Result<&Matrix, ModelError> {
+        self.optional_matrix(role).ok_or_else(|| self.not_loaded(role))
+    }
+
+    /// The matrix for `role`, if loaded.
+    pub fn optional_matrix(&self, role: Role) -> Option<&Matrix> {
+        match self.get(role) {
+            Some(Tensor::Matrix(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The f32 values for `role` (a norm, bias or RoPE factors).
+    pub fn vector(&self, role: Role) -> Result<&[f32], ModelError> {
+        self.optional(role).ok_or_else(|| self.not_loaded(role))
+    }
+
+    /// The f32 values for `role`, if loaded: the forward pass skips the step without them.
+    pub fn optional(&self, role: Role) -> Option<&[f32]> {
+        match self.get(role) {
+            Some(Tensor::Vector(v)) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// All of a model's weights.
 #[derive(Debug)]
 pub(crate) struct Weights {
-    pub tok_embd: Matrix,                // [n_vocab, n_embd]
-    /// `output.weight`, or the embeddings again when the file ties them.
-    pub output: Matrix,                  // [n_vocab, n_embd]
-    pub output_norm: Vec<f32>,           // [n_embd]
-    pub output_bias: Option<Vec<f32>>,   // [n_vocab]
-    pub rope_freqs: Option<Vec<f32>>,    // [n_rot / 2]
-    pub layers: Vec<Layer>,              // [n_layer]
+    /// The per-model tensors: embeddings, output, final norm, RoPE factors.
+    pub model: Tensors,
+    /// The blocks' tensors, `[n_layer]`.
+    pub layers: Vec<Tensors>,
 }
 
-/// Finds tensors by role, checking presence, shape and type against the table.
+impl Weights {
+    /// Locates and checks every tensor of `cfg.arch`'s table in `file`.
+    pub fn load(file: &GgufFile, cfg: &Config) -> Result<Weights, ModelError> {
+        let l = Loader { file, cfg, spec: cfg.arch.spec() };
+        Ok(Weights { model: l.tensors(None)?, layers: (0..cfg.n_layer).map(|i| l.tensors(Some(i))).collect::<Result<_, _>>()? })
+    }
+
+    /// `output.weight`, or the embeddings when the file ties them (as llama.cpp falls back).
+    pub fn output(&self) -> Result<&Matrix, ModelError> {
+        match self.model.optional_matrix(Role::Output) {
+            Some(m) => Ok(m),
+            None => self.model.matrix(Role::TokEmbd),
+        }
+    }
+}
+
+/// Finds the table's tensors in a file, checking presence, shape and type.
 struct Loader<'a> {
     file: &'a GgufFile,
     cfg: &'a Config,
@@ -82,9 +134,25 @@ fn same_shape(a: &[u64], b: &[u64]) -> bool {
 }
 
 impl<'a> Loader<'a> {
-    /// The tensor for `role` in `layer`, if the table lists it and the file has it.
-    fn find(&self, role: Role, layer: usize) -> Result<Option<&'a TensorInfo>, ModelError> {
-        let Some(need) = self.spec.need(role) else { return Ok(None) };
+    /// Every tensor of the table for `layer` (`None`: the per-model ones).
+    fn tensors(&self, layer: Option<usize>) -> Result<Tensors, ModelError> {
+        let mut by_role = Vec::new();
+        for &(role, need) in self.spec.tensors.iter().filter(|(r, _)| r.def().per_layer == layer.is_some()) {
+            let Some(t) = self.find(role, need, layer.unwrap_or(0))? else { continue };
+            match role.def().kind {
+                Kind::Fused(parts) => self.split(t, parts, &mut by_role)?,
+                Kind::Matrix => {
+                    let rows = t.dims[1..].iter().product::<u64>() as usize;
+                    by_role.push((role, Tensor::Matrix(self.matrix(t, rows, self.range(t)))));
+                }
+                Kind::Norm | Kind::Bias | Kind::RopeFactors => by_role.push((role, Tensor::Vector(self.widen(t)?))),
+            }
+        }
+        Ok(Tensors { layer, by_role })
+    }
+
+    /// The tensor for `role` in `layer`, if the file has it.
+    fn find(&self, role: Role, need: Need, layer: usize) -> Result<Option<&'a TensorInfo>, ModelError> {
         let def = role.def();
         let name = def.full_name(layer);
         let expected = def.shape(self.cfg);
@@ -109,84 +177,43 @@ impl<'a> Loader<'a> {
         r.start as usize..r.end as usize
     }
 
-    fn matrix(&self, role: Role, layer: usize) -> Result<Option<Matrix>, ModelError> {
-        Ok(self.find(role, layer)?.map(|t| Matrix {
-            dtype: t.dtype,
-            cols: t.dims[0] as usize,
-            rows: t.dims[1..].iter().product::<u64>() as usize,
-            range: self.range(t),
-        }))
+    /// `rows` rows of `t` (`ne[0]` columns each) at `range` of the file.
+    fn matrix(&self, t: &TensorInfo, rows: usize, range: Range<usize>) -> Matrix {
+        Matrix { dtype: t.dtype, cols: t.dims[0] as usize, rows, range }
     }
 
-    fn vector(&self, role: Role, layer: usize) -> Result<Option<Vec<f32>>, ModelError> {
-        let Some(t) = self.find(role, layer)? else { return Ok(None) };
+    fn widen(&self, t: &TensorInfo) -> Result<Vec<f32>, ModelError> {
         let mut out = vec![0.0; t.n_elements() as usize];
         // `find` checked the type has kernels.
         if let Some(ops) = quant::ops(t.dtype) {
             (ops.dequantize)(self.file.tensor_data(t), &mut out)?;
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
-    /// A tensor every architecture's forward pass needs; a table that leaves it out is
-    /// reported as the tensor missing.
-    fn required<T>(&self, role: Role, layer: usize, got: Option<T>) -> Result<T, ModelError> {
-        got.ok_or_else(|| {
-            let def = role.def();
-            ModelError::MissingTensor { name: def.full_name(layer), expected: def.shape(self.cfg) }
-        })
-    }
-
-    fn req_matrix(&self, role: Role, layer: usize) -> Result<Matrix, ModelError> {
-        self.required(role, layer, self.matrix(role, layer)?)
-    }
-
-    fn req_vector(&self, role: Role, layer: usize) -> Result<Vec<f32>, ModelError> {
-        self.required(role, layer, self.vector(role, layer)?)
-    }
-
-    fn layer(&self, i: usize) -> Result<Layer, ModelError> {
-        Ok(Layer {
-            attn_norm: self.req_vector(Role::AttnNorm, i)?,
-            wq: self.req_matrix(Role::AttnQ, i)?,
-            wk: self.req_matrix(Role::AttnK, i)?,
-            wv: self.req_matrix(Role::AttnV, i)?,
-            bq: self.vector(Role::AttnQBias, i)?,
-            bk: self.vector(Role::AttnKBias, i)?,
-            bv: self.vector(Role::AttnVBias, i)?,
-            q_norm: self.vector(Role::AttnQNorm, i)?,
-            k_norm: self.vector(Role::AttnKNorm, i)?,
-            wo: self.req_matrix(Role::AttnOut, i)?,
-            bo: self.vector(Role::AttnOutBias, i)?,
-            post_attn_norm: self.vector(Role::PostAttnNorm, i)?,
-            ffn_norm: self.req_vector(Role::FfnNorm, i)?,
-            w_gate: self.req_matrix(Role::FfnGate, i)?,
-            w_up: self.req_matrix(Role::FfnUp, i)?,
-            w_down: self.req_matrix(Role::FfnDown, i)?,
-            b_gate: self.vector(Role::FfnGateBias, i)?,
-            b_up: self.vector(Role::FfnUpBias, i)?,
-            b_down: self.vector(Role::FfnDownBias, i)?,
-            post_ffn_norm: self.vector(Role::PostFfnNorm, i)?,
-        })
-    }
-}
-
-impl Weights {
-    /// Locates and checks every tensor of `cfg.arch`'s table in `file`.
-    pub fn load(file: &GgufFile, cfg: &Config) -> Result<Weights, ModelError> {
-        let l = Loader { file, cfg, spec: cfg.arch.spec() };
-        let tok_embd = l.req_matrix(Role::TokEmbd, 0)?;
-        let output = match l.matrix(Role::Output, 0)? {
-            Some(m) => m,
-            None => tok_embd.clone(),
+    /// Stores the parts of the fused tensor `t`: consecutive rows of a matrix (whole rows,
+    /// so any block type splits), or consecutive elements of a vector.
+    fn split(&self, t: &TensorInfo, parts: &[Role], out: &mut Vec<(Role, Tensor)>) -> Result<(), ModelError> {
+        let widened = match parts.first().map(|p| p.def().kind) {
+            Some(Kind::Matrix) | None => None,
+            Some(_) => Some(self.widen(t)?),
         };
-        Ok(Weights {
-            output,
-            tok_embd,
-            output_norm: l.req_vector(Role::OutputNorm, 0)?,
-            output_bias: l.vector(Role::OutputBias, 0)?,
-            rope_freqs: l.vector(Role::RopeFreqs, 0)?,
-            layers: (0..cfg.n_layer).map(|i| l.layer(i)).collect::<Result<_, _>>()?,
-        })
+        let range = self.range(t);
+        let row_bytes = t.dtype.row_bytes(t.dims[0]).unwrap_or(0) as usize;
+        let mut start = 0;
+        for &part in parts {
+            // `find` checked the fused shape is the parts' shapes stacked.
+            let len = part.def().shape(self.cfg).last().copied().unwrap_or(0) as usize;
+            let tensor = match &widened {
+                Some(v) => Tensor::Vector(v[start..start + len].to_vec()),
+                None => {
+                    let r = range.start + start * row_bytes..range.start + (start + len) * row_bytes;
+                    Tensor::Matrix(self.matrix(t, len, r))
+                }
+            };
+            out.push((part, tensor));
+            start += len;
+        }
+        Ok(())
     }
 }

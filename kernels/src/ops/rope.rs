@@ -4,7 +4,8 @@
 ///
 /// Rotation frequencies are `theta_i = pos * freq_scale * base^(-2i/n_dims) / freq_factors[i]`
 /// for pair `i`; the power is built by repeated multiplication in f32, as ggml builds it, so
-/// angles at long positions round the same way.
+/// angles at long positions round the same way. The rotation is scaled by `mscale`: ggml's
+/// `rope_yarn` multiplies cos and sin by it (without YaRN's ramp, which pupil does not run).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rope {
     /// Dimensions rotated per head (the first `n_dims` of `head_dim`; usually all of them).
@@ -13,8 +14,12 @@ pub struct Rope {
     pub base: f32,
     /// Linear position scaling (`1 / rope.scaling.factor`, 1.0 for none).
     pub freq_scale: f32,
-    /// Per-pair frequency divisors (Llama 3's `rope_freqs.weight`), `n_dims / 2` of them.
+    /// Per-pair frequency divisors (Llama 3's `rope_freqs.weight`, or the long or short
+    /// factors of LongRoPE), `n_dims / 2` of them.
     pub freq_factors: Option<Vec<f32>>,
+    /// Multiplier of cos and sin (llama.cpp's `attn_factor`; 1.0 for none). LongRoPE sets it
+    /// above 1 to make up for the attention entropy lost at long contexts.
+    pub mscale: f32,
     /// NeoX layout: pair `i` is `(x[i], x[i + n_dims/2])` (Gemma, Qwen); otherwise adjacent
     /// elements `(x[2i], x[2i+1])` are paired (Llama).
     pub neox: bool,
@@ -29,8 +34,8 @@ impl Rope {
         for (i, cs) in cache.chunks_exact_mut(2).enumerate() {
             let ff = self.freq_factors.as_ref().map_or(1.0, |f| f[i]);
             let t = self.freq_scale * (theta / ff);
-            cs[0] = t.cos();
-            cs[1] = t.sin();
+            cs[0] = t.cos() * self.mscale;
+            cs[1] = t.sin() * self.mscale;
             theta *= theta_scale;
         }
     }
@@ -57,7 +62,7 @@ mod tests {
     #[test]
     fn rotation_preserves_norm_and_position_zero_is_identity() {
         for neox in [false, true] {
-            let rope = Rope { n_dims: 8, base: 10000.0, freq_scale: 1.0, freq_factors: None, neox };
+            let rope = Rope { n_dims: 8, base: 10000.0, freq_scale: 1.0, freq_factors: None, mscale: 1.0, neox };
             let x: Vec<f32> = (0..16).map(|i| i as f32 * 0.3 - 2.0).collect();
             let mut cache = vec![0.0; 8];
             rope.angles(0, &mut cache);
@@ -73,12 +78,27 @@ mod tests {
 
     #[test]
     fn first_pair_turns_by_the_position() {
-        let rope = Rope { n_dims: 4, base: 10000.0, freq_scale: 1.0, freq_factors: None, neox: false };
+        let rope = Rope { n_dims: 4, base: 10000.0, freq_scale: 1.0, freq_factors: None, mscale: 1.0, neox: false };
         let mut cache = vec![0.0; 4];
         rope.angles(2, &mut cache);
         let mut x = vec![1.0, 0.0, 1.0, 0.0];
         rope.apply(&cache, &mut x, 4);
         assert!((x[0] - 2f32.cos()).abs() < 1e-6 && (x[1] - 2f32.sin()).abs() < 1e-6);
         assert!((x[2] - 0.02f32.cos()).abs() < 1e-6, "second pair turns at base^(-1/2)");
+    }
+
+    #[test]
+    fn factors_divide_the_frequencies_and_mscale_scales_the_rotation() {
+        let plain = Rope { n_dims: 4, base: 10000.0, freq_scale: 1.0, freq_factors: None, mscale: 1.0, neox: true };
+        let long = Rope { freq_factors: Some(vec![1.0, 4.0]), mscale: 1.25, ..plain.clone() };
+        let (mut a, mut b) = (vec![0.0; 4], vec![0.0; 4]);
+        plain.angles(8, &mut a);
+        long.angles(8, &mut b);
+        assert!((b[0] - 1.25 * a[0]).abs() < 1e-6 && (b[1] - 1.25 * a[1]).abs() < 1e-6, "factor 1 keeps the angle");
+        assert!((b[2] - 1.25 * 0.02f32.cos()).abs() < 1e-6 && (b[3] - 1.25 * 0.02f32.sin()).abs() < 1e-6, "8 * 0.01 / 4");
+        let mut x = vec![1.0, 0.0, 0.0, 0.0];
+        long.apply(&b, &mut x, 4);
+        let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.25).abs() < 1e-6, "the rotation is scaled by mscale: {norm}");
     }
 }
