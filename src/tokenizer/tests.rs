@@ -217,3 +217,56 @@ fn out_of_range_default_ids_are_dropped_not_errors() {
     assert_eq!(tok.bos(), None);
     assert_eq!(tok.encode("abcd", true, true), [0, 1, 2, 3]);
 }
+
+/// Gemma 4's kind of vocabulary: control tokens, 256 `<0xNN>` byte tokens, then pieces with
+/// `▁` for spaces, merged by rank across spaces.
+fn gemma4_entries() -> Vec<(&'static str, Value)> {
+    let mut tokens: Vec<String> = vec!["<pad>".into(), "<eos>".into(), "<bos>".into(), "<unk>".into()];
+    let mut types = vec![3, 3, 3, 2];
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+    }
+    for t in ["▁", "a", "b", "▁a", "▁a▁", "▁a▁b", "\n", "\n\n", "\n\n\n"] {
+        tokens.push(t.into());
+        types.push(1);
+    }
+    vec![
+        ("tokenizer.ggml.model", Value::from("gemma4")),
+        ("tokenizer.ggml.tokens", Value::from(tokens)),
+        ("tokenizer.ggml.token_type", Value::from(types)),
+        ("tokenizer.ggml.merges", strings(&["▁ a", "▁a ▁", "▁a▁ b", "\n \n"])),
+        ("tokenizer.ggml.bos_token_id", Value::U32(2)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(1)),
+        // Gemma 4 files that say false get BOS anyway, as in llama.cpp.
+        ("tokenizer.ggml.add_bos_token", Value::from(false)),
+    ]
+}
+
+#[test]
+fn gemma4_merges_across_spaces_and_falls_back_to_byte_tokens() {
+    let tok = Tokenizer::from_gguf(&gguf(gemma4_entries())).unwrap();
+    let id = |t: &str| tok.token_id(t).unwrap();
+    assert_eq!(tok.model_kind(), ModelKind::Gemma4);
+    assert!(tok.add_bos());
+    assert_eq!(tok.encode(" a b", true, false), [2, id("▁a▁b")]);
+    // No space is prefixed, and bytes without a token become `<0xNN>` tokens.
+    assert_eq!(tok.encode("aé", false, false), [id("a"), id("<0xC3>"), id("<0xA9>")]);
+    // A run of newlines that is a token is taken whole, though merges would not build it.
+    assert_eq!(tok.encode("\n\n\n", false, false), [id("\n\n\n")]);
+    assert_eq!(tok.encode("\n\n\na", false, false), [id("\n\n\n"), id("a")]);
+    assert_eq!(tok.token_to_piece(id("▁a▁b"), false), b" a b");
+    let text = " a b\n\n\né a";
+    assert_eq!(tok.decode(&tok.encode(text, true, false)), text);
+    // The tree's own Gemma 4 vocabulary is checked against llama.cpp in tests/.
+}
+
+#[test]
+fn unsupported_models_are_named_with_their_algorithm() {
+    for (model, algorithm) in [("bert", "WordPiece"), ("t5", "Unigram"), ("rwkv", "RWKV")] {
+        let err = load_err(replace(spm_entries(), "tokenizer.ggml.model", Some(Value::from(model))));
+        assert!(matches!(&err, TokenizerError::UnsupportedModel { name } if name == model), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(algorithm) && message.contains("'gemma4'"), "{message}");
+    }
+}
