@@ -4,6 +4,9 @@ use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/llama_tree.rs"]
+mod llama_tree;
+
 fn pupil(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pupil")).args(args).output().expect("run pupil")
 }
@@ -88,38 +91,74 @@ fn human_output_names_the_architecture_and_tensor_count() {
     assert!(text.contains("bos            2 \"<bos>\""), "{text}");
 }
 
+/// Every vocabulary of llama.cpp's tree, with its `tokenizer.ggml.model` and
+/// `tokenizer.ggml.pre` (`None`: the key is absent).
+const VOCABULARIES: &[(&str, &str, Option<&str>)] = &[
+    ("aquila", "gpt2", None),
+    ("baichuan", "llama", None),
+    ("bert-bge", "bert", Some("bert-bge")),
+    ("command-r", "gpt2", Some("command-r")),
+    ("deepseek-coder", "gpt2", Some("deepseek-coder")),
+    ("deepseek-llm", "gpt2", Some("deepseek-llm")),
+    ("falcon", "gpt2", Some("falcon")),
+    ("gemma-4", "gemma4", None),
+    ("gpt-2", "gpt2", Some("gpt-2")),
+    ("gpt-neox", "gpt2", None),
+    ("llama-bpe", "gpt2", Some("llama-bpe")),
+    ("llama-spm", "llama", Some("default")),
+    ("mpt", "gpt2", Some("mpt")),
+    ("nomic-bert-moe", "t5", Some("default")),
+    ("phi-3", "llama", Some("default")),
+    ("qwen2", "gpt2", Some("qwen2")),
+    ("qwen35", "gpt2", Some("qwen35")),
+    ("refact", "gpt2", Some("refact")),
+    ("starcoder", "gpt2", Some("starcoder")),
+];
+
 #[test]
 fn every_test_vocabulary_inspects_with_its_tokenizer_model() {
-    let dir = root().join("models/.cache/llama.cpp/models");
-    let expected = [
-        ("llama-spm", "llama", "default"),
-        ("phi-3", "llama", "default"),
-        ("gpt-2", "gpt2", "gpt-2"),
-        ("deepseek-llm", "gpt2", "deepseek-llm"),
-        ("deepseek-coder", "gpt2", "deepseek-coder"),
-        ("falcon", "gpt2", "falcon"),
-        ("starcoder", "gpt2", "starcoder"),
-    ];
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("llama.cpp's tree: run models/fetch-llama-cpp.sh") {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
-            continue;
-        }
-        let r = inspect_json(&path);
+    let files = llama_tree::vocab_files();
+    for path in &files {
+        let name = llama_tree::vocab_name(path);
+        let r = inspect_json(path);
         assert_eq!(r["tensors"].as_array().unwrap().len(), 0, "{}: vocab files hold no tensors", path.display());
-        let name = path.file_stem().unwrap().to_str().unwrap().trim_start_matches("ggml-vocab-");
-        let (_, model, pre) = expected.iter().find(|e| e.0 == name).unwrap_or_else(|| panic!("unexpected file {name}"));
+        let (_, model, pre) = VOCABULARIES
+            .iter()
+            .find(|e| e.0 == name)
+            .unwrap_or_else(|| panic!("{name} is not in VOCABULARIES: add its model and pre-tokenizer"));
         assert_eq!(r["tokenizer"]["model"], *model, "{name}");
-        if *pre != "default" {
-            assert_eq!(r["tokenizer"]["pre"], *pre, "{name}");
-        }
+        assert_eq!(r["tokenizer"]["pre"].as_str(), *pre, "{name}");
         assert!(r["tokenizer"]["vocab_size"].as_u64().unwrap() > 1000, "{name}");
         // The human form must work too.
         assert!(pupil(&["inspect", path.to_str().unwrap()]).status.success(), "{name}");
-        seen += 1;
     }
-    assert_eq!(seen, expected.len());
+    assert_eq!(files.len(), VOCABULARIES.len(), "a vocabulary of VOCABULARIES is missing from llama.cpp's tree");
+}
+
+/// `pupil tokenize` gives the library's ids on every vocabulary pupil supports, and on the
+/// others one line naming the tokenizer model, with exit status 2.
+#[test]
+fn every_test_vocabulary_tokenizes_or_is_one_clear_line_and_exit_code_2() {
+    llama_tree::print_unsupported();
+    let text = "Hello world, 123 café\n\n  🦙";
+    for path in llama_tree::vocab_files() {
+        let name = llama_tree::vocab_name(&path);
+        let out = pupil(&["tokenize", "-m", path.to_str().unwrap(), text]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if let Some((_, model, _)) = llama_tree::UNSUPPORTED.iter().find(|u| u.0 == name) {
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+            assert!(stderr.starts_with("error: ") && stderr.contains(&format!("'{model}'")), "{name}: {stderr}");
+            assert!(stderr.contains(&format!("ggml-vocab-{name}.gguf")), "{name}: {stderr}");
+            assert!(out.stdout.is_empty(), "{name}");
+            continue;
+        }
+        assert!(out.status.success(), "{name}: {stderr}");
+        let file = pupil::gguf::GgufFile::open(&path).unwrap();
+        let tok = pupil::tokenizer::Tokenizer::from_gguf(&file).unwrap();
+        let want: Vec<String> = tok.encode(text, true, false).iter().map(u32::to_string).collect();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), want.join(" "), "{name}");
+    }
 }
 
 #[test]
