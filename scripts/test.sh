@@ -19,6 +19,13 @@ fi
 models/fetch-gemma3-270m.sh
 models/fetch-llama-cpp.sh
 
+# The official OpenAI Python client, which the server's tests drive unchanged.
+venv=models/.cache/venv
+if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==3.57.0"
+fi
+
 # --release: the tests run real models and reference kernels, which need optimised code.
 # The `llama` feature builds llama.cpp as the oracle the kernels and the model are checked against.
 cargo test --release --workspace --features llama "$@"
