@@ -1,16 +1,24 @@
-//! Pre-tokenizers of byte-level BPE vocabularies: the splits of text into words that BPE
-//! merges never cross, chosen by `tokenizer.ggml.pre`.
+//! Pre-tokenizers of BPE vocabularies: the splits of text into words that BPE merges never
+//! cross, chosen by `tokenizer.ggml.pre` (for model `gemma4`, always Gemma 4's).
+//!
+//! Implemented, by llama.cpp's names: `default`; the Llama 3 pattern (`llama3`, `llama-bpe`,
+//! `falcon3`, `pixtral`, `dbrx`, `smaug-bpe`, ...); Qwen 2's (`qwen2`, `deepseek-r1-qwen`,
+//! `stablelm2`, `megrez`, `hunyuan`, ...); Qwen 3.5's (`qwen35`); GPT-2's (`gpt-2`, `mpt`,
+//! `olmo`, `phi-2`, `jais`, ...); StarCoder's (`starcoder`, `refact`, `command-r`, `smollm`,
+//! ...); `falcon`; `deepseek-llm`; `deepseek-coder`; and the newline split of SentencePiece-style
+//! BPE (`gemma4`, `granite-embed-multi-311m`, `sarvam-moe`). [`PreConfig::from_name`] has the
+//! full list; other names are an error.
 //!
 //! Each pre-tokenizer is a list of steps applied in turn, each step splitting every piece the
 //! previous one left (pieces a pattern does not match are kept, as pieces of their own).
 //! llama.cpp hand-codes the common patterns (GPT-2's, Llama 3's, Qwen 2's, Qwen 3.5's, and
 //! Gemma 4's split at newlines; see `split_custom.rs`) and runs the others through
-//! `std::regex`, either
-//! on the text with non-ASCII whitespace replaced by `\x0B` ("wide"), or, for patterns with
-//! Unicode classes, on a "collapsed" text where every non-ASCII codepoint becomes one stand-in
-//! per category (see [`Flags::collapse`]). The patterns below are llama.cpp's, rewritten for
-//! those two views so that `\s` and `\p{..}` mean exactly what they mean there: `\s` is ASCII
-//! whitespace plus `\x0B`, `\p{L}` is `A-Za-z` plus the letter stand-in, and so on.
+//! `std::regex`, either on the text with non-ASCII whitespace replaced by `\x0B` ("wide"), or,
+//! for patterns with Unicode classes, on a "collapsed" text where every non-ASCII codepoint
+//! becomes one stand-in per category (see [`Flags::collapse`]). The patterns below are
+//! llama.cpp's, rewritten for those two views so that `\s` and `\p{..}` mean exactly what they
+//! mean there: `\s` is ASCII whitespace plus `\x0B`, `\p{L}` is `A-Za-z` plus the letter
+//! stand-in, and so on.
 
 use regex::Regex;
 
