@@ -217,5 +217,30 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, dequantize, dot, quantize, matvec, gemm);
+/// Small batches (speculative verification, a few sequences decoding together): the op as a
+/// forward pass runs it, `n` tokens against Gemma 3 270M's `ffn_up` (Q5_0), `ffn_down`
+/// (Q6_K) and `attn_output` (Q4_K) and a 1B model's Q4_0 `ffn_up`. Throughput in weight bytes
+/// per token.
+fn small_batch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("small_batch");
+    g.sample_size(10).warm_up_time(std::time::Duration::from_millis(500));
+    let shapes = [(DType::Q5_0, 2048, 640), (DType::Q6_K, 640, 2048), (DType::Q4_K, 640, 1024), (DType::Q4_0, 8192, 2048)];
+    for (t, rows, cols) in shapes {
+        let x: Vec<f32> = (0..rows.max(16) * cols).map(|i| ((i as f32) * 0.618).sin() * 0.1).collect();
+        let (w, wlen) = quantized(t, &x[..rows * cols]);
+        let weight = WeightRef { dtype: t, rows, cols, data: bytes(&w, wlen) };
+        let act = quant::ops(t).unwrap().act;
+        for n in [2usize, 4, 8, 15] {
+            let mut acts = Activations::new();
+            acts.quantize(act, &x[..n * cols], n, cols).unwrap();
+            let mut out = vec![0f32; n * rows];
+            g.throughput(Throughput::Bytes((wlen * n) as u64));
+            g.bench_function(BenchmarkId::new(format!("{}/{rows}x{cols}", t.name()), n), |b| {
+                rayon::join(|| b.iter(|| kops::matmul(&weight, &acts, &mut out).unwrap()), || ());
+            });
+        }
+    }
+}
+
+criterion_group!(benches, dequantize, dot, quantize, matvec, gemm, small_batch);
 criterion_main!(benches);

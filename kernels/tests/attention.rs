@@ -308,13 +308,13 @@ fn causal(seq: usize, n_ctx: usize, first: usize, n: usize, window: Option<usize
         .collect()
 }
 
-/// Batches of more than `EXACT_BATCH_TOKENS` tokens take the tiled path: causal
+/// Batches of 16 tokens or more take the tiled path: causal
 /// prefill blocks at offsets (the first token of a prompt sees one row), sliding windows (of
 /// one row, too), tokens of two sequences interleaved, a token with no rows, softcap, in the
 /// GQA shapes of Gemma 3 270M, Llama 3.2 1B and odd ones.
 #[test]
 fn tiled_batches_match_plain_attention() {
-    assert_eq!(ops::EXACT_BATCH_TOKENS, 15, "the cases below are sized around the exact-path limit");
+    // The cases below are sized around the tiled path's threshold (16 tokens).
     let n_ctx = 192;
     let mut cases: Vec<(String, Vec<Range<usize>>)> = Vec::new();
     for (n, first) in [(16, 0), (37, 5), (100, 60)] {
@@ -343,8 +343,8 @@ fn tiled_batches_match_plain_attention() {
     }
 }
 
-/// Batches of up to `EXACT_BATCH_TOKENS` tokens (decode, speculative verification, which take
-/// the one-token path) give each token the bits `attend` gives it alone; longer batches (the
+/// Batches of up to 15 tokens (decode, speculative verification, which take the one-token
+/// path) give each token the bits `attend` gives it alone; longer batches (the
 /// tiled path) give each token the same bits however the prompt is cut into them (chunked
 /// prefill matches one batch), and a long prefill at a long context (a query tile's scores
 /// split across several buffers' worth) still matches `attend`.
@@ -358,7 +358,7 @@ fn small_batches_are_exact_and_tiled_chunks_agree() {
     let q: Vec<f32> = (0..n_ctx * qd).map(|_| r.random_range(-2.0..2.0)).collect();
     let scale = 1.0 / (hd as f32).sqrt();
     let scores = &mut vec![0.0; 4 * n_ctx];
-    for n in 1..=ops::EXACT_BATCH_TOKENS {
+    for n in 1..=15 {
         let spans = causal(0, n_ctx, 40, n, Some(30));
         let mut out = vec![0f32; n * qd];
         ops::attend_batch(&q[40 * qd..], &k, &v, &spans, nh, nkv, hd, scale, Some(20.0), &mut out, scores);

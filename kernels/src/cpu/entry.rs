@@ -66,30 +66,6 @@ macro_rules! quantize_entry {
     }};
 }
 
-/// An activation row of `n` blocks of `B`'s activation type.
-pub(super) fn act_blocks<B: Block>(a: &[u8], n: usize) -> Result<&[B::Act], KernelError> {
-    let a = blocks::<B::Act>(a)?;
-    check_len("activation blocks", n, a.len())?;
-    Ok(a)
-}
-
-/// A `dot_x4` entry for kernel `$k: unsafe fn(&[$b], [&[<$b as Block>::Act]; 4]) -> [f32; 4]`.
-macro_rules! dot_x4_entry {
-    ($b:ty, $k:path) => {{
-        fn entry(w: &[u8], a: [&[u8]; 4], out: &mut [f32; 4]) -> Result<(), $crate::KernelError> {
-            use $crate::cpu::entry::act_blocks;
-            let w = $crate::cpu::entry::blocks::<$b>(w)?;
-            let n = w.len();
-            let rows = [act_blocks::<$b>(a[0], n)?, act_blocks::<$b>(a[1], n)?, act_blocks::<$b>(a[2], n)?, act_blocks::<$b>(a[3], n)?];
-            // SAFETY: reachable only through a detected tier's table (see `cpu::entry`); every
-            // activation row holds as many blocks as the weight row.
-            *out = unsafe { $k(w, rows) };
-            Ok(())
-        }
-        Some(entry as fn(&[u8], [&[u8]; 4], &mut [f32; 4]) -> Result<(), $crate::KernelError>)
-    }};
-}
-
 /// A `dot_rows` entry for kernel `$k: unsafe fn(&[$b], &[<$b as Block>::Act], &mut [f32])`,
 /// which takes `out.len()` weight rows back to back, each as long as the activation row.
 macro_rules! dot_rows_entry {

@@ -34,6 +34,17 @@
 //! The tokens past the last whole tile go through one-token tiles that form each output the
 //! same way, so an output's bits depend on its row and token only, not on the other tokens of
 //! the call or on where the token sits among them.
+//!
+//! # The canonical order
+//!
+//! That sequence is *the* float order of every output of a type the GEMM covers, in every
+//! SIMD tier (the tiers' micro-kernels do the same lane operations, so they agree too): one
+//! accumulator from `0.0`; per sub-block in column order, `acc = fma(f32(Σ (q - OFF) y),
+//! s1 · d, acc)`, then, with mins, `acc = fma(s2, d · f32(Σ y as stated), acc)`. The tiers'
+//! `dot`, `dot_rows` (decode) and every small-batch path form their outputs the same way
+//! ([`accumulate`] over exact sub-block sums), so a (row, token) output has the same bits in
+//! a batch of any size, at any place in it, as alone: the batch invariance the server's
+//! determinism rests on (`kernels/tests/batch_invariance.rs`).
 
 use crate::quant::{
     Block, BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K, QK_K, unpack_5bit,
@@ -55,6 +66,9 @@ pub(in crate::cpu) trait GemmWeight: Block<Act: GemmAct> {
     /// The unsigned quants (`SIZE` of them, in element order), and per sub-block the scale
     /// `s1` and the min `s2` (left alone without mins); `fp16` converts an f16.
     fn unpack(&self, q: &mut [u8], s1: &mut [f32], s2: &mut [f32], fp16: impl Fn(half::f16) -> f32);
+    /// Per sub-block the scale `s1` and the min `s2` (left alone without mins), as
+    /// [`unpack`](Self::unpack) gives them.
+    fn scales(&self, s1: &mut [f32], s2: &mut [f32], fp16: impl Fn(half::f16) -> f32);
 }
 
 /// An activation block type (`Q8_0`, `Q8_K`).
@@ -113,6 +127,10 @@ impl GemmWeight for BlockQ4_0 {
         q[..32].copy_from_slice(&unpack_nibbles(&self.qs));
         s1[0] = fp16(self.d);
     }
+    #[inline(always)]
+    fn scales(&self, s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        s1[0] = fp16(self.d);
+    }
 }
 
 impl GemmWeight for BlockQ5_0 {
@@ -123,6 +141,10 @@ impl GemmWeight for BlockQ5_0 {
     #[inline(always)]
     fn unpack(&self, q: &mut [u8], s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
         q[..32].copy_from_slice(&unpack_5bit(&self.qs, self.qh));
+        s1[0] = fp16(self.d);
+    }
+    #[inline(always)]
+    fn scales(&self, s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
         s1[0] = fp16(self.d);
     }
 }
@@ -137,6 +159,10 @@ impl GemmWeight for BlockQ8_0 {
         for (q, &x) in q[..32].iter_mut().zip(&self.qs) {
             *q = (x as u8) ^ 0x80;
         }
+        s1[0] = fp16(self.d);
+    }
+    #[inline(always)]
+    fn scales(&self, s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
         s1[0] = fp16(self.d);
     }
 }
@@ -168,6 +194,10 @@ impl GemmWeight for BlockQ4_K {
         }
         scales_k4(fp16(self.d), fp16(self.dmin), &self.scales, s1, s2);
     }
+    #[inline(always)]
+    fn scales(&self, s1: &mut [f32], s2: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
+        scales_k4(fp16(self.d), fp16(self.dmin), &self.scales, s1, s2);
+    }
 }
 
 impl GemmWeight for BlockQ5_K {
@@ -185,6 +215,10 @@ impl GemmWeight for BlockQ5_K {
                 q[64 * c + 32 + i] = (qs[i] >> 4) | (h & 2) << 3;
             }
         }
+        scales_k4(fp16(self.d), fp16(self.dmin), &self.scales, s1, s2);
+    }
+    #[inline(always)]
+    fn scales(&self, s1: &mut [f32], s2: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
         scales_k4(fp16(self.d), fp16(self.dmin), &self.scales, s1, s2);
     }
 }
@@ -207,11 +241,41 @@ impl GemmWeight for BlockQ6_K {
                 q[e + 96] = (ql[32 + i] >> 4) | ((qh[i] >> 6) & 3) << 4;
             }
         }
+        self.scales(s1, &mut [], fp16);
+    }
+    #[inline(always)]
+    fn scales(&self, s1: &mut [f32], _: &mut [f32], fp16: impl Fn(half::f16) -> f32) {
         let d = fp16(self.d);
         for (s, &sc) in s1[..QK_K / 16].iter_mut().zip(&self.scales) {
             *s = d * f32::from(sc);
         }
     }
+}
+
+/// `acc` carried over one weight block `x` against its activation block `y` in the canonical
+/// order (see the module docs): `isum[j]` is sub-block `j`'s exact `Σ (q - OFF) y`. Bit for
+/// bit what the micro-kernels do in each lane: `f32(i32)` rounds to nearest as
+/// `cvtepi32_ps` does, `mul_add` is the fused multiply-add (inlined into a caller compiled
+/// with FMA, one instruction).
+#[inline(always)]
+pub(in crate::cpu) fn accumulate<W: GemmWeight>(
+    mut acc: f32,
+    x: &W,
+    y: &W::Act,
+    isum: &[i32],
+    fp16: impl Fn(half::f16) -> f32 + Copy,
+) -> f32 {
+    let per = W::SIZE / W::S;
+    let (mut s1, mut s2) = ([0f32; QK_K / 16], [0f32; QK_K / 16]);
+    x.scales(&mut s1[..per], &mut s2[..per], fp16);
+    let d = y.scale(fp16);
+    for j in 0..per {
+        acc = (isum[j] as f32).mul_add(s1[j] * d, acc);
+        if W::MINS {
+            acc = s2[j].mul_add(d * y.stated_sum(j * W::S, W::S) as f32, acc);
+        }
+    }
+    acc
 }
 
 /// One tile's inputs, as a micro-kernel reads them: `nsb` sub-blocks of `S` columns, `L`

@@ -146,7 +146,7 @@ pub fn attend<T: KvScalar>(
 ///   allocated on its first long batch).
 ///
 /// Each (token, head) gives what [`attend`] gives for that token over `k[spans[t]]`, bit for
-/// bit. Batches of more than [`EXACT_BATCH_TOKENS`](super::EXACT_BATCH_TOKENS) tokens take the
+/// bit. Batches of at least [`TILED_MIN_TOKENS`] tokens take the
 /// tiled path of `ops/attention_tiles.rs` (each key and value row read once per tile of query tokens
 /// rather than once per token), which forms the same numbers.
 ///
@@ -170,7 +170,7 @@ pub fn attend_batch<T: KvScalar>(
     let group = n_head / n_head_kv;
     let longest = spans.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
     assert!(scores.len() >= longest, "attention scores: {} floats for a span of {longest}", scores.len());
-    if spans.len() > super::EXACT_BATCH_TOKENS && attention_tiles::fits(longest, n_head, n_head_kv, head_dim) {
+    if spans.len() >= TILED_MIN_TOKENS && attention_tiles::fits(longest, n_head, n_head_kv, head_dim) {
         attention_tiles::attend_tiled(q, k, v, spans, n_head, n_head_kv, head_dim, scale, softcap, out);
         return;
     }
@@ -197,6 +197,10 @@ pub fn attend_batch<T: KvScalar>(
         }
     });
 }
+
+/// Batches from this many query tokens on take the tiled path (which gives every token the
+/// bits it gets alone, as the per-token path does: the switch changes speed, not bits).
+pub(super) const TILED_MIN_TOKENS: usize = 16;
 
 /// One KV head's view of the cache: row `j`'s key is `k[j * kv_dim + off..][..head_dim]`.
 struct Head<'a, T> {

@@ -1,7 +1,7 @@
 //! Tiled attention for long batches of query tokens.
 //!
-//! [`attend_batch`](super::attend_batch) hands batches of more than
-//! [`EXACT_BATCH_TOKENS`](super::EXACT_BATCH_TOKENS) tokens here. Consecutive query tokens whose
+//! [`attend_batch`](super::attend_batch) hands batches of at least
+//! [`TILED_MIN_TOKENS`](super::attention::TILED_MIN_TOKENS) tokens here. Consecutive query tokens whose
 //! spans overlap go together in a query tile, with the query heads of one KV head; the key
 //! rows their spans reach are walked in tiles small enough to stay in L1, so each key and value
 //! row is read and widened once per query tile instead of once per token:

@@ -130,7 +130,18 @@ pub fn matmul_many(jobs: &mut [(WeightRef<'_>, &mut [f32])], a: &Activations) ->
 /// `out[t][r] = dot(w.row(r), a.row(t))`: `out` is `[a.len(), w.rows]`. `a` must have been
 /// converted to the weight's activation type (`quant::ops(w.dtype).act`) with `w.cols` columns.
 pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
-    let ops = w.ops()?;
+    matmul_with(w.ops()?, w, a, out)
+}
+
+/// [`matmul`] through the kernels of `tier` rather than the chosen one (for tests and benches
+/// comparing tiers): `Unsupported` if the host lacks the tier or pupil has no kernels for the
+/// weight type.
+pub fn matmul_on(tier: cpu::Tier, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
+    let ops = cpu::ops_for(tier, w.dtype).ok_or(KernelError::Unsupported { op: "matmul", dtype: w.dtype })?;
+    matmul_with(ops, w, a, out)
+}
+
+fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(), KernelError> {
     w.check()?;
     if a.dtype != Some(ops.act) || a.cols != w.cols {
         return Err(KernelError::Length { what: "activation columns", expected: w.cols, found: a.cols });
@@ -143,11 +154,11 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
     }
     // Decoding (one token): split the weight rows across threads, in large runs so each
     // thread streams its own part of the matrix, one `dot_rows` call per run. Prefill of at
-    // least `GEMM_MIN_TOKENS`: one run of tokens per thread through the tier's tiled GEMM
-    // (within rounding of `dot`; each token's outputs independent of the others in the batch).
+    // least `GEMM_MIN_TOKENS`: one run of tokens per thread through the tier's tiled GEMM.
     // Smaller batches: one run of tokens per thread and, within a run, each weight row once
-    // per block of tokens (`dot_x4`, four at a time), so the matrix is read from memory once
-    // per thread instead of once per token; every output is then the tier's `dot` bit for bit.
+    // per block of tokens (`dot_x4`, four at a time, where the tier has it), so the matrix is
+    // read from memory once per thread instead of once per token. All three give every
+    // output the tier's `dot` bit for bit (see `EXACT_BATCH_TOKENS`).
     let threads = rayon::current_num_threads();
     if a.n == 1 {
         let act = a.row(0);
@@ -166,7 +177,7 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
         })
     } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= GEMM_MIN_TOKENS) {
         // Prefill of a batch worth tiling: each thread takes a run of tokens against every
-        // weight row, the tier's register-tiled GEMM (within rounding of `dot`, not bit for bit).
+        // weight row, the tier's register-tiled GEMM.
         let per = a.n.div_ceil(threads);
         let act_bytes = a.data.len() / a.n;
         out.par_chunks_mut(w.rows * per).enumerate().try_for_each(|(c, o)| {
@@ -213,14 +224,16 @@ pub fn matmul(w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -> Result<(),
 
 /// Batches from this many rows on are quantized in parallel.
 const PARALLEL_QUANTIZE_ROWS: usize = 16;
-/// Batches from this many tokens on go through the tier's GEMM, where it has one (it agrees
-/// with `dot` within rounding only: below this, in decoding and in the verification batches
-/// of speculative decoding, a token gets the same bits alone as in a batch).
+/// Batches from this many tokens on go through the tier's GEMM, where it has one. The GEMM
+/// and the tier's `dot`/`dot_rows` form every output in the same canonical order
+/// (`cpu::gemm`'s module docs), so the switch changes speed, not bits.
 const GEMM_MIN_TOKENS: usize = 16;
 /// The largest batch in which every token's outputs are bit for bit those it gets alone (one
-/// token, the decode path): exact greedy speculative decoding keeps its verification batches
-/// this small.
-pub const EXACT_BATCH_TOKENS: usize = GEMM_MIN_TOKENS - 1;
+/// token, the decode path): every batch, now that all paths share one float order per (row,
+/// token) (checked for every type and tier by `kernels/tests/batch_invariance.rs`). Kept so
+/// that callers that capped batches for exactness (speculative decoding's verification) need
+/// no cap.
+pub const EXACT_BATCH_TOKENS: usize = usize::MAX;
 /// Prefill cache blocking: the activation rows of a token block fill about this much (L1).
 const ACT_BLOCK_BYTES: usize = 16 << 10;
 /// Prefill cache blocking: the weight rows of a row block fill about this much (L2).

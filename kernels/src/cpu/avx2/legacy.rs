@@ -1,10 +1,12 @@
-//! Dot products of the legacy blocks of 32 (`Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q8_0`) with
-//! their `Q8_0`/`Q8_1` activations: one block's exact integer sum in 8 i32 lanes, converted
-//! and scaled by `d_w * d_a` into one of two float accumulators (after
-//! `ggml_vec_dot_q{4,5,8}_{0,1}_q8_{0,1}` in `ggml-cpu/arch/x86/quants.c`).
+//! Dot products of the legacy blocks of 32 this tier has no GEMM for (`Q4_1`, `Q5_1`,
+//! `Q8_0`) with their `Q8_0`/`Q8_1` activations: one block's exact integer sum in 8 i32 lanes,
+//! converted and scaled by `d_w * d_a` into one of two float accumulators (after
+//! `ggml_vec_dot_q{4,5,8}_{0,1}_q8_{0,1}` in `ggml-cpu/arch/x86/quants.c`). Every batch of
+//! these types goes through the same `dot`, so they are batch invariant as they are; `Q4_0`
+//! and `Q5_0` are in `canon.rs`, in the GEMM's order.
 
 use super::{dot_u8_i8_offset, fifth_bits_32, fp16, hsum_ps, ld256, nibbles_32};
-use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+use crate::quant::{BlockQ4_1, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use std::arch::x86_64::*;
 
 /// Runs `$blk(&w[i], &a[i], acc) -> acc` over the blocks, alternating two accumulators so that
@@ -37,7 +39,7 @@ fn scale_add(d: f32, sumi: __m256i, acc: __m256) -> __m256 {
 /// `Σ x * y` of two signed byte vectors in 8 i32 lanes, exact: widened to i16, then `madd`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_i8_i8(x: __m256i, y: __m256i) -> __m256i {
+pub(super) fn dot_i8_i8(x: __m256i, y: __m256i) -> __m256i {
     let lo = _mm256_madd_epi16(
         _mm256_cvtepi8_epi16(_mm256_castsi256_si128(x)),
         _mm256_cvtepi8_epi16(_mm256_castsi256_si128(y)),
@@ -59,31 +61,6 @@ fn block_q8_0(x: &BlockQ8_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(in crate::cpu) unsafe fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     hsum_ps(two_acc!(w, a, block_q8_0))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_q4_0(x: &BlockQ4_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
-    scale_add(fp16(x.d) * fp16(y.d), dot_u8_i8_offset(nibbles_32(&x.qs), ld256(&y.qs), 8), acc)
-}
-
-/// `Q4_0 · Q8_0`: `Σ (q - 8) * y` as `maddubs(q, y) - maddubs(8, y)`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
-    hsum_ps(two_acc!(w, a, block_q4_0))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_q5_0(x: &BlockQ5_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
-    let q = _mm256_or_si256(nibbles_32(&x.qs), fifth_bits_32(x.qh));
-    scale_add(fp16(x.d) * fp16(y.d), dot_u8_i8_offset(q, ld256(&y.qs), 16), acc)
-}
-
-/// `Q5_0 · Q8_0`: as `Q4_0` with the fifth bits or-ed in and an offset of 16.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn dot_q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
-    hsum_ps(two_acc!(w, a, block_q5_0))
 }
 
 /// `d * sumi + m * s`: the `_1` types' block in lanes, the min term in lane 0. The FMA does

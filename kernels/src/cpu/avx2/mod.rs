@@ -12,6 +12,7 @@
 //! Every kernel here is an `unsafe fn` with `#[target_feature(enable = "avx2,fma,f16c")]`,
 //! called only through [`patch`]'s entries, on hosts where [`supported`] holds.
 
+pub(in crate::cpu) mod canon;
 mod float;
 mod gemm;
 mod k_quants;
@@ -39,9 +40,9 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::F32 => ops.dot = dot_entry!(f32, float::dot_f32),
         DType::F16 => ops.dot = dot_entry!(f16, float::dot_f16),
         DType::BF16 => ops.dot = dot_entry!(bf16, float::dot_bf16),
-        DType::Q4_0 => ops.dot = dot_entry!(BlockQ4_0, legacy::dot_q4_0),
+        DType::Q4_0 => ops.dot = dot_entry!(BlockQ4_0, canon::dot_q4_0),
         DType::Q4_1 => ops.dot = dot_entry!(BlockQ4_1, legacy::dot_q4_1),
-        DType::Q5_0 => ops.dot = dot_entry!(BlockQ5_0, legacy::dot_q5_0),
+        DType::Q5_0 => ops.dot = dot_entry!(BlockQ5_0, canon::dot_q5_0),
         DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
         DType::Q8_0 => {
             ops.dot = dot_entry!(BlockQ8_0, legacy::dot_q8_0);
@@ -50,9 +51,9 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q8_1 => ops.quantize = quantize_entry!(BlockQ8_1, quantize::quantize_q8_1),
         DType::Q2_K => ops.dot = dot_entry!(BlockQ2_K, k_small::dot_q2_k),
         DType::Q3_K => ops.dot = dot_entry!(BlockQ3_K, k_small::dot_q3_k),
-        DType::Q4_K => ops.dot = dot_entry!(BlockQ4_K, k_quants::dot_q4_k),
-        DType::Q5_K => ops.dot = dot_entry!(BlockQ5_K, k_quants::dot_q5_k),
-        DType::Q6_K => ops.dot = dot_entry!(BlockQ6_K, k_quants::dot_q6_k),
+        DType::Q4_K => ops.dot = dot_entry!(BlockQ4_K, canon::dot_q4_k),
+        DType::Q5_K => ops.dot = dot_entry!(BlockQ5_K, canon::dot_q5_k),
+        DType::Q6_K => ops.dot = dot_entry!(BlockQ6_K, canon::dot_q6_k),
         DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
@@ -82,19 +83,20 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
 }
 
 /// The `dot_rows` kernels: this tier's dots looped over consecutive rows.
-mod rows {
-    use super::{k_quants, k_small, legacy};
+pub(in crate::cpu) mod rows {
+    use super::{canon, k_small, legacy};
     use crate::quant::*;
-    dot_rows_kernel!(rows_q4_0, BlockQ4_0, legacy::dot_q4_0, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q4_0, BlockQ4_0, canon::dot_q4_0, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q4_1, BlockQ4_1, legacy::dot_q4_1, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q5_0, BlockQ5_0, legacy::dot_q5_0, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q5_0, BlockQ5_0, canon::dot_q5_0, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q5_1, BlockQ5_1, legacy::dot_q5_1, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q8_0, BlockQ8_0, legacy::dot_q8_0, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q8_0_canon, BlockQ8_0, canon::dot_q8_0, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q2_k, BlockQ2_K, k_small::dot_q2_k, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q3_k, BlockQ3_K, k_small::dot_q3_k, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q4_k, BlockQ4_K, k_quants::dot_q4_k, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q5_k, BlockQ5_K, k_quants::dot_q5_k, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q6_k, BlockQ6_K, k_quants::dot_q6_k, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q4_k, BlockQ4_K, canon::dot_q4_k, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q5_k, BlockQ5_K, canon::dot_q5_k, "avx2,fma,f16c");
+    dot_rows_kernel!(rows_q6_k, BlockQ6_K, canon::dot_q6_k, "avx2,fma,f16c");
 }
 
 pub(in crate::cpu) use kv::patch as patch_kv;
@@ -191,15 +193,6 @@ pub(in crate::cpu) fn scales_mins_k4(s: &[u8; 12]) -> [u8; 16] {
         o.copy_from_slice(&w.to_le_bytes());
     }
     out
-}
-
-/// `Σ_j bsums[j] * mins[j / 2]` in 8 i32 lanes, exact for any `bsums` (the min term of
-/// `Q4_K`/`Q5_K`; ggml's `hadd_epi16` of the sums would wrap on arbitrary bytes).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::cpu) fn bsums_dot_mins_k4(bsums: &[i16; 16], mins: __m128i) -> __m256i {
-    let m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
-    _mm256_madd_epi16(ld_bsums(bsums), m)
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@
 //! entries on hosts where [`supported`] (and the AVX2 tier's test) holds.
 
 mod gemm;
-mod k_quants;
 mod legacy;
 mod quantize;
 
+use super::avx2::{canon, rows as avx2_rows};
 use crate::DType;
 use crate::quant::*;
 use std::arch::x86_64::*;
@@ -37,33 +37,16 @@ pub(super) fn supported() -> bool {
 /// The entries written call AVX-512 code: the host must satisfy [`supported`] and the AVX2
 /// tier's `supported`.
 pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
+    // The types the GEMM below covers take the AVX2 tier's dots in the GEMM's canonical
+    // order (its `dot` and `dot_rows`, no `dot_x4`), so that a token gets the same bits alone
+    // and in any batch; `Q8_0`, which has no AVX2 GEMM, gets them here.
     match ops.dtype {
-        DType::Q4_0 => {
-            ops.dot = dot_entry!(BlockQ4_0, legacy::dot_q4_0);
-            ops.dot_x4 = dot_x4_entry!(BlockQ4_0, legacy::dot_x4_q4_0);
-        }
         DType::Q4_1 => ops.dot = dot_entry!(BlockQ4_1, legacy::dot_q4_1),
-        DType::Q5_0 => {
-            ops.dot = dot_entry!(BlockQ5_0, legacy::dot_q5_0);
-            ops.dot_x4 = dot_x4_entry!(BlockQ5_0, legacy::dot_x4_q5_0);
-        }
         DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
         DType::Q8_0 => {
-            ops.dot = dot_entry!(BlockQ8_0, legacy::dot_q8_0);
-            ops.dot_x4 = dot_x4_entry!(BlockQ8_0, legacy::dot_x4_q8_0);
+            ops.dot = dot_entry!(BlockQ8_0, canon::dot_q8_0);
+            ops.dot_rows = dot_rows_entry!(BlockQ8_0, avx2_rows::rows_q8_0_canon);
             ops.quantize = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
-        }
-        DType::Q4_K => {
-            ops.dot = dot_entry!(BlockQ4_K, k_quants::dot_q4_k);
-            ops.dot_x4 = dot_x4_entry!(BlockQ4_K, k_quants::dot_x4_q4_k);
-        }
-        DType::Q5_K => {
-            ops.dot = dot_entry!(BlockQ5_K, k_quants::dot_q5_k);
-            ops.dot_x4 = dot_x4_entry!(BlockQ5_K, k_quants::dot_x4_q5_k);
-        }
-        DType::Q6_K => {
-            ops.dot = dot_entry!(BlockQ6_K, k_quants::dot_q6_k);
-            ops.dot_x4 = dot_x4_entry!(BlockQ6_K, k_quants::dot_x4_q6_k);
         }
         DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
@@ -78,39 +61,20 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
         _ => {}
     }
-    // `dot_rows` beside every dot above (each row bit for bit that `dot`; a type whose dot
-    // is the AVX2 tier's keeps that tier's `dot_rows`).
+    // `dot_rows` beside every dot above (each row bit for bit that `dot`).
     match ops.dtype {
-        DType::Q4_0 => ops.dot_rows = dot_rows_entry!(BlockQ4_0, legacy::rows_q4_0),
         DType::Q4_1 => ops.dot_rows = dot_rows_entry!(BlockQ4_1, rows::rows_q4_1),
-        DType::Q5_0 => ops.dot_rows = dot_rows_entry!(BlockQ5_0, legacy::rows_q5_0),
         DType::Q5_1 => ops.dot_rows = dot_rows_entry!(BlockQ5_1, rows::rows_q5_1),
-        DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, legacy::rows_q8_0),
-        DType::Q4_K => ops.dot_rows = dot_rows_entry!(BlockQ4_K, rows::rows_q4_k),
-        DType::Q5_K => ops.dot_rows = dot_rows_entry!(BlockQ5_K, rows::rows_q5_k),
-        DType::Q6_K => ops.dot_rows = dot_rows_entry!(BlockQ6_K, rows::rows_q6_k),
         _ => {}
     }
 }
 
 /// The `dot_rows` kernels: this tier's dots looped over consecutive rows.
 mod rows {
-    use super::{k_quants, legacy};
+    use super::legacy;
     use crate::quant::*;
     dot_rows_kernel!(rows_q4_1, BlockQ4_1, legacy::dot_q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
     dot_rows_kernel!(rows_q5_1, BlockQ5_1, legacy::dot_q5_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
-    dot_rows_kernel!(rows_q4_k, BlockQ4_K, k_quants::dot_q4_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
-    dot_rows_kernel!(rows_q5_k, BlockQ5_K, k_quants::dot_q5_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
-    dot_rows_kernel!(rows_q6_k, BlockQ6_K, k_quants::dot_q6_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
-}
-
-/// 64 bytes as a vector.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn ld512<T: bytemuck::Pod>(b: &[T; 64]) -> __m512i {
-    const { assert!(std::mem::size_of::<T>() == 1) };
-    // SAFETY: `b` is 64 readable bytes (asserted above); `loadu` needs no alignment.
-    unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
 }
 
 /// `lo` in the low 256 bits, `hi` in the high.
@@ -130,16 +94,3 @@ fn dot_u8_i8_offset(q: __m512i, y: __m512i, off: u8) -> __m512i {
     if off == 0 { p } else { _mm512_sub_epi32(p, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(off as i8), y)) }
 }
 
-/// i16 lane indices `base + lane / 2^shift` for `vpermw`: with `shift = 4`, two scales each
-/// spread over 16 lanes (32 elements); with 3, four over 8 lanes (16 elements).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn spread_index(base: usize, shift: u32) -> __m512i {
-    static IOTA: [i16; 32] = [
-        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
-        30, 31,
-    ];
-    // SAFETY: `IOTA` is 64 readable bytes; `loadu` needs no alignment.
-    let iota = unsafe { _mm512_loadu_si512(IOTA.as_ptr().cast()) };
-    _mm512_add_epi16(_mm512_set1_epi16(base as i16), _mm512_srl_epi16(iota, _mm_cvtsi32_si128(shift as i32)))
-}
