@@ -13,25 +13,40 @@
 //! let t = s.sample(&[0.1, 2.0, -1.0, 1.9]);
 //! assert!(t == 1 || t == 3); // min-p 0.05 and top-p 0.95 leave the two likely tokens
 //! ```
+//!
+//! Settings come from users, so [`SamplerConfig::validate`] checks them and names the
+//! setting and value at fault; [`Session::generate`](crate::generate::Session::generate)
+//! calls it before generating.
+//!
+//! ```
+//! use pupil::sample::{SamplerConfig, SamplerError, SamplerParam};
+//! let err = SamplerConfig { top_p: 7.0, ..SamplerConfig::default() }.validate().unwrap_err();
+//! assert!(matches!(err, SamplerError::OutOfRange { param: SamplerParam::TopP, value: 7.0, .. }));
+//! assert_eq!(err.to_string(), "top_p is 7, expected a number from 0 to 1");
+//! ```
 
-/// Sampling settings. `Default` follows llama.cpp's defaults.
+/// Sampling settings. `Default` follows llama.cpp's defaults; [`validate`](Self::validate)
+/// says whether each is in range.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
-    /// Softmax temperature; `0` (or below) means greedy.
+    /// Softmax temperature, `0` or more; `0` means greedy.
     pub temperature: f32,
     /// Keep only the `top_k` most likely tokens (`0`: no limit).
     pub top_k: usize,
-    /// Keep the smallest set of tokens whose probability adds up to `top_p` (`1`: off).
+    /// Keep the smallest set of tokens whose probability adds up to `top_p`, 0 to 1 (`1`: off).
     pub top_p: f32,
-    /// Drop tokens less likely than `min_p` times the most likely one (`0`: off).
+    /// Drop tokens less likely than `min_p` times the most likely one, 0 to 1 (`0`: off).
     pub min_p: f32,
-    /// Divide positive (multiply negative) logits of recently seen tokens by this (`1`: off).
+    /// Divide positive (multiply negative) logits of recently seen tokens by this, above 0
+    /// (`1`: off).
     pub repeat_penalty: f32,
-    /// Subtract this from the logit of every recently seen token (`0`: off).
+    /// Subtract this from the logit of every recently seen token (`0`: off; negative
+    /// favours them).
     pub presence_penalty: f32,
-    /// Subtract this times the token's recent count from its logit (`0`: off).
+    /// Subtract this times the token's recent count from its logit (`0`: off; negative
+    /// favours them).
     pub frequency_penalty: f32,
-    /// How many recent tokens the penalties look at.
+    /// How many recent tokens the penalties look at, at most [`MAX_PENALTY_LAST_N`].
     pub penalty_last_n: usize,
     /// Seed of the random draw: the same seed and logits give the same tokens.
     pub seed: u64,
@@ -53,10 +68,117 @@ impl Default for SamplerConfig {
     }
 }
 
+/// The longest penalty window [`SamplerConfig::validate`] accepts: far beyond any context,
+/// and small enough that the window's buffer, allocated up front, is no surprise.
+pub const MAX_PENALTY_LAST_N: usize = 1 << 20;
+
+/// A [`SamplerConfig`] field, as named in [`SamplerError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SamplerParam {
+    /// [`SamplerConfig::temperature`].
+    Temperature,
+    /// [`SamplerConfig::top_p`].
+    TopP,
+    /// [`SamplerConfig::min_p`].
+    MinP,
+    /// [`SamplerConfig::repeat_penalty`].
+    RepeatPenalty,
+    /// [`SamplerConfig::presence_penalty`].
+    PresencePenalty,
+    /// [`SamplerConfig::frequency_penalty`].
+    FrequencyPenalty,
+    /// [`SamplerConfig::penalty_last_n`].
+    PenaltyLastN,
+}
+
+impl SamplerParam {
+    /// The field's name in [`SamplerConfig`].
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerParam::Temperature => "temperature",
+            SamplerParam::TopP => "top_p",
+            SamplerParam::MinP => "min_p",
+            SamplerParam::RepeatPenalty => "repeat_penalty",
+            SamplerParam::PresencePenalty => "presence_penalty",
+            SamplerParam::FrequencyPenalty => "frequency_penalty",
+            SamplerParam::PenaltyLastN => "penalty_last_n",
+        }
+    }
+}
+
+impl std::fmt::Display for SamplerParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A sampling setting out of its range: which one, the value given and what is allowed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SamplerError {
+    /// A real-valued setting that is NaN, infinite or outside its range.
+    #[error("{param} is {value}, expected {expected}")]
+    OutOfRange {
+        /// The setting.
+        param: SamplerParam,
+        /// The value given.
+        value: f32,
+        /// The range allowed, in words (`a number from 0 to 1`).
+        expected: &'static str,
+    },
+    /// A penalty window longer than [`MAX_PENALTY_LAST_N`].
+    #[error("{param} is {value}, more than the limit of {limit}")]
+    TooLarge {
+        /// The setting.
+        param: SamplerParam,
+        /// The value given.
+        value: usize,
+        /// The largest value allowed.
+        limit: usize,
+    },
+}
+
+impl SamplerError {
+    /// The setting at fault.
+    pub fn param(&self) -> SamplerParam {
+        match self {
+            SamplerError::OutOfRange { param, .. } | SamplerError::TooLarge { param, .. } => *param,
+        }
+    }
+}
+
 impl SamplerConfig {
     /// Always the most likely token (after penalties).
     pub fn greedy() -> Self {
         Self { temperature: 0.0, ..Self::default() }
+    }
+
+    /// Checks every setting is in range, NaN and infinities excluded: temperature 0 or more,
+    /// top-p and min-p from 0 to 1, repeat penalty above 0, presence and frequency penalties
+    /// finite, a penalty window of at most [`MAX_PENALTY_LAST_N`]. `top_k` and `seed` take
+    /// any value.
+    pub fn validate(&self) -> Result<(), SamplerError> {
+        let check = |param, value: f32, ok: bool, expected| {
+            if ok { Ok(()) } else { Err(SamplerError::OutOfRange { param, value, expected }) }
+        };
+        let t = self.temperature;
+        check(SamplerParam::Temperature, t, t.is_finite() && t >= 0.0, "a number of 0 or more (0 is greedy)")?;
+        check(SamplerParam::TopP, self.top_p, (0.0..=1.0).contains(&self.top_p), "a number from 0 to 1")?;
+        check(SamplerParam::MinP, self.min_p, (0.0..=1.0).contains(&self.min_p), "a number from 0 to 1")?;
+        let r = self.repeat_penalty;
+        check(SamplerParam::RepeatPenalty, r, r.is_finite() && r > 0.0, "a number above 0 (1 is off)")?;
+        let (p, f) = (self.presence_penalty, self.frequency_penalty);
+        check(SamplerParam::PresencePenalty, p, p.is_finite(), "a finite number (0 is off)")?;
+        check(SamplerParam::FrequencyPenalty, f, f.is_finite(), "a finite number (0 is off)")?;
+        if self.penalty_last_n > MAX_PENALTY_LAST_N {
+            return Err(SamplerError::TooLarge {
+                param: SamplerParam::PenaltyLastN,
+                value: self.penalty_last_n,
+                limit: MAX_PENALTY_LAST_N,
+            });
+        }
+        Ok(())
     }
 
     fn penalties_on(&self) -> bool {
@@ -81,7 +203,9 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// A sampler for a vocabulary of `n_vocab` tokens.
+    /// A sampler for a vocabulary of `n_vocab` tokens. `cfg` should pass
+    /// [`SamplerConfig::validate`]: out-of-range settings give unspecified (never unsafe)
+    /// choices, and a huge `penalty_last_n` a huge allocation.
     pub fn new(cfg: SamplerConfig, n_vocab: usize) -> Self {
         Self {
             rng: Rng::new(cfg.seed),
@@ -288,6 +412,49 @@ mod tests {
             c[s.sample(logits) as usize] += 1;
         }
         c
+    }
+
+    #[test]
+    fn defaults_and_edges_are_valid() {
+        SamplerConfig::default().validate().unwrap();
+        SamplerConfig::greedy().validate().unwrap();
+        let edges = SamplerConfig {
+            temperature: 0.0,
+            top_k: usize::MAX,
+            top_p: 0.0,
+            min_p: 1.0,
+            repeat_penalty: 0.01,
+            presence_penalty: -2.0,
+            frequency_penalty: 2.0,
+            penalty_last_n: MAX_PENALTY_LAST_N,
+            seed: u64::MAX,
+        };
+        edges.validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_settings_name_the_setting_and_the_value() {
+        let d = SamplerConfig::default;
+        let bad = [
+            (SamplerConfig { temperature: -0.5, ..d() }, SamplerParam::Temperature, "-0.5"),
+            (SamplerConfig { temperature: f32::NAN, ..d() }, SamplerParam::Temperature, "NaN"),
+            (SamplerConfig { temperature: f32::INFINITY, ..d() }, SamplerParam::Temperature, "inf"),
+            (SamplerConfig { top_p: 7.0, ..d() }, SamplerParam::TopP, "7"),
+            (SamplerConfig { top_p: -0.1, ..d() }, SamplerParam::TopP, "-0.1"),
+            (SamplerConfig { top_p: f32::NAN, ..d() }, SamplerParam::TopP, "NaN"),
+            (SamplerConfig { min_p: -1.0, ..d() }, SamplerParam::MinP, "-1"),
+            (SamplerConfig { min_p: 1.5, ..d() }, SamplerParam::MinP, "1.5"),
+            (SamplerConfig { repeat_penalty: 0.0, ..d() }, SamplerParam::RepeatPenalty, "0"),
+            (SamplerConfig { repeat_penalty: -1.0, ..d() }, SamplerParam::RepeatPenalty, "-1"),
+            (SamplerConfig { presence_penalty: f32::NEG_INFINITY, ..d() }, SamplerParam::PresencePenalty, "-inf"),
+            (SamplerConfig { frequency_penalty: f32::NAN, ..d() }, SamplerParam::FrequencyPenalty, "NaN"),
+            (SamplerConfig { penalty_last_n: usize::MAX, ..d() }, SamplerParam::PenaltyLastN, "18446744073709551615"),
+        ];
+        for (cfg, param, value) in bad {
+            let e = cfg.validate().expect_err(&format!("{cfg:?} should be refused"));
+            assert_eq!(e.param(), param, "{e}");
+            assert!(e.to_string().starts_with(&format!("{} is {value}, ", param.name())), "{e}");
+        }
     }
 
     #[test]

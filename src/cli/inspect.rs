@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Human output: list only the first N tensors (0 for none, all by default).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     max_tensors: Option<usize>,
 }
 

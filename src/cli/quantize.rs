@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use pupil::quantize::{Options, Quantizer, parse_type};
+use super::error::BadInput;
+use pupil::quantize::{Options, QuantizeError, Quantizer, parse_type};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -31,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     pure: bool,
     /// Threads (default: all cores).
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     threads: Option<usize>,
 }
 
@@ -77,10 +79,19 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_message(format!("{} {} -> {}", t.name, t.from, t.to));
     });
     bar.finish_and_clear();
-    let s = s?;
+    let s = match s {
+        Ok(s) => s,
+        // Creating the output failed because of the path the user gave.
+        Err(QuantizeError::Output { path, source }) if super::error::is_bad_path(&source) => {
+            return Err(BadInput::file("output", &path, source).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     let bpw = |bytes: u64| bytes as f64 * 8.0 / s.elements.max(1) as f64;
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "{}: {} ({} tensors, {} converted): {} ({:.2} bpw) -> {} ({:.2} bpw) in {:.1} s",
         args.output.display(),
         ftype.name(),
@@ -91,6 +102,7 @@ pub fn run(args: Args) -> Result<()> {
         super::output::bytes(s.out_bytes),
         bpw(s.out_bytes),
         start.elapsed().as_secs_f64()
-    );
+    )?;
+    out.flush()?;
     Ok(())
 }

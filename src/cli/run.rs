@@ -1,10 +1,11 @@
 //! `pupil run`: generate text from a prompt, or chat, streaming tokens as they come.
 
-use anyhow::{Context, Result, bail};
+use super::error::BadInput;
+use anyhow::{Context, Result};
 use pupil::chat::Message;
 use pupil::generate::{Completion, Engine, GenerateParams, Session, SessionOptions, SpeculativeSession, StopReason};
 use pupil::model::KvType;
-use pupil::sample::SamplerConfig;
+use pupil::sample::{SamplerConfig, SamplerError, SamplerParam};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ pub struct Args {
     #[arg(short, long)]
     prompt: Option<String>,
     /// Tokens to generate (-1: until the model ends or the context is full).
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true,
+          value_parser = super::parse::token_limit)]
     n_predict: i64,
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -32,10 +34,10 @@ pub struct Args {
     #[arg(long = "stop", value_name = "TEXT")]
     stop: Vec<String>,
     /// Context length (capped by the model's training context).
-    #[arg(short = 'c', long = "ctx", default_value_t = 4096)]
+    #[arg(short = 'c', long = "ctx", default_value_t = 4096, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     ctx: usize,
     /// Threads (default: all cores).
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     threads: Option<usize>,
     /// KV cache element type.
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
@@ -44,7 +46,7 @@ pub struct Args {
     #[arg(long)]
     chat: bool,
     /// System message for --chat.
-    #[arg(long)]
+    #[arg(long, requires = "chat")]
     system: Option<String>,
     /// A Jinja chat template file to use instead of the model's.
     #[arg(long, value_name = "FILE")]
@@ -57,49 +59,52 @@ pub struct Args {
     no_bos: bool,
     /// A draft model with the same vocabulary, for speculative decoding: it proposes tokens
     /// that the model checks in one batch (greedy output is unchanged, only faster).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "chat")]
     draft: Option<PathBuf>,
     /// Most tokens the draft proposes per step.
-    #[arg(long, default_value_t = 8, requires = "draft")]
+    #[arg(long, default_value_t = 8, requires = "draft", allow_negative_numbers = true)]
     draft_max: usize,
 }
 
 /// Sampling flags, shared by commands that generate.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
-    /// Temperature; 0 is greedy.
-    #[arg(long = "temp", default_value_t = 0.8)]
+    // Values may start with a hyphen, so that `--temp -1` and `--temp -inf` get the range
+    // error of `config` rather than clap's "unexpected argument".
+    /// Temperature, 0 or more; 0 is greedy.
+    #[arg(long = "temp", default_value_t = 0.8, allow_hyphen_values = true)]
     temp: f32,
     /// Top-k (0: off).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, allow_negative_numbers = true, value_parser = super::parse::at_least::<0>)]
     top_k: usize,
-    /// Top-p (1: off).
-    #[arg(long, default_value_t = 0.95)]
+    /// Top-p, 0 to 1 (1: off).
+    #[arg(long, default_value_t = 0.95, allow_hyphen_values = true)]
     top_p: f32,
-    /// Min-p (0: off).
-    #[arg(long, default_value_t = 0.05)]
+    /// Min-p, 0 to 1 (0: off).
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     min_p: f32,
-    /// Repetition penalty (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    /// Repetition penalty, above 0 (1: off).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     repeat_penalty: f32,
     /// Tokens the penalties look back over.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = super::parse::at_least::<0>)]
     repeat_last_n: usize,
     /// Presence penalty (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     presence_penalty: f32,
     /// Frequency penalty (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     frequency_penalty: f32,
     /// Random seed.
-    #[arg(short, long, default_value_t = 0x5eed)]
+    #[arg(short, long, default_value_t = 0x5eed, allow_negative_numbers = true)]
     seed: u64,
 }
 
 impl SamplingArgs {
-    /// The sampler these flags describe.
-    pub fn config(&self) -> SamplerConfig {
-        SamplerConfig {
+    /// The sampler these flags describe, checked: a setting out of range is [`BadInput`]
+    /// naming its flag.
+    pub fn config(&self) -> Result<SamplerConfig, BadInput> {
+        let cfg = SamplerConfig {
             temperature: self.temp,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -109,7 +114,25 @@ impl SamplingArgs {
             frequency_penalty: self.frequency_penalty,
             penalty_last_n: self.repeat_last_n,
             seed: self.seed,
-        }
+        };
+        cfg.validate().map_err(|e| {
+            let flag = match e.param() {
+                SamplerParam::Temperature => "--temp",
+                SamplerParam::TopP => "--top-p",
+                SamplerParam::MinP => "--min-p",
+                SamplerParam::RepeatPenalty => "--repeat-penalty",
+                SamplerParam::PresencePenalty => "--presence-penalty",
+                SamplerParam::FrequencyPenalty => "--frequency-penalty",
+                SamplerParam::PenaltyLastN => "--repeat-last-n",
+                _ => "a sampling flag",
+            };
+            BadInput::new(match &e {
+                SamplerError::OutOfRange { value, expected, .. } => format!("{flag} is {value}, expected {expected}"),
+                SamplerError::TooLarge { value, limit, .. } => format!("{flag} is {value}, more than the limit of {limit}"),
+                _ => format!("{flag}: {e}"),
+            })
+        })?;
+        Ok(cfg)
     }
 }
 
@@ -119,23 +142,37 @@ enum KvArg {
     F32,
 }
 
-/// Size rayon's global pool once, before any work runs.
+/// Size rayon's global pool once, before any work runs. (`--threads` parses as 1 or more.)
 pub fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting up the thread pool")?;
     }
     Ok(())
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Every flag is checked before the model loads.
+    if args.prompt.is_none() && !args.chat {
+        return Err(BadInput::new("give a prompt with -p TEXT (or -p - for stdin), or use --chat").into());
+    }
+    let sampler = args.sampling.config()?;
+    if let Some(empty) = args.stop.iter().find(|s| s.is_empty()) {
+        return Err(BadInput::new(format!("--stop {empty:?} is empty, and every text contains it: give the text to stop at")).into());
+    }
+    let template = match &args.chat_template {
+        Some(path) => {
+            let src = std::fs::read_to_string(path).map_err(|e| BadInput::file("--chat-template", path, e))?;
+            if src.trim().is_empty() {
+                return Err(BadInput::new(format!("--chat-template {} is empty", path.display())).into());
+            }
+            Some(src)
+        }
+        None => None,
+    };
     set_threads(args.threads)?;
     let mut engine = Engine::load(&args.model).map_err(super::output::in_file(&args.model))?;
-    if let Some(path) = &args.chat_template {
-        let src = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-        engine.set_chat_template(src).with_context(|| path.display().to_string())?;
+    if let (Some(path), Some(src)) = (&args.chat_template, template) {
+        engine.set_chat_template(src).with_context(|| format!("--chat-template {}", path.display()))?;
     }
     let engine = Arc::new(engine);
     let kv_type = match args.kv_type {
@@ -145,23 +182,21 @@ pub fn run(args: Args) -> Result<()> {
     let mut session = engine.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
     let params = GenerateParams {
         max_tokens: usize::try_from(args.n_predict).ok(),
-        sampler: args.sampling.config(),
+        sampler,
         stop: args.stop.clone(),
     };
-    if args.chat && args.draft.is_some() {
-        bail!("--draft does not work with --chat yet");
-    }
     if args.chat {
         return chat(&engine, &mut session, &params, &args);
     }
     let prompt = match args.prompt.as_deref() {
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading the prompt from stdin")?;
+            std::io::stdin().read_to_string(&mut s).map_err(|e| BadInput::stdin("-p", e))?;
             s
         }
         Some(p) => p.to_owned(),
-        None => bail!("give a prompt with -p TEXT (or -p - for stdin), or use --chat"),
+        // Checked at the start; --chat returned above.
+        None => return Err(BadInput::new("give a prompt with -p TEXT (or -p - for stdin), or use --chat").into()),
     };
     let tokens = engine.tokenizer().encode(&prompt, !args.no_bos, args.parse_special);
     if let Some(path) = &args.draft {
@@ -174,7 +209,7 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(e) = io_err {
             return Err(e.into());
         }
-        println!();
+        end_line()?;
         report(&done.completion);
         let s = done.stats;
         eprintln!(
@@ -189,7 +224,7 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let done = generate(&mut session, &tokens, &params)?;
-    println!();
+    end_line()?;
     report(&done);
     Ok(())
 }
@@ -203,6 +238,14 @@ fn generate(session: &mut Session, tokens: &[u32], params: &GenerateParams) -> R
         return Err(e.into());
     }
     Ok(done)
+}
+
+/// Ends the generated text's line. A closed stdout is an error here (which `main` treats as
+/// success), where `println!` would panic.
+fn end_line() -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out)?;
+    out.flush()
 }
 
 /// Writes a streamed piece; on failure keeps the error and asks generation to stop.
@@ -263,7 +306,7 @@ fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, ar
         messages.push(Message::user(user));
         let tokens = engine.chat_tokens(&messages)?;
         let done = generate(session, &tokens, params)?;
-        println!();
+        end_line()?;
         report(&done);
         messages.push(Message::assistant(done.text));
     }

@@ -1,6 +1,7 @@
 //! `pupil tokenize`: the token ids of a text under a model's tokenizer, as llama.cpp would
 //! produce them.
 
+use super::error::BadInput;
 use anyhow::{Context, Result};
 use pupil::gguf::GgufFile;
 use pupil::tokenizer::Tokenizer;
@@ -43,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
     let tok = Tokenizer::from_gguf(&file).with_context(|| format!("{}: tokenizer", args.model.display()))?;
     let text = if args.text == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the text from stdin")?;
+        std::io::stdin().read_to_string(&mut s).map_err(|e| BadInput::stdin("TEXT", e))?;
         s
     } else {
         args.text

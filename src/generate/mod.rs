@@ -31,7 +31,7 @@ use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::model::{Batch, KvCache, KvType, Model, ModelError, Scratch};
 pub use crate::request::{Completion, GenerateParams, StopMatcher, StopReason, StopScan, Timings};
 use crate::request::Request;
-use crate::sample::Sampler;
+use crate::sample::{Sampler, SamplerError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 pub use speculative::{SpeculativeCompletion, SpeculativeError, SpeculativeSession, SpeculativeStats, Verdict, verify_draft};
 
@@ -62,6 +62,9 @@ pub enum GenerateError {
     /// An empty prompt gives nothing to continue from.
     #[error("the prompt is empty (and the model adds no BOS token)")]
     EmptyPrompt,
+    /// A sampling setting is out of range.
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
 }
 
 /// A model, its tokenizer and chat template: load once, share with an `Arc`.
@@ -235,6 +238,7 @@ impl Session {
     /// cache holds is reused), generating and streaming text to `on_text` until a stop
     /// condition. `on_text` returns `false` to stop early.
     pub fn generate(&mut self, prompt: &[u32], params: &GenerateParams, on_text: impl FnMut(&str) -> bool) -> Result<Completion, GenerateError> {
+        params.sampler.validate()?;
         let engine = Arc::clone(&self.engine);
         let mut out = Streamed::new(Request::new(engine.tokenizer(), params), on_text);
         out.req.prompt_done(self.set_tokens(prompt)?);

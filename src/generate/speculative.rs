@@ -222,6 +222,7 @@ impl SpeculativeSession {
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<SpeculativeCompletion, SpeculativeError> {
         let cfg = &params.sampler;
+        cfg.validate().map_err(GenerateError::from)?;
         let greedy = cfg.temperature <= 0.0;
         let penalties = cfg.penalty_last_n > 0
             && (cfg.repeat_penalty != 1.0 || cfg.presence_penalty != 0.0 || cfg.frequency_penalty != 0.0);

@@ -31,6 +31,16 @@ pub enum GgufError {
         source: std::io::Error,
     },
 
+    /// The path names something other than a regular file (a directory, a device such as
+    /// `/dev/null`, a FIFO): there is nothing to map, and opening a FIFO would block.
+    #[error("{}: not a regular file ({kind})", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead: `a directory`, `a character device`, `a FIFO`...
+        kind: &'static str,
+    },
+
     /// The first four bytes are not `GGUF`.
     #[error("not a GGUF file: starts with {found:02x?} ({:?}), expected \"GGUF\"", String::from_utf8_lossy(found))]
     BadMagic {

@@ -32,8 +32,9 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    /// Opens, maps and validates the GGUF file at `path`. I/O errors carry the path; format
-    /// errors are [`Gguf::parse`]'s.
+    /// Opens, maps and validates the GGUF file at `path`. I/O errors carry the path; a path
+    /// that is not a regular file (a directory, `/dev/null`, a FIFO) is
+    /// [`GgufError::NotAFile`]; format errors are [`Gguf::parse`]'s.
     ///
     /// # Safety
     ///
@@ -47,7 +48,11 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| GgufError::Io { path: path.clone(), source };
+        // Checked before opening, because opening a FIFO blocks until someone writes to it,
+        // and again on the open file, in case the path was swapped in between.
+        regular_file(&path, std::fs::metadata(&path).map_err(io)?.file_type())?;
         let file = File::open(&path).map_err(io)?;
+        regular_file(&path, file.metadata().map_err(io)?.file_type())?;
         // SAFETY: the mapping is read-only and private to this value, and every slice handed
         // out borrows `self`, so none outlives the mapping. What Rust cannot guarantee is that
         // no other process truncates or rewrites the file meanwhile; that hazard is accepted
@@ -107,10 +112,60 @@ impl GgufFile {
     }
 }
 
+/// `Ok` for a regular file, else [`GgufError::NotAFile`] saying what `path` is instead.
+fn regular_file(path: &Path, t: std::fs::FileType) -> Result<(), GgufError> {
+    if t.is_file() {
+        return Ok(());
+    }
+    let kind = if t.is_dir() { "a directory" } else { special_kind(t) };
+    Err(GgufError::NotAFile { path: path.to_path_buf(), kind })
+}
+
+#[cfg(unix)]
+fn special_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
 impl Deref for GgufFile {
     type Target = Gguf;
 
     fn deref(&self) -> &Gguf {
         &self.gguf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_not_a_regular_file() {
+        let dir = std::env::temp_dir();
+        let e = GgufFile::open(&dir).unwrap_err();
+        assert!(matches!(&e, GgufError::NotAFile { path, kind: "a directory" } if path == &dir), "{e}");
+        assert_eq!(e.to_string(), format!("{}: not a regular file (a directory)", dir.display()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dev_null_is_a_device_not_no_such_device() {
+        let e = GgufFile::open("/dev/null").unwrap_err();
+        assert!(matches!(e, GgufError::NotAFile { kind: "a character device", .. }), "{e}");
     }
 }
