@@ -5,7 +5,8 @@
 //!    again in chunks and single decode steps through the KV cache, which must give the same
 //!    logits as the single batch.
 //! 2. Random-weight models of every architecture in every weight type, 64 positions each,
-//!    sliding windows of 16 on the Gemmas.
+//!    sliding windows of 16 on the Gemmas. Phi-3 twice, with the Phi-3 vocabulary: in a
+//!    context past `original_context_length` (LongRoPE's long factors) and within it (short).
 //! 3. Two sequences interleaved in one batch give each sequence's own logits.
 //!
 //! Run with `cargo test --release --features llama --test model_oracle -- --nocapture`.
@@ -24,6 +25,7 @@ use support::{Stats, pupil_logits};
 
 const GEMMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
 const SPM_VOCAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/.cache/llama.cpp/models/ggml-vocab-llama-spm.gguf");
+const PHI3_VOCAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/.cache/llama.cpp/models/ggml-vocab-phi-3.gguf");
 
 /// Positions of the Gemma test: past the 512-token window, so that the sliding layers mask.
 const GEMMA_POSITIONS: usize = 640;
@@ -190,9 +192,22 @@ fn gemma3_270m_matches_llama_cpp_position_by_position() {
     assert!(steps.n == 16 && steps.kl_mean <= kl_bar, "decode steps: mean KL {:.3e} > {kl_bar:.3e}", steps.kl_mean);
 }
 
-/// The synthetic models: every architecture, Llama twice (plain, and Llama 3 RoPE factors).
-fn synthetic_specs(dtype: DType) -> Vec<(&'static str, Synth)> {
+/// The synthetic models: every architecture, Llama twice (plain, and Llama 3 RoPE factors),
+/// Phi-3 twice (`phi3_vocab` tokens, the whole Phi-3 vocabulary).
+///
+/// Both sides run the 64 tokens in a context of 256 positions. `phi3-long` says its original
+/// context was 128, so LongRoPE's long factors apply; `phi3-short` says 4096, so the short
+/// ones do, with the output tied to the embeddings as Phi-4-mini has it. Both write
+/// `attention.sliding_window` 16, which llama.cpp reads and then ignores (full attention).
+fn synthetic_specs(dtype: DType, phi3_vocab: usize) -> Vec<(&'static str, Synth)> {
     let base = |arch| Synth::new(arch, dtype);
+    let phi3 = Synth {
+        n_vocab: phi3_vocab,
+        rope_freqs: true,
+        rope_attn_factor: Some(1.19),
+        sliding_window: Some(16),
+        ..base(Arch::Phi3)
+    };
     vec![
         ("llama", base(Arch::Llama)),
         ("llama3-rope", Synth { rope_freqs: true, rope_base: 500_000.0, ..base(Arch::Llama) }),
@@ -200,6 +215,8 @@ fn synthetic_specs(dtype: DType) -> Vec<(&'static str, Synth)> {
         ("qwen3", Synth { rope_base: 1_000_000.0, ..base(Arch::Qwen3) }),
         ("gemma2", Synth { sliding_window: Some(16), tied_output: true, ..base(Arch::Gemma2) }),
         ("gemma3", Synth { n_layer: 6, sliding_window: Some(16), tied_output: true, rope_base: 1_000_000.0, ..base(Arch::Gemma3) }),
+        ("phi3-long", Synth { n_ctx_orig: Some(128), ..phi3.clone() }),
+        ("phi3-short", Synth { n_ctx_orig: Some(4096), tied_output: true, ..phi3 }),
     ]
 }
 
@@ -241,15 +258,18 @@ fn is_float(dtype: DType) -> bool {
 fn synthetic_models_of_every_architecture_and_type_match_llama_cpp() {
     const N: usize = 64;
     let vocab = GgufFile::open(SPM_VOCAB).unwrap();
+    let phi3_vocab = GgufFile::open(PHI3_VOCAB).unwrap_or_else(|e| panic!("{PHI3_VOCAB}: {e} (run models/fetch-llama-cpp.sh)"));
+    let phi3_tokens = phi3_vocab.get_array("tokenizer.ggml.tokens").unwrap().expect("the Phi-3 vocabulary has tokens").len();
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
     let mut rows = Vec::new();
     println!("pupil vs llama.cpp (one batch of {N}), and llama.cpp token by token vs the same batch");
     println!("{:<12} {:<5} | {:>9} {:>9} {:>7} {:>6} | {:>9} {:>7} {:>6}", "model", "type", "KL mean", "KL max", "RMS %", "top-1", "self KL", "RMS %", "top-1");
     for &dtype in DTYPES {
-        for (name, spec) in synthetic_specs(dtype) {
+        for (name, spec) in synthetic_specs(dtype, phi3_tokens) {
             let path = dir.path().join(format!("{name}-{dtype}.gguf"));
-            SynthModel::build(&spec, Some(&vocab)).unwrap().write(&path).unwrap();
+            let vocab = if spec.arch == Arch::Phi3 { &phi3_vocab } else { &vocab };
+            SynthModel::build(&spec, Some(vocab)).unwrap().write(&path).unwrap();
             let tokens = random_tokens(N, spec.n_vocab, spec.seed + dtype.id() as u64);
             let theirs_model = support::load(&path);
             let theirs = support::logits(&theirs_model, &[&tokens]);
@@ -276,6 +296,12 @@ fn synthetic_models_of_every_architecture_and_type_match_llama_cpp() {
     let self_rms = quantized().map(|r| r.3.rms_pct()).fold(0.0, f64::max);
     let (kl_q, rms_q) = (1e-3f64.max(1.5 * self_kl), 1.0f64.max(1.5 * self_rms));
     println!("llama.cpp vs itself, worst quantized model: KL {self_kl:.2e}, RMS {self_rms:.3}%; bar for pupil: KL {kl_q:.2e}, RMS {rms_q:.3}%");
+    let others = || quantized().filter(|r| !r.0.starts_with("phi3"));
+    println!(
+        "  (without the phi3 rows llama.cpp's worst self-spread would be KL {:.2e}, RMS {:.3}%)",
+        others().map(|r| r.3.kl_mean).fold(0.0, f64::max),
+        others().map(|r| r.3.rms_pct()).fold(0.0, f64::max)
+    );
     let failures: Vec<String> = rows
         .iter()
         .filter(|(_, dtype, s, _)| {
@@ -386,4 +412,38 @@ fn gemma3_270m_dequantized_matches_llama_cpp_closely() {
     for s in [s, past] {
         assert!(s.kl_mean <= 1e-5 && s.top1 >= 0.995 && s.rms_pct() <= 1.0, "{s:?}");
     }
+}
+
+/// LongRoPE's factor choice is llama.cpp's: a Phi-3 model whose original context is 128 runs
+/// its long factors in llama.cpp's context of 256, and pupil matches it only when its cache
+/// is past 128 too. In a cache of 128 pupil takes the short factors, which llama.cpp would
+/// take only in a context of at most 128, so the logits part by far more than rounding.
+#[test]
+fn phi3_takes_the_long_factors_where_llama_cpp_does() {
+    const N: usize = 64;
+    let vocab = GgufFile::open(PHI3_VOCAB).unwrap_or_else(|e| panic!("{PHI3_VOCAB}: {e} (run models/fetch-llama-cpp.sh)"));
+    let n_vocab = vocab.get_array("tokenizer.ggml.tokens").unwrap().expect("the Phi-3 vocabulary has tokens").len();
+    let spec = Synth { n_vocab, rope_freqs: true, n_ctx_orig: Some(128), rope_attn_factor: Some(1.19), ..Synth::new(Arch::Phi3, DType::F32) };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phi3.gguf");
+    SynthModel::build(&spec, Some(&vocab)).unwrap().write(&path).unwrap();
+    let tokens = random_tokens(N, n_vocab, 7);
+    let theirs = support::logits(&support::load(&path), &[&tokens]);
+
+    let model = Model::open(&path).unwrap();
+    let run = |n_ctx: usize| {
+        let mut cache = model.new_cache(Some(n_ctx), 1, KvType::F16);
+        let mut scratch = model.new_scratch(N, &cache);
+        let mut batch = Batch::with_capacity(N);
+        batch.push_sequence(&tokens, 0, 0, true);
+        let mut logits = vec![0.0; N * n_vocab];
+        model.forward(&batch, &mut cache, &mut scratch, &mut logits).unwrap();
+        logits
+    };
+    let long = support::compare(&theirs, &run(256), n_vocab);
+    let short = support::compare(&theirs, &run(128), n_vocab);
+    print_stats("phi3, original context 128: pupil in a cache of 256 (long factors) vs llama.cpp at 256", &long);
+    print_stats("  pupil in a cache of 128 (short factors) vs llama.cpp at 256", &short);
+    assert!(long.kl_mean <= 1e-5 && long.rms_pct() <= 0.1, "long factors: {long:?}");
+    assert!(short.kl_mean > 100.0 * long.kl_mean.max(1e-7), "the factor choice must show: {short:?}");
 }

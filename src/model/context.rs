@@ -321,6 +321,11 @@ impl<M: Borrow<Model>> Context<M> {
     /// error the cache is as it was.
     ///
     /// Fails if more rows are wanted than [`max_logits`](Self::max_logits).
+    ///
+    /// Called from outside the pool, the pass is handed to it through rayon's injector
+    /// queue, which allocates a small block (1.5 KiB) every 63 passes; a loop that runs
+    /// inside the pool (`ctx.threads().install(|| ...)`, as a server's engine thread can)
+    /// allocates nothing at all.
     pub fn forward(&mut self) -> Result<&[f32], ModelError> {
         let rows = self.wanted;
         let n = rows * self.model.borrow().config().n_vocab;

@@ -98,6 +98,21 @@ impl<T: KvScalar> KvStore<T> {
     }
 }
 
+/// The rows a sliding-window layer needs for batches of up to `max_batch` tokens: the
+/// window, the batch, rounded up (`usize::MAX` for a model without a window).
+fn ring_for(cfg: &Config, max_batch: usize) -> usize {
+    cfg.sliding_window.map_or(usize::MAX, |w| (w + max_batch.max(1)).next_multiple_of(RING_ALIGN))
+}
+
+/// The window the cache rings (`None` if no layer slides), the ring's rows per slot (at most
+/// `n_ctx`), and the rows per slot of each layer.
+fn layout(cfg: &Config, n_ctx: usize, ring: usize) -> (Option<usize>, usize, Vec<usize>) {
+    let window = cfg.sliding_window.filter(|_| cfg.swa_layers.iter().any(|&s| s));
+    let ring = if window.is_some() { ring.min(n_ctx) } else { n_ctx };
+    let rows = (0..cfg.n_layer).map(|il| if window.is_some() && cfg.swa_layers[il] { ring } else { n_ctx }).collect();
+    (window, ring, rows)
+}
+
 /// A move of rows within one layer's buffer, in rows of a slot.
 #[derive(Clone, Copy, Debug)]
 enum RowOp {
@@ -145,19 +160,21 @@ impl KvCache {
     /// (rounded up to a multiple of 64, at most `n_ctx`): enough for any batch of up to
     /// `max_batch` tokens. Global layers keep `n_ctx` rows.
     pub fn windowed(cfg: &Config, n_ctx: usize, n_seq: usize, max_batch: usize, kv_type: KvType) -> KvCache {
-        let ring = match cfg.sliding_window {
-            Some(w) => (w + max_batch.max(1)).next_multiple_of(RING_ALIGN),
-            None => n_ctx,
-        };
-        KvCache::with_ring(cfg, n_ctx, n_seq, ring, kv_type)
+        KvCache::with_ring(cfg, n_ctx, n_seq, ring_for(cfg, max_batch), kv_type)
+    }
+
+    /// The bytes one slot of a cache of `n_ctx` positions takes: [`windowed`](Self::windowed)
+    /// for batches of `max_batch`, or [`new`](Self::new) (every layer full-size) if `None`.
+    /// Allocates nothing: to size a server's slots before building its context.
+    pub fn slot_bytes(cfg: &Config, n_ctx: usize, max_batch: Option<usize>, kv_type: KvType) -> usize {
+        let ring = max_batch.map_or(n_ctx, |b| ring_for(cfg, b));
+        let (_, _, rows) = layout(cfg, n_ctx, ring);
+        2 * rows.iter().sum::<usize>() * cfg.kv_dim() * kv_type.size()
     }
 
     fn with_ring(cfg: &Config, n_ctx: usize, n_seq: usize, ring: usize, kv_type: KvType) -> KvCache {
         let kv_dim = cfg.kv_dim();
-        let window = cfg.sliding_window.filter(|_| cfg.swa_layers.iter().any(|&s| s));
-        let ring = if window.is_some() { ring.min(n_ctx) } else { n_ctx };
-        let rows: Vec<usize> =
-            (0..cfg.n_layer).map(|il| if window.is_some() && cfg.swa_layers[il] { ring } else { n_ctx }).collect();
+        let (window, ring, rows) = layout(cfg, n_ctx, ring);
         let lens: Vec<usize> = rows.iter().map(|r| n_seq * r * kv_dim).collect();
         let store = match kv_type {
             KvType::F16 => Store::F16(KvStore::new(&lens)),

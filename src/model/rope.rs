@@ -76,3 +76,44 @@ impl Ropes {
         (global, &self.swa)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pupil_kernels::DType;
+
+    use super::super::synth::{Synth, SynthModel};
+    use super::super::{Arch, Batch, KvType, Model};
+
+    /// Logits of `tokens` from position 0 in a cache of `n_ctx` positions.
+    fn logits(m: &Model, tokens: &[u32], n_ctx: usize) -> Vec<f32> {
+        let mut cache = m.new_cache(Some(n_ctx), 1, KvType::F32);
+        let mut scratch = m.new_scratch(tokens.len(), &cache);
+        let mut batch = Batch::new();
+        batch.push_sequence(tokens, 0, 0, true);
+        let mut out = vec![0.0; tokens.len() * m.config().n_vocab];
+        m.forward(&batch, &mut cache, &mut scratch, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn longrope_takes_the_long_factors_only_past_the_original_context() {
+        let spec = Synth { n_layer: 1, n_vocab: 300, rope_freqs: true, n_ctx_orig: Some(128), ..Synth::new(Arch::Phi3, DType::F32) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("phi3.gguf");
+        SynthModel::build(&spec, None).unwrap().write(&path).unwrap();
+        let m = Model::open(&path).unwrap();
+        assert_eq!((m.config().n_ctx_orig, m.config().rope_attn_factor), (128, 1.0));
+        let tokens: Vec<u32> = (0..48).map(|i| 3 + (i * 37) % 290).collect();
+        let (short, at_orig, long) = (logits(&m, &tokens, 64), logits(&m, &tokens, 128), logits(&m, &tokens, 129));
+        assert_eq!(short, at_orig, "a context of exactly original_context_length is short");
+        assert_eq!(short[..300], long[..300], "position 0 does not turn whatever the factors");
+        let diff = short.iter().zip(&long).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff > 1e-2, "the long factors change the logits: max |diff| {diff}");
+
+        // Without LongRoPE factors the context size changes nothing.
+        let plain = Synth { rope_freqs: false, ..spec };
+        SynthModel::build(&plain, None).unwrap().write(&path).unwrap();
+        let m = Model::open(&path).unwrap();
+        assert_eq!(logits(&m, &tokens, 64), logits(&m, &tokens, 129));
+    }
+}
