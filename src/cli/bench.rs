@@ -2,7 +2,8 @@
 //! llama.cpp on the same file, against this machine's memory-bandwidth ceiling.
 
 use super::output;
-use anyhow::{Result, bail};
+use super::error::BadInput;
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, Test, Tokens};
 use pupil::model::Model;
@@ -25,22 +26,24 @@ pub struct Args {
     #[arg(short, long)]
     model: PathBuf,
     /// Prompt tokens of the pp test (0 skips it).
-    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512, allow_negative_numbers = true)]
     n_prompt: usize,
     /// Decode steps of the tg test (0 skips it).
-    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128, allow_negative_numbers = true)]
     n_gen: usize,
     /// Measured repetitions, after one warm-up round.
-    #[arg(short = 'r', long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'r', long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     repetitions: u32,
     /// Threads, for both engines and the bandwidth test (default: all cores).
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     threads: Option<usize>,
     /// Also measure llama.cpp (needs a build with `--features llama`).
     #[arg(long)]
     against_llama: bool,
-    /// Size of the buffer the bandwidth test streams, in MiB (keep it far above the CPU caches).
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    /// Size of the buffer the bandwidth test streams, in MiB (keep it far above the CPU caches;
+    /// at most 64 GiB).
+    #[arg(long, value_name = "MIB", default_value_t = 1024, allow_negative_numbers = true,
+          value_parser = super::parse::between::<1, 65536>)]
     bandwidth_mib: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -55,11 +58,15 @@ const TOKEN_SEED: u64 = 0x5eed;
 
 pub fn run(args: Args) -> Result<()> {
     if args.against_llama && !cfg!(feature = "llama") {
-        bail!(
+        return Err(BadInput::new(
             "--against-llama needs llama.cpp, and this pupil was built without it: build with \
              `cargo build --release --features llama`, or run scripts/bench.sh, which also \
-             compiles llama.cpp for this CPU"
-        );
+             compiles llama.cpp for this CPU",
+        )
+        .into());
+    }
+    if args.n_prompt == 0 && args.n_gen == 0 {
+        return Err(BadInput::new("-p 0 and -n 0 skip both tests: nothing to measure").into());
     }
     let threads = match args.threads {
         Some(t) => t,
@@ -76,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
     bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
     bar.set_message(format!("memory bandwidth, {threads} threads"));
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    let probe = bench::BandwidthProbe::new(threads, args.bandwidth_mib.max(1) << 20)?;
+    let probe = bench::BandwidthProbe::new(threads, args.bandwidth_mib << 20)?;
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
     let on_step = |p: &Progress| {
         bar.set_length(p.total as u64);

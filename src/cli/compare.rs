@@ -1,5 +1,7 @@
 //! `pupil compare`: a student against its teacher, fidelity and cost side by side.
 
+use super::error::BadInput;
+use super::output::LateFile;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pupil::eval::{self, Backend, CompareOptions, CostOptions, FidelityOptions, Progress, Report};
@@ -41,16 +43,16 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     text: Option<PathBuf>,
     /// Tokens per window, BOS included; every position after the first is scored.
-    #[arg(short = 'c', long = "ctx", default_value_t = 512)]
+    #[arg(short = 'c', long = "ctx", default_value_t = 512, allow_negative_numbers = true, value_parser = super::parse::at_least::<2>)]
     ctx: usize,
     /// Most tokens per forward pass (one batch of logits per model is held in memory).
-    #[arg(short = 'b', long = "batch", default_value_t = 64)]
+    #[arg(short = 'b', long = "batch", default_value_t = 64, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     batch: usize,
     /// Repetitions of each speed measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     reps: usize,
     /// Threads, for pupil and llama.cpp (default: all cores).
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     threads: Option<usize>,
     /// Print one JSON object instead of text.
     #[arg(long, conflicts_with = "md")]
@@ -62,10 +64,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Exit with status 3 if top-1 agreement (0..1) is below this.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_hyphen_values = true, value_parser = super::parse::fraction)]
     fail_below_agreement: Option<f64>,
     /// Exit with status 3 if the mean KL divergence (nats) is above this.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_hyphen_values = true, value_parser = super::parse::non_negative)]
     fail_above_kl: Option<f64>,
 }
 
@@ -132,7 +134,6 @@ pub fn run(args: Args) -> Result<()> {
         // clap's `requires` makes these two go together.
         _ => {
             let [t, s, text] = embedded_pair()?;
-            eprintln!("embedded pair: teacher {}, student {}, text {}", t.display(), s.display(), text.display());
             (t, s, Some(text))
         }
     };
@@ -140,11 +141,15 @@ pub fn run(args: Args) -> Result<()> {
         None => eval::HELD_OUT.to_owned(),
         Some(p) if p.as_os_str() == "-" => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading the text from stdin")?;
+            std::io::stdin().read_to_string(&mut s).map_err(|e| BadInput::stdin("--text", e))?;
             s
         }
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the text from {}", p.display()))?,
+        Some(p) => std::fs::read_to_string(p).map_err(|e| BadInput::file("--text", p, e))?,
     };
+    let plot = args.plot.as_deref().map(|p| LateFile::open("--plot", p)).transpose()?;
+    if let Some(text) = &default_text {
+        eprintln!("embedded pair: teacher {}, student {}, text {}", teacher.display(), student.display(), text.display());
+    }
     let opts = CompareOptions {
         fidelity: FidelityOptions { n_ctx: args.ctx, n_batch: args.batch, ..FidelityOptions::default() },
         cost: CostOptions { reps: args.reps, ..CostOptions::default() },
@@ -185,8 +190,8 @@ pub fn run(args: Args) -> Result<()> {
         write!(out, "{}", report.to_text())?;
     }
     out.flush()?;
-    if let Some(path) = &args.plot {
-        std::fs::write(path, eval::plot::svg(&report)).with_context(|| format!("writing {}", path.display()))?;
+    if let (Some(file), Some(path)) = (plot, &args.plot) {
+        file.write(eval::plot::svg(&report).as_bytes()).with_context(|| format!("writing --plot {}", path.display()))?;
     }
     if failures.is_empty() { Ok(()) } else { Err(GateFailed(failures.join("; ")).into()) }
 }

@@ -3,8 +3,10 @@
 
 mod bench;
 mod compare;
+mod error;
 mod inspect;
 mod output;
+mod parse;
 mod quantize;
 mod run;
 mod tokenize;
@@ -29,15 +31,18 @@ enum Command {
     Tokenize(tokenize::Args),
 }
 
-/// Exit status for input the user can fix: a malformed model file, a bad argument.
-const EXIT_BAD_INPUT: i32 = 2;
-
-/// Exit status of a quality gate that failed (`pupil compare --fail-below-agreement`).
-const EXIT_GATE: i32 = 3;
-
-/// Runs the command line and returns the process exit status.
+/// Runs the command line and returns the process exit status (see [`error`] for what each
+/// means).
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("{}", error::clap_one_line(&e));
+            return error::EXIT_BAD_INPUT;
+        }
+        // --help, --version, or no subcommand: clap prints the help.
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
@@ -50,11 +55,11 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) if output::is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error::one_line(&e));
             if e.is::<compare::GateFailed>() {
-                EXIT_GATE
+                error::EXIT_GATE
             } else if is_bad_input(&e) {
-                EXIT_BAD_INPUT
+                error::EXIT_BAD_INPUT
             } else {
                 1
             }
@@ -62,14 +67,16 @@ pub fn main() -> i32 {
     }
 }
 
-/// Errors the user can fix by changing the input: a malformed or unsupported model file, a
-/// prompt that does not fit.
+/// Errors the user can fix by changing the input: a flag out of range, a file that cannot be
+/// read or written, a malformed or unsupported model file, a prompt that does not fit.
 fn is_bad_input(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.is::<pupil::gguf::GgufError>()
+        c.is::<error::BadInput>()
+            || c.is::<pupil::gguf::GgufError>()
             || c.is::<pupil::model::ModelError>()
             || c.is::<pupil::tokenizer::TokenizerError>()
             || c.is::<pupil::generate::GenerateError>()
+            || c.is::<pupil::sample::SamplerError>()
             || c.is::<pupil::eval::VocabMismatch>()
             || c.is::<compare::NoPair>()
             || c.is::<pupil::generate::SpeculativeError>()
