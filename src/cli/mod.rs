@@ -5,6 +5,7 @@ mod bench;
 mod compare;
 mod error;
 mod inspect;
+mod loadgen;
 mod output;
 mod parse;
 mod quantize;
@@ -26,6 +27,7 @@ enum Command {
     Bench(bench::Args),
     Compare(compare::Args),
     Inspect(inspect::Args),
+    Loadgen(loadgen::Args),
     Quantize(quantize::Args),
     Run(run::Args),
     Tokenize(tokenize::Args),
@@ -47,6 +49,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Run(args) => run::run(args),
         Command::Tokenize(args) => tokenize::run(args),

@@ -8,6 +8,7 @@
 //!   errors.
 
 pub mod http;
+pub mod loadgen;
 pub mod metrics;
 pub mod openai;
 pub mod plan;
