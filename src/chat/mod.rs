@@ -6,7 +6,7 @@
 //! Python string methods such as `.split()` and `.strip()`), and given what llama.cpp gives
 //! them, so that the real templates of Gemma, Llama 3, Qwen2.5, DeepSeek-R1-Distill and the
 //! others in llama.cpp's `models/templates` render as they do there:
-//! - `{% generation %}` blocks render their body (see [`syntax`]);
+//! - `{% generation %}` blocks render their body, as llama.cpp renders them (`syntax.rs`);
 //! - a template that rejects or ignores the system role gets the system message folded into
 //!   the next turn, as llama.cpp does;
 //! - `datetime` is today's date, as llama.cpp sets it, and `functions` (firefunction's tool
@@ -26,6 +26,11 @@
 //! )?;
 //! let text = t.render(&[Message::user("Hi")], true)?;
 //! assert_eq!(text, "<user>Hi<assistant>");
+//!
+//! // An endless loop stops at the limits, with an error that names the template.
+//! let forever = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+//! let err = ChatTemplate::named("loop.jinja", forever, "", "")?.render(&[], true).unwrap_err();
+//! assert!(err.to_string().starts_with("loop.jinja: rendering stopped after 10000000 instructions"));
 //! # Ok::<(), pupil::chat::ChatError>(())
 //! ```
 
@@ -302,9 +307,15 @@ impl ChatTemplate {
         Ok((text, used))
     }
 
+    /// Render a system and a user message: does the system text come out? A rendering
+    /// stopped by the limits says nothing about the system role, so it counts as yes.
     fn probe_system_role(&self) -> bool {
         let probe = [Message::system(SYSTEM_PROBE), Message::user("Hello")];
-        self.render_raw(&probe, true).is_ok_and(|(text, _)| text.contains(SYSTEM_PROBE))
+        match self.render_raw(&probe, true) {
+            Ok((text, _)) => text.contains(SYSTEM_PROBE),
+            Err(ChatError::OutOfFuel { .. } | ChatError::OutputTooLarge { .. }) => true,
+            Err(_) => false,
+        }
     }
 }
 
