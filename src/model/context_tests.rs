@@ -165,7 +165,9 @@ fn rings_keep_the_window_and_give_the_bits_of_a_full_cache() {
     assert_eq!(ring.cache().ring_rows(), 64);
     let s = ring.acquire().unwrap();
     assert_eq!(run_chunks(&mut ring, s, &t, 32), want, "chunked through a ring vs one batch");
-    assert_eq!(ring.cache().oldest(0), 192 - 32 + 1 - WINDOW);
+    // Moved on by just the 32 rows each chunk needs, once the ring was full: the last
+    // 64 positions held, 64 - 32 - 16 + 1 = 17 of them as history before the windows.
+    assert_eq!(ring.cache().oldest(0), 192 - 64);
     // One global layer of 256 rows and five rings of 64, per K and V, in f16 of 2 * 64.
     assert_eq!(ring.kv_bytes_per_slot(), 2 * (256 + 5 * 64) * 128 * 2);
     assert!(one.kv_bytes_per_slot() == 2 * 6 * 256 * 128 * 2);
@@ -195,6 +197,8 @@ fn truncating_before_what_a_ring_holds_is_an_error() {
     let oldest = ctx.cache().oldest(a.index());
     let min = ctx.min_prefix(a).unwrap();
     assert!(oldest > 0 && min == oldest + WINDOW - 1, "oldest {oldest}, min {min}");
+    // Half the ring's spare rows stay as history: rejected drafts can be truncated away.
+    assert!(100 - min >= 8, "only {} positions can be truncated away", 100 - min);
     let err = ctx.truncate(a, min - 1).unwrap_err();
     assert!(matches!(err, ModelError::PrefixEvicted { len, min_len, .. } if len == min - 1 && min_len == min), "{err}");
     assert!(matches!(ctx.copy_prefix(a, b, min - 1), Err(ModelError::PrefixEvicted { .. })));

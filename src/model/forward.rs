@@ -217,17 +217,10 @@ impl Model {
             }
             s.needs[seq] = s.needs[seq].min(needs);
         }
-        // A ring the batch would write past drops the rows older than its tokens' windows.
+        // A ring the batch would write past drops rows its tokens' windows do not reach.
         s.oldest.clear();
-        s.oldest.extend_from_slice(&cache.oldest);
-        for (seq, (&len, oldest)) in s.lens.iter().zip(&mut s.oldest).enumerate() {
-            if len - *oldest > cache.ring {
-                let needs = s.needs[seq];
-                if len - needs > cache.ring {
-                    return Err(ModelError::RingOverflow { seq, span: len - needs, rows: cache.ring });
-                }
-                *oldest = needs;
-            }
+        for (seq, (&len, &needs)) in s.lens.iter().zip(&s.needs).enumerate() {
+            s.oldest.push(cache.plan_slide(seq, len, needs)?);
         }
         Ok(())
     }

@@ -8,9 +8,10 @@
 //! window, not the context.
 //!
 //! The ring keeps its rows in position order: row `r` holds position `oldest + r`. When a
-//! batch would write past the last row, the rows its tokens still attend to are first moved
-//! to the front (one `copy_within` per layer, about every `max_batch` positions) and the
-//! older ones are dropped. The rows a token attends to (its sequence, at or before its
+//! batch would write past the last row, the rows its tokens still attend to, and half the
+//! spare rows' worth of history before them, are first moved to the front (one
+//! `copy_within` per layer, every `max_batch / 2` positions or so) and the older ones are
+//! dropped. The rows a token attends to (its sequence, at or before its
 //! position, within the window on SWA layers) are therefore always one contiguous slice, in
 //! position order: the attention kernel takes them unchanged and sums them in the same order
 //! as over a full-size cache, so the logits are the same bits whether the rows were moved or
@@ -315,6 +316,25 @@ impl KvCache {
             return Err(ModelError::PrefixEvicted { seq, len, min_len: min, oldest: self.oldest[seq] });
         }
         Ok(())
+    }
+
+    /// The oldest position the rings of `seq` are to hold after a batch that leaves it `len`
+    /// positions long and whose windows reach back to `needs` (`usize::MAX`: the batch has no
+    /// token of `seq`): unchanged while the rows fit, else moved on just enough for the
+    /// batch, keeping half of the ring's spare rows as history before `needs` (so that
+    /// rejected draft tokens or an edited chat turn can still be truncated away), and the
+    /// other half free for the next positions (so that the rows move every `spare / 2`
+    /// tokens, not every token).
+    pub(crate) fn plan_slide(&self, seq: usize, len: usize, needs: usize) -> Result<usize, ModelError> {
+        let oldest = self.oldest[seq];
+        if len - oldest <= self.ring {
+            return Ok(oldest);
+        }
+        if len - needs > self.ring {
+            return Err(ModelError::RingOverflow { seq, span: len - needs, rows: self.ring });
+        }
+        let spare = self.ring - self.window.unwrap_or(0).min(self.ring);
+        Ok((len - self.ring).max(needs.saturating_sub(spare / 2)))
     }
 
     /// Moves the ring rows of `seq` so that row 0 holds position `oldest` (at or after the
