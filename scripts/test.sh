@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the llama.cpp oracle needs to build
-# (cmake, libclang for bindgen), assembles the test model, then runs every test optimised.
+# (cmake, libclang for bindgen) and HAProxy (the server's scale-out test), fetches the test
+# model, llama.cpp's vocabularies and templates and the openai client, then runs every test
+# optimised.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +10,8 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v clang >/dev/null || need+=(clang)
 compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || need+=(libclang-dev)
+# The server's scale-out test runs two replicas behind HAProxy.
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -58,6 +58,10 @@ pub struct Args {
     /// A Jinja chat template file to use instead of the model's.
     #[arg(long, value_name = "FILE")]
     chat_template: Option<PathBuf>,
+    /// On SIGTERM, answer /ready with 503 but keep admitting requests for this many seconds
+    /// (for load balancers' health checks to move traffic away), then drain.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = super::parse::non_negative)]
+    drain_grace: f64,
 }
 
 /// The embedded distilled student: in `models/distill` under the working directory, or else
@@ -112,6 +116,8 @@ pub fn run(args: Args) -> Result<()> {
     let sched = Scheduler::start(Arc::clone(&engine), opts, threads)?;
     let alias = args.alias.clone().unwrap_or_else(|| path.file_stem().map_or("pupil".into(), |s| s.to_string_lossy().into_owned()));
     let app = App::new(engine, sched.clone(), HttpOptions { alias, api_key, ..HttpOptions::default() });
+    let grace = Duration::from_secs_f64(args.drain_grace);
+    let unready = Arc::clone(&app);
 
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
@@ -133,6 +139,8 @@ pub fn run(args: Args) -> Result<()> {
                 // Readiness turns 503 and new requests are refused, while every request
                 // admitted finishes (up to the deadline); then the listener closes.
                 eprintln!("pupil serve: draining");
+                unready.set_unready();
+                tokio::time::sleep(grace).await;
                 drain.shutdown();
                 let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
                 while !drain.is_finished() && tokio::time::Instant::now() < deadline {

@@ -61,13 +61,20 @@ pub struct App {
     sched: Scheduler,
     opts: HttpOptions,
     created: u64,
+    /// Cleared when a drain begins, before admissions stop, so that load balancers move away.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl App {
     /// The server's state over a running scheduler.
     pub fn new(engine: Arc<Engine>, sched: Scheduler, opts: HttpOptions) -> Arc<App> {
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Arc::new(App { engine, sched, opts, created })
+        Arc::new(App { engine, sched, opts, created, ready: std::sync::atomic::AtomicBool::new(true) })
+    }
+
+    /// Turns `/ready` to 503 (the first step of a drain); requests are still admitted.
+    pub fn set_unready(&self) {
+        self.ready.store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// The scheduler.
@@ -120,7 +127,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    if app.sched.is_draining() {
+    if app.sched.is_draining() || !app.ready.load(std::sync::atomic::Ordering::Acquire) {
         error(ApiError::new(503, "unavailable", "draining", "the server is shutting down"))
     } else {
         axum::Json(json!({"status": "ready"})).into_response()
