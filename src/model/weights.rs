@@ -199,6 +199,7 @@ impl<'a> Loader<'a> {
             Some(_) => Some(self.widen(t)?),
         };
         let range = self.range(t);
+        // The GGUF parser refused rows that are not whole blocks, so `row_bytes` is known.
         let row_bytes = t.dtype.row_bytes(t.dims[0]).unwrap_or(0) as usize;
         let mut start = 0;
         for &part in parts {
@@ -215,5 +216,75 @@ impl<'a> Loader<'a> {
             start += len;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pupil_kernels::DType;
+
+    use super::super::synth::{Synth, SynthModel};
+    use super::super::{Arch, Model};
+    use super::*;
+
+    fn open(m: &SynthModel) -> Result<Model, ModelError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        m.write(&path)?;
+        Model::open(&path)
+    }
+
+    fn phi3() -> SynthModel {
+        let spec = Synth { n_vocab: 300, biases: true, rope_freqs: true, ..Synth::new(Arch::Phi3, DType::Q4_K) };
+        SynthModel::build(&spec, None).unwrap()
+    }
+
+    #[test]
+    fn fused_tensors_load_as_their_parts_row_ranges() {
+        let m = open(&phi3()).unwrap();
+        let t = m.file.tensor("blk.1.attn_qkv.weight").unwrap();
+        let whole = m.file.tensor_range(t);
+        let layer = &m.weights.layers[1];
+        let parts = [Role::AttnQ, Role::AttnK, Role::AttnV].map(|r| layer.matrix(r).unwrap().clone());
+        assert_eq!(parts.each_ref().map(|p| (p.rows, p.cols)), [(256, 256), (128, 256), (128, 256)]);
+        assert_eq!((parts[0].range.start as u64, parts[2].range.end as u64), (whole.start, whole.end));
+        assert!(parts[0].range.end == parts[1].range.start && parts[1].range.end == parts[2].range.start);
+        let (gate, up) = (layer.matrix(Role::FfnGate).unwrap(), layer.matrix(Role::FfnUp).unwrap());
+        assert_eq!((gate.rows, up.rows, gate.range.end), (512, 512, up.range.start), "gate first, then up");
+        let biases = [Role::AttnQBias, Role::AttnKBias, Role::AttnVBias].map(|r| layer.vector(r).unwrap().len());
+        assert_eq!(biases, [256, 128, 128]);
+        assert_eq!(m.weights.model.vector(Role::RopeFactorsLong).unwrap().len(), 32);
+        // Phi-3's table has no separate gate tensor: `FfnGate` is the fused one's first half.
+        assert!(m.file.tensor("blk.1.ffn_gate.weight").is_none());
+    }
+
+    #[test]
+    fn fused_tensors_missing_or_misshapen_are_named() {
+        let mut m = phi3();
+        m.tensors.retain(|t| t.name != "blk.1.attn_qkv.weight");
+        match open(&m) {
+            Err(ModelError::MissingTensor { name, expected }) => assert_eq!((name.as_str(), expected), ("blk.1.attn_qkv.weight", vec![256, 512])),
+            other => panic!("{other:?}"),
+        }
+
+        // An `ffn_up` of n_ff rows (a separate up projection) where Phi-3 stacks gate and up.
+        let mut m = phi3();
+        let t = m.tensor_mut("blk.0.ffn_up.weight").unwrap();
+        t.dims[1] /= 2;
+        let half = t.data.len() / 2;
+        t.data.truncate(half);
+        match open(&m) {
+            Err(ModelError::TensorShape { name, expected, found }) => {
+                assert_eq!((name.as_str(), expected, found), ("blk.0.ffn_up.weight", vec![256, 1024], vec![256, 512]));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Optional LongRoPE factors of the wrong length are refused, not ignored.
+        let mut m = phi3();
+        let t = m.tensor_mut("rope_factors_short.weight").unwrap();
+        t.dims[0] = 16;
+        t.data.truncate(16 * 4);
+        assert!(matches!(open(&m), Err(ModelError::TensorShape { name, .. }) if name == "rope_factors_short.weight"));
     }
 }
