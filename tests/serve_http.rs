@@ -227,3 +227,18 @@ fn the_official_openai_client_works() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.trim() == "ok", "{stdout}\n{stderr}");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let server = Server::start(&["--header-timeout", "1"]);
+    let mut slow = std::net::TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    slow.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf); // ends when the server closes the connection
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
+    assert_eq!(server.post("/v1/completions", &json!({ "prompt": "x", "max_tokens": 1 })).0, 200);
+}

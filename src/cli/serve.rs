@@ -62,6 +62,9 @@ pub struct Args {
     /// (for load balancers' health checks to move traffic away), then drain.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = super::parse::non_negative)]
     drain_grace: f64,
+    /// Close a connection whose request headers take longer than this, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = super::parse::non_negative)]
+    header_timeout: f64,
 }
 
 /// The embedded distilled student: in `models/distill` under the working directory, or else
@@ -133,8 +136,7 @@ pub fn run(args: Args) -> Result<()> {
             sched.n_ctx()
         );
         let drain = sched.clone();
-        axum::serve(listener, http::router(app))
-            .with_graceful_shutdown(async move {
+        http::serve(listener, http::router(app), Duration::from_secs_f64(args.header_timeout), async move {
                 shutdown_signal().await;
                 // Readiness turns 503 and new requests are refused, while every request
                 // admitted finishes (up to the deadline); then the listener closes.
@@ -146,8 +148,8 @@ pub fn run(args: Args) -> Result<()> {
                 while !drain.is_finished() && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-            })
-            .await?;
+        })
+        .await;
         Ok::<_, anyhow::Error>(())
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
