@@ -146,6 +146,7 @@ fn bad_requests_get_4xx_in_openais_shape_and_the_server_keeps_serving() {
         rng
     };
     let mut codes = std::collections::BTreeMap::new();
+    let rss_before = server.rss_kib();
     for _ in 0..2000 {
         let mut b = good.to_vec();
         for _ in 0..1 + next() % 4 {
@@ -162,6 +163,8 @@ fn bad_requests_get_4xx_in_openais_shape_and_the_server_keeps_serving() {
         *codes.entry(status).or_insert(0) += 1;
     }
     assert!(codes.get(&400).copied().unwrap_or(0) > 100, "{codes:?}");
+    let grown = server.rss_kib().saturating_sub(rss_before);
+    assert!(grown < 32 << 10, "resident memory grew by {grown} KiB over 2,000 requests");
     let (s, v) = server.post("/v1/completions", &json!({ "prompt": "x", "max_tokens": 2 }));
     assert_eq!(s, 200, "{v}");
 }
