@@ -278,3 +278,17 @@ fn a_template_that_builds_a_gigabyte_string_stops_at_the_output_limit() {
     assert!(matches!(&e, ChatError::Render { .. }) && e.to_string().contains("too large"), "{e:?}");
     assert!(took < FAST, "{took:?}");
 }
+
+#[test]
+fn a_template_nested_beyond_reason_is_a_syntax_error_not_a_stack_overflow() {
+    let deep = 100_000;
+    for source in [
+        format!("{{{{ {}1{} }}}}", "(".repeat(deep), ")".repeat(deep)),
+        format!("{}x{}", "{% if true %}".repeat(deep), "{% endif %}".repeat(deep)),
+        format!("{}x{}", "{% generation %}".repeat(deep), "{% endgeneration %}".repeat(deep)),
+    ] {
+        let e = ChatTemplate::named("deep.jinja", source, "", "").expect_err("too deep to parse");
+        assert!(matches!(e, ChatError::Syntax { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("deep.jinja: does not parse: "), "{e}");
+    }
+}
