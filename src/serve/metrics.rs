@@ -32,7 +32,7 @@ pub struct Metrics {
     pub running: Gauge,
     /// Requests waiting for a slot.
     pub waiting: Gauge,
-    /// Fraction of the KV cache's slots in use, 0 to 1.
+    /// Fraction of the KV cache's bytes holding running requests' positions, 0 to 1.
     pub kv_usage: Gauge<f64, AtomicU64>,
     /// Forward passes run.
     pub steps: Counter,
@@ -74,14 +74,14 @@ impl Metrics {
         p.register("pupil_requests_rejected", "Requests refused with 429 (queue full)", m.requests_rejected.clone());
         p.register("pupil_requests_running", "Requests holding a slot", m.running.clone());
         p.register("pupil_requests_waiting", "Requests waiting for a slot", m.waiting.clone());
-        p.register("pupil_kv_cache_usage_ratio", "Fraction of KV cache slots in use", m.kv_usage.clone());
+        p.register("pupil_kv_cache_usage_ratio", "Fraction of the KV cache holding running requests", m.kv_usage.clone());
         p.register("pupil_steps", "Forward passes run", m.steps.clone());
         p.register("pupil_time_to_first_token_seconds", "Seconds to a request's first token", m.ttft.clone());
         p.register("pupil_time_per_output_token_seconds", "Seconds between a request's tokens", m.tpot.clone());
         // The names vLLM exports, which inference gateways read.
         p.register("vllm:num_requests_running", "Requests holding a slot", m.running.clone());
         p.register("vllm:num_requests_waiting", "Requests waiting for a slot", m.waiting.clone());
-        p.register("vllm:gpu_cache_usage_perc", "Fraction of KV cache slots in use", m.kv_usage.clone());
+        p.register("vllm:gpu_cache_usage_perc", "Fraction of the KV cache holding running requests", m.kv_usage.clone());
         Metrics { registry, ..m }
     }
 

@@ -461,7 +461,8 @@ impl<'t> Loop<'t> {
         let m = &self.shared.metrics;
         m.running.set(self.live.len() as i64);
         m.waiting.set(self.shared.queued.load(Ordering::Acquire) as i64);
-        m.kv_usage.set(self.live.len() as f64 / self.slots.len() as f64);
+        let used: usize = self.live.iter().filter_map(|l| self.ctx.kv_bytes_used(self.slots[l.slot].slot).ok()).sum();
+        m.kv_usage.set(used as f64 / self.ctx.kv_bytes().max(1) as f64);
     }
 
     /// Requests whose receiver is gone leave now: their slots are free for this step.
