@@ -4,7 +4,7 @@ use super::error::BadInput;
 use anyhow::{Context, Result};
 use pupil::chat::Message;
 use pupil::generate::{Completion, Engine, GenerateParams, Session, SessionOptions, SpeculativeSession, StopReason};
-use pupil::model::KvType;
+use pupil::model::{KvType, Threads};
 use pupil::sample::{SamplerConfig, SamplerError, SamplerParam};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
@@ -150,6 +150,15 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// The pool `-t N` asks for (one thread per core without it): the model runs on it, not on
+/// rayon's global pool.
+pub fn threads(threads: Option<usize>) -> Result<Threads> {
+    Ok(match threads {
+        Some(n) => Threads::new(n)?,
+        None => Threads::available()?,
+    })
+}
+
 pub fn run(args: Args) -> Result<()> {
     // Every flag is checked before the model loads.
     if args.prompt.is_none() && !args.chat {
@@ -169,8 +178,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    set_threads(args.threads)?;
+    let threads = threads(args.threads)?;
     let mut engine = Engine::load(&args.model).map_err(super::output::in_file(&args.model))?;
+    engine.set_threads(threads.clone());
     if let (Some(path), Some(src)) = (&args.chat_template, template) {
         engine.set_chat_template(src).with_context(|| format!("--chat-template {}", path.display()))?;
     }
@@ -200,7 +210,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let tokens = engine.tokenizer().encode(&prompt, !args.no_bos, args.parse_special);
     if let Some(path) = &args.draft {
-        let draft = Arc::new(Engine::load(path).map_err(super::output::in_file(path))?);
+        // The draft and the target take turns: one pool for both.
+        let mut draft = Engine::load(path).map_err(super::output::in_file(path))?;
+        draft.set_threads(threads);
+        let draft = Arc::new(draft);
         let draft = draft.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
         let mut spec = SpeculativeSession::new(session, draft, args.draft_max)?;
         let mut out = std::io::stdout().lock();

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::chat::{ChatError, ChatTemplate, Message};
-use crate::model::{Batch, KvCache, KvType, Model, ModelError, Scratch};
+use crate::model::{Context, ContextParams, KvType, Logits, Model, ModelError, Slot, Threads};
 pub use crate::request::{Completion, GenerateParams, StopMatcher, StopReason, StopScan, Timings};
 use crate::request::Request;
 use crate::sample::{Sampler, SamplerError};
@@ -73,6 +73,15 @@ pub struct Engine {
     model: Model,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
+    /// The pool every session's forward passes run on.
+    threads: Threads,
+}
+
+/// A session's [`Context`] holds its engine: the engine's model is the context's.
+impl std::borrow::Borrow<Model> for Arc<Engine> {
+    fn borrow(&self) -> &Model {
+        &self.model
+    }
 }
 
 impl Engine {
@@ -80,11 +89,21 @@ impl Engine {
     pub fn load(path: impl AsRef<Path>) -> Result<Engine, GenerateError> {
         let model = Model::open(path)?;
         let tokenizer = Tokenizer::from_gguf(model.file())?;
-        let mut engine = Engine { model, tokenizer, template: None };
+        let mut engine = Engine { model, tokenizer, template: None, threads: Threads::available()? };
         if let Some(src) = engine.model.file().get_str("tokenizer.chat_template").map_err(ModelError::from)? {
             engine.template = Some(engine.template_from(src.to_owned())?);
         }
         Ok(engine)
+    }
+
+    /// Run sessions made from now on on `threads` (by default, a pool of one thread per core).
+    pub fn set_threads(&mut self, threads: Threads) {
+        self.threads = threads;
+    }
+
+    /// The pool sessions run on.
+    pub fn threads(&self) -> &Threads {
+        &self.threads
     }
 
     /// Use `source` as the chat template instead of the file's.
@@ -157,9 +176,9 @@ impl Default for SessionOptions {
 #[derive(Debug)]
 pub struct Session {
     engine: Arc<Engine>,
-    cache: KvCache,
-    scratch: Scratch,
-    batch: Batch,
+    /// One slot, on the engine's threads.
+    ctx: Context<Arc<Engine>>,
+    slot: Slot,
     n_batch: usize,
     /// Logits after the last evaluated token, `[n_vocab]`.
     logits: Vec<f32>,
@@ -170,12 +189,14 @@ pub struct Session {
 impl Session {
     /// A new, empty conversation over `engine`.
     pub fn new(engine: Arc<Engine>, opts: SessionOptions) -> Session {
-        let model = engine.model();
-        let cache = model.new_cache(opts.n_ctx, 1, opts.kv_type);
-        let n_batch = opts.n_batch.clamp(1, cache.n_ctx().max(1));
-        let scratch = model.new_scratch(n_batch, &cache);
-        let logits = vec![0.0; model.config().n_vocab];
-        Session { engine, cache, scratch, batch: Batch::with_capacity(n_batch), n_batch, logits, tokens: Vec::new() }
+        let logits = vec![0.0; engine.model().config().n_vocab];
+        let n_batch = opts.n_batch.max(1);
+        let params = ContextParams { n_ctx: opts.n_ctx, n_slots: 1, max_batch: n_batch, max_logits: 0, kv_type: opts.kv_type };
+        // One slot and a batch of at least one token: the sizes a context refuses cannot occur.
+        let mut ctx = Context::new(Arc::clone(&engine), &params, engine.threads().clone()).expect("one slot, a batch of 1+");
+        let slot = ctx.acquire().expect("a new context has a free slot");
+        let n_batch = ctx.max_batch();
+        Session { engine, ctx, slot, n_batch, logits, tokens: Vec::new() }
     }
 
     /// The engine.
@@ -185,7 +206,7 @@ impl Session {
 
     /// Context length in tokens.
     pub fn n_ctx(&self) -> usize {
-        self.cache.n_ctx()
+        self.ctx.n_ctx()
     }
 
     /// The tokens the cache holds.
@@ -201,7 +222,8 @@ impl Session {
 
     /// Forget everything.
     pub fn reset(&mut self) {
-        self.cache.clear(0);
+        // Truncating the session's own slot to 0 always succeeds.
+        let _ = self.ctx.truncate(self.slot, 0);
         self.tokens.clear();
     }
 
@@ -215,8 +237,12 @@ impl Session {
             return Err(GenerateError::PromptTooLong { n_prompt: tokens.len(), n_ctx: self.n_ctx() });
         }
         // Keep the common prefix, but always evaluate at least the last token for its logits.
-        let common = self.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
-        self.cache.truncate(0, common);
+        let mut common = self.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+        if common < self.ctx.min_prefix(self.slot)? {
+            // The sliding-window layers no longer hold the window of the first new token.
+            common = 0;
+        }
+        self.ctx.truncate(self.slot, common)?;
         self.tokens.truncate(common);
         let rest = &tokens[common..];
         for chunk in rest.chunks(self.n_batch) {
@@ -227,9 +253,8 @@ impl Session {
 
     /// Run `tokens` after what the cache holds; keep the logits of the last.
     fn eval(&mut self, tokens: &[u32]) -> Result<(), GenerateError> {
-        self.batch.clear();
-        self.batch.push_sequence(tokens, self.tokens.len() as u32, 0, false);
-        self.engine.model.forward(&self.batch, &mut self.cache, &mut self.scratch, &mut self.logits)?;
+        self.ctx.push(self.slot, tokens, Logits::Last)?;
+        self.ctx.forward_into(&mut self.logits)?;
         self.tokens.extend_from_slice(tokens);
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! `[last token, drafts...]` as one batch with every logit wanted and accepts the longest
 //! prefix it agrees with, then adds a token of its own (the correction at the first
 //! disagreement, or a bonus token after the last draft). Rejected positions are dropped from
-//! both KV caches ([`KvCache::truncate`](crate::model::KvCache::truncate) for the target; the
+//! both KV caches ([`Context::truncate`](crate::model::Context::truncate) for the target; the
 //! draft's prefix reuse does it on its next catch-up).
 //!
 //! - Greedy (`temperature <= 0`): a draft is accepted when it is the token the target's
@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use super::{Completion, GenerateError, GenerateParams, Session, StopReason, Streamed};
 use crate::eval::{VocabMismatch, check_vocab};
-use crate::model::Batch;
+use crate::model::Logits;
 use crate::request::Request;
 use crate::sample::{Rng, Sampler, SamplerConfig, argmax};
 
@@ -154,7 +154,6 @@ pub struct SpeculativeSession {
     draft: Session,
     draft_max: usize,
     n_vocab: usize,
-    batch: Batch,     // [draft_max + 1]
     logits: Vec<f32>, // [draft_max + 1, n_vocab] the target's verification logits
     drafts: Vec<u32>, // [draft_max]
     q: Vec<f32>,      // [draft_max, n_vocab] draft distributions (sampling)
@@ -179,7 +178,7 @@ impl SpeculativeSession {
         // target computes each token's logits bit for bit as it would alone: greedy output is
         // then exactly the target's own.
         let draft_max = draft_max
-            .min(target.scratch.max_batch().saturating_sub(1))
+            .min(target.ctx.max_batch().saturating_sub(1))
             .min(crate::kernels::ops::EXACT_BATCH_TOKENS - 1)
             .max(1);
         let n_vocab = te.model().config().n_vocab;
@@ -188,7 +187,6 @@ impl SpeculativeSession {
             draft,
             draft_max,
             n_vocab,
-            batch: Batch::with_capacity(draft_max + 1),
             logits: vec![0.0; (draft_max + 1) * n_vocab],
             drafts: Vec::with_capacity(draft_max),
             q: Vec::new(),
@@ -337,11 +335,10 @@ impl SpeculativeSession {
     ) -> Result<(usize, u32), GenerateError> {
         let (n, k, v) = (self.seq.len(), self.drafts.len(), self.n_vocab);
         let last = self.seq[n - 1];
-        self.batch.clear();
-        self.batch.push(last, (n - 1) as u32, 0, true);
-        self.batch.push_sequence(&self.drafts, n as u32, 0, true);
         let t = &mut self.target;
-        t.engine.model().forward(&self.batch, &mut t.cache, &mut t.scratch, &mut self.logits[..(k + 1) * v])?;
+        t.ctx.push(t.slot, &[last], Logits::All)?;
+        t.ctx.push(t.slot, &self.drafts, Logits::All)?;
+        t.ctx.forward_into(&mut self.logits[..(k + 1) * v])?;
         let mut m = 0;
         let next = loop {
             let row = &self.logits[m * v..][..v];
@@ -365,7 +362,7 @@ impl SpeculativeSession {
             }
         };
         // Keep `last` and the accepted drafts; forget the rest.
-        t.cache.truncate(0, n + m);
+        t.ctx.truncate(t.slot, n + m).map_err(GenerateError::from)?;
         t.tokens.push(last);
         t.tokens.extend_from_slice(&self.drafts[..m]);
         t.logits.copy_from_slice(&self.logits[m * v..][..v]);
