@@ -95,11 +95,11 @@ struct Session<'a> {
 impl Session<'_> {
     fn word(&mut self, word: &str, out: &mut Vec<u32>) {
         let newlines = self.bpe.whole_newline_runs && word.bytes().all(|b| b == b'\n');
-        if self.bpe.ignore_merges || newlines {
-            if let Some(id) = self.vocab.id(word) {
-                out.push(id);
-                return;
-            }
+        if (self.bpe.ignore_merges || newlines)
+            && let Some(id) = self.vocab.id(word)
+        {
+            out.push(id);
+            return;
         }
         self.symbols.clear();
         self.queue.clear();

@@ -218,20 +218,20 @@ impl Tokenizer {
     pub fn detokenize(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> Vec<u8> {
         let mut ids = ids;
         let mut remove_space = self.add_space_prefix;
-        if remove_special && self.add_bos {
-            if let Some((&first, rest)) = ids.split_first() {
-                if Some(first) == self.ids.bos {
-                    remove_space = false;
-                    ids = rest;
-                }
-            }
+        if remove_special
+            && self.add_bos
+            && let Some((&first, rest)) = ids.split_first()
+            && Some(first) == self.ids.bos
+        {
+            remove_space = false;
+            ids = rest;
         }
-        if remove_special && self.add_eos {
-            if let Some((&last, rest)) = ids.split_last() {
-                if Some(last) == self.ids.eos {
-                    ids = rest;
-                }
-            }
+        if remove_special
+            && self.add_eos
+            && let Some((&last, rest)) = ids.split_last()
+            && Some(last) == self.ids.eos
+        {
+            ids = rest;
         }
         let mut out = Vec::new();
         for &id in ids {

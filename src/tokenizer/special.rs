@@ -84,11 +84,12 @@ pub(crate) fn infer_roles(vocab: &mut Vocab, ids: &mut SpecialIds) -> Vec<u32> {
     // not an end of generation.
     let has = |eog: &[u32], t: &str| in_eog(vocab, eog, t).is_some();
     let call = has(&eog, "<|call|>") || has(&eog, "<|calls|>");
-    if let Some(end) = in_eog(vocab, &eog, "<|end|>") {
-        if call && (has(&eog, "<|return|>") || has(&eog, "<|flush|>")) {
-            eog.retain(|&id| id != end);
-            vocab.replace_attr(end, Attr::USER_DEFINED);
-        }
+    if let Some(end) = in_eog(vocab, &eog, "<|end|>")
+        && call
+        && (has(&eog, "<|return|>") || has(&eog, "<|flush|>"))
+    {
+        eog.retain(|&id| id != end);
+        vocab.replace_attr(end, Attr::USER_DEFINED);
     }
     // Gemma 4 and PLaMo have an ordinary `</s>`.
     let has = |eog: &[u32], t: &str| in_eog(vocab, eog, t).is_some();
