@@ -52,6 +52,10 @@ pub struct Args {
     /// After the load, run the first N requests again alone and count identical texts.
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true, value_parser = super::parse::between::<0, 1_000_000>)]
     solo: usize,
+    /// Start at the Nth prompt of the text (runs against one server with offsets far enough
+    /// apart send different prompts, which no prefix cache has seen).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true, value_parser = super::parse::between::<0, 100_000_000>)]
+    prompt_offset: usize,
     /// Text the prompts are cut from (default: models/distill/heldout.txt).
     #[arg(long, value_name = "FILE")]
     text: Option<PathBuf>,
@@ -103,6 +107,7 @@ pub fn run(args: Args) -> Result<()> {
         max_tokens: args.max_tokens,
         long_prompt: args.long_prompt,
         solo: args.solo,
+        prompt_offset: args.prompt_offset,
         ..LoadConfig::new("")
     };
     let bar = ProgressBar::with_draw_target(Some(args.requests as u64), ProgressDrawTarget::stderr());
@@ -158,11 +163,15 @@ fn human(r: &Report) -> String {
     }
     if let Some(o) = &r.solo {
         s += &format!(
-            "  solo        {} of {} identical to their run alone ({:.0}%)\n",
+            "  solo        {} of {} identical to their run alone ({:.0}%), {} solo runs failed\n",
             o.identical,
             o.checked,
-            100.0 * o.fraction
+            100.0 * o.fraction,
+            o.errors
         );
+        if let Some(e) = &o.first_error {
+            s += &format!("    first solo error: {e}\n");
+        }
     }
     if let Some(m) = &r.server_memory {
         s += &format!(

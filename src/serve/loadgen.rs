@@ -41,8 +41,9 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Largest text sent to `/tokenize` (a server's body limit is a few MB).
-const MAX_TEXT_BYTES: usize = 3 << 20;
+/// Largest text sent to `/tokenize` (1.5 MB: JSON escapes stay under a server's body limit of a
+/// few MB): its first this many bytes.
+const MAX_TEXT_BYTES: usize = 3 << 19;
 /// Largest non-streamed answer read (`/tokenize` of [`MAX_TEXT_BYTES`]).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// How often the long-prompt sender looks at the streams' progress.
@@ -124,6 +125,9 @@ pub struct LoadConfig {
     pub long_after: usize,
     /// Run the first this many requests again alone after the load and compare the texts.
     pub solo: usize,
+    /// Prompts start at this number: runs against the same server with different offsets
+    /// send different prompts, so that none finds another's in a prefix cache.
+    pub prompt_offset: usize,
 }
 
 impl LoadConfig {
@@ -140,6 +144,7 @@ impl LoadConfig {
             long_prompt: None,
             long_after: 16,
             solo: 0,
+            prompt_offset: 0,
         }
     }
 
@@ -209,6 +214,10 @@ pub struct SoloReport {
     pub fraction: f64,
     /// The request numbers whose texts differ.
     pub differing: Vec<usize>,
+    /// Solo runs that failed (not compared).
+    pub errors: usize,
+    /// The first solo failure's message.
+    pub first_error: Option<String>,
 }
 
 /// A process's memory from `/proc/PID/status`.
@@ -343,31 +352,42 @@ impl<'a> Client<'a> {
         Client { ep, sender: None }
     }
 
+    /// Sends a request on the kept-alive connection, or on a new one when there is none or the
+    /// server closed it (an idle connection may be closed just as a request goes out: then
+    /// the request is sent once more, on a new connection).
     async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<Response<Incoming>, String> {
-        let mut sender = match self.sender.take() {
-            Some(s) if !s.is_closed() => s,
-            _ => {
-                let stream = tokio::net::TcpStream::connect(self.ep.addr)
-                    .await
-                    .map_err(|e| format!("connect {}: {e}", self.ep.addr))?;
-                let _ = stream.set_nodelay(true);
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-                tokio::spawn(conn);
-                sender
+        let body = Bytes::from(body);
+        if let Some(sender) = self.sender.take().filter(|s| !s.is_closed()) {
+            if let Ok(resp) = self.send(sender, path, body.clone()).await {
+                return Ok(resp);
             }
-        };
+        }
+        let stream =
+            tokio::net::TcpStream::connect(self.ep.addr).await.map_err(|e| format!("connect {}: {e}", self.ep.addr))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        self.send(sender, path, body).await
+    }
+
+    async fn send(
+        &mut self,
+        mut sender: SendRequest<Full<Bytes>>,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, String> {
         sender.ready().await.map_err(|e| e.to_string())?;
         let req = Request::post(path)
             .header(header::HOST, &self.ep.authority)
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string());
-        // Kept only after a request went through: the answer's body must be read to its end
-        // before the connection can carry the next one, which `complete` does.
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        // The answer's body must be read to its end before the connection carries the next
+        // request, which every caller does (or drops the connection).
         self.sender = Some(sender);
-        resp
+        Ok(resp)
     }
 
     /// A non-streamed JSON answer.
@@ -386,12 +406,22 @@ impl<'a> Client<'a> {
 // ----------------------------------------------------------------------------- prompts
 
 /// Every request's prompt, as token ids.
+///
+/// The text's tokens are `shared prefix | pool | long prompt`. Request `i` (global number
+/// `g = prompt_offset + i`) takes `unique` tokens of the pool: window `g % per_pass` of the
+/// pool, shifted by `g / per_pass` tokens on each pass over it, so that no two requests share
+/// more than their special tokens and the shared prefix, however many there are (up to about
+/// as many as the pool has tokens).
 struct Prompts {
     /// What the server puts before a text (BOS).
     specials: Vec<u32>,
     shared: Vec<u32>,
-    /// Request `i`'s own tokens are `windows[i]`.
-    windows: Vec<Vec<u32>>,
+    pool: Vec<u32>,
+    /// Tokens of each request's own part.
+    unique: usize,
+    /// Windows in one pass over the pool.
+    per_pass: usize,
+    offset: usize,
     long: Option<Vec<u32>>,
 }
 
@@ -417,29 +447,30 @@ impl Prompts {
             ))
         })?;
         let long = cfg.long_prompt.map(|n| n.saturating_sub(specials.len()).max(1)).unwrap_or(0);
-        // Enough text for the tokens asked for (a token is rarely over 16 bytes), no more.
-        let need = cfg.shared_prefix + cfg.requests * unique + long;
-        let text = prefix_of(text, (need * 16 + 4096).min(MAX_TEXT_BYTES));
-        let body = json!({ "content": text, "add_special": false, "parse_special": false });
+        let body = json!({ "content": prefix_of(text, MAX_TEXT_BYTES), "add_special": false, "parse_special": false });
         let tokens = ids(&client.post_json("/tokenize", &body).await.map_err(fail)?)?;
-        if tokens.len() < need {
+        let pool_len = tokens.len().saturating_sub(cfg.shared_prefix + long);
+        let per_pass = (pool_len + 1).saturating_sub(unique) / unique;
+        let wanted = cfg.prompt_offset + cfg.requests;
+        if per_pass == 0 || wanted > per_pass * unique {
             let what = format!(
-                "{} requests of {unique} unique tokens{}{}",
-                cfg.requests,
+                "{wanted} different prompts of {unique} tokens{}{}",
                 if cfg.shared_prefix > 0 { format!(" after a shared {}", cfg.shared_prefix) } else { String::new() },
                 if long > 0 { format!(", and a long prompt of {long}") } else { String::new() },
             );
+            let need = cfg.shared_prefix + long + unique + wanted;
             return Err(LoadError::TextTooShort { have: tokens.len(), need, what });
         }
         let shared = tokens[..cfg.shared_prefix].to_vec();
-        let windows =
-            tokens[cfg.shared_prefix..].chunks_exact(unique).take(cfg.requests).map(<[u32]>::to_vec).collect();
+        let pool = tokens[cfg.shared_prefix..cfg.shared_prefix + pool_len].to_vec();
         let long = cfg.long_prompt.map(|_| [specials.as_slice(), &tokens[tokens.len() - long..]].concat());
-        Ok(Prompts { specials, shared, windows, long })
+        Ok(Prompts { specials, shared, pool, unique, per_pass, offset: cfg.prompt_offset, long })
     }
 
     fn prompt(&self, i: usize) -> Vec<u32> {
-        [self.specials.as_slice(), &self.shared, &self.windows[i]].concat()
+        let g = self.offset + i;
+        let start = (g % self.per_pass) * self.unique + g / self.per_pass;
+        [self.specials.as_slice(), &self.shared, &self.pool[start..start + self.unique]].concat()
     }
 }
 
@@ -782,16 +813,18 @@ fn long_report(long: &Record, records: &[Record]) -> LongPromptReport {
 /// Runs the first `cfg.solo` requests again, one at a time, and compares their texts.
 async fn solo(load: &Load<'_>, records: &[Record]) -> SoloReport {
     let mut client = Client::new(load.ep);
-    let (mut checked, mut identical, mut differing) = (0, 0, Vec::new());
+    let (mut checked, mut identical, mut differing, mut errors, mut first_error) = (0, 0, Vec::new(), 0, None);
     for r in records.iter().filter(|r| r.id < load.cfg.solo && r.ok()) {
-        let alone =
-            complete(&mut client, r.id, &load.prompts.prompt(r.id), load.cfg.max_tokens, load.t0, load.deadline, None)
-                .await;
-        if matches!(alone.failure, Some(Failure::Cut)) {
-            break;
-        }
-        if !alone.ok() {
-            continue;
+        let prompt = load.prompts.prompt(r.id);
+        let alone = complete(&mut client, r.id, &prompt, load.cfg.max_tokens, load.t0, load.deadline, None).await;
+        match &alone.failure {
+            Some(Failure::Cut) => break,
+            Some(f) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| f.message());
+                continue;
+            }
+            None => {}
         }
         checked += 1;
         if alone.text == r.text {
@@ -801,7 +834,7 @@ async fn solo(load: &Load<'_>, records: &[Record]) -> SoloReport {
         }
     }
     let fraction = if checked > 0 { identical as f64 / checked as f64 } else { 0.0 };
-    SoloReport { checked, identical, fraction, differing }
+    SoloReport { checked, identical, fraction, differing, errors, first_error }
 }
 
 #[cfg(test)]
@@ -829,6 +862,29 @@ mod tests {
         assert_eq!((p.p50, p.p99, p.max, p.n), (50.0, 99.0, 100.0, 100));
         let one = Percentiles::of(vec![7.0]).unwrap();
         assert_eq!((one.p50, one.p99), (7.0, 7.0));
+    }
+
+    #[test]
+    fn prompts_share_nothing_past_the_shared_prefix_on_every_pass() {
+        let (unique, pool_len) = (10, 1000);
+        let per_pass = (pool_len + 1 - unique) / unique;
+        let p = Prompts {
+            specials: vec![2],
+            shared: vec![7, 7],
+            pool: (100..100 + pool_len as u32).collect(),
+            unique,
+            per_pass,
+            offset: 3,
+            long: None,
+        };
+        let starts: std::collections::HashSet<u32> = (0..per_pass * unique - 3)
+            .map(|i| {
+                let t = p.prompt(i);
+                assert_eq!((t.len(), &t[..3]), (13, &[2, 7, 7][..]));
+                t[3]
+            })
+            .collect();
+        assert_eq!(starts.len(), per_pass * unique - 3);
     }
 
     #[test]
