@@ -123,6 +123,15 @@ fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
     &a[..n]
 }
 
+/// `prefix` without a token it ends inside of: "<|end|>\n<" of "<|end|>\n<|user|>" and
+/// "<|end|>\n<|assistant|>" is "<|end|>\n".
+fn whole_tokens(prefix: &str) -> &str {
+    match prefix.rfind('<') {
+        Some(open) if !prefix[open..].contains('>') => &prefix[..open],
+        _ => prefix,
+    }
+}
+
 fn marked(s: &str) -> bool {
     !s.trim().is_empty()
 }
@@ -163,7 +172,7 @@ fn check_rendering(t: &ChatTemplate) -> Result<(String, u64), String> {
         }
         format!("{after_last:?} (always added)")
     } else {
-        let kept = common_prefix(&with_prompt, &without_prompt).len();
+        let kept = whole_tokens(common_prefix(&with_prompt, &without_prompt)).len();
         let (added, replaced) = (&with_prompt[kept..], &without_prompt[kept..]);
         if kept < u2.1 || !marked(added) {
             return Err(format!("add_generation_prompt writes {added:?} instead of {replaced:?}"));
@@ -173,11 +182,7 @@ fn check_rendering(t: &ChatTemplate) -> Result<(String, u64), String> {
     // The end-of-turn marker: what follows every finished turn (the last user turn rendered
     // without the generation prompt).
     let closed_last = spans(&without_prompt, turns)?[2].1;
-    let mut eot = common_prefix(common_prefix(after_user, after_assistant), &without_prompt[closed_last..]);
-    // Not the opening of the next token when the turns go on differently ("<|" of "<|user|>").
-    if let Some(open) = eot.rfind('<').filter(|&i| !eot[i..].contains('>')) {
-        eot = &eot[..open];
-    }
+    let eot = whole_tokens(common_prefix(common_prefix(after_user, after_assistant), &without_prompt[closed_last..]));
     let eot = if marked(eot) { format!("{:?}", eot.trim_end()) } else { "differs by role".to_owned() };
     // A long conversation fits the default fuel too: what each further message costs.
     let mut long = convo.clone();
