@@ -197,8 +197,9 @@ fn gemma3_270m_matches_llama_cpp_position_by_position() {
 ///
 /// Both sides run the 64 tokens in a context of 256 positions. `phi3-long` says its original
 /// context was 128, so LongRoPE's long factors apply; `phi3-short` says 4096, so the short
-/// ones do, with the output tied to the embeddings as Phi-4-mini has it and a fused QKV bias
-/// (`attn_qkv.bias`, which llama.cpp's loader takes though Phi-3 has none). Both write
+/// ones do, with the output tied to the embeddings and RoPE on 3/4 of each head as Phi-4-mini
+/// has them, and a fused QKV bias (`attn_qkv.bias`, which llama.cpp's loader takes though
+/// Phi-3 has none). Both write
 /// `attention.sliding_window` 16, which llama.cpp reads and then ignores (full attention).
 fn synthetic_specs(dtype: DType, phi3_vocab: usize) -> Vec<(&'static str, Synth)> {
     let base = |arch| Synth::new(arch, dtype);
@@ -217,7 +218,7 @@ fn synthetic_specs(dtype: DType, phi3_vocab: usize) -> Vec<(&'static str, Synth)
         ("gemma2", Synth { sliding_window: Some(16), tied_output: true, ..base(Arch::Gemma2) }),
         ("gemma3", Synth { n_layer: 6, sliding_window: Some(16), tied_output: true, rope_base: 1_000_000.0, ..base(Arch::Gemma3) }),
         ("phi3-long", Synth { n_ctx_orig: Some(128), ..phi3.clone() }),
-        ("phi3-short", Synth { n_ctx_orig: Some(4096), tied_output: true, biases: true, ..phi3 }),
+        ("phi3-short", Synth { n_ctx_orig: Some(4096), tied_output: true, biases: true, n_rot: Some(48), ..phi3 }),
     ]
 }
 

@@ -51,6 +51,8 @@ pub struct Synth {
     pub n_head_kv: usize,
     /// Head width.
     pub head_dim: usize,
+    /// Rotated dimensions per head (`rope.dimension_count`); `None`: all of `head_dim`.
+    pub n_rot: Option<usize>,
     /// `context_length`.
     pub n_ctx: usize,
     /// `rope.freq_base`.
@@ -86,6 +88,7 @@ impl Synth {
             n_head: 4,
             n_head_kv: 2,
             head_dim: 64,
+            n_rot: None,
             n_ctx: 4096,
             rope_base: 10000.0,
             sliding_window: None,
@@ -197,7 +200,7 @@ fn metadata(spec: &Synth, vocab: Option<&Gguf>) -> Vec<(String, Value)> {
         u("attention.head_count_kv", spec.n_head_kv),
         u("attention.key_length", spec.head_dim),
         u("attention.value_length", spec.head_dim),
-        u("rope.dimension_count", spec.head_dim),
+        u("rope.dimension_count", spec.n_rot.unwrap_or(spec.head_dim)),
         (format!("{a}.rope.freq_base"), Value::F32(spec.rope_base)),
         (format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
     ];
