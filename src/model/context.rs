@@ -210,10 +210,9 @@ impl<M: Borrow<Model>> Context<M> {
         Ok(Slot { index: index as u32, generation: s.generation })
     }
 
-    /// Gives `slot` back: its id is stale from now on (tokens already queued for it make the
-    /// next [`forward`](Self::forward) fail).
+    /// Gives `slot` back: its id is stale from now on. Fails while tokens are queued for it.
     pub fn release(&mut self, slot: Slot) -> Result<(), ModelError> {
-        let i = self.check(slot)?;
+        let i = self.idle(slot)?;
         let s = &mut self.slots[i];
         s.in_use = false;
         s.generation = s.generation.wrapping_add(1);
@@ -238,17 +237,18 @@ impl<M: Borrow<Model>> Context<M> {
     }
 
     /// Forgets the positions of `slot` from `len` on; a longer `len` changes nothing. Fails,
-    /// changing nothing, below [`min_prefix`](Self::min_prefix) (other than 0). Truncate
-    /// before queuing the slot's next tokens: their positions are fixed when queued.
+    /// changing nothing, below [`min_prefix`](Self::min_prefix) (other than 0), or while
+    /// tokens are queued for the slot (their positions were fixed when queued).
     pub fn truncate(&mut self, slot: Slot, len: usize) -> Result<(), ModelError> {
-        let i = self.check(slot)?;
+        let i = self.idle(slot)?;
         self.cache.truncate(i, len)
     }
 
     /// Makes `dst` hold the first `n` positions of `src` (see [`KvCache::copy_prefix`]):
-    /// continuing `dst` then gives the logits continuing `src` would.
+    /// continuing `dst` then gives the logits continuing `src` would. Fails while tokens are
+    /// queued for `dst`.
     pub fn copy_prefix(&mut self, src: Slot, dst: Slot, n: usize) -> Result<(), ModelError> {
-        let (s, d) = (self.check(src)?, self.check(dst)?);
+        let (s, d) = (self.check(src)?, self.idle(dst)?);
         self.cache.copy_prefix(s, d, n)
     }
 
@@ -265,6 +265,15 @@ impl<M: Borrow<Model>> Context<M> {
     /// Bytes of the KV cache holding `slot`'s positions now.
     pub fn kv_bytes_used(&self, slot: Slot) -> Result<usize, ModelError> {
         Ok(self.cache.bytes_used(self.check(slot)?))
+    }
+
+    /// [`Self::check`], and that no token is queued for the slot.
+    fn idle(&self, slot: Slot) -> Result<usize, ModelError> {
+        let i = self.check(slot)?;
+        if self.slots[i].queued > 0 {
+            return Err(ModelError::SlotBusy { index: i });
+        }
+        Ok(i)
     }
 
     fn check(&self, slot: Slot) -> Result<usize, ModelError> {

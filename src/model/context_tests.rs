@@ -62,10 +62,13 @@ fn slots_are_acquired_until_full_released_and_reused() {
     assert_eq!(ctx.len(again).unwrap(), 0);
     assert!(matches!(ctx.truncate(s[1], 0), Err(ModelError::StaleSlot { .. })));
 
-    // Tokens queued for a slot released before the pass make the pass fail, untouched.
+    // A slot with tokens queued keeps them: it cannot be released, truncated or written over.
     ctx.push(s[2], &[5, 6], Logits::Last).unwrap();
+    assert!(matches!(ctx.release(s[2]), Err(ModelError::SlotBusy { index: 2 })));
+    assert!(matches!(ctx.truncate(s[2], 0), Err(ModelError::SlotBusy { index: 2 })));
+    assert!(matches!(ctx.copy_prefix(s[0], s[2], 0), Err(ModelError::SlotBusy { index: 2 })));
+    ctx.clear_batch();
     ctx.release(s[2]).unwrap();
-    assert!(matches!(ctx.forward(), Err(ModelError::StaleSlot { index: 2 })));
     assert!(ctx.batch().is_empty());
 }
 

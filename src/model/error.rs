@@ -232,6 +232,14 @@ pub enum ModelError {
         index: usize,
     },
 
+    /// A slot released, truncated or overwritten while tokens are queued for it (their
+    /// positions were fixed when queued): run or clear the batch first.
+    #[error("slot {index} has tokens queued for the next pass: run or clear the batch first")]
+    SlotBusy {
+        /// The slot's index.
+        index: usize,
+    },
+
     /// A batch wanting more logits rows than the context's buffer holds.
     #[error("the batch wants {n} logits rows, more than the {max} the context was sized for")]
     TooManyLogits {
