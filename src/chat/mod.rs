@@ -118,6 +118,11 @@ impl Message {
 }
 
 /// Bounds on one rendering, since a template is untrusted input.
+///
+/// What they do not bound: a value the template builds without writing it. minijinja refuses
+/// a repeated string over 100 MB, a range over 100,000 items and recursion over 500 levels, but
+/// a string doubled in a loop grows in memory until it is written, and only then meets
+/// `max_output` (a 256 MB one takes about half a second to build and refuse).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// minijinja instructions one rendering may execute, whatever the conversation's length.
