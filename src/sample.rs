@@ -182,7 +182,8 @@ impl SamplerConfig {
     }
 
     fn penalties_on(&self) -> bool {
-        self.penalty_last_n > 0 && (self.repeat_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
+        self.penalty_last_n > 0
+            && (self.repeat_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
     }
 }
 

@@ -56,7 +56,12 @@ struct Row {
 }
 
 fn row(args: &[impl AsRef<str>], says: &str) -> Row {
-    Row { args: args.iter().map(|a| a.as_ref().to_owned()).collect(), stdin: Vec::new(), says: says.to_owned(), or_says: None }
+    Row {
+        args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
+        stdin: Vec::new(),
+        says: says.to_owned(),
+        or_says: None,
+    }
 }
 
 fn row_stdin(args: &[&str], stdin: &[u8], says: &str) -> Row {
@@ -151,7 +156,10 @@ fn rows(f: &Fixtures) -> Vec<Row> {
         row(&run(&["--draft", h]), "not a GGUF file"),
         row(&run(&["--draft", "/nonexistent/draft.gguf"]), "/nonexistent/draft.gguf: No such file"),
         // run: chat templates.
-        row(&["run", "-m", s, "--chat", "--chat-template", "/nonexistent/t.jinja"], "--chat-template /nonexistent/t.jinja"),
+        row(
+            &["run", "-m", s, "--chat", "--chat-template", "/nonexistent/t.jinja"],
+            "--chat-template /nonexistent/t.jinja",
+        ),
         row(&["run", "-m", s, "--chat", "--chat-template", dir], "--chat-template"),
         row(&["run", "-m", s, "--chat", "--chat-template", &empty], "is empty"),
         row(&["run", "-m", s, "--chat", "--chat-template", &broken], "--chat-template"),
@@ -208,10 +216,12 @@ fn rows(f: &Fixtures) -> Vec<Row> {
     ];
     // Built without llama.cpp, these say so; with it, the input after the flag is bad too.
     // (Either way: a build with `--features llama` may have replaced the binary under test.)
-    let mut no_llama = row(&["bench", "-m", s, "--against-llama", "-p", "0", "-n", "0"], "--against-llama needs llama.cpp");
+    let mut no_llama =
+        row(&["bench", "-m", s, "--against-llama", "-p", "0", "-n", "0"], "--against-llama needs llama.cpp");
     no_llama.or_says = Some("nothing to measure".to_owned());
     rows.push(no_llama);
-    let mut no_llama = row(&["compare", "--teacher-backend", "llama", "--text", "/nonexistent/t.txt"], "--features llama");
+    let mut no_llama =
+        row(&["compare", "--teacher-backend", "llama", "--text", "/nonexistent/t.txt"], "--features llama");
     no_llama.or_says = Some("--text /nonexistent/t.txt".to_owned());
     rows.push(no_llama);
     rows

@@ -96,7 +96,8 @@ fn mistakes_exit_with_clear_errors() {
 
     let unwritable = dir.path().join("no/such/dir/out.gguf");
     let no_output = pupil(&["quantize", s(&input), s(&unwritable), "Q8_0"]);
-    assert_eq!(no_output.status.code(), Some(1));
+    // A path the user can fix is bad input (issue 10), not a failure while running.
+    assert_eq!(no_output.status.code(), Some(2));
     assert!(stderr(&no_output).contains("no/such/dir/out.gguf"), "{}", stderr(&no_output));
 
     let same = pupil(&["quantize", s(&input), s(&input), "Q8_0"]);

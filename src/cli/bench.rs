@@ -1,8 +1,8 @@
 //! `pupil bench`: prompt and generation speed, llama-bench style, optionally side by side with
 //! llama.cpp on the same file, against this machine's memory-bandwidth ceiling.
 
-use super::output;
 use super::error::BadInput;
+use super::output;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, Test, Tokens};

@@ -148,7 +148,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     let plot = args.plot.as_deref().map(|p| LateFile::open("--plot", p)).transpose()?;
     if let Some(text) = &default_text {
-        eprintln!("embedded pair: teacher {}, student {}, text {}", teacher.display(), student.display(), text.display());
+        eprintln!(
+            "embedded pair: teacher {}, student {}, text {}",
+            teacher.display(),
+            student.display(),
+            text.display()
+        );
     }
     let opts = CompareOptions {
         fidelity: FidelityOptions { n_ctx: args.ctx, n_batch: args.batch, ..FidelityOptions::default() },
@@ -191,7 +196,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     out.flush()?;
     if let (Some(file), Some(path)) = (plot, &args.plot) {
-        file.write(eval::plot::svg(&report).as_bytes()).with_context(|| format!("writing --plot {}", path.display()))?;
+        file.write(eval::plot::svg(&report).as_bytes())
+            .with_context(|| format!("writing --plot {}", path.display()))?;
     }
     if failures.is_empty() { Ok(()) } else { Err(GateFailed(failures.join("; ")).into()) }
 }

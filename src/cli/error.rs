@@ -54,7 +54,13 @@ pub fn is_bad_path(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         e.kind(),
-        NotFound | PermissionDenied | IsADirectory | NotADirectory | ReadOnlyFilesystem | InvalidFilename | InvalidInput
+        NotFound
+            | PermissionDenied
+            | IsADirectory
+            | NotADirectory
+            | ReadOnlyFilesystem
+            | InvalidFilename
+            | InvalidInput
     )
 }
 
@@ -120,7 +126,11 @@ mod tests {
         }
         let e = anyhow::Error::new(Repeats { source: io });
         assert_eq!(one_line(&e), "writing /x/y.gguf: No such file or directory (os error 2)");
-        let e = anyhow::Error::new(BadInput::file("--plot", Path::new("/x/k.svg"), io::Error::from(io::ErrorKind::NotFound)));
+        let e = anyhow::Error::new(BadInput::file(
+            "--plot",
+            Path::new("/x/k.svg"),
+            io::Error::from(io::ErrorKind::NotFound),
+        ));
         assert_eq!(one_line(&e), "--plot /x/k.svg: entity not found");
         let e = anyhow::anyhow!("line one\n  line two\n").context("file.jinja");
         assert_eq!(one_line(&e), "file.jinja: line one line two");

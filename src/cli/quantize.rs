@@ -1,8 +1,8 @@
 //! `pupil quantize`: a GGUF model to another file type, as llama-quantize makes it.
 
+use super::error::BadInput;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use super::error::BadInput;
 use pupil::quantize::{Options, QuantizeError, Quantizer, parse_type};
 use std::io::Write;
 use std::path::PathBuf;

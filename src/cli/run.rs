@@ -128,7 +128,9 @@ impl SamplingArgs {
             };
             BadInput::new(match &e {
                 SamplerError::OutOfRange { value, expected, .. } => format!("{flag} is {value}, expected {expected}"),
-                SamplerError::TooLarge { value, limit, .. } => format!("{flag} is {value}, more than the limit of {limit}"),
+                SamplerError::TooLarge { value, limit, .. } => {
+                    format!("{flag} is {value}, more than the limit of {limit}")
+                }
                 _ => format!("{flag}: {e}"),
             })
         })?;
@@ -159,14 +161,20 @@ pub fn threads(threads: Option<usize>) -> Result<Threads> {
     })
 }
 
+/// Without --chat, a prompt is needed.
+const NO_PROMPT: &str = "give a prompt with -p TEXT (or -p - for stdin), or use --chat";
+
 pub fn run(args: Args) -> Result<()> {
     // Every flag is checked before the model loads.
     if args.prompt.is_none() && !args.chat {
-        return Err(BadInput::new("give a prompt with -p TEXT (or -p - for stdin), or use --chat").into());
+        return Err(BadInput::new(NO_PROMPT).into());
     }
     let sampler = args.sampling.config()?;
     if let Some(empty) = args.stop.iter().find(|s| s.is_empty()) {
-        return Err(BadInput::new(format!("--stop {empty:?} is empty, and every text contains it: give the text to stop at")).into());
+        return Err(BadInput::new(format!(
+            "--stop {empty:?} is empty, and every text contains it: give the text to stop at"
+        ))
+        .into());
     }
     let template = match &args.chat_template {
         Some(path) => {
@@ -190,11 +198,7 @@ pub fn run(args: Args) -> Result<()> {
         KvArg::F32 => KvType::F32,
     };
     let mut session = engine.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
-    let params = GenerateParams {
-        max_tokens: usize::try_from(args.n_predict).ok(),
-        sampler,
-        stop: args.stop.clone(),
-    };
+    let params = GenerateParams { max_tokens: usize::try_from(args.n_predict).ok(), sampler, stop: args.stop.clone() };
     if args.chat {
         return chat(&engine, &mut session, &params, &args);
     }
@@ -206,7 +210,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         Some(p) => p.to_owned(),
         // Checked at the start; --chat returned above.
-        None => return Err(BadInput::new("give a prompt with -p TEXT (or -p - for stdin), or use --chat").into()),
+        None => return Err(BadInput::new(NO_PROMPT).into()),
     };
     let tokens = engine.tokenizer().encode(&prompt, !args.no_bos, args.parse_special);
     if let Some(path) = &args.draft {
@@ -293,7 +297,8 @@ fn report(done: &Completion) {
 
 fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, args: &Args) -> Result<()> {
     if engine.chat_template().is_none() {
-        return Err(anyhow::Error::new(pupil::generate::GenerateError::NoChatTemplate).context(args.model.display().to_string()));
+        return Err(anyhow::Error::new(pupil::generate::GenerateError::NoChatTemplate)
+            .context(args.model.display().to_string()));
     }
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
