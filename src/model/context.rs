@@ -1,38 +1,5 @@
-//! [`Context`]: everything a model needs to run sequences besides its weights — the KV cache
-//! with a table of sequence slots, the scratch buffers, the pending batch, the logits, and
-//! the thread pool — sized once, so that running it allocates nothing.
-//!
-//! Every use of a model drives one: a chat session holds one slot, speculative decoding one
-//! per model, `compare` and `bench` one each, and a server one with a slot per concurrent
-//! request, stepping them together: each step it queues the decode token of every running
-//! slot and a chunk of a waiting prompt ([`Context::push`]), then runs them as one batch
-//! ([`Context::forward`]). A slot's tokens take the positions after what it holds, and its
-//! logits do not depend on what else is in the batch.
-//!
-//! Slots are [acquired](Context::acquire) and [released](Context::release); an id names its
-//! slot until it is released, so a stale id is an error, not another request's tokens. A
-//! slot can be [truncated](Context::truncate) (rejected draft tokens) or start as a copy of
-//! another's prefix ([`Context::copy_prefix`]: a system prompt computed once for many
-//! requests).
-//!
-//! ```no_run
-//! use pupil::model::{self, Context, ContextParams, Logits, Threads};
-//! use std::sync::Arc;
-//! # fn main() -> Result<(), pupil::model::ModelError> {
-//! let model = Arc::new(model::load("models/gemma-3-270m-q4_k_m.gguf")?);
-//! let params = ContextParams { n_slots: 2, max_logits: 2, ..ContextParams::default() };
-//! let mut ctx = Context::new(model, &params, Threads::new(2)?)?;
-//! let system = ctx.acquire()?;
-//! ctx.push(system, &[2, 651, 6037], Logits::None)?; // a shared prefix, computed once
-//! ctx.forward()?;
-//! let user = ctx.acquire()?;
-//! ctx.copy_prefix(system, user, 3)?;
-//! let a = ctx.push(system, &[529], Logits::Last)?; // two sequences in one batch
-//! let b = ctx.push(user, &[7001], Logits::Last)?;
-//! let logits = ctx.forward()?; // [2, n_vocab]: rows `a` and `b`
-//! # let _ = (a, b, logits);
-//! # Ok(()) }
-//! ```
+//! [`Context`]: the execution state of a model (KV cache with slots, scratch, batch, logits,
+//! threads); its documentation is on the type.
 
 use std::borrow::Borrow;
 use std::ops::Range;
@@ -112,7 +79,42 @@ struct SlotState {
     queued: usize,
 }
 
-/// A model's execution state for up to `n_slots` sequences (see the [module](self) docs).
+/// Everything a model needs to run sequences besides its weights — the KV cache
+/// with a table of sequence slots, the scratch buffers, the pending batch, the logits, and
+/// the thread pool — sized once, so that running it allocates nothing.
+///
+/// Every use of a model drives one: a chat session holds one slot, speculative decoding one
+/// per model, `compare` and `bench` one each, and a server one with a slot per concurrent
+/// request, stepping them together: each step it queues the decode token of every running
+/// slot and a chunk of a waiting prompt ([`Context::push`]), then runs them as one batch
+/// ([`Context::forward`]). A slot's tokens take the positions after what it holds, and its
+/// logits do not depend on what else is in the batch.
+///
+/// Slots are [acquired](Context::acquire) and [released](Context::release); an id names its
+/// slot until it is released, so a stale id is an error, not another request's tokens. A
+/// slot can be [truncated](Context::truncate) (rejected draft tokens) or start as a copy of
+/// another's prefix ([`Context::copy_prefix`]: a system prompt computed once for many
+/// requests).
+///
+/// ```no_run
+/// use pupil::model::{self, Context, ContextParams, Logits, Threads};
+/// use std::sync::Arc;
+/// # fn main() -> Result<(), pupil::model::ModelError> {
+/// let model = Arc::new(model::load("models/gemma-3-270m-q4_k_m.gguf")?);
+/// let params = ContextParams { n_slots: 2, max_logits: 2, ..ContextParams::default() };
+/// let mut ctx = Context::new(model, &params, Threads::new(2)?)?;
+/// let system = ctx.acquire()?;
+/// ctx.push(system, &[2, 651, 6037], Logits::None)?; // a shared prefix, computed once
+/// ctx.forward()?;
+/// let user = ctx.acquire()?;
+/// ctx.copy_prefix(system, user, 3)?;
+/// let a = ctx.push(system, &[529], Logits::Last)?; // two sequences in one batch
+/// let b = ctx.push(user, &[7001], Logits::Last)?;
+/// let logits = ctx.forward()?; // [2, n_vocab]: rows `a` and `b`
+/// # let _ = (a, b, logits);
+/// # Ok(()) }
+/// ```
+///
 /// `M` is how it holds the model: `Arc<Model>` (the default), `&Model`, ...
 #[derive(Debug)]
 pub struct Context<M: Borrow<Model> = Arc<Model>> {

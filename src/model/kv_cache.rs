@@ -129,7 +129,11 @@ pub(crate) enum Store {
     F32(KvStore<f32>),
 }
 
-/// Keys and values for `n_seq` sequences of up to `n_ctx` positions each.
+/// Keys and values for `n_seq` sequences of up to `n_ctx` positions each. Built by
+/// [`KvCache::new`] every layer keeps every position; built by [`KvCache::windowed`] (as a
+/// [`Context`](super::Context) does) the sliding-window layers keep a ring of
+/// `window + max_batch` rows per sequence, in position order, moving them to the front when
+/// a batch would write past the end: the same logits, bit for bit, in a fraction of the bytes.
 #[derive(Debug)]
 pub struct KvCache {
     pub(crate) n_ctx: usize,

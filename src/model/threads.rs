@@ -2,8 +2,8 @@
 //!
 //! A forward pass splits its matmuls and attention over a rayon pool. pupil never uses
 //! rayon's global pool for this: a program that embeds pupil keeps its own global pool (its
-//! size and its threads), and two engines can run on pools of their own. A [`Context`]
-//! (super::Context) runs every forward pass inside the pool it was given
+//! size and its threads), and two engines can run on pools of their own. A
+//! [`Context`](super::Context) runs every forward pass inside the pool it was given
 //! ([`rayon::ThreadPool::install`]), so the kernels' parallel loops split among that pool's
 //! workers. The handle is cheap to clone: clones share one pool.
 //!
@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use super::ModelError;
 
-/// A shared rayon pool of a fixed number of worker threads.
+/// A shared rayon pool of a fixed number of worker threads: what a [`Context`](super::Context)
+/// runs its forward passes on, instead of rayon's global pool (which a program embedding
+/// pupil keeps for itself). Clones share the pool.
 #[derive(Clone)]
 pub struct Threads {
     pool: Arc<rayon::ThreadPool>,
