@@ -192,9 +192,22 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
         // before it leaves L1. The token block is a multiple of four for `dot_x4`.
         let token_block = (ACT_BLOCK_BYTES / act_bytes.max(1)).max(4) / 4 * 4;
         let row_block = (WEIGHT_BLOCK_BYTES / w.row_bytes().max(1)).max(1);
+        let rb = w.row_bytes();
         out.par_chunks_mut(w.rows * per).enumerate().try_for_each(|(c, o)| {
             let t0 = c * per;
             let n = o.len() / w.rows;
+            if let (None, Some(dot_rows)) = (ops.dot_x4, ops.dot_rows) {
+                // Without `dot_x4` (the types whose dots keep the GEMM's order): the tier's
+                // multi-row kernel per token over a row block, which stays in L2 for the
+                // tokens after the first.
+                for r0 in (0..w.rows).step_by(row_block) {
+                    let r1 = (r0 + row_block).min(w.rows);
+                    for t in 0..n {
+                        dot_rows(&w.data[r0 * rb..r1 * rb], a.row(t0 + t), &mut o[t * w.rows + r0..t * w.rows + r1])?;
+                    }
+                }
+                return Ok(());
+            }
             let mut four = [0f32; 4];
             for r0 in (0..w.rows).step_by(row_block) {
                 for tb in (0..n).step_by(token_block) {

@@ -68,35 +68,29 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
     }
     // `dot_rows` beside every dot above (each row bit for bit that `dot`).
     match ops.dtype {
-        DType::Q4_0 => ops.dot_rows = dot_rows_entry!(BlockQ4_0, rows::rows_q4_0),
+        DType::Q4_0 => ops.dot_rows = dot_rows_entry!(BlockQ4_0, canon::rows_q4_0),
         DType::Q4_1 => ops.dot_rows = dot_rows_entry!(BlockQ4_1, rows::rows_q4_1),
-        DType::Q5_0 => ops.dot_rows = dot_rows_entry!(BlockQ5_0, rows::rows_q5_0),
+        DType::Q5_0 => ops.dot_rows = dot_rows_entry!(BlockQ5_0, canon::rows_q5_0),
         DType::Q5_1 => ops.dot_rows = dot_rows_entry!(BlockQ5_1, rows::rows_q5_1),
         DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, rows::rows_q8_0),
         DType::Q2_K => ops.dot_rows = dot_rows_entry!(BlockQ2_K, rows::rows_q2_k),
         DType::Q3_K => ops.dot_rows = dot_rows_entry!(BlockQ3_K, rows::rows_q3_k),
-        DType::Q4_K => ops.dot_rows = dot_rows_entry!(BlockQ4_K, rows::rows_q4_k),
-        DType::Q5_K => ops.dot_rows = dot_rows_entry!(BlockQ5_K, rows::rows_q5_k),
-        DType::Q6_K => ops.dot_rows = dot_rows_entry!(BlockQ6_K, rows::rows_q6_k),
+        DType::Q4_K => ops.dot_rows = dot_rows_entry!(BlockQ4_K, canon::rows_q4_k),
+        DType::Q5_K => ops.dot_rows = dot_rows_entry!(BlockQ5_K, canon::rows_q5_k),
+        DType::Q6_K => ops.dot_rows = dot_rows_entry!(BlockQ6_K, canon::rows_q6_k),
         _ => {}
     }
 }
 
 /// The `dot_rows` kernels: this tier's dots looped over consecutive rows.
-pub(in crate::cpu) mod rows {
-    use super::{canon, k_small, legacy};
+mod rows {
+    use super::{k_small, legacy};
     use crate::quant::*;
-    dot_rows_kernel!(rows_q4_0, BlockQ4_0, canon::dot_q4_0, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q4_1, BlockQ4_1, legacy::dot_q4_1, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q5_0, BlockQ5_0, canon::dot_q5_0, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q5_1, BlockQ5_1, legacy::dot_q5_1, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q8_0, BlockQ8_0, legacy::dot_q8_0, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q8_0_canon, BlockQ8_0, canon::dot_q8_0, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q2_k, BlockQ2_K, k_small::dot_q2_k, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q3_k, BlockQ3_K, k_small::dot_q3_k, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q4_k, BlockQ4_K, canon::dot_q4_k, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q5_k, BlockQ5_K, canon::dot_q5_k, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q6_k, BlockQ6_K, canon::dot_q6_k, "avx2,fma,f16c");
 }
 
 pub(in crate::cpu) use kv::patch as patch_kv;

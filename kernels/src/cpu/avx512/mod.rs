@@ -18,7 +18,7 @@ mod gemm;
 mod legacy;
 mod quantize;
 
-use super::avx2::{canon, rows as avx2_rows};
+use super::avx2::canon;
 use crate::DType;
 use crate::quant::*;
 use std::arch::x86_64::*;
@@ -45,7 +45,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
         DType::Q8_0 => {
             ops.dot = dot_entry!(BlockQ8_0, canon::dot_q8_0);
-            ops.dot_rows = dot_rows_entry!(BlockQ8_0, avx2_rows::rows_q8_0_canon);
+            ops.dot_rows = dot_rows_entry!(BlockQ8_0, canon::rows_q8_0);
             ops.quantize = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
         DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
