@@ -10,6 +10,7 @@ mod output;
 mod parse;
 mod quantize;
 mod run;
+mod serve;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,7 @@ enum Command {
     Loadgen(loadgen::Args),
     Quantize(quantize::Args),
     Run(run::Args),
+    Serve(serve::Args),
     Tokenize(tokenize::Args),
 }
 
@@ -52,6 +54,7 @@ pub fn main() -> i32 {
         Command::Loadgen(args) => loadgen::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Tokenize(args) => tokenize::run(args),
     };
     match result {
