@@ -154,7 +154,7 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
     }
     // Decoding (one token): split the weight rows across threads, in large runs so each
     // thread streams its own part of the matrix, one `dot_rows` call per run. Prefill of at
-    // least `GEMM_MIN_TOKENS`: one run of tokens per thread through the tier's tiled GEMM.
+    // least `gemm_min_tokens`: one run of tokens per thread through the tier's tiled GEMM.
     // Smaller batches: one run of tokens per thread and, within a run, each weight row once
     // per block of tokens (`dot_x4`, four at a time, where the tier has it), so the matrix is
     // read from memory once per thread instead of once per token. All three give every
@@ -175,7 +175,7 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
             }
             Ok(())
         })
-    } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= GEMM_MIN_TOKENS) {
+    } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= gemm_min_tokens(w.dtype)) {
         // Prefill of a batch worth tiling: each thread takes a run of tokens against every
         // weight row, the tier's register-tiled GEMM.
         let per = a.n.div_ceil(threads);
@@ -239,8 +239,15 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
 const PARALLEL_QUANTIZE_ROWS: usize = 16;
 /// Batches from this many tokens on go through the tier's GEMM, where it has one. The GEMM
 /// and the tier's `dot`/`dot_rows` form every output in the same canonical order
-/// (`cpu::gemm`'s module docs), so the switch changes speed, not bits.
-const GEMM_MIN_TOKENS: usize = 16;
+/// (`cpu::gemm`'s module docs), so the switch changes speed, not bits: it is where the GEMM's
+/// panel decoding (once per call) starts to pay, measured (`small_batch` bench, Zen 4) at 8
+/// tokens for the k-quants and past 15 for the legacy types.
+fn gemm_min_tokens(dtype: DType) -> usize {
+    match dtype {
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => 8,
+        _ => 16,
+    }
+}
 /// The largest batch in which every token's outputs are bit for bit those it gets alone (one
 /// token, the decode path): every batch, now that all paths share one float order per (row,
 /// token) (checked for every type and tier by `kernels/tests/batch_invariance.rs`). Kept so
