@@ -17,7 +17,7 @@ use super::EvalError;
 use super::engine::Loaded;
 use crate::model::KvType;
 use crate::runner::speed::{self, Plan, Tokens};
-use crate::runner::{Backend, RunnerOptions};
+use crate::runner::{Backend, RunnerOptions, Stats};
 use crate::tokenizer::Tokenizer;
 
 /// How speed is measured.
@@ -66,6 +66,12 @@ pub struct Cost {
     pub tg_tok_s: f64,
     /// Seconds from the start of the prompt to the first token chosen (TTFT), median.
     pub ttft_s: f64,
+    /// pp's detail: every repetition, spread (`None` if not measured).
+    pub pp_stats: Option<Stats>,
+    /// tg's detail (`None` with no decode steps).
+    pub tg_stats: Option<Stats>,
+    /// TTFT's detail, in seconds.
+    pub ttft_stats: Option<Stats>,
 }
 
 impl Cost {
@@ -118,13 +124,14 @@ pub fn measure(
     let load_s = start.elapsed().as_secs_f64();
 
     let n_ctx_train = model.n_ctx_train();
-    let plan = Plan { n_prompt: opts.n_prompt.min(n_ctx_train), n_gen: opts.n_gen.min(n_ctx_train), repetitions: opts.reps };
+    let plan =
+        Plan { n_prompt: opts.n_prompt.min(n_ctx_train), n_gen: opts.n_gen.min(n_ctx_train), repetitions: opts.reps };
     let ropts = RunnerOptions { kv_type: opts.kv_type, threads, ..plan.runner_options() };
     let mut runner = model.runner(&ropts)?;
     let measured = speed::measure(&plan, &Tokens::cycled(prompt, &plan), &mut [&mut *runner], |_| {})?;
     let m = measured.into_iter().next().expect("one result per runner");
     let footprint = runner.footprint();
-    let median = |s: Option<crate::runner::Stats>| s.map_or(0.0, |s| s.median);
+    let median = |s: &Option<Stats>| s.as_ref().map_or(0.0, |s| s.median);
     Ok(Cost {
         path: path.display().to_string(),
         backend,
@@ -134,9 +141,12 @@ pub fn measure(
         baseline_rss_bytes: baseline,
         peak_rss_bytes: proc_status("VmHWM"),
         peak_rss_exact: exact,
-        pp_tok_s: median(m.pp),
-        tg_tok_s: median(m.tg),
-        ttft_s: median(m.ttft),
+        pp_tok_s: median(&m.pp),
+        tg_tok_s: median(&m.tg),
+        ttft_s: median(&m.ttft),
+        pp_stats: m.pp,
+        tg_stats: m.tg,
+        ttft_stats: m.ttft,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct LlamaRunner<'m> {
     batch: LlamaBatch<'static>,
     n_ctx: usize,
     n_batch: usize,
+    /// Positions the cache holds.
+    len: usize,
 }
 
 impl std::fmt::Debug for LlamaRunner<'_> {
@@ -75,7 +77,7 @@ impl<'m> LlamaRunner<'m> {
             .inner
             .new_context(backend()?, context_params(opts))
             .map_err(|e| LlamaError::call("creating a context", e))?;
-        Ok(LlamaRunner { model, ctx, batch: LlamaBatch::new(n_batch, 1), n_ctx, n_batch })
+        Ok(LlamaRunner { model, ctx, batch: LlamaBatch::new(n_batch, 1), n_ctx, n_batch, len: 0 })
     }
 }
 
@@ -98,6 +100,7 @@ impl Runner for LlamaRunner<'_> {
 
     fn clear(&mut self) {
         self.ctx.clear_kv_cache();
+        self.len = 0;
     }
 
     fn truncate(&mut self, len: usize) -> Result<(), RunnerError> {
@@ -106,6 +109,7 @@ impl Runner for LlamaRunner<'_> {
             .clear_kv_cache_seq(Some(0), Some(to_u32(len)), None)
             .map_err(|e| LlamaError::call("truncating the cache", e))?;
         if removed {
+            self.len = self.len.min(len);
             Ok(())
         } else {
             let message = format!("llama.cpp cannot remove positions {len}.. of this model's cache");
@@ -120,6 +124,9 @@ impl Runner for LlamaRunner<'_> {
         wanted: Range<usize>,
         logits: &mut [f32],
     ) -> Result<(), RunnerError> {
+        if pos != self.len {
+            return Err(RunnerError::Position { pos, len: self.len });
+        }
         let n_vocab = self.n_vocab();
         if wanted.end > tokens.len() || logits.len() != wanted.len() * n_vocab {
             return Err(LlamaError::Call {
@@ -140,6 +147,7 @@ impl Runner for LlamaRunner<'_> {
                 .map_err(|e| LlamaError::call("filling a batch", e))?;
         }
         self.ctx.decode(&mut self.batch).map_err(|e| LlamaError::call("decoding", e))?;
+        self.len += tokens.len();
         // The CPU backend computes in `decode`; a device backend may still be running.
         self.ctx.synchronize();
         for (row, i) in logits.chunks_exact_mut(n_vocab).zip(wanted) {

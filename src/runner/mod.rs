@@ -89,9 +89,9 @@ pub struct RunnerOptions {
     pub kv_type: KvType,
     /// Attention path.
     pub attention: Attention,
-    /// Threads of an engine that owns its threads (llama.cpp), for batches and single tokens
-    /// alike; `None`: as many as the current rayon pool has. pupil runs on the rayon pool it
-    /// is called from.
+    /// Threads, for batches and single tokens alike; `None`: as many as the current rayon
+    /// pool has. Each runner has its own pool (pupil: a [`crate::model::Threads`]; llama.cpp:
+    /// ggml's).
     pub threads: Option<usize>,
 }
 
@@ -101,7 +101,7 @@ impl RunnerOptions {
         RunnerOptions { n_ctx, n_batch, kv_type: KvType::F16, attention: Attention::Default, threads: None }
     }
 
-    /// The threads an engine that owns its threads runs on.
+    /// The threads a runner runs on.
     pub fn n_threads(&self) -> usize {
         self.threads.unwrap_or_else(rayon::current_num_threads).max(1)
     }
@@ -131,6 +131,14 @@ pub enum RunnerError {
     #[cfg(feature = "llama")]
     #[error(transparent)]
     Llama(#[from] crate::llama::LlamaError),
+    /// Tokens were given at a position other than the one after what the cache holds.
+    #[error("tokens at position {pos} do not follow the {len} positions the cache holds")]
+    Position {
+        /// The position given.
+        pos: usize,
+        /// Positions the cache holds.
+        len: usize,
+    },
     /// More positions were asked for than the model was trained for.
     #[error("{tokens} positions are needed, but the model's context is {n_ctx_train}")]
     ContextTooLong {
@@ -158,11 +166,17 @@ pub trait Runner {
     /// changing nothing, where the engine cannot (a sliding-window cache that no longer holds
     /// the window of position `len`).
     fn truncate(&mut self, len: usize) -> Result<(), RunnerError>;
-    /// Runs `tokens` (at most [`Runner::n_batch`]) as one batch at positions `pos..`, and
-    /// writes the logits of the tokens at indices `wanted` of `tokens` to `logits`, one row
-    /// of `n_vocab` after another: `logits` is exactly `[wanted.len(), n_vocab]`.
-    fn forward(&mut self, tokens: &[u32], pos: usize, wanted: Range<usize>, logits: &mut [f32])
-    -> Result<(), RunnerError>;
+    /// Runs `tokens` (at most [`Runner::n_batch`]) as one batch at positions `pos..`, which
+    /// must follow what the cache holds ([`RunnerError::Position`] otherwise), and writes the
+    /// logits of the tokens at indices `wanted` of `tokens` to `logits`, one row of `n_vocab`
+    /// after another: `logits` is exactly `[wanted.len(), n_vocab]`.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        wanted: Range<usize>,
+        logits: &mut [f32],
+    ) -> Result<(), RunnerError>;
     /// Parameters and bytes of the model and cache.
     fn footprint(&self) -> Footprint;
 }
