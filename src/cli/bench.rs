@@ -139,13 +139,14 @@ fn measure(
     probe: &bench::BandwidthProbe,
     on_step: impl FnMut(&Progress),
 ) -> Result<(Measured, LlamaSide, Vec<f64>)> {
-    let mut pupil = PupilRunner::new(model, &plan.runner_options())?;
+    // Both engines on `threads` threads of their own.
+    let opts = pupil::runner::RunnerOptions { threads: Some(threads), ..plan.runner_options() };
+    let mut pupil = PupilRunner::new(model, &opts)?;
     #[cfg(feature = "llama")]
     if args.against_llama {
         use pupil::llama;
         let check = llama::native_check()?;
         let lmodel = llama::LlamaModel::load(&args.model)?;
-        let opts = pupil::runner::RunnerOptions { threads: Some(threads), ..plan.runner_options() };
         let mut runner = lmodel.runner(&opts)?;
         let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
         let (results, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
@@ -159,7 +160,7 @@ fn measure(
         };
         return Ok((p, Some((l, build)), reads));
     }
-    let _ = (args, threads);
+    let _ = args;
     let runners: &mut [&mut dyn Runner] = &mut [&mut pupil];
     let (mut measured, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
     Ok((measured.remove(0), None, reads))

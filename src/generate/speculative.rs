@@ -166,21 +166,17 @@ pub struct SpeculativeSession {
 
 impl SpeculativeSession {
     /// Pairs `target` with `draft`, which proposes up to `draft_max` tokens per step (capped
-    /// by the target's batch size, and at `kernels::ops::EXACT_BATCH_TOKENS - 1` so that
-    /// verification stays exact). Fails if the vocabularies differ.
+    /// by the target's batch size). Fails if the vocabularies differ.
     pub fn new(target: Session, draft: Session, draft_max: usize) -> Result<Self, SpeculativeError> {
         if draft_max == 0 {
             return Err(SpeculativeError::NoDrafts);
         }
         let (te, de) = (Arc::clone(target.engine()), Arc::clone(draft.engine()));
         check_vocab((te.model(), te.tokenizer()), (de.model(), de.tokenizer()), ("target", "draft"))?;
-        // A verification batch (the last token and the drafts) stays small enough that the
-        // target computes each token's logits bit for bit as it would alone: greedy output is
-        // then exactly the target's own.
-        let draft_max = draft_max
-            .min(target.ctx.max_batch().saturating_sub(1))
-            .min(crate::kernels::ops::EXACT_BATCH_TOKENS - 1)
-            .max(1);
+        // The target computes each token of a verification batch (the last token and the
+        // drafts) bit for bit as it would alone, at any batch size (the kernels are batch
+        // invariant): greedy output is exactly the target's own.
+        let draft_max = draft_max.min(target.ctx.max_batch().saturating_sub(1)).max(1);
         let n_vocab = te.model().config().n_vocab;
         Ok(SpeculativeSession {
             target,
