@@ -3,6 +3,8 @@
 //! - [`bench`]: prompt and generation speed, llama-bench style, against llama.cpp and the
 //!   memory-bandwidth ceiling.
 //! - [`chat`]: chat templates, rendered from the model's own Jinja source.
+//! - [`engine`]: a model loaded with its tokenizer and chat template, shared by every use that makes text.
+//! - [`error`]: [`ErrorKind`](error::ErrorKind), whose fault an error is.
 //! - [`eval`]: a student against its teacher: KL divergence, top-1 agreement, perplexity, and
 //!   the cost of each (size, memory, speed).
 //! - [`generate`]: sessions that turn prompts into streamed text (KV cache reuse, stop strings).
@@ -25,6 +27,8 @@ pub use pupil_kernels as kernels;
 
 pub mod bench;
 pub mod chat;
+pub mod engine;
+pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod gguf;

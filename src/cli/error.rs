@@ -83,6 +83,25 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// The flag to change for an error the library reports in its own terms (it knows no
+/// flags): appended to the one-line message.
+pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    use pupil::generate::{GenerateError, SpeculativeError};
+    e.chain().find_map(|c| {
+        let generate = c.downcast_ref::<GenerateError>().or_else(|| match c.downcast_ref::<SpeculativeError>() {
+            Some(SpeculativeError::Generate(g)) => Some(g),
+            _ => None,
+        });
+        match (generate, c.downcast_ref::<SpeculativeError>()) {
+            (Some(GenerateError::PromptTooLong { .. }), _) => Some("raise --ctx or shorten the prompt"),
+            (Some(GenerateError::NoChatTemplate), _) => Some("give one with --chat-template FILE"),
+            (_, Some(SpeculativeError::NoDrafts)) => Some("--draft-max"),
+            (_, Some(SpeculativeError::PenaltiesWithSampling)) => Some("--temp 0, or no penalty flags"),
+            _ => None,
+        }
+    })
+}
+
 /// A clap error (an unknown flag, a value that does not parse, a missing argument) as one
 /// line: its message, the arguments it lists and its tips, without the usage block.
 pub fn clap_one_line(e: &clap::Error) -> String {

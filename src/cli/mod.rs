@@ -61,7 +61,10 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) if output::is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("error: {}", error::one_line(&e));
+            match error::hint(&e) {
+                Some(hint) => eprintln!("error: {} ({hint})", error::one_line(&e)),
+                None => eprintln!("error: {}", error::one_line(&e)),
+            }
             if e.is::<compare::GateFailed>() {
                 error::EXIT_GATE
             } else if is_bad_input(&e) {
@@ -75,13 +78,19 @@ pub fn main() -> i32 {
 
 /// Errors the user can fix by changing the input: a flag out of range, a file that cannot be
 /// read or written, a malformed or unsupported model file, a prompt that does not fit.
+///
+/// A file named on the command line that cannot be read is the user's to fix, so the library's
+/// [`ErrorKind::Io`] counts here too; only what the library calls internal does not.
 fn is_bad_input(e: &anyhow::Error) -> bool {
+    use pupil::error::ErrorKind;
+    let not_internal = |k: ErrorKind| k != ErrorKind::Internal;
     e.chain().any(|c| {
         c.is::<error::BadInput>()
             || c.is::<pupil::gguf::GgufError>()
-            || c.is::<pupil::model::ModelError>()
+            || c.downcast_ref::<pupil::model::ModelError>().is_some_and(|e| not_internal(e.kind()))
             || c.is::<pupil::tokenizer::TokenizerError>()
-            || c.is::<pupil::generate::GenerateError>()
+            || c.downcast_ref::<pupil::engine::EngineError>().is_some_and(|e| not_internal(e.kind()))
+            || c.downcast_ref::<pupil::generate::GenerateError>().is_some_and(|e| not_internal(e.kind()))
             || c.is::<pupil::sample::SamplerError>()
             || c.is::<pupil::eval::VocabMismatch>()
             || c.is::<compare::NoPair>()

@@ -190,7 +190,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut engine = Engine::load(&args.model).map_err(super::output::in_file(&args.model))?;
     engine.set_threads(threads.clone());
     if let (Some(path), Some(src)) = (&args.chat_template, template) {
-        engine.set_chat_template(src).with_context(|| format!("--chat-template {}", path.display()))?;
+        engine.set_chat_template("chat template", src).with_context(|| format!("--chat-template {}", path.display()))?;
     }
     let engine = Arc::new(engine);
     let kv_type = match args.kv_type {

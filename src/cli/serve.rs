@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use pupil::generate::Engine;
+use pupil::engine::Engine;
 use pupil::model::Threads;
 use pupil::serve::http::{self, App, HttpOptions};
 use pupil::serve::scheduler::{Scheduler, SchedulerOptions};
@@ -96,12 +96,12 @@ pub fn run(args: Args) -> Result<()> {
     let mut engine = Engine::load(&path).with_context(|| path.display().to_string())?;
     if let Some(t) = &args.chat_template {
         let src = std::fs::read_to_string(t).map_err(|e| BadInput::file("--chat-template", t, e))?;
-        engine.set_chat_template(src).with_context(|| format!("--chat-template {}", t.display()))?;
+        engine.set_chat_template("chat template", src).with_context(|| format!("--chat-template {}", t.display()))?;
     }
     if engine.chat_template().is_none() {
         // As llama-server does for a model without a template.
         tracing::info!("{} has no chat template: using ChatML", path.display());
-        engine.set_chat_template(CHATML.to_owned()).context("the ChatML template")?;
+        engine.set_chat_template("ChatML", CHATML.to_owned()).context("the ChatML template")?;
     }
     let engine = Arc::new(engine);
     let threads = match args.threads {

@@ -24,15 +24,16 @@
 
 mod speculative;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::chat::{ChatError, ChatTemplate, Message};
-use crate::model::{Context, ContextParams, KvType, Logits, Model, ModelError, Slot, Threads};
+use crate::chat::ChatError;
+pub use crate::engine::{Engine, EngineError};
+use crate::model::{Context, ContextParams, KvType, Logits, ModelError, Slot};
 pub use crate::request::{Completion, GenerateParams, StopMatcher, StopReason, StopScan, Timings};
+use crate::error::ErrorKind;
 use crate::request::Request;
 use crate::sample::{Sampler, SamplerError};
-use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::tokenizer::TokenizerError;
 pub use speculative::{SpeculativeCompletion, SpeculativeError, SpeculativeSession, SpeculativeStats, Verdict, verify_draft};
 
 /// Why generation could not run.
@@ -49,10 +50,10 @@ pub enum GenerateError {
     #[error(transparent)]
     Chat(#[from] ChatError),
     /// The model has no chat template and none was given.
-    #[error("the model has no chat template (tokenizer.chat_template); give one with --chat-template FILE")]
+    #[error("the model has no chat template (tokenizer.chat_template)")]
     NoChatTemplate,
     /// The prompt does not fit the context.
-    #[error("the prompt is {n_prompt} tokens, {} more than the context of {n_ctx} (raise --ctx or shorten it)", n_prompt - n_ctx)]
+    #[error("the prompt is {n_prompt} tokens, {} more than the context of {n_ctx}", n_prompt - n_ctx)]
     PromptTooLong {
         /// Prompt tokens.
         n_prompt: usize,
@@ -65,89 +66,39 @@ pub enum GenerateError {
     /// A sampling setting is out of range.
     #[error(transparent)]
     Sampler(#[from] SamplerError),
+    /// The engine could not render the conversation.
+    #[error(transparent)]
+    Engine(EngineError),
 }
 
-/// A model, its tokenizer and chat template: load once, share with an `Arc`.
-#[derive(Debug)]
-pub struct Engine {
-    model: Model,
-    tokenizer: Tokenizer,
-    template: Option<ChatTemplate>,
-    /// The pool every session's forward passes run on.
-    threads: Threads,
+impl From<EngineError> for GenerateError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Model(e) => GenerateError::Model(e),
+            EngineError::Tokenizer(e) => GenerateError::Tokenizer(e),
+            EngineError::Chat(e) => GenerateError::Chat(e),
+            EngineError::NoChatTemplate => GenerateError::NoChatTemplate,
+            e => GenerateError::Engine(e),
+        }
+    }
 }
 
-/// A session's [`Context`] holds its engine: the engine's model is the context's.
-impl std::borrow::Borrow<Model> for Arc<Engine> {
-    fn borrow(&self) -> &Model {
-        &self.model
+impl GenerateError {
+    /// Whose fault it is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GenerateError::Model(e) => e.kind(),
+            GenerateError::Tokenizer(e) => e.kind(),
+            GenerateError::Chat(_) | GenerateError::NoChatTemplate | GenerateError::EmptyPrompt | GenerateError::Sampler(_) => {
+                ErrorKind::BadInput
+            }
+            GenerateError::PromptTooLong { .. } => ErrorKind::TooLong,
+            GenerateError::Engine(e) => e.kind(),
+        }
     }
 }
 
 impl Engine {
-    /// Load the model, its vocabulary and (if present) its chat template from a GGUF file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Engine, GenerateError> {
-        let model = Model::open(path)?;
-        let tokenizer = Tokenizer::from_gguf(model.file())?;
-        let mut engine = Engine { model, tokenizer, template: None, threads: Threads::available()? };
-        if let Some(src) = engine.model.file().get_str("tokenizer.chat_template").map_err(ModelError::from)? {
-            engine.template = Some(engine.template_from(src.to_owned())?);
-        }
-        Ok(engine)
-    }
-
-    /// Run sessions made from now on on `threads` (by default, a pool of one thread per core).
-    pub fn set_threads(&mut self, threads: Threads) {
-        self.threads = threads;
-    }
-
-    /// The pool sessions run on.
-    pub fn threads(&self) -> &Threads {
-        &self.threads
-    }
-
-    /// Use `source` as the chat template instead of the file's.
-    pub fn set_chat_template(&mut self, source: String) -> Result<(), GenerateError> {
-        self.template = Some(self.template_from(source)?);
-        Ok(())
-    }
-
-    fn template_from(&self, source: String) -> Result<ChatTemplate, GenerateError> {
-        let piece = |id: Option<u32>| id.map(|t| String::from_utf8_lossy(self.tokenizer.token_to_piece(t, true)).into_owned()).unwrap_or_default();
-        Ok(ChatTemplate::new(source, piece(self.tokenizer.bos()), piece(self.tokenizer.eos()))?)
-    }
-
-    /// The model.
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    /// The tokenizer.
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
-    }
-
-    /// The chat template, if the model has one (or one was set).
-    pub fn chat_template(&self) -> Option<&ChatTemplate> {
-        self.template.as_ref()
-    }
-
-    /// Render a conversation with the chat template and tokenize it, ready to generate the
-    /// assistant's reply. Special-token text in the rendering becomes special tokens; a BOS
-    /// the template writes itself is not doubled.
-    pub fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<u32>, GenerateError> {
-        let template = self.template.as_ref().ok_or(GenerateError::NoChatTemplate)?;
-        let text = template.render(messages, true)?;
-        let mut tokens = self.tokenizer.encode(&text, true, true);
-        if let (Some(bos), [a, b, ..]) = (self.tokenizer.bos(), tokens.as_slice())
-            && *a == bos
-            && *b == bos
-        {
-            tokens.remove(0);
-        }
-        Ok(tokens)
-    }
-
     /// A new conversation.
     pub fn session(self: &Arc<Self>, opts: SessionOptions) -> Session {
         Session::new(Arc::clone(self), opts)

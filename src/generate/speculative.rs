@@ -52,13 +52,11 @@ pub enum SpeculativeError {
     #[error(transparent)]
     Vocab(#[from] VocabMismatch),
     /// `draft_max` is 0.
-    #[error("the draft length (--draft-max) must be at least 1")]
+    #[error("the draft length must be at least 1")]
     NoDrafts,
     /// Penalties change the target's distribution with every accepted token, which the
     /// rejection scheme does not follow.
-    #[error(
-        "repetition, presence and frequency penalties work with a draft model only with greedy decoding (--temp 0)"
-    )]
+    #[error("repetition, presence and frequency penalties work with a draft model only with greedy decoding")]
     PenaltiesWithSampling,
 }
 

@@ -231,6 +231,16 @@ pub enum GgufError {
     },
 }
 
+impl GgufError {
+    /// Whose fault it is: the operating system's ([`Io`](GgufError::Io)) or the file's.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            GgufError::Io { .. } => crate::error::ErrorKind::Io,
+            _ => crate::error::ErrorKind::BadInput,
+        }
+    }
+}
+
 /// A short reason for an unsupported version, so the message says what to do.
 fn version_hint(version: u32) -> &'static str {
     match version {

@@ -269,3 +269,32 @@ pub enum ModelError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
 }
+
+impl ModelError {
+    /// Whose fault it is: the file's and the caller's input are [`BadInput`]; a full context
+    /// is [`TooLong`]; sizes the caller's own code got wrong (a stale slot, a batch larger
+    /// than its buffers) are [`Internal`].
+    ///
+    /// [`BadInput`]: crate::error::ErrorKind::BadInput
+    /// [`TooLong`]: crate::error::ErrorKind::TooLong
+    /// [`Internal`]: crate::error::ErrorKind::Internal
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            ModelError::Gguf(e) => e.kind(),
+            ModelError::ContextFull { .. } => ErrorKind::TooLong,
+            ModelError::Threads { .. } => ErrorKind::Io,
+            ModelError::NoArchitecture
+            | ModelError::UnknownArchitecture { .. }
+            | ModelError::MissingKey { .. }
+            | ModelError::BadKey { .. }
+            | ModelError::Unsupported { .. }
+            | ModelError::MissingTensor { .. }
+            | ModelError::TensorShape { .. }
+            | ModelError::UnsupportedDType { .. }
+            | ModelError::BadToken { .. }
+            | ModelError::ContextSize { .. } => ErrorKind::BadInput,
+            _ => ErrorKind::Internal,
+        }
+    }
+}

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use super::openai::{ApiError, ChatRequest, CompletionRequest, Job, Prompt, Usage};
 use super::scheduler::{Event, Events, Scheduler, SubmitError, Submission, TokenLogprob};
-use crate::generate::Engine;
+use crate::engine::Engine;
 use crate::request::StopReason;
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits

@@ -12,7 +12,7 @@
 //! a row's logits do not depend on what else is in the batch.
 //!
 //! ```no_run
-//! use pupil::generate::Engine;
+//! use pupil::engine::Engine;
 //! use pupil::model::Threads;
 //! use pupil::request::GenerateParams;
 //! use pupil::serve::scheduler::{Event, Scheduler, SchedulerOptions, Submission};
@@ -31,7 +31,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,8 +45,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::metrics::Metrics;
 use super::plan::{self, Budget, FreeSlot};
-use crate::generate::Engine;
-use crate::model::{Context, ContextParams, KvType, Logits, Model, ModelError, Slot, Threads};
+use crate::engine::Engine;
+use crate::model::{Context, ContextParams, KvType, Logits, ModelError, Slot, Threads};
 use crate::request::{GenerateParams, Request, StopReason, Timings};
 use crate::sample::Sampler;
 use crate::tokenizer::Tokenizer;
@@ -250,7 +249,7 @@ impl Scheduler {
             max_logits: n_slots + ECHO_ROWS_PER_STEP,
             kv_type: opts.kv_type,
         };
-        let mut ctx = Context::new(EngineModel(Arc::clone(&engine)), &params, threads)?;
+        let mut ctx = Context::new(Arc::clone(&engine), &params, threads)?;
         let slots = (0..n_slots).map(|_| ctx.acquire()).collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
@@ -343,15 +342,6 @@ impl Scheduler {
     }
 }
 
-/// The engine's model, as the context holds it.
-struct EngineModel(Arc<Engine>);
-
-impl Borrow<Model> for EngineModel {
-    fn borrow(&self) -> &Model {
-        self.0.model()
-    }
-}
-
 /// A request waiting for a slot.
 struct Waiting {
     sub: Box<Submission>,
@@ -396,7 +386,7 @@ struct SlotState {
 struct Loop<'t> {
     tok: &'t Tokenizer,
     eog: Vec<u32>,
-    ctx: Context<EngineModel>,
+    ctx: Context<Arc<Engine>>,
     slots: Vec<SlotState>,
     budget: Budget,
     shared: &'t Shared,
@@ -406,7 +396,7 @@ struct Loop<'t> {
 }
 
 impl<'t> Loop<'t> {
-    fn new(engine: &'t Engine, ctx: Context<EngineModel>, slots: Vec<Slot>, budget: Budget, shared: &'t Shared) -> Self {
+    fn new(engine: &'t Engine, ctx: Context<Arc<Engine>>, slots: Vec<Slot>, budget: Budget, shared: &'t Shared) -> Self {
         let tok = engine.tokenizer();
         let eog = (0..tok.n_vocab() as u32).filter(|&t| tok.is_eog(t)).collect();
         let slots = slots.into_iter().map(|slot| SlotState { slot, cached: Vec::new(), busy: false, last_used: 0 }).collect();

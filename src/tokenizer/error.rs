@@ -86,6 +86,16 @@ pub enum TokenizerError {
     },
 }
 
+impl TokenizerError {
+    /// Whose fault it is: the file's (or the operating system's, reading it).
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            TokenizerError::Gguf(e) => e.kind(),
+            _ => crate::error::ErrorKind::BadInput,
+        }
+    }
+}
+
 /// What a tokenizer model pupil lacks is, for the error message.
 fn algorithm(model: &str) -> &'static str {
     match model {
