@@ -117,9 +117,11 @@ pub fn measure(
     let baseline = proc_status("VmRSS");
     let start = Instant::now();
     let model = Loaded::open(path, backend, None)?;
-    if let Loaded::Pupil(m) = &model {
+    match &model {
         // llama.cpp loads the vocabulary with the model; pupil builds it apart.
-        Tokenizer::from_gguf(m.file())?;
+        Loaded::Pupil(m) => drop(Tokenizer::from_gguf(m.file())?),
+        #[cfg(feature = "llama")]
+        Loaded::Llama(_) => {}
     }
     let load_s = start.elapsed().as_secs_f64();
 
