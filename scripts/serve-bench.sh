@@ -95,9 +95,10 @@ for c in clients:
              (s, f"C={c}", "TTFT p99 ms", False, ("ttft_ms", "p99")),
              (s, f"C={c}", "ITL p50 ms", False, ("itl_ms", "p50")),
              (s, f"C={c}", "ITL p99 ms", False, ("itl_ms", "p99")),
-             (s, f"C={c}", "errors", False, ("errors",))]
+             (s, f"C={c}", "errors", False, ("errors",)),
+             (s, f"C={c}", "completed", True, ("completed",))]
 big = f"c{max(int(c) for c in clients)}"
-rows += [(big, f"C={big[1:]}", "identical to solo", True, ("solo", "fraction")),
+rows += [(big, f"C={big[1:]}", "identical to solo", True, ("solo",)),
          ("long", "long prompt", "streams ITL p99 ms", False, ("long_prompt", "streams_itl_ms", "p99")),
          ("long", "long prompt", "streams ITL max ms", False, ("long_prompt", "streams_itl_ms", "max")),
          ("long", "long prompt", "its TTFT ms", False, ("long_prompt", "ttft_ms")),
@@ -116,21 +117,37 @@ def fmt(v, metric):
         return "-"
     if metric == "identical to solo":
         return f"{100 * v:.0f}%"
+    if metric == "completed":
+        return f"{v}/{requested}"
     if metric == "errors":
         return str(v)
     return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
 
+def value(kind, scen, metric, path):
+    if path is None:
+        return peak_rss(kind)
+    v = get(load(kind, scen), path)
+    if metric == "identical to solo":  # a fraction of the requests checked, if any were
+        return v["identical"] / v["checked"] if v and v.get("checked") else None
+    return v
+
 table = []
 summary = {}
 for scen, label, metric, higher, path in rows + [("rss", "server", "peak RSS MiB (largest)", False, None)]:
-    vals = {k: (peak_rss(k) if path is None else get(load(k, scen), path)) for k in kinds}
+    requested = get(load("pupil", scen), ("requests",))
+    vals = {k: value(k, scen, metric, path) for k in kinds}
     p = vals.get("pupil")
     lv = [(vals[k], k) for k in ("llama", "llama-kvu") if k in vals and vals[k] is not None]
     best = (max if higher else min)(lv) if lv else (None, None)
     ratio = "-"
-    if p is not None and best[0] not in (None, 0) and metric not in ("errors",):
+    if p is not None and best[0] not in (None, 0) and metric not in ("errors", "completed"):
         ratio = f"{p / best[0]:.2f}x"
     mark = " (kvu)" if best[1] == "llama-kvu" else ""
+    if metric == "identical to solo":  # how many were checked, as the load and its deadline allowed
+        n = lambda k: get(load(k, scen), ("solo", "checked")) or 0
+        table.append((label, metric, fmt(p, metric) + f" of {n('pupil')}", fmt(best[0], metric) + mark
+                      + (f" of {n(best[1])}" if best[1] else ""), ratio))
+        continue
     table.append((label, metric, fmt(p, metric), fmt(best[0], metric) + mark, ratio))
     summary[f"{scen}:{metric}"] = {"pupil": p, "llama_server": best[0], "llama_variant": best[1], "all": vals}
 

@@ -33,7 +33,8 @@ pub struct Args {
     /// Requests to send in all.
     #[arg(short = 'n', long, default_value_t = 32, allow_negative_numbers = true, value_parser = super::parse::between::<1, 1_000_000>)]
     requests: usize,
-    /// Seconds after which no request is sent and running ones are cut.
+    /// Seconds after which no request is sent and running ones are cut (the --solo runs have
+    /// as long again, after the load).
     #[arg(long, value_name = "SECONDS", default_value_t = 300, allow_negative_numbers = true, value_parser = super::parse::between::<1, 86_400>)]
     deadline: usize,
     /// Tokens of each request's own prompt (its BOS included).

@@ -17,7 +17,8 @@
 //!   request with a long prompt is sent; the gaps of the other streams while it waits for its
 //!   first token show whether a long prompt freezes running streams.
 //! - `solo`: after the load, the first requests are sent again one at a time; the fraction
-//!   whose text is the same as under load says whether answers depend on the load.
+//!   whose text is the same as under load says whether answers depend on the load. The solo
+//!   runs have a deadline of their own, as long as the load's.
 //!
 //! ```no_run
 //! use pupil::serve::loadgen::{self, LoadConfig};
@@ -110,7 +111,8 @@ pub struct LoadConfig {
     pub clients: usize,
     /// Requests to send in all.
     pub requests: usize,
-    /// The whole run (load, long prompt and solo runs) ends by then.
+    /// The load (with the long prompt) ends by then; the solo runs after it have as long
+    /// again.
     pub deadline: Duration,
     /// Tokens of each request's own part of the prompt, its leading special tokens (BOS)
     /// included.
@@ -812,11 +814,13 @@ fn long_report(long: &Record, records: &[Record]) -> LongPromptReport {
 
 /// Runs the first `cfg.solo` requests again, one at a time, and compares their texts.
 async fn solo(load: &Load<'_>, records: &[Record]) -> SoloReport {
+    // A deadline of its own: a slow load must not leave the check without time.
+    let deadline = tokio::time::Instant::now() + load.cfg.deadline;
     let mut client = Client::new(load.ep);
     let (mut checked, mut identical, mut differing, mut errors, mut first_error) = (0, 0, Vec::new(), 0, None);
     for r in records.iter().filter(|r| r.id < load.cfg.solo && r.ok()) {
         let prompt = load.prompts.prompt(r.id);
-        let alone = complete(&mut client, r.id, &prompt, load.cfg.max_tokens, load.t0, load.deadline, None).await;
+        let alone = complete(&mut client, r.id, &prompt, load.cfg.max_tokens, load.t0, deadline, None).await;
         match &alone.failure {
             Some(Failure::Cut) => break,
             Some(f) => {
