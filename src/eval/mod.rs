@@ -52,24 +52,10 @@ pub use text::HELD_OUT;
 pub use crate::runner::Backend;
 pub use crate::tokenizer::VocabMismatch;
 
-use crate::model::Model;
-use crate::tokenizer::Tokenizer;
 
 /// `Ok` if this build can run `backend`: llama.cpp needs feature `llama`.
 pub fn check_backend(backend: Backend) -> Result<(), EvalError> {
     if backend.available() { Ok(()) } else { Err(EvalError::LlamaUnavailable) }
-}
-
-/// [`crate::tokenizer::check_vocab`] for two models pupil loaded, each with its tokenizer.
-/// The check lives in the tokenizer now; this stays only until speculative decoding
-/// (`generate`) calls it there, so that no use imports another.
-#[doc(hidden)]
-pub fn check_vocab(
-    a: (&Model, &Tokenizer),
-    b: (&Model, &Tokenizer),
-    names: (&'static str, &'static str),
-) -> Result<(), VocabMismatch> {
-    crate::tokenizer::check_vocab((a.1, a.0.config().n_vocab), (b.1, b.0.config().n_vocab), names)
 }
 
 /// Settings of [`compare`].

@@ -36,7 +36,7 @@
 use std::sync::Arc;
 
 use super::{Completion, GenerateError, GenerateParams, Session, StopReason, Streamed};
-use crate::eval::{VocabMismatch, check_vocab};
+use crate::tokenizer::{VocabMismatch, check_vocab};
 use crate::model::Logits;
 use crate::request::Request;
 use crate::sample::{Rng, Sampler, SamplerConfig, argmax};
@@ -170,7 +170,11 @@ impl SpeculativeSession {
             return Err(SpeculativeError::NoDrafts);
         }
         let (te, de) = (Arc::clone(target.engine()), Arc::clone(draft.engine()));
-        check_vocab((te.model(), te.tokenizer()), (de.model(), de.tokenizer()), ("target", "draft"))?;
+        check_vocab(
+            (te.tokenizer(), te.model().config().n_vocab),
+            (de.tokenizer(), de.model().config().n_vocab),
+            ("target", "draft"),
+        )?;
         // The target computes each token of a verification batch (the last token and the
         // drafts) bit for bit as it would alone, at any batch size (the kernels are batch
         // invariant): greedy output is exactly the target's own.
