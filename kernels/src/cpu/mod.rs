@@ -17,14 +17,18 @@
 //! - `dot`: the same integer sums for any block bytes (no saturating or sign-trick shortcut
 //!   that breaks on `-128`), the float sums in another order.
 //! - `dot_x4` (one weight row, four activation rows) and `dot_rows` (consecutive weight rows,
-//!   one activation row): each output bit for bit the same tier's `dot`, so a token gets the
-//!   same logits decoded alone and in a small batch.
+//!   one activation row): each output bit for bit the same tier's `dot`.
 //! - `gemm` (many weight rows, many activation rows: the register-tiled prefill kernel of
 //!   `gemm.rs`, with `avx512/gemm.rs` and `avx2/gemm.rs`): the same integer sums per weight
-//!   sub-block, the float sums in another order than `dot`'s, so within rounding of `dot`, not
-//!   bit for bit; but each output the same bits whatever the other tokens of the call (a
-//!   token's logits do not depend on the batch it is prefilled in, only on whether the batch
-//!   took the GEMM: see `ops::matmul`).
+//!   sub-block, and, for every type it covers, the same float operations in the same order as
+//!   the tier's `dot` (the canonical order of `gemm.rs`, which the dots of those types in
+//!   `avx2/canon.rs` follow): each output bit for bit the tier's `dot`, whatever the other
+//!   tokens of the call and the token's place among them.
+//!
+//! So within a tier a (row, token) output has the same bits whatever path its batch takes
+//! (decode, small batch, GEMM) and whatever else is in the batch: the batch invariance the
+//! server's determinism rests on, checked for every type, tier and batch size 1..=64 by
+//! `kernels/tests/batch_invariance.rs`.
 //!
 //! # Choosing a tier
 //!

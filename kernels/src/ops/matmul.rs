@@ -4,7 +4,8 @@
 //! with (`Q8_0`, `Q8_1`, `Q8_K`, or the float type itself) — once per matmul, and once for
 //! several matmuls that share an input (Q, K and V) — then every output is one `dot` (or, for
 //! a prefill batch, one output of the tier's register-tiled `gemm`). Both go through
-//! [`cpu::ops`], the fastest tier of kernels the host supports.
+//! [`cpu::ops`], the fastest tier of kernels the host supports, and give an output the same
+//! bits: a token's results do not depend on the batch it runs in (see [`EXACT_BATCH_TOKENS`]).
 
 use crate::cpu;
 use crate::quant::Ops;

@@ -240,7 +240,7 @@ fn transpose_8x16(a: [__m128i; 8]) -> [__m128i; 8] {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn column_u(cols: &[__m128i; 8], k: usize) -> __m256 {
     let c = cols[k / 2];
-    let c = if k % 2 == 0 { c } else { _mm_unpackhi_epi64(c, c) };
+    let c = if k.is_multiple_of(2) { c } else { _mm_unpackhi_epi64(c, c) };
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c))
 }
 
@@ -249,7 +249,7 @@ fn column_u(cols: &[__m128i; 8], k: usize) -> __m256 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn column_i(cols: &[__m128i; 8], k: usize) -> __m256 {
     let c = cols[k / 2];
-    let c = if k % 2 == 0 { c } else { _mm_unpackhi_epi64(c, c) };
+    let c = if k.is_multiple_of(2) { c } else { _mm_unpackhi_epi64(c, c) };
     _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c))
 }
 
@@ -376,10 +376,10 @@ pub(in crate::cpu) unsafe fn rows_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K], out: &m
                         v[k][i] = dot_offset_scaled_32(q[k], &q8[4 * h + k], 32, ones);
                     }
                 }
-                for k in 0..4 {
+                for (k, vk) in v.iter().enumerate() {
                     // Lanes: rows 0..4 (low sub-block), rows 0..4 (high), then rows 4..8.
-                    let g0 = reduce_halves([v[k][0], v[k][1], v[k][2], v[k][3]]);
-                    let g1 = reduce_halves([v[k][4], v[k][5], v[k][6], v[k][7]]);
+                    let g0 = reduce_halves([vk[0], vk[1], vk[2], vk[3]]);
+                    let g1 = reduce_halves([vk[4], vk[5], vk[6], vk[7]]);
                     let j = 8 * h + 2 * k;
                     for (jj, isum) in [
                         (j, _mm256_permute2x128_si256::<0x20>(g0, g1)),
