@@ -8,11 +8,7 @@ use std::path::{Path, PathBuf};
 /// `models/.cache/llama.cpp/models`, checked to exist.
 pub fn models_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/.cache/llama.cpp/models");
-    assert!(
-        dir.is_dir(),
-        "{} is missing: run models/fetch-llama-cpp.sh (scripts/test.sh does)",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "{} is missing: run models/fetch-llama-cpp.sh (scripts/test.sh does)", dir.display());
     dir
 }
 
