@@ -101,9 +101,10 @@ impl RunnerOptions {
         RunnerOptions { n_ctx, n_batch, kv_type: KvType::F16, attention: Attention::Default, threads: None }
     }
 
-    /// The threads a runner runs on.
+    /// The threads a runner runs on: as many as cores by default (never rayon's global pool,
+    /// which belongs to the program that embeds pupil).
     pub fn n_threads(&self) -> usize {
-        self.threads.unwrap_or_else(rayon::current_num_threads).max(1)
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
 }
 
