@@ -140,3 +140,23 @@ fn loadgen_refuses_hosts_off_loopback_and_bad_flags_in_one_line() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn loadgen_stops_by_its_deadline_when_the_server_never_answers() {
+    // Accepts connections and reads nothing, answers nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().map_while(Result::ok) {
+            held.push(conn);
+        }
+    });
+    let start = Instant::now();
+    let out = loadgen(&["--url", &url, "-c", "2", "-n", "2", "--deadline", "2"], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(start.elapsed() < Duration::from_secs(15), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("deadline"), "{stderr}");
+}

@@ -297,7 +297,10 @@ pub fn run(cfg: &LoadConfig, text: &str, on_done: &dyn Fn(usize)) -> Result<Repo
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LoadError::Runtime)?;
     rt.block_on(async {
         let deadline = tokio::time::Instant::now() + cfg.deadline;
-        let prompts = Prompts::build(&ep, cfg, text).await?;
+        // Bounded too: a server that never answers /tokenize must not hang the run.
+        let prompts = tokio::time::timeout_at(deadline, Prompts::build(&ep, cfg, text)).await.map_err(|_| {
+            LoadError::Tokenize { url: ep.url.clone(), message: "no answer before the deadline".into() }
+        })??;
         Ok(drive(&ep, cfg, &prompts, deadline, on_done).await)
     })
 }
