@@ -21,7 +21,8 @@
 //! use pupil::request::{GenerateParams, Request, StopReason};
 //! use pupil::tokenizer::Tokenizer;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let tok = Tokenizer::from_gguf(&GgufFile::open("models/distill/teacher-f16.gguf")?)?;
+//! let file = GgufFile::open("models/distill/teacher-f16.gguf")?;
+//! let tok = Tokenizer::from_gguf(&file)?;
 //! let mut params = GenerateParams::greedy(16);
 //! params.stop = vec![" unto".into()];
 //! let mut req = Request::new(&tok, &params);
