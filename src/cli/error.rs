@@ -86,15 +86,18 @@ pub fn one_line(e: &anyhow::Error) -> String {
 /// The flag to change for an error the library reports in its own terms (it knows no
 /// flags): appended to the one-line message.
 pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    use pupil::engine::EngineError;
     use pupil::generate::{GenerateError, SpeculativeError};
     e.chain().find_map(|c| {
+        if let Some(EngineError::NoChatTemplate) = c.downcast_ref::<EngineError>() {
+            return Some("give one with --chat-template FILE");
+        }
         let generate = c.downcast_ref::<GenerateError>().or_else(|| match c.downcast_ref::<SpeculativeError>() {
             Some(SpeculativeError::Generate(g)) => Some(g),
             _ => None,
         });
         match (generate, c.downcast_ref::<SpeculativeError>()) {
             (Some(GenerateError::PromptTooLong { .. }), _) => Some("raise --ctx or shorten the prompt"),
-            (Some(GenerateError::NoChatTemplate), _) => Some("give one with --chat-template FILE"),
             (_, Some(SpeculativeError::NoDrafts)) => Some("--draft-max"),
             (_, Some(SpeculativeError::PenaltiesWithSampling)) => Some("--temp 0, or no penalty flags"),
             _ => None,

@@ -297,7 +297,7 @@ fn report(done: &Completion) {
 
 fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, args: &Args) -> Result<()> {
     if engine.chat_template().is_none() {
-        return Err(anyhow::Error::new(pupil::generate::GenerateError::NoChatTemplate)
+        return Err(anyhow::Error::new(pupil::engine::EngineError::NoChatTemplate)
             .context(args.model.display().to_string()));
     }
     let mut messages = Vec::new();

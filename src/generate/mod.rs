@@ -26,32 +26,24 @@ mod speculative;
 
 use std::sync::Arc;
 
-use crate::chat::ChatError;
 pub use crate::engine::{Engine, EngineError};
 use crate::model::{Context, ContextParams, KvType, Logits, ModelError, Slot};
 pub use crate::request::{Completion, GenerateParams, StopMatcher, StopReason, StopScan, Timings};
 use crate::error::ErrorKind;
 use crate::request::Request;
 use crate::sample::{Sampler, SamplerError};
-use crate::tokenizer::TokenizerError;
 pub use speculative::{SpeculativeCompletion, SpeculativeError, SpeculativeSession, SpeculativeStats, Verdict, verify_draft};
 
 /// Why generation could not run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GenerateError {
-    /// Loading or running the model failed.
+    /// Running the model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// The vocabulary could not be loaded.
+    /// The engine could not load, or could not render the conversation.
     #[error(transparent)]
-    Tokenizer(#[from] TokenizerError),
-    /// The chat template is broken or rejected the conversation.
-    #[error(transparent)]
-    Chat(#[from] ChatError),
-    /// The model has no chat template and none was given.
-    #[error("the model has no chat template (tokenizer.chat_template)")]
-    NoChatTemplate,
+    Engine(#[from] EngineError),
     /// The prompt does not fit the context.
     #[error("the prompt is {n_prompt} tokens, {} more than the context of {n_ctx}", n_prompt - n_ctx)]
     PromptTooLong {
@@ -66,21 +58,6 @@ pub enum GenerateError {
     /// A sampling setting is out of range.
     #[error(transparent)]
     Sampler(#[from] SamplerError),
-    /// The engine could not render the conversation.
-    #[error(transparent)]
-    Engine(EngineError),
-}
-
-impl From<EngineError> for GenerateError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::Model(e) => GenerateError::Model(e),
-            EngineError::Tokenizer(e) => GenerateError::Tokenizer(e),
-            EngineError::Chat(e) => GenerateError::Chat(e),
-            EngineError::NoChatTemplate => GenerateError::NoChatTemplate,
-            e => GenerateError::Engine(e),
-        }
-    }
 }
 
 impl GenerateError {
@@ -88,12 +65,9 @@ impl GenerateError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             GenerateError::Model(e) => e.kind(),
-            GenerateError::Tokenizer(e) => e.kind(),
-            GenerateError::Chat(_) | GenerateError::NoChatTemplate | GenerateError::EmptyPrompt | GenerateError::Sampler(_) => {
-                ErrorKind::BadInput
-            }
-            GenerateError::PromptTooLong { .. } => ErrorKind::TooLong,
             GenerateError::Engine(e) => e.kind(),
+            GenerateError::EmptyPrompt | GenerateError::Sampler(_) => ErrorKind::BadInput,
+            GenerateError::PromptTooLong { .. } => ErrorKind::TooLong,
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { error(ApiError::new(404, "invalid_request_error", "not_found", "no such endpoint")) })
         .layer(DefaultBodyLimit::max(app.opts.max_body))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), refuse_oversize))
         .with_state(app)
 }
 
@@ -148,6 +149,17 @@ fn error(e: ApiError) -> Response {
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r
+}
+
+/// A body whose declared length is over the limit is refused before it is read, so the
+/// client hears 413 instead of a connection closed while it still sends.
+async fn refuse_oversize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.opts.max_body as u64) {
+        let limit = app.opts.max_body;
+        return error(ApiError::new(413, "invalid_request_error", "body", format!("the body is larger than the limit of {limit} bytes")));
+    }
+    next.run(req).await
 }
 
 async fn authorize(State(app): State<Arc<App>>, headers: HeaderMap, req: Request, next: Next) -> Response {
