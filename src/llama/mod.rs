@@ -79,6 +79,13 @@ impl LlamaError {
 /// llama.cpp's backend, initialised once per process with its logging silenced.
 pub fn backend() -> Result<&'static LlamaBackend, LlamaError> {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    // llama.cpp refuses a second initialisation: threads that race here take turns, and all
+    // but the first find it done.
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    let _turn = INIT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(b) = BACKEND.get() {
         return Ok(b);
     }
