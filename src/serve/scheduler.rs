@@ -501,15 +501,8 @@ impl<'t> Loop<'t> {
         let cap = |l: &Live<'_>, n: usize| if l.sub.prompt_logprobs { n.min(ECHO_ROWS_PER_STEP) } else { n };
 
         // Admit, in order: the plan's indices refer to the queue as it was.
-        let mut admitted = Vec::with_capacity(p.admit.len());
-        for a in &p.admit {
-            admitted.push((a.waiting, a.slot, a.reuse, a.chunk));
-        }
-        let mut taken: Vec<usize> = admitted.iter().map(|a| a.0).collect();
-        taken.sort_unstable();
-        let mut moved: Vec<Option<Waiting>> = Vec::with_capacity(self.waiting.len());
-        moved.extend(self.waiting.drain(..).map(Some));
-        for (w, k, reuse, chunk) in admitted {
+        let mut moved: Vec<Option<Waiting>> = self.waiting.drain(..).map(Some).collect();
+        for &plan::Admit { waiting: w, slot: k, reuse, chunk } in &p.admit {
             let Some(wt) = moved[w].take() else { continue };
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             let s = &mut self.slots[k];

@@ -258,16 +258,8 @@ fn column_i(cols: &[__m128i; 8], k: usize) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn scales_mins_reg(s: &[u8; 12]) -> __m128i {
-    const KMASK1: u32 = 0x3f3f3f3f;
-    const KMASK2: u32 = 0x0f0f0f0f;
-    const KMASK3: u32 = 0x03030303;
-    let u = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
-    let (u0, u1, u2) = (u(0), u(1), u(2));
-    let scales_lo = u0 & KMASK1;
-    let scales_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
-    let mins_lo = u1 & KMASK1;
-    let mins_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-    _mm_setr_epi32(scales_lo as i32, scales_hi as i32, mins_lo as i32, mins_hi as i32)
+    let [a, b, c, d] = super::scales_mins_words(s);
+    _mm_setr_epi32(a as i32, b as i32, c as i32, d as i32)
 }
 
 /// The `Q4_K`/`Q5_K` rows kernel; `$high(x, j)` as in [`k4_dot!`], `$dot` the one-row dot.

@@ -169,10 +169,10 @@ pub(in crate::cpu) fn fifth_bits_32(qh: [u8; 4]) -> __m256i {
     _mm256_and_si256(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10))
 }
 
-/// The 8 scales then the 8 mins of a Q4_K/Q5_K block, unpacked from their 12 bytes
-/// (the `utmp` shuffle of ggml's `ggml_vec_dot_q4_K_q8_K`).
+/// The 8 scales then the 8 mins of a Q4_K/Q5_K block as four little-endian words, unpacked
+/// from their 12 bytes (the `utmp` shuffle of ggml's `ggml_vec_dot_q4_K_q8_K`).
 #[inline]
-pub(in crate::cpu) fn scales_mins_k4(s: &[u8; 12]) -> [u8; 16] {
+pub(in crate::cpu) fn scales_mins_words(s: &[u8; 12]) -> [u32; 4] {
     const KMASK1: u32 = 0x3f3f3f3f;
     const KMASK2: u32 = 0x0f0f0f0f;
     const KMASK3: u32 = 0x03030303;
@@ -182,8 +182,14 @@ pub(in crate::cpu) fn scales_mins_k4(s: &[u8; 12]) -> [u8; 16] {
     let scales_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
     let mins_lo = u1 & KMASK1;
     let mins_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+    [scales_lo, scales_hi, mins_lo, mins_hi]
+}
+
+/// [`scales_mins_words`] as 16 bytes.
+#[inline]
+pub(in crate::cpu) fn scales_mins_k4(s: &[u8; 12]) -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (o, w) in out.chunks_exact_mut(4).zip([scales_lo, scales_hi, mins_lo, mins_hi]) {
+    for (o, w) in out.chunks_exact_mut(4).zip(scales_mins_words(s)) {
         o.copy_from_slice(&w.to_le_bytes());
     }
     out
