@@ -117,8 +117,7 @@ impl Engine {
     }
 
     fn template_from(&self, name: &str, source: String) -> Result<ChatTemplate, ChatError> {
-        let piece = |id: Option<u32>| id.map(|t| String::from_utf8_lossy(self.tokenizer.token_to_piece(t, true)).into_owned()).unwrap_or_default();
-        ChatTemplate::named(name, source, piece(self.tokenizer.bos()), piece(self.tokenizer.eos()))
+        crate::chat::template_for(name, source, &self.tokenizer)
     }
 
     /// The model.
@@ -148,14 +147,6 @@ impl Engine {
             Template::None => return Err(EngineError::NoChatTemplate),
             Template::Broken(e) => return Err(EngineError::BrokenTemplate(e.clone())),
         };
-        let text = template.render(messages, true)?;
-        let mut tokens = self.tokenizer.encode(&text, true, true);
-        if let (Some(bos), [a, b, ..]) = (self.tokenizer.bos(), tokens.as_slice())
-            && *a == bos
-            && *b == bos
-        {
-            tokens.remove(0);
-        }
-        Ok(tokens)
+        Ok(crate::chat::tokens(template, &self.tokenizer, messages)?)
     }
 }

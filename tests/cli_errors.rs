@@ -81,6 +81,8 @@ impl Fixtures {
         std::fs::write(p.join("empty.jinja"), " \n").unwrap();
         std::fs::write(p.join("broken.jinja"), "{% if %}").unwrap();
         std::fs::write(p.join("not-utf8.txt"), b"\xff\xfe text").unwrap();
+        std::fs::write(p.join("prompts.jsonl"), "{\"prompt\": \"In the beginning\"}\n{\"prompt\": 7}\n").unwrap();
+        std::fs::write(p.join("blank-prompts.txt"), "\n  \n").unwrap();
         let student = std::fs::read(distill("student-q4_0.gguf")).unwrap();
         std::fs::write(p.join("truncated.gguf"), &student[..100]).unwrap();
         std::fs::copy(distill("teacher-f16.gguf"), p.join("teacher.gguf")).unwrap();
@@ -200,6 +202,20 @@ fn rows(f: &Fixtures) -> Vec<Row> {
         row(&["compare", "--plot", "/nonexistent/k.svg"], "--plot /nonexistent/k.svg: No such file"),
         row(&["compare", "--plot", dir], "--plot"),
         row(&["compare", "--teacher", s], "--student"),
+        // compare --generate.
+        row(&["compare", "--prompts", &f.path("prompts.jsonl")], "--generate"),
+        row(&["compare", "--chat"], "--generate"),
+        row(&["compare", "--draft"], "--generate"),
+        row(&["compare", "--generate", "--prompts", "/nonexistent/p.txt"], "--prompts /nonexistent/p.txt: No such file"),
+        row(&["compare", "--generate", "--prompts", &f.path("prompts.jsonl")], "prompt 2: invalid type"),
+        row(&["compare", "--generate", "--prompts", &f.path("blank-prompts.txt")], "no prompts"),
+        row(&["compare", "--generate", "--prompts", &f.path("not-utf8.txt")], "--prompts"),
+        row(&["compare", "--generate", "--temp", "-1"], "--temp"),
+        row(&["compare", "--generate", "--temp", "NaN"], "--temp"),
+        row(&["compare", "--generate", "-n", "0"], "--n-predict"),
+        row(&["compare", "--generate", "--teacher", t, "--student", s, "-n", "100000"], "lower -n"),
+        row(&["compare", "--generate", "--draft-max", "0"], "--draft-max"),
+        row(&["compare", "--generate", "--fail-below-grade", "0.5"], "--fail-below-grade"),
         row(&["compare", "--teacher", "/dev/null", "--student", s], "not a regular file"),
         row(&["compare", "--teacher", t, "--student", h], "not a GGUF file"),
         // bench.

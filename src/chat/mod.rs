@@ -39,8 +39,10 @@ mod syntax;
 
 use std::io;
 
+use crate::tokenizer::Tokenizer;
+
 use minijinja::{Environment, Error, ErrorKind, Value, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a template could not be used. Each names the template (see [`ChatTemplate::named`]).
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +92,7 @@ pub enum ChatError {
 }
 
 /// One turn of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// `system`, `user` or `assistant` (templates may know others, such as `tool`).
     pub role: String,
@@ -115,6 +117,32 @@ impl Message {
     pub fn assistant(content: impl Into<String>) -> Self {
         Self::new("assistant", content)
     }
+}
+
+/// ChatML, the template llama-server falls back to for a model without one.
+pub const CHATML: &str = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}\
+    {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/// The template `source` for a model with vocabulary `tok`: it sees the model's BOS and EOS
+/// pieces as `bos_token` and `eos_token`; `name` is what its errors call it.
+pub fn template_for(name: &str, source: impl Into<String>, tok: &Tokenizer) -> Result<ChatTemplate, ChatError> {
+    let piece = |id: Option<u32>| id.map(|t| String::from_utf8_lossy(tok.token_to_piece(t, true)).into_owned()).unwrap_or_default();
+    ChatTemplate::named(name, source, piece(tok.bos()), piece(tok.eos()))
+}
+
+/// A conversation rendered by `template` with the generation prompt and tokenized, ready to
+/// generate the assistant's reply: special-token text in the rendering becomes special
+/// tokens, and a BOS the template writes itself is not doubled.
+pub fn tokens(template: &ChatTemplate, tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>, ChatError> {
+    let text = template.render(messages, true)?;
+    let mut tokens = tok.encode(&text, true, true);
+    if let (Some(bos), [a, b, ..]) = (tok.bos(), tokens.as_slice())
+        && *a == bos
+        && *b == bos
+    {
+        tokens.remove(0);
+    }
+    Ok(tokens)
 }
 
 /// Bounds on one rendering, since a template is untrusted input.

@@ -42,6 +42,14 @@ pub fn non_negative(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A log-probability: a finite number, 0 or less.
+pub fn log_prob(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x <= 0.0 => Ok(x),
+        _ => Err("expected a log-probability in nats: a finite number, 0 or less".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +67,7 @@ mod tests {
         assert!(fraction("1.01").is_err() && fraction("NaN").is_err() && fraction("-0.1").is_err());
         assert_eq!(non_negative("0"), Ok(0.0));
         assert!(non_negative("inf").is_err() && non_negative("-1e-9").is_err() && non_negative("nan").is_err());
+        assert_eq!(log_prob("-1.5"), Ok(-1.5));
+        assert!(log_prob("0.1").is_err() && log_prob("-inf").is_err() && log_prob("nan").is_err());
     }
 }

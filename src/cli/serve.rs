@@ -101,7 +101,7 @@ pub fn run(args: Args) -> Result<()> {
     if engine.chat_template().is_none() {
         // As llama-server does for a model without a template.
         tracing::info!("{} has no chat template: using ChatML", path.display());
-        engine.set_chat_template("ChatML", CHATML.to_owned()).context("the ChatML template")?;
+        engine.set_chat_template("ChatML", pupil::chat::CHATML.to_owned()).context("the ChatML template")?;
     }
     let engine = Arc::new(engine);
     let threads = match args.threads {
@@ -156,10 +156,6 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!("pupil serve: stopped");
     Ok(())
 }
-
-/// The template for models without one (llama.cpp's fallback too).
-const CHATML: &str = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}\
-    {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /// How long a drain waits for the requests in flight.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);

@@ -29,6 +29,35 @@ pub enum EvalError {
         /// Tokens in the text.
         tokens: usize,
     },
+    /// A prompts file (or built-in set) gives no prompt.
+    #[error("no prompts: the file holds no non-blank line")]
+    NoPrompts,
+    /// A prompt cannot be read or rendered.
+    #[error("prompt {line}: {message}")]
+    Prompt {
+        /// Its line in the prompts file (its number in the set), from 1.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A conversation was given and no chat template to render it.
+    #[error("a conversation needs a chat template, and none was given")]
+    NoChatTemplate,
+    /// The teacher's chat template does not parse.
+    #[error("the teacher's chat template: {0}")]
+    ChatTemplate(String),
+    /// A prompt and the tokens to write do not fit the models' context.
+    #[error("prompt {index} is {tokens} tokens; with {n_predict} to write that is more than the models' context of {n_ctx_train} (lower -n or shorten it)")]
+    PromptTooLong {
+        /// The prompt's number, from 1.
+        index: usize,
+        /// Its tokens.
+        tokens: usize,
+        /// Tokens to write.
+        n_predict: usize,
+        /// The smaller training context of the two models.
+        n_ctx_train: usize,
+    },
     /// A window, batch or repetition count out of range.
     #[error("{what} must be at least {min}, found {found}")]
     BadOption {

@@ -36,8 +36,11 @@ mod engine;
 mod error;
 mod fidelity;
 pub mod plot;
+pub mod prompts;
 mod report;
 mod run;
+mod sequence;
+mod sequence_report;
 mod text;
 
 use std::path::Path;
@@ -46,7 +49,12 @@ pub use cost::{Cost, CostOptions, measure};
 pub use error::EvalError;
 pub use fidelity::{Fidelity, FidelityAcc, PERCENTILES, Position, compare_row};
 pub use report::{Ratios, Report};
+pub use prompts::Prompt;
 pub use run::{FidelityOptions, fidelity, windows};
+pub use sequence::{
+    Along, Continuation, DraftSpeedup, GenerationCost, MeanSe, Parting, PromptResult, SequenceOptions, SequenceProgress,
+    Sequences, compare_generated, part_at,
+};
 pub use text::HELD_OUT;
 
 pub use crate::runner::Backend;

@@ -1,9 +1,10 @@
-//! An SVG picture of a [`Report`]: per-position KL along the text (with a running mean), and
-//! the student/teacher cost ratios as bars. Plain SVG text: no fonts or libraries needed.
+//! An SVG picture of a [`Report`]: per-position KL along the text (with a running mean), the
+//! student/teacher cost ratios as bars and, with the sequence-level comparison, a histogram of
+//! where the two models' continuations part. Plain SVG text: no fonts or libraries needed.
 
 use std::fmt::Write as _;
 
-use super::Report;
+use super::{Report, Sequences};
 
 const W: f64 = 900.0;
 const PLOT_H: f64 = 260.0;
@@ -19,7 +20,8 @@ fn esc(s: &str) -> String {
 /// The SVG document.
 pub fn svg(r: &Report) -> String {
     let mut s = String::new();
-    let h = 40.0 + PLOT_H + 60.0 + BARS_H + 40.0;
+    let hist = if r.sequences.is_some() { BARS_H + 60.0 } else { 0.0 };
+    let h = 40.0 + PLOT_H + 60.0 + BARS_H + 40.0 + hist;
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
@@ -28,6 +30,9 @@ pub fn svg(r: &Report) -> String {
     let _ = writeln!(s, r#"<text x="{LEFT}" y="22" font-size="14">{}</text>"#, esc(&r.verdict));
     kl_plot(&mut s, r, 40.0);
     bars(&mut s, r, 40.0 + PLOT_H + 60.0);
+    if let Some(q) = &r.sequences {
+        parting(&mut s, q, 40.0 + PLOT_H + 60.0 + BARS_H + 60.0);
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -116,4 +121,42 @@ fn bars(s: &mut String, r: &Report, y0: f64) {
         x0 + pw,
         y = py(1.0)
     );
+}
+
+/// Prompts by the index of the first token where the two continuations differ, the last bar
+/// for those that never part, top at `y0`.
+fn parting(s: &mut String, q: &Sequences, y0: f64) {
+    let h = &q.parting.histogram;
+    let top = h.iter().map(|b| b.2).max().unwrap_or(0).max(1) as f64 * 1.1;
+    let (x0, pw) = (LEFT, W - LEFT - RIGHT);
+    let py = |v: f64| y0 + BARS_H - BARS_H * (v / top).clamp(0.0, 1.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">prompts by the first token where student and teacher part ({}, {} prompts)</text>"#,
+        W - RIGHT,
+        y0 - 6.0,
+        if q.temperature > 0.0 { "sampled" } else { "greedy" },
+        q.prompts
+    );
+    let _ = writeln!(s, r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{BARS_H}" fill="none" stroke="#888"/>"##);
+    let slot = pw / h.len().max(1) as f64;
+    for (k, &(from, to, n)) in h.iter().enumerate() {
+        let x = x0 + slot * k as f64 + slot * 0.1;
+        let label = if from == to { "never".to_owned() } else { format!("{from}–{}", to.saturating_sub(1)) };
+        let fill = if from == to { "#1f5fbf" } else { "#4c8c4a" };
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"##,
+            py(n as f64),
+            slot * 0.8,
+            y0 + BARS_H - py(n as f64)
+        );
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#, x + slot * 0.4, py(n as f64) - 4.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            x + slot * 0.4,
+            y0 + BARS_H + 16.0
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Backend, Cost, Fidelity};
+use super::{Backend, Cost, Fidelity, Sequences};
 
 /// Student / teacher ratios of each cost (below 1: the student is cheaper or faster).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -62,6 +62,8 @@ pub struct Report {
     pub student: Cost,
     /// Student / teacher.
     pub ratios: Ratios,
+    /// The sequence-level comparison (`--generate`), where run.
+    pub sequences: Option<Sequences>,
     /// One line for people.
     pub verdict: String,
 }
@@ -87,7 +89,14 @@ impl Report {
             fidelity.mean_kl,
             ratios.latency,
         );
-        Report { text_tokens, n_ctx, windows, fidelity, teacher, student, ratios, verdict }
+        Report { text_tokens, n_ctx, windows, fidelity, teacher, student, ratios, sequences: None, verdict }
+    }
+
+    /// Adds the sequence-level comparison; the verdict gains its figure.
+    pub fn with_sequences(mut self, seq: Sequences) -> Report {
+        self.verdict = format!("{}; {}", self.verdict, seq.verdict());
+        self.sequences = Some(seq);
+        self
     }
 
     /// The report for a terminal.
@@ -138,6 +147,9 @@ impl Report {
                 "  (peak memory is process-wide and could not be reset between models: the student's includes the teacher's run)"
             );
         }
+        if let Some(q) = &self.sequences {
+            s.push_str(&q.to_text());
+        }
         let _ = writeln!(s, "\n{}", self.verdict);
         s
     }
@@ -170,6 +182,9 @@ impl Report {
         let _ = writeln!(s, "\n| cost | teacher | student | student/teacher |\n|---|---|---|---|");
         for (name, a, b, r) in self.cost_rows() {
             let _ = writeln!(s, "| {name} | {a} | {b} | {r} |");
+        }
+        if let Some(q) = &self.sequences {
+            s.push_str(&q.to_markdown());
         }
         let _ = writeln!(s, "\n{}", self.verdict);
         s

@@ -23,6 +23,7 @@
 //! ```
 
 mod speculative;
+pub mod speedup;
 
 use std::sync::Arc;
 
