@@ -1,6 +1,6 @@
 //! `pupil compare --generate` (issue 14) on the embedded distilled pair: each model writes its
 //! own continuation of each prompt and both score both. A model against itself writes the same
-//! text and grades it the same; the distilled student is graded above a cruder one; llama.cpp
+//! text and grades it the same; the distilled student is graded above the control; llama.cpp
 //! scores the teacher's text as pupil does; `--fail-below-grade` gates; the SVG has the
 //! parting histogram.
 
@@ -90,67 +90,47 @@ fn a_model_against_itself_writes_the_same_text_and_grades_it_the_same() {
 }
 
 #[test]
-fn the_teacher_grades_the_distilled_student_above_a_two_bit_one() {
-    // The control (the student's network trained without the teacher) is not committed
-    // (models/distill/make.sh builds it), so the cruder student is the distilled one
-    // requantized to Q2_K.
+fn the_teacher_grades_the_distilled_student_above_the_control() {
+    // The control is the student's network, seed and batches trained on the text alone, with
+    // no teacher (models/distill/README.md): the teacher must find the distilled student's
+    // own writing likelier, and follow it more closely.
     let dir = tempfile::tempdir().unwrap();
     prompts(dir.path(), 32);
-    let q2 = dir.path().join("student-q2_k.gguf");
-    let o = Command::new(env!("CARGO_BIN_EXE_pupil"))
-        .args([
-            "quantize",
-            "--allow-requantize",
-            pair("student-q8_0.gguf").to_str().unwrap(),
-            q2.to_str().unwrap(),
-            "Q2_K",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t = pair("teacher-f16.gguf");
     let svg = dir.path().join("seq.svg");
-    let q8 = json(&compare(
-        &t,
-        &pair("student-q8_0.gguf"),
-        dir.path(),
-        &["-n", "48", "--json", "--plot", svg.to_str().unwrap()],
-    ));
-    let q2 = json(&compare(&t, &q2, dir.path(), &["-n", "48", "--json"]));
-    let (g8, g2) = (&q8["sequences"], &q2["sequences"]);
+    let distilled =
+        json(&compare(&t, &pair("student-q4_0.gguf"), dir.path(), &["-n", "48", "--json", "--plot", svg.to_str().unwrap()]));
+    let control = json(&compare(&t, &pair("control-q4_0.gguf"), dir.path(), &["-n", "48", "--json"]));
+    let (d, c) = (&distilled["sequences"], &control["sequences"]);
     eprintln!(
-        "grade: Q8_0 {} vs Q2_K {}; gap {} vs {}; on-policy KL {} vs {}",
-        g8["teacher_on_student"],
-        g2["teacher_on_student"],
-        g8["grade_gap"],
-        g2["grade_gap"],
-        g8["kl_on_student"],
-        g2["kl_on_student"]
+        "grade: distilled {} vs control {}; gap {} vs {}; on-policy KL {} vs {}",
+        d["teacher_on_student"], c["teacher_on_student"], d["grade_gap"], c["grade_gap"], d["kl_on_student"], c["kl_on_student"]
     );
     // The same teacher writes the same text in both runs.
-    assert_eq!(g8["teacher_on_teacher"], g2["teacher_on_teacher"]);
-    let (m8, se8) = (f(&g8["teacher_on_student"]["mean"]), f(&g8["teacher_on_student"]["se"]));
-    let (m2, se2) = (f(&g2["teacher_on_student"]["mean"]), f(&g2["teacher_on_student"]["se"]));
-    assert!(m8 > m2, "the teacher grades Q8_0 at {m8:.3} ± {se8:.3}, Q2_K at {m2:.3} ± {se2:.3} nats/token");
-    assert!(f(&g8["kl_on_student"]["mean"]) < f(&g2["kl_on_student"]["mean"]));
+    assert_eq!(d["teacher_on_teacher"], c["teacher_on_teacher"]);
+    let (md, sed) = (f(&d["teacher_on_student"]["mean"]), f(&d["teacher_on_student"]["se"]));
+    let (mc, sec) = (f(&c["teacher_on_student"]["mean"]), f(&c["teacher_on_student"]["se"]));
+    assert!(md > mc, "the teacher grades the distilled student at {md:.3} ± {sed:.3}, the control at {mc:.3} ± {sec:.3} nats/token");
+    let (kd, kc) = (f(&d["kl_on_student"]["mean"]), f(&c["kl_on_student"]["mean"]));
+    assert!(kd < 0.7 * kc, "on-policy KL: distilled {kd:.4}, control {kc:.4}");
     // A student is graded below the teacher's own text, and they part somewhere.
-    assert!(f(&g8["grade_gap"]["mean"]) < 0.0, "{}", g8["grade_gap"]);
-    assert!(f(&g8["parting"]["never"]) < 1.0);
+    assert!(f(&d["grade_gap"]["mean"]) < 0.0, "{}", d["grade_gap"]);
+    assert!(f(&d["parting"]["never"]) < 1.0);
     for who in ["teacher_cost", "student_cost"] {
-        assert!(f(&g8[who]["decode_tok_s"]) > 0.0 && g8[who]["tokens"].as_u64().unwrap() > 16, "{}", g8[who]);
+        assert!(f(&d[who]["decode_tok_s"]) > 0.0 && d[who]["tokens"].as_u64().unwrap() > 32, "{}", d[who]);
     }
-    assert!(q8["verdict"].as_str().unwrap().contains("on-policy KL"), "{}", q8["verdict"]);
+    assert!(distilled["verdict"].as_str().unwrap().contains("on-policy KL"), "{}", distilled["verdict"]);
     let svg = std::fs::read_to_string(svg).unwrap();
     assert!(svg.contains("first token where student and teacher part") && svg.contains(">never<"), "{svg}");
 
-    // The gate: the Q8_0 student's grade passes a bar below it and fails one above it.
-    let pass = format!("{:.3}", m8 - 0.5);
-    let fail = format!("{:.3}", (m8 + 0.05).min(0.0));
-    let o = compare(&t, &pair("student-q8_0.gguf"), dir.path(), &["-n", "48", "--fail-below-grade", &pass]);
+    // The gate: the distilled student's grade passes a bar below it and fails one above it.
+    let pass = format!("{:.3}", md - 0.5);
+    let fail = format!("{:.3}", (md + 0.05).min(0.0));
+    let o = compare(&t, &pair("student-q4_0.gguf"), dir.path(), &["-n", "48", "--fail-below-grade", &pass]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("sequence level: 32 prompts") && text.contains("grade gap"), "{text}");
-    let o = compare(&t, &pair("student-q8_0.gguf"), dir.path(), &["-n", "48", "--fail-below-grade", &fail]);
+    let o = compare(&t, &pair("student-q4_0.gguf"), dir.path(), &["-n", "48", "--fail-below-grade", &fail]);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--fail-below-grade"));
 }

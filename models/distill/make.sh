@@ -51,11 +51,15 @@ pupil="$root/target/release/pupil"
 "$pupil" quantize teacher-f32.gguf "$here/teacher-f16.gguf" F16
 "$pupil" quantize student-f32.gguf "$here/student-q8_0.gguf" Q8_0
 "$pupil" quantize student-f32.gguf "$here/student-q4_0.gguf" Q4_0
-"$pupil" quantize control-f32.gguf control-q4_0.gguf Q4_0
+"$pupil" quantize control-f32.gguf "$here/control-q4_0.gguf" Q4_0
 cp heldout.txt "$here/heldout.txt"
-cp teacher-log.json student-log.json "$here/"
-(cd "$here" && sha256sum teacher-f16.gguf student-q8_0.gguf student-q4_0.gguf heldout.txt)
+cp teacher-log.json student-log.json control-log.json "$here/"
+(cd "$here" && sha256sum teacher-f16.gguf student-q8_0.gguf student-q4_0.gguf control-q4_0.gguf heldout.txt)
 
 # 6. What distillation bought: the distilled student and the control against the teacher.
 "$pupil" compare --teacher "$here/teacher-f16.gguf" --student "$here/student-q4_0.gguf" --text heldout.txt --md
-"$pupil" compare --teacher "$here/teacher-f16.gguf" --student control-q4_0.gguf --text heldout.txt --md
+"$pupil" compare --teacher "$here/teacher-f16.gguf" --student "$here/control-q4_0.gguf" --text heldout.txt --md
+# 7. The sequence level: each model writes, both grade (README.md, "Sequence level").
+for s in student-q4_0 student-q8_0 control-q4_0; do
+    "$pupil" compare --generate --teacher "$here/teacher-f16.gguf" --student "$here/$s.gguf" --text heldout.txt --md
+done
