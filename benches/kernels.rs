@@ -153,7 +153,7 @@ fn matvec(c: &mut Criterion) {
                 b.iter(|| dot_rows(black_box(wb), black_box(bytes(&a, alen)), &mut out).unwrap())
             });
         }
-        let weight = WeightRef { dtype: t, rows, cols, data: wb };
+        let weight = WeightRef { dtype: t, rows, cols, data: wb, packed: None };
         let mut acts = Activations::new();
         acts.quantize(act, &x[..cols], 1, cols).unwrap();
         // On a worker of the pool, as the model's forward pass runs: the rows are then split
@@ -219,18 +219,27 @@ fn gemm(c: &mut Criterion) {
 
 /// Small batches (speculative verification, a few sequences decoding together): the op as a
 /// forward pass runs it, `n` tokens against Gemma 3 270M's `ffn_up` (Q5_0), `ffn_down`
-/// (Q6_K) and `attn_output` (Q4_K) and a 1B model's Q4_0 `ffn_up`. Throughput in weight bytes
-/// per token.
+/// (Q6_K) and `attn_output` (Q4_K), a slice of its Q8_0 output head and a 1B model's Q4_0
+/// `ffn_up`. Throughput in weight bytes per token.
 fn small_batch(c: &mut Criterion) {
     let mut g = c.benchmark_group("small_batch");
     g.sample_size(10).warm_up_time(std::time::Duration::from_millis(500));
-    let shapes = [(DType::Q5_0, 2048, 640), (DType::Q6_K, 640, 2048), (DType::Q4_K, 640, 1024), (DType::Q4_0, 8192, 2048)];
+    let shapes = [
+        (DType::Q5_0, 2048, 640),
+        (DType::Q6_K, 640, 2048),
+        (DType::Q4_K, 640, 1024),
+        (DType::Q4_0, 8192, 2048),
+        // A sixteenth of Gemma 3 270M's output head (Q8_0, 262,144 rows).
+        (DType::Q8_0, 131072, 640),
+    ];
     for (t, rows, cols) in shapes {
         let x: Vec<f32> = (0..rows.max(16) * cols).map(|i| ((i as f32) * 0.618).sin() * 0.1).collect();
         let (w, wlen) = quantized(t, &x[..rows * cols]);
-        let weight = WeightRef { dtype: t, rows, cols, data: bytes(&w, wlen) };
+        let weight = WeightRef { dtype: t, rows, cols, data: bytes(&w, wlen), packed: None };
+        // The same weights packed once for the chosen tier, where it packs this type.
+        let packed = kops::PackedWeight::new(&weight).unwrap();
         let act = quant::ops(t).unwrap().act;
-        for n in [2usize, 4, 8, 15] {
+        for n in [1usize, 2, 3, 4, 8, 15] {
             let mut acts = Activations::new();
             acts.quantize(act, &x[..n * cols], n, cols).unwrap();
             let mut out = vec![0f32; n * rows];
@@ -238,6 +247,12 @@ fn small_batch(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(format!("{}/{rows}x{cols}", t.name()), n), |b| {
                 rayon::join(|| b.iter(|| kops::matmul(&weight, &acts, &mut out).unwrap()), || ());
             });
+            if let Some(p) = &packed {
+                let weight = WeightRef { packed: Some(p), ..weight };
+                g.bench_function(BenchmarkId::new(format!("{}/{rows}x{cols}/packed", t.name()), n), |b| {
+                    rayon::join(|| b.iter(|| kops::matmul(&weight, &acts, &mut out).unwrap()), || ());
+                });
+            }
         }
     }
 }

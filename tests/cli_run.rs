@@ -90,3 +90,23 @@ fn chat_needs_a_template_and_uses_one_given() {
     assert!(o.status.success(), "{err}");
     assert_eq!(err.matches("generation:").count(), 2, "two turns: {err}");
 }
+
+/// The packed copies of the weights (`Q8_0` and `Q5_0` on AVX-512, read by batches of two
+/// tokens or more: this prompt's prefill, and speculative verification) give the text the
+/// mapped weights give: the same bits, by the kernels' canonical order.
+#[test]
+fn packed_weights_give_the_text_the_mapped_ones_give() {
+    let m = gemma();
+    let prompt = "The history of the lighthouse on the northern cape begins in 1887, when";
+    let run = |no_repack: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_pupil"))
+            .args(["run", "-m", &m, "-p", prompt, "-n", "24", "--temp", "0"])
+            .env("PUPIL_NO_REPACK", no_repack)
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    let (packed, mapped) = (run("0"), run("1"));
+    assert!(!packed.is_empty());
+    assert_eq!(packed, mapped);
+}

@@ -20,7 +20,7 @@ mod common;
 use common::rng;
 use half::f16;
 use pupil_kernels::cpu::{self, Tier};
-use pupil_kernels::ops::{self, Activations, KvScalar, WeightRef, matmul_on};
+use pupil_kernels::ops::{self, Activations, KvScalar, PackedWeight, WeightRef, matmul_on};
 use pupil_kernels::{DType, quant};
 use rand::Rng;
 use std::ops::Range;
@@ -124,11 +124,17 @@ fn matmul_rows_do_not_depend_on_the_batch() {
             let seed = 0xba7c + 100 * t.id() as u64 + ci as u64;
             let wb = aligned(&weights(t, cols, seed));
             let rb = t.row_bytes(cols as u64).unwrap() as usize;
-            let w = WeightRef { dtype: t, rows: ROWS, cols, data: &bytemuck::cast_slice(&wb)[..ROWS * rb] };
+            let w = WeightRef { dtype: t, rows: ROWS, cols, data: &bytemuck::cast_slice(&wb)[..ROWS * rb], packed: None };
             let x = tokens(cols, seed + 1);
-            for tier in cpu::available_tiers() {
+            // The same weights packed for the chosen tier, where it packs the type: its
+            // batches read the packed copy and must give the bits of the unpacked token alone.
+            let packed = PackedWeight::new(&w).unwrap();
+            let with_packed = packed.as_ref().map(|p| (cpu::tier(), WeightRef { packed: Some(p), ..w }, " packed"));
+            let plain = cpu::available_tiers().into_iter().map(|tier| (tier, w, ""));
+            for (tier, wv, how) in plain.chain(with_packed) {
                 let alone: Vec<Vec<f32>> =
                     (0..MAX_BATCH).map(|k| run(tier, &w, &x[k * cols..][..cols], 1)).collect();
+                let w = wv;
                 let mut bad = None;
                 'batches: for n in 1..=MAX_BATCH {
                     // Two arrangements per size: token `pick(p)` at position `p` (7 and 13 are
@@ -144,7 +150,7 @@ fn matmul_rows_do_not_depend_on_the_batch() {
                                 checked += 1;
                                 if got.to_bits() != want.to_bits() {
                                     bad = Some(format!(
-                                        "{tier} {t} {cols} cols: token {} at position {p} of {n}, row {r}: {got:e} ({:#x}), alone {want:e} ({:#x})",
+                                        "{tier}{how} {t} {cols} cols: token {} at position {p} of {n}, row {r}: {got:e} ({:#x}), alone {want:e} ({:#x})",
                                         pick(p),
                                         got.to_bits(),
                                         want.to_bits()

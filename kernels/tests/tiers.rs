@@ -652,7 +652,7 @@ fn matmul_case(t: DType) -> (Buf, Vec<f32>) {
 }
 
 fn run_matmul(t: DType, w: &Buf, x: &[f32]) -> Vec<f32> {
-    let w = WeightRef { dtype: t, rows: ROWS, cols: COLS, data: w.bytes() };
+    let w = WeightRef { dtype: t, rows: ROWS, cols: COLS, data: w.bytes(), packed: None };
     let mut a = Activations::new();
     a.quantize(cpu::ops(t).unwrap().act, x, TOKENS, COLS).unwrap();
     let mut out = vec![0.0; TOKENS * ROWS];

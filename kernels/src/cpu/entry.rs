@@ -123,6 +123,80 @@ macro_rules! gemm_entry {
     }};
 }
 
+/// A `pack` entry: `$L` rows to a panel of [`gemm::pack_panels`](crate::cpu::gemm) over
+/// whole rows of `$b`.
+macro_rules! pack_entry {
+    ($b:ty, $L:literal) => {{
+        fn entry(w: &[u8], cols: usize) -> Result<Vec<u32>, $crate::KernelError> {
+            let w = $crate::cpu::entry::blocks::<$b>(w)?;
+            let nb = cols / <$b as $crate::quant::Block>::SIZE;
+            $crate::cpu::entry::check_len("columns (whole blocks)", nb * <$b as $crate::quant::Block>::SIZE, cols)?;
+            if nb == 0 {
+                return Ok(Vec::new());
+            }
+            $crate::cpu::entry::check_len("weight blocks (whole rows)", w.len() / nb * nb, w.len())?;
+            Ok($crate::cpu::gemm::pack_panels::<$b, $L>(w, nb, |h| h.to_f32()))
+        }
+        Some(entry as $crate::quant::Pack)
+    }};
+}
+
+/// A `gemm_packed` entry for kernel `$k: unsafe fn(&[u32], usize, usize, &[<$b as
+/// Block>::Act], usize, &mut [f32], usize)` over `$L`-row panels: checks the panels' length
+/// for `rows` and `cols`, and `a` and `out` as [`gemm_args`] does.
+macro_rules! gemm_packed_entry {
+    ($b:ty, $L:literal, $k:path) => {{
+        fn entry(
+            p: &[u32],
+            rows: usize,
+            cols: usize,
+            a: &[u8],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) -> Result<(), $crate::KernelError> {
+            let words = $crate::cpu::gemm::panel_words::<$b, $L>(cols);
+            $crate::cpu::entry::check_len("packed words (rows, cols)", rows.div_ceil($L) * words, p.len())?;
+            let a = $crate::cpu::entry::packed_args::<$b>(cols, rows, a, n, out.len(), ldo)?;
+            if !a.is_empty() && rows > 0 {
+                // SAFETY: reachable only through a detected tier's table (see `cpu::entry`);
+                // the panels hold `rows` rows of `cols`, `a` `n` rows of `cols`, and `out`
+                // room for `n` rows of stride `ldo >= rows` (checked above).
+                unsafe { $k(p, rows, cols, a, n, out, ldo) };
+            }
+            Ok(())
+        }
+        Some(entry as $crate::quant::GemmPacked)
+    }};
+}
+
+/// The activation blocks of a `gemm_packed` call, with its shapes checked as [`gemm_args`]
+/// checks them, for weights of `rows` rows of `cols` columns.
+pub(super) fn packed_args<B: Block>(
+    cols: usize,
+    rows: usize,
+    a: &[u8],
+    n: usize,
+    out_len: usize,
+    ldo: usize,
+) -> Result<&[B::Act], KernelError> {
+    let a = blocks::<B::Act>(a)?;
+    if n == 0 || a.is_empty() {
+        check_len("activation blocks (n rows)", 0, a.len())?;
+        return Ok(&[]);
+    }
+    let nb = cols / B::SIZE;
+    check_len("activation blocks (n rows of the weights' columns)", n * nb, a.len())?;
+    if ldo < rows {
+        return Err(KernelError::Length { what: "gemm output stride (rows)", expected: rows, found: ldo });
+    }
+    let need = (n - 1) * ldo + rows;
+    if out_len < need {
+        return Err(KernelError::Length { what: "gemm output", expected: need, found: out_len });
+    }
+    Ok(a)
+}
+
 /// The weight and activation blocks of a `gemm` call, with its shapes checked: `a` is `n`
 /// rows of equal block counts, `w` whole rows of that count, `ldo` at least the row count and
 /// `out_len` room for `n` output rows. Empty when there is nothing to compute.

@@ -426,7 +426,7 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
     let rows = w.len() / nb;
     let (s, per) = (W::S, W::SIZE / W::S);
     let (nsb, cols) = (nb * per, nb * W::SIZE);
-    let (tiles, full) = (n / T, n / T * T);
+    let full = n / T * T;
     let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
     sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
     sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
@@ -437,8 +437,6 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
     zeroed(&mut sc.row_q, L * cols);
     zeroed(&mut sc.row_s1, nsb);
     zeroed(&mut sc.row_s2, nsb);
-    let mut acc = [[0f32; L]; T];
-    let mut acc1 = [[0f32; L]; 1];
     for r0 in (0..rows).step_by(L) {
         // The panel of rows `r0..r0 + L`, decoded row by row (rows past the end are zeros),
         // then interleaved by the tier's transpose.
@@ -464,25 +462,155 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
             }
         }
         transpose(bytemuck::cast_slice(&sc.row_q), cols / 4, &mut sc.wq);
-        let wq: &[u8] = bytemuck::cast_slice(&sc.wq);
-        let store = |out: &mut [f32], t: usize, acc: &[f32; L]| {
-            let o = &mut out[t * ldo + r0..];
-            if width == L {
-                o[..L].copy_from_slice(acc);
-            } else {
-                o[..width].copy_from_slice(&acc[..width]);
-            }
-        };
-        for g in 0..tiles {
-            kernel(&sc.main.tile(g, nsb, T, s, wq, &sc.s1, &sc.s2), &mut acc);
-            for (t, acc) in acc.iter().enumerate() {
-                store(out, g * T + t, acc);
+        let panel = Panel { wq: bytemuck::cast_slice(&sc.wq), s1: &sc.s1, s2: &sc.s2 };
+        panel_tiles::<L, T>(&sc.main, &sc.tail, &panel, (nsb, s, n), (r0, width), out, ldo, &kernel, &kernel1);
+    }
+    SCRATCH.with_borrow_mut(|s| *s = sc);
+}
+
+/// One decoded panel of `L` weight rows, as [`Tile`] reads it.
+struct Panel<'a> {
+    /// `[nsb][S / 4][L][4]` unsigned bytes.
+    wq: &'a [u8],
+    /// `[nsb][L]`.
+    s1: &'a [f32],
+    /// `[nsb][L]` (zeros, or empty, without mins).
+    s2: &'a [f32],
+}
+
+/// Every token of `main` (whole tiles) and `tail` (one-token tiles) against `panel`, rows
+/// `r0..r0 + width` of the output (`out[t * ldo + r]`); `shape` is `(nsb, S, n)`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn panel_tiles<const L: usize, const T: usize>(
+    main: &Packed,
+    tail: &Packed,
+    panel: &Panel<'_>,
+    (nsb, s, n): (usize, usize, usize),
+    (r0, width): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+    kernel: &impl Fn(&Tile<'_>, &mut [[f32; L]; T]),
+    kernel1: &impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
+) {
+    let (tiles, full) = (n / T, n / T * T);
+    let store = |out: &mut [f32], t: usize, acc: &[f32; L]| {
+        out[t * ldo + r0..][..width].copy_from_slice(&acc[..width]);
+    };
+    let mut acc = [[0f32; L]; T];
+    for g in 0..tiles {
+        kernel(&main.tile(g, nsb, T, s, panel.wq, panel.s1, panel.s2), &mut acc);
+        for (t, acc) in acc.iter().enumerate() {
+            store(out, g * T + t, acc);
+        }
+    }
+    let mut acc1 = [[0f32; L]; 1];
+    for t in full..n {
+        kernel1(&tail.tile(t - full, nsb, 1, s, panel.wq, panel.s1, panel.s2), &mut acc1);
+        store(out, t, &acc1[0]);
+    }
+}
+
+/// Words of one packed panel of `L` rows of `cols` columns of `W` ([`pack_panels`]): the
+/// quants `[nsb][S / 4][L][4]`, then `s1` `[nsb][L]`, then (with mins) `s2` `[nsb][L]`.
+pub(in crate::cpu) const fn panel_words<W: GemmWeight, const L: usize>(cols: usize) -> usize {
+    let nsb = cols / W::S;
+    cols * L / 4 + nsb * L * if W::MINS { 2 } else { 1 }
+}
+
+/// `w` (whole rows of `nb` blocks) decoded once into the panels the micro-kernels read, as
+/// [`gemm`] decodes them for each call: `L` rows to a panel (the rows past the end of the last
+/// one are zeros), [`panel_words`] each, back to back. [`gemm_packed`] over them forms every
+/// output with the bits [`gemm`] gives it.
+pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
+    w: &[W],
+    nb: usize,
+    fp16: impl Fn(half::f16) -> f32 + Copy,
+) -> Vec<u32> {
+    let rows = if nb == 0 { 0 } else { w.len() / nb };
+    let (per, cols) = (W::SIZE / W::S, nb * W::SIZE);
+    let nsb = nb * per;
+    let words = panel_words::<W, L>(cols);
+    let mut out = huge_zeroed(rows.div_ceil(L) * words);
+    let (mut row_q, mut s1, mut s2) = (vec![0u8; L * cols], vec![0f32; per], vec![0f32; per]);
+    for (p, panel) in out.chunks_exact_mut(words).enumerate() {
+        row_q.fill(0);
+        let (wq, scales) = panel.split_at_mut(cols * L / 4);
+        let (ps1, ps2) = scales.split_at_mut(nsb * L);
+        for l in 0..L.min(rows - p * L) {
+            for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
+                blk.unpack(&mut row_q[l * cols + b * W::SIZE..][..W::SIZE], &mut s1, &mut s2, fp16);
+                for j in 0..per {
+                    ps1[(b * per + j) * L + l] = s1[j].to_bits();
+                    if W::MINS {
+                        ps2[(b * per + j) * L + l] = s2[j].to_bits();
+                    }
+                }
             }
         }
-        for t in full..n {
-            kernel1(&sc.tail.tile(t - full, nsb, 1, s, wq, &sc.s1, &sc.s2), &mut acc1);
-            store(out, t, &acc1[0]);
+        transpose_words::<L>(bytemuck::cast_slice(&row_q), cols / 4, wq);
+    }
+    out
+}
+
+/// `len` zero words, whose memory the kernel is asked to back with transparent huge pages
+/// where it can: packed weights are streamed from end to end at every step, as the mapped
+/// file they replace is (whose page cache may use huge pages), and with 4 KiB pages the
+/// page walks slow the stream down (measured: the packed output head of Gemma 3 270M read at
+/// 36 GB/s against the map's 46).
+fn huge_zeroed(len: usize) -> Vec<u32> {
+    let mut v: Vec<u32> = Vec::with_capacity(len);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = v.as_mut_ptr() as usize;
+        let (from, to) = (start.next_multiple_of(HUGE), (start + len * 4) / HUGE * HUGE);
+        if from < to {
+            // SAFETY: `from..to` lies within `v`'s allocation, which nothing has written or
+            // read yet; `MADV_HUGEPAGE` only changes how its pages will be backed, not what
+            // they hold. A failure (no THP support) leaves ordinary pages, so it is ignored.
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
         }
+    }
+    v.resize(len, 0);
+    v
+}
+
+/// [`gemm`] over weights packed once by [`pack_panels`] (`panels`: whole panels holding
+/// `rows` rows of `cols` columns): no decoding per call, the same bits.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(in crate::cpu) fn gemm_packed<W: GemmWeight, const L: usize, const T: usize>(
+    panels: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[W::Act],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+    fp16: impl Fn(half::f16) -> f32 + Copy,
+    kernel: impl Fn(&Tile<'_>, &mut [[f32; L]; T]),
+    kernel1: impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
+) {
+    if n == 0 || a.is_empty() {
+        return;
+    }
+    let (nb, s, per) = (a.len() / n, W::S, W::SIZE / W::S);
+    let nsb = nb * per;
+    let full = n / T * T;
+    let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
+    sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
+    sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
+    // The micro-kernels read `s2` whether or not the type has mins: zeros where it has none.
+    zeroed(&mut sc.s2, if W::MINS { 0 } else { nsb * L });
+    let words = panel_words::<W, L>(cols);
+    for (p, panel) in panels.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
+        let (wq, scales) = panel.split_at(cols * L / 4);
+        let (s1, s2) = scales.split_at(nsb * L);
+        let s2 = if W::MINS { bytemuck::cast_slice(s2) } else { &sc.s2[..] };
+        let panel = Panel { wq: bytemuck::cast_slice(wq), s1: bytemuck::cast_slice(s1), s2 };
+        let r0 = p * L;
+        panel_tiles::<L, T>(&sc.main, &sc.tail, &panel, (nsb, s, n), (r0, L.min(rows - r0)), out, ldo, &kernel, &kernel1);
     }
     SCRATCH.with_borrow_mut(|s| *s = sc);
 }

@@ -34,10 +34,24 @@ pub struct Ops {
     /// it agrees with `dot` within float rounding, not bit for bit (its float sums come in
     /// another order). `None` where a tier has none: callers use `dot_x4` and `dot`.
     pub gemm: Option<Gemm>,
+    /// The weights repacked once into the layout the tier's GEMM micro-kernels read
+    /// (`pack(w, cols)`: whole rows of `cols` elements in `w`), for [`Ops::gemm_packed`].
+    /// `None` where a tier has no packed kernels for the type.
+    pub pack: Option<Pack>,
+    /// [`Ops::gemm`] over weights from [`Ops::pack`]: `gemm_packed(p, rows, cols, a, n, out,
+    /// ldo)`, every output bit for bit what `gemm` (and `dot`) gives it.
+    pub gemm_packed: Option<GemmPacked>,
+    /// Rows per panel of [`Ops::pack`]'s layout (0 without): a run of rows that starts at a
+    /// multiple of it is a run of whole panels.
+    pub panel_rows: usize,
 }
 
 /// The signature of [`Ops::gemm`]: `(w, a, n, out, ldo)`.
 pub type Gemm = fn(&[u8], &[u8], usize, &mut [f32], usize) -> Result<(), KernelError>;
+/// The signature of [`Ops::pack`]: `(w, cols)`.
+pub type Pack = fn(&[u8], usize) -> Result<Vec<u32>, KernelError>;
+/// The signature of [`Ops::gemm_packed`]: `(packed, rows, cols, a, n, out, ldo)`.
+pub type GemmPacked = fn(&[u32], usize, usize, &[u8], usize, &mut [f32], usize) -> Result<(), KernelError>;
 
 /// The reference kernels for `dtype`, or `None` if pupil has none for it.
 pub fn ops(dtype: DType) -> Option<&'static Ops> {
@@ -54,6 +68,9 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
                         dot_x4: None,
                         dot_rows: None,
                         gemm: None,
+                        pack: None,
+                        gemm_packed: None,
+                        panel_rows: 0,
                     };
                     Some(&OPS)
                 })*

@@ -38,12 +38,20 @@ fn tile<const K: usize, const MINS: bool>(t: &Tile<'_>, out: &mut [[f32; 16]; T]
     }
 }
 
+/// How far ahead of its reads a one-token tile asks for the weights (bytes).
+const PREFETCH: usize = 4096;
+
 /// A tile of one token, formed as [`tile`] forms each of its tokens.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn tile1<const K: usize, const MINS: bool>(t: &Tile<'_>, out: &mut [[f32; 16]; 1]) {
     let mut acc = _mm512_setzero_ps();
     for sb in 0..t.nsb {
+        for k in 0..K {
+            let ahead = t.wq.as_ptr().wrapping_add(sb * 64 * K + 64 * k + PREFETCH);
+            // A hint that never faults, whatever the address.
+            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+        }
         let (w, s1, s2) = weights::<K>(t, sb);
         let y = t.aq[sb * 4 * K..][..4 * K].as_chunks::<4>().0;
         acc = step::<K, MINS>(&w, s1, s2, y, t.off[sb], t.da[sb], t.dys[sb], acc);
@@ -79,10 +87,18 @@ fn step<const K: usize, const MINS: bool>(
     dys: f32,
     acc: __m512,
 ) -> __m512 {
-    let mut sum = _mm512_set1_epi32(off);
+    // Two chains of `vpdpbusd` (even and odd `k`), added at the end: the i32 sums are exact,
+    // so the split changes no bit, and it halves the chain a lone token waits on.
+    let (mut even, mut odd) = (_mm512_set1_epi32(off), _mm512_setzero_si512());
     for k in 0..K {
-        sum = _mm512_dpbusd_epi32(sum, w[k], _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8))));
+        let yk = _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8)));
+        if k % 2 == 0 {
+            even = _mm512_dpbusd_epi32(even, w[k], yk);
+        } else {
+            odd = _mm512_dpbusd_epi32(odd, w[k], yk);
+        }
     }
+    let sum = _mm512_add_epi32(even, odd);
     let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(s1, _mm512_set1_ps(da)), acc);
     if MINS { _mm512_fmadd_ps(s2, _mm512_set1_ps(dys), acc) } else { acc }
 }
@@ -166,3 +182,37 @@ gemm_kernel!(gemm_q8_0, BlockQ8_0);
 gemm_kernel!(gemm_q4_k, BlockQ4_K);
 gemm_kernel!(gemm_q5_k, BlockQ5_K);
 gemm_kernel!(gemm_q6_k, BlockQ6_K);
+
+/// Defines `$name`, the GEMM of weight type `$b` over panels packed once (16 rows each).
+macro_rules! gemm_packed_kernel {
+    ($name:ident, $b:ty) => {
+        /// Tiled GEMM over packed panels: the bits of the unpacked GEMM.
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub(in crate::cpu) unsafe fn $name(
+            p: &[u32],
+            rows: usize,
+            cols: usize,
+            a: &[<$b as crate::quant::Block>::Act],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            gemm::gemm_packed::<$b, 16, T>(
+                p,
+                rows,
+                cols,
+                a,
+                n,
+                out,
+                ldo,
+                |h| fp16(h),
+                |t, acc| tile::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
+                |t, acc| tile1::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
+            )
+        }
+    };
+}
+
+gemm_packed_kernel!(gemm_packed_q5_0, BlockQ5_0);
+gemm_packed_kernel!(gemm_packed_q8_0, BlockQ8_0);
