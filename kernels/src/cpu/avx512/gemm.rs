@@ -54,7 +54,7 @@ fn tile1<const K: usize, const MINS: bool>(t: &Tile<'_>, out: &mut [[f32; 16]; 1
         }
         let (w, s1, s2) = weights::<K>(t, sb);
         let y = t.aq[sb * 4 * K..][..4 * K].as_chunks::<4>().0;
-        acc = step::<K, MINS>(&w, s1, s2, y, t.off[sb], t.da[sb], t.dys[sb], acc);
+        acc = step1::<K, MINS>(&w, s1, s2, y, t.off[sb], t.da[sb], t.dys[sb], acc);
     }
     // SAFETY: `out[0]` is 16 floats.
     unsafe { _mm512_storeu_ps(out[0].as_mut_ptr(), acc) };
@@ -87,8 +87,29 @@ fn step<const K: usize, const MINS: bool>(
     dys: f32,
     acc: __m512,
 ) -> __m512 {
-    // Two chains of `vpdpbusd` (even and odd `k`), added at the end: the i32 sums are exact,
-    // so the split changes no bit, and it halves the chain a lone token waits on.
+    let mut sum = _mm512_set1_epi32(off);
+    for k in 0..K {
+        sum = _mm512_dpbusd_epi32(sum, w[k], _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8))));
+    }
+    finish::<MINS>(sum, s1, s2, da, dys, acc)
+}
+
+/// [`step`] for a lone token: two chains of `vpdpbusd` (even and odd `k`), added at the end.
+/// The i32 sums are exact, so the split changes no bit; it halves the chain the token waits on
+/// (a tile of many tokens has their chains to overlap instead, and no registers to spare).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn step1<const K: usize, const MINS: bool>(
+    w: &[__m512i; K],
+    s1: __m512,
+    s2: __m512,
+    y: &[[i8; 4]],
+    off: i32,
+    da: f32,
+    dys: f32,
+    acc: __m512,
+) -> __m512 {
     let (mut even, mut odd) = (_mm512_set1_epi32(off), _mm512_setzero_si512());
     for k in 0..K {
         let yk = _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8)));
@@ -98,7 +119,13 @@ fn step<const K: usize, const MINS: bool>(
             odd = _mm512_dpbusd_epi32(odd, w[k], yk);
         }
     }
-    let sum = _mm512_add_epi32(even, odd);
+    finish::<MINS>(_mm512_add_epi32(even, odd), s1, s2, da, dys, acc)
+}
+
+/// `acc + cvt(sum) · (s1 · da) (+ s2 · dys)`: a sub-block's sums into the accumulator.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn finish<const MINS: bool>(sum: __m512i, s1: __m512, s2: __m512, da: f32, dys: f32, acc: __m512) -> __m512 {
     let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(s1, _mm512_set1_ps(da)), acc);
     if MINS { _mm512_fmadd_ps(s2, _mm512_set1_ps(dys), acc) } else { acc }
 }
@@ -198,18 +225,12 @@ macro_rules! gemm_packed_kernel {
             out: &mut [f32],
             ldo: usize,
         ) {
-            gemm::gemm_packed::<$b, 16, T>(
-                p,
-                rows,
-                cols,
-                a,
-                n,
-                out,
-                ldo,
-                |h| fp16(h),
-                |t, acc| tile::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
-                |t, acc| tile1::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
-            )
+            const K: usize = <$b as gemm::GemmWeight>::S / 4;
+            const MINS: bool = <$b as gemm::GemmWeight>::MINS;
+            // A few sequences decoding together (fewer than `T` tokens) go through one-token
+            // tiles, whose two `vpdpbusd` chains beat a tile of 8 (measured: 246 against 228
+            // output tok/s, 8 streams of Gemma 3 270M).
+            gemm::gemm_packed::<$b, 16, T>(p, rows, cols, a, n, out, ldo, |h| fp16(h), |t, acc| tile::<K, MINS>(t, acc), |t, acc| tile1::<K, MINS>(t, acc))
         }
     };
 }
