@@ -29,7 +29,7 @@ fn tile<const K: usize, const MINS: bool>(t: &Tile<'_>, out: &mut [[f32; 16]; T]
         // Each token's step written out (`unroll!`), so that `acc` lives in registers and the
         // tokens' independent `vpdpbusd` chains overlap.
         unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
-            acc[j] = step::<K, MINS>(&w, s1, s2, &y[j * K..][..K], off[j], da[j], dys[j], acc[j]);
+            acc[j] = finish::<MINS>(sums::<K>(&w, &y[j * K..][..K], off[j]), s1, s2, da[j], dys[j], acc[j]);
         });
     }
     for (o, a) in out.iter_mut().zip(acc) {
@@ -54,7 +54,7 @@ fn tile1<const K: usize, const MINS: bool>(t: &Tile<'_>, out: &mut [[f32; 16]; 1
         }
         let (w, s1, s2) = weights::<K>(t, sb);
         let y = t.aq[sb * 4 * K..][..4 * K].as_chunks::<4>().0;
-        acc = step1::<K, MINS>(&w, s1, s2, y, t.off[sb], t.da[sb], t.dys[sb], acc);
+        acc = finish::<MINS>(sums_split::<K>(&w, y, t.off[sb]), s1, s2, t.da[sb], t.dys[sb], acc);
     }
     // SAFETY: `out[0]` is 16 floats.
     unsafe { _mm512_storeu_ps(out[0].as_mut_ptr(), acc) };
@@ -72,44 +72,24 @@ fn weights<const K: usize>(t: &Tile<'_>, sb: usize) -> ([__m512i; K], __m512, __
     unsafe { (w, _mm512_loadu_ps(s1.as_ptr()), _mm512_loadu_ps(s2.as_ptr())) }
 }
 
-/// One token's sub-block: `acc + cvt(off + Σ w y) · (s1 · da) (+ s2 · dys)`, the products
-/// summed by `vpdpbusd` with the token's four bytes `y[k]` broadcast.
-#[allow(clippy::too_many_arguments)]
+/// One token's sub-block sums `off + Σ w y` (per lane, exact), the products summed by
+/// `vpdpbusd` with the token's four bytes `y[k]` broadcast.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn step<const K: usize, const MINS: bool>(
-    w: &[__m512i; K],
-    s1: __m512,
-    s2: __m512,
-    y: &[[i8; 4]],
-    off: i32,
-    da: f32,
-    dys: f32,
-    acc: __m512,
-) -> __m512 {
+fn sums<const K: usize>(w: &[__m512i; K], y: &[[i8; 4]], off: i32) -> __m512i {
     let mut sum = _mm512_set1_epi32(off);
     for k in 0..K {
         sum = _mm512_dpbusd_epi32(sum, w[k], _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8))));
     }
-    finish::<MINS>(sum, s1, s2, da, dys, acc)
+    sum
 }
 
-/// [`step`] for a lone token: two chains of `vpdpbusd` (even and odd `k`), added at the end.
+/// [`sums`] for a lone token: two chains of `vpdpbusd` (even and odd `k`), added at the end.
 /// The i32 sums are exact, so the split changes no bit; it halves the chain the token waits on
 /// (a tile of many tokens has their chains to overlap instead, and no registers to spare).
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn step1<const K: usize, const MINS: bool>(
-    w: &[__m512i; K],
-    s1: __m512,
-    s2: __m512,
-    y: &[[i8; 4]],
-    off: i32,
-    da: f32,
-    dys: f32,
-    acc: __m512,
-) -> __m512 {
+fn sums_split<const K: usize>(w: &[__m512i; K], y: &[[i8; 4]], off: i32) -> __m512i {
     let (mut even, mut odd) = (_mm512_set1_epi32(off), _mm512_setzero_si512());
     for k in 0..K {
         let yk = _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8)));
@@ -119,7 +99,7 @@ fn step1<const K: usize, const MINS: bool>(
             odd = _mm512_dpbusd_epi32(odd, w[k], yk);
         }
     }
-    finish::<MINS>(_mm512_add_epi32(even, odd), s1, s2, da, dys, acc)
+    _mm512_add_epi32(even, odd)
 }
 
 /// `acc + cvt(sum) · (s1 · da) (+ s2 · dys)`: a sub-block's sums into the accumulator.
