@@ -219,7 +219,7 @@ fn run_time_errors_leave_the_cache_untouched() {
     assert_eq!((cache.len(0), cache.len(1)), (8, 0));
 
     // Rolling back (speculative decoding) and rewriting is allowed.
-    cache.truncate(0, 6);
+    cache.truncate(0, 6).unwrap();
     let mut again = Batch::new();
     again.push_sequence(&[7, 8], 6, 0, false);
     run(&again, &mut cache, &mut logits).unwrap();
