@@ -50,7 +50,6 @@ use crate::quant::{
     Block, BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K, QK_K, unpack_5bit,
     unpack_nibbles,
 };
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// A weight block type the tiled GEMM takes: unsigned quants per sub-block of `S` elements,
@@ -526,23 +525,21 @@ pub(in crate::cpu) const fn panel_words<W: GemmWeight, const L: usize>(cols: usi
 pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
     w: &[W],
     nb: usize,
-    fp16: impl Fn(half::f16) -> f32 + Copy + Sync,
+    fp16: impl Fn(half::f16) -> f32 + Copy,
 ) -> Vec<u32> {
     let rows = if nb == 0 { 0 } else { w.len() / nb };
     let (per, cols) = (W::SIZE / W::S, nb * W::SIZE);
     let nsb = nb * per;
     let words = panel_words::<W, L>(cols);
     let mut out = huge_zeroed(rows.div_ceil(L) * words);
-    // Panels are independent: packed in parallel (a model's matrices take about a second on
-    // one thread), each task with its own decoding buffers.
-    let buffers = || (vec![0u8; L * cols], vec![0f32; per], vec![0f32; per]);
-    out.par_chunks_exact_mut(words).enumerate().for_each_init(buffers, |(row_q, s1, s2), (p, panel)| {
+    let (mut row_q, mut s1, mut s2) = (vec![0u8; L * cols], vec![0f32; per], vec![0f32; per]);
+    for (p, panel) in out.chunks_exact_mut(words).enumerate() {
         row_q.fill(0);
         let (wq, scales) = panel.split_at_mut(cols * L / 4);
         let (ps1, ps2) = scales.split_at_mut(nsb * L);
         for l in 0..L.min(rows - p * L) {
             for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
-                blk.unpack(&mut row_q[l * cols + b * W::SIZE..][..W::SIZE], s1, s2, fp16);
+                blk.unpack(&mut row_q[l * cols + b * W::SIZE..][..W::SIZE], &mut s1, &mut s2, fp16);
                 for j in 0..per {
                     ps1[(b * per + j) * L + l] = s1[j].to_bits();
                     if W::MINS {
@@ -551,8 +548,8 @@ pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
                 }
             }
         }
-        transpose_words::<L>(bytemuck::cast_slice(row_q), cols / 4, wq);
-    });
+        transpose_words::<L>(bytemuck::cast_slice(&row_q), cols / 4, wq);
+    }
     out
 }
 
