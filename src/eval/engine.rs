@@ -5,8 +5,44 @@
 use std::path::Path;
 
 use super::EvalError;
+use crate::gguf::GgufFile;
 use crate::model::Model;
 use crate::runner::{Backend, PupilRunner, Runner, RunnerOptions};
+use crate::tokenizer::{Tokenizer, check_vocab};
+
+/// A teacher (on the engine asked for) and a student (on pupil) that share a vocabulary: the
+/// teacher's is read from its GGUF file with pupil's reader (which needs no support for its
+/// architecture) and checked against the student's.
+#[derive(Debug)]
+pub(crate) struct Pair {
+    /// The shared vocabulary, as the teacher's file states it.
+    pub tok: Tokenizer,
+    /// The teacher file's chat template source, if it has one.
+    pub template: Option<String>,
+    pub teacher: Loaded,
+    pub student: Model,
+}
+
+impl Pair {
+    /// Loads both models and checks their vocabularies agree.
+    pub(crate) fn load(teacher: &Path, student: &Path, backend: Backend) -> Result<Pair, EvalError> {
+        let (tok, arch, template) = {
+            let g = GgufFile::open(teacher)?;
+            let template = g.get_str("tokenizer.chat_template")?.map(str::to_owned);
+            (Tokenizer::from_gguf(&g)?, g.architecture().map(str::to_owned), template)
+        };
+        let s = Model::open(student)?;
+        let tok_s = Tokenizer::from_gguf(s.file())?;
+        let t = Loaded::open(teacher, backend, arch.as_deref())?;
+        check_vocab((&tok, t.n_logits()), (&tok_s, s.config().n_vocab), ("teacher", "student"))?;
+        Ok(Pair { tok, template, teacher: t, student: s })
+    }
+
+    /// The smaller training context of the two.
+    pub(crate) fn n_ctx_train(&self) -> usize {
+        self.teacher.n_ctx_train().min(self.student.config().n_ctx_train)
+    }
+}
 
 /// A model loaded by one engine.
 #[derive(Debug)]

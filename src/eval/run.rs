@@ -6,12 +6,11 @@ use rayon::prelude::*;
 
 use std::path::Path;
 
-use super::engine::Loaded;
+use super::engine::Pair;
 use super::{CompareOptions, EvalError, Fidelity, FidelityAcc, Position, Progress, compare_row};
-use crate::gguf::GgufFile;
 use crate::model::{KvType, Model};
 use crate::runner::{Attention, PupilRunner, Runner, RunnerOptions};
-use crate::tokenizer::{Tokenizer, check_vocab};
+use crate::tokenizer::Tokenizer;
 
 /// How the text is cut and run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,21 +84,14 @@ pub(crate) fn score_text(
     opts: &CompareOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<Scored, EvalError> {
-    let (tok_t, arch) = {
-        let g = GgufFile::open(teacher)?;
-        (Tokenizer::from_gguf(&g)?, g.architecture().map(str::to_owned))
-    };
-    let s = Model::open(student)?;
-    let tok_s = Tokenizer::from_gguf(s.file())?;
-    let t = Loaded::open(teacher, opts.teacher_backend, arch.as_deref())?;
-    check_vocab((&tok_t, t.n_logits()), (&tok_s, s.config().n_vocab), ("teacher", "student"))?;
-    let text = TextTokens::new(&tok_t, text);
+    let pair = Pair::load(teacher, student, opts.teacher_backend)?;
+    let text = TextTokens::new(&pair.tok, text);
     let fo = &opts.fidelity;
-    let plan = Plan::new(fo, t.n_ctx_train().min(s.config().n_ctx_train), &text.tokens, text.bos)?;
+    let plan = Plan::new(fo, pair.n_ctx_train(), &text.tokens, text.bos)?;
     progress(Progress::Scoring { tokens: plan.n_tokens() });
     let ropts = plan.runner_options(fo.kv_type, opts.threads);
-    let mut rt = t.runner(&ropts)?;
-    let mut rs = PupilRunner::new(&s, &ropts)?;
+    let mut rt = pair.teacher.runner(&ropts)?;
+    let mut rs = PupilRunner::new(&pair.student, &ropts)?;
     let fidelity = score(&mut *rt, &mut rs, &plan, |n| progress(Progress::Scored(n)))?;
     Ok(Scored { text, plan, fidelity })
 }

@@ -21,15 +21,14 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::engine::Loaded;
+use super::engine::Pair;
 use super::prompts::{self, Prompt};
 use super::{CompareOptions, EvalError, compare_row};
 use crate::chat::ChatTemplate;
-use crate::gguf::GgufFile;
-use crate::model::{KvType, Model};
+use crate::model::KvType;
 use crate::runner::{Attention, PupilRunner, Runner, RunnerOptions};
 use crate::sample::{Sampler, SamplerConfig};
-use crate::tokenizer::{Tokenizer, check_vocab};
+use crate::tokenizer::Tokenizer;
 
 /// How the continuations are written.
 #[derive(Clone, Debug, PartialEq)]
@@ -337,23 +336,15 @@ pub fn compare_generated(
     if prompts.is_empty() {
         return Err(EvalError::NoPrompts);
     }
-    let (tok, arch, template) = {
-        let g = GgufFile::open(teacher)?;
-        let tok = Tokenizer::from_gguf(&g)?;
-        let needs_template = prompts.iter().any(|p| matches!(p, Prompt::Chat(_)));
-        let template = if needs_template { Some(chat_template(&g, &tok)?) } else { None };
-        (tok, g.architecture().map(str::to_owned), template)
-    };
-    let s = Model::open(student)?;
-    let tok_s = Tokenizer::from_gguf(s.file())?;
-    let t = Loaded::open(teacher, opts.teacher_backend, arch.as_deref())?;
-    check_vocab((&tok, t.n_logits()), (&tok_s, s.config().n_vocab), ("teacher", "student"))?;
+    let pair = Pair::load(teacher, student, opts.teacher_backend)?;
+    let tok = &pair.tok;
+    let template = if prompts.iter().any(|p| matches!(p, Prompt::Chat(_))) { Some(chat_template(&pair)?) } else { None };
     let tokens = prompts
         .iter()
         .enumerate()
-        .map(|(i, p)| prompts::tokens(p, i, &tok, template.as_ref()))
+        .map(|(i, p)| prompts::tokens(p, i, tok, template.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
-    let n_ctx_train = t.n_ctx_train().min(s.config().n_ctx_train);
+    let n_ctx_train = pair.n_ctx_train();
     let n_ctx = tokens.iter().map(|p| p.len() + seq.n_predict).max().unwrap_or(0);
     if let Some((i, p)) = tokens.iter().enumerate().find(|(_, p)| p.len() + seq.n_predict > n_ctx_train) {
         return Err(EvalError::PromptTooLong { index: i + 1, tokens: p.len(), n_predict: seq.n_predict, n_ctx_train });
@@ -364,15 +355,15 @@ pub fn compare_generated(
         threads: opts.threads,
         ..RunnerOptions::new(n_ctx, seq.n_batch.min(n_ctx))
     };
-    let mut rt = t.runner(&ropts)?;
-    let mut rs = PupilRunner::new(&s, &ropts)?;
+    let mut rt = pair.teacher.runner(&ropts)?;
+    let mut rs = PupilRunner::new(&pair.student, &ropts)?;
     let mut scratch = Scratch::new(ropts.n_batch, rt.n_vocab());
     progress(SequenceProgress::Prompts(prompts.len()));
     let mut results = Vec::with_capacity(prompts.len());
     for (i, (prompt, ptoks)) in prompts.iter().zip(&tokens).enumerate() {
         let cfg = SamplerConfig { seed: seq.sampler.seed.wrapping_add(i as u64), ..seq.sampler.clone() };
-        let student_text = write(&mut rs, ptoks, seq.n_predict, &cfg, &tok, &mut scratch)?;
-        let teacher_text = write(&mut *rt, ptoks, seq.n_predict, &cfg, &tok, &mut scratch)?;
+        let student_text = write(&mut rs, ptoks, seq.n_predict, &cfg, tok, &mut scratch)?;
+        let teacher_text = write(&mut *rt, ptoks, seq.n_predict, &cfg, tok, &mut scratch)?;
         let on_student = score_along(&mut *rt, &mut rs, ptoks, &student_text.tokens, &mut scratch)?;
         let on_teacher = score_along(&mut *rt, &mut rs, ptoks, &teacher_text.tokens, &mut scratch)?;
         let part_at = part_at(&student_text.tokens, &teacher_text.tokens);
@@ -392,15 +383,15 @@ pub fn compare_generated(
 }
 
 /// The teacher file's chat template, or ChatML where it has none.
-fn chat_template(g: &GgufFile, tok: &Tokenizer) -> Result<ChatTemplate, EvalError> {
-    let chat_err = |e: crate::chat::ChatError| EvalError::ChatTemplate(e.to_string());
-    match g.get_str("tokenizer.chat_template")? {
-        Some(src) => crate::chat::template_for("tokenizer.chat_template", src.to_owned(), tok).map_err(chat_err),
+fn chat_template(pair: &Pair) -> Result<ChatTemplate, EvalError> {
+    let (name, src) = match &pair.template {
+        Some(src) => ("tokenizer.chat_template", src.as_str()),
         None => {
             tracing::info!("the teacher has no chat template: conversations are rendered with ChatML");
-            crate::chat::template_for("ChatML", crate::chat::CHATML, tok).map_err(chat_err)
+            ("ChatML", crate::chat::CHATML)
         }
-    }
+    };
+    crate::chat::template_for(name, src, &pair.tok).map_err(|e| EvalError::ChatTemplate(e.to_string()))
 }
 
 /// The index of the first token where `a` and `b` differ (one ending before the other counts),
