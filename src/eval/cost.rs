@@ -60,6 +60,12 @@ pub struct Cost {
     pub peak_rss_bytes: Option<u64>,
     /// Whether the peak was reset before the load (else it may include earlier work).
     pub peak_rss_exact: bool,
+    /// Prompt tokens of the pp test (the requested count, capped by the training context).
+    pub pp_tokens: usize,
+    /// Decode steps of the tg test, from an empty cache.
+    pub tg_steps: usize,
+    /// Measured repetitions of each test, after one warm-up.
+    pub repetitions: usize,
     /// Prompt tokens per second (pp), median.
     pub pp_tok_s: f64,
     /// Generated tokens per second (tg), median; 0 with no decode steps.
@@ -143,6 +149,9 @@ pub fn measure(
         baseline_rss_bytes: baseline,
         peak_rss_bytes: proc_status("VmHWM"),
         peak_rss_exact: exact,
+        pp_tokens: plan.n_prompt,
+        tg_steps: plan.n_gen,
+        repetitions: plan.repetitions,
         pp_tok_s: median(&m.pp),
         tg_tok_s: median(&m.tg),
         ttft_s: median(&m.ttft),
