@@ -37,7 +37,9 @@ fn free_port() -> u16 {
 
 /// The configuration the README documents: health checks on /ready every 100 ms, a replica
 /// out after one failed check, least connections, and a retry elsewhere for a request a
-/// draining replica refused or a connection it closed.
+/// draining replica refused or a connection it closed. A check may take 2 s: with the default
+/// (`inter`, 100 ms) a busy replica on a loaded 2-core machine missed it once, and with the
+/// other replica draining HAProxy had no server left and answered 503 itself.
 fn config(port: u16, backends: &[&str]) -> String {
     let servers: String = backends
         .iter()
@@ -50,7 +52,7 @@ fn config(port: u16, backends: &[&str]) -> String {
          retries 3\n    option redispatch 1\n    retry-on conn-failure empty-response 503\n    option http-buffer-request\n\
          frontend pupil\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
          backend replicas\n    balance leastconn\n    option httpchk GET /ready\n    \
-         default-server inter 100ms fall 1 rise 2\n{servers}"
+         default-server inter 100ms fall 1 rise 2\n    timeout check 2s\n{servers}"
     )
 }
 
