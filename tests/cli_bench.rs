@@ -163,3 +163,55 @@ fn against_llama_adds_llama_cpp_numbers_and_ratios() {
     // A bandwidth read before each engine's tg run.
     assert_eq!(r["bandwidth_runs"].as_u64(), Some(2));
 }
+
+/// `--synth`: the smallest stand-in (Gemma 3 270M's shape, every layer, llama-quantize's
+/// `Q8_0`) is written once into `--synth-dir` and measured; a second run reuses the file. With
+/// `-m` too, `--json` prints an array, in order, each with pupil's load time.
+#[test]
+fn synth_models_are_written_once_and_measured_with_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let tiny = tiny_model(dir.path());
+    let args = |json: bool| {
+        let mut a = vec!["bench", "--synth", "gemma3-270m:q8_0", "--synth-dir", cache.to_str().unwrap()];
+        a.extend(["-m", tiny.to_str().unwrap(), "-p", "8", "-n", "2", "-r", "1", "-t", "1", "--bandwidth-mib", "16"]);
+        if json {
+            a.push("--json");
+        }
+        pupil(&a)
+    };
+    let first = args(true);
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success() && err.contains("writing gemma3-270m:Q8_0"), "{err}");
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 1, "one file, no partial left: {files:?}");
+    let r: Json = serde_json::from_slice(&first.stdout).expect("JSON");
+    let rows = r.as_array().expect("several models: an array");
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["model"].as_str().unwrap().ends_with("tiny-llama-q4_0.gguf"), "-m first: {}", rows[0]["model"]);
+    let synth = &rows[1];
+    assert_eq!(synth["description"], "gemma3 268M Q8_0", "{synth}");
+    assert!(synth["params"].as_u64().unwrap() > 260_000_000, "every layer written");
+    for row in rows {
+        positive(row, "load_s");
+        positive(row, "tg_tok_s");
+    }
+    let written = std::fs::metadata(cache.join(&files[0])).unwrap().modified().unwrap();
+
+    let second = args(false);
+    let (out, err) = (String::from_utf8_lossy(&second.stdout), String::from_utf8_lossy(&second.stderr));
+    assert!(second.status.success(), "{err}");
+    assert!(!err.contains("writing"), "the cached file is reused: {err}");
+    assert_eq!(std::fs::metadata(cache.join(&files[0])).unwrap().modified().unwrap(), written);
+    assert!(out.contains("gemma3-270m:Q8_0") && out.contains("vs llama.cpp"), "a summary table: {out}");
+}
+
+#[test]
+fn an_unknown_synth_model_exits_with_2_naming_the_known_ones() {
+    for (spec, says) in [("llama-7b:Q4_0", "qwen2.5-1.5b"), ("llama-1b:Q9_9", "Q4_K_M"), ("llama-1b", "NAME:TYPE")] {
+        let out = pupil(&["bench", "--synth", spec]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {err}");
+        assert!(err.contains(says) && err.lines().count() == 1, "{spec}: {err}");
+    }
+}

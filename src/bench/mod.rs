@@ -30,6 +30,7 @@
 mod bandwidth;
 mod facts;
 mod report;
+pub mod synth;
 
 pub use bandwidth::{Bandwidth, BandwidthProbe, read_bandwidth};
 pub use facts::ModelFacts;
@@ -56,12 +57,40 @@ pub enum BenchError {
     #[cfg(feature = "llama")]
     #[error(transparent)]
     Llama(#[from] crate::llama::LlamaError),
+    /// A synthetic model's name (`--synth`) is not one pupil can make.
+    #[error("--synth {spec}: {why}")]
+    Synth {
+        /// What was asked for.
+        spec: String,
+        /// Why it cannot be made.
+        why: String,
+    },
+    /// The synthetic models' cache could not be written.
+    #[error("{}: {source}", path.display())]
+    Cache {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
     /// A thread pool could not be built.
     #[error("building a thread pool: {message}")]
     Threads {
         /// The pool builder's message.
         message: String,
     },
+}
+
+impl BenchError {
+    /// Whether the user can fix it (a synthetic model's name, its cache directory, a model
+    /// file), rather than pupil.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            BenchError::Synth { .. } | BenchError::Cache { .. } => true,
+            BenchError::Model(e) => e.kind() != crate::error::ErrorKind::Internal,
+            _ => false,
+        }
+    }
 }
 
 /// The token ids the benchmark feeds: drawn with `seed` from the model's ordinary tokens, the

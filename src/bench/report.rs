@@ -30,6 +30,8 @@ pub struct Report {
     pub tg: usize,
     /// Measured repetitions (after one warm-up).
     pub repetitions: usize,
+    /// Seconds pupil took to open the model, weights repacked included (`None`: not timed).
+    pub load_s: Option<f64>,
     /// pupil's median prompt tokens/s (`None` if pp was skipped).
     pub pp_tok_s: Option<f64>,
     /// pupil's median generated tokens/s (`None` if tg was skipped).
@@ -61,6 +63,8 @@ pub struct Report {
 /// llama.cpp's numbers and how pupil compares.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LlamaReport {
+    /// Seconds llama.cpp took to load the model (`None`: not timed).
+    pub llama_load_s: Option<f64>,
     /// llama.cpp's median prompt tokens/s.
     pub llama_pp_tok_s: Option<f64>,
     /// llama.cpp's median generated tokens/s.
@@ -126,6 +130,7 @@ impl Report {
         let llama = llama.map(|(m, b)| {
             let (lpp, ltg) = (median(&m.pp), median(&m.tg));
             LlamaReport {
+                llama_load_s: None,
                 llama_pp_tok_s: lpp,
                 llama_tg_tok_s: ltg,
                 llama_pp_stats: m.pp.clone(),
@@ -150,6 +155,7 @@ impl Report {
             pp: plan.n_prompt,
             tg: plan.n_gen,
             repetitions: plan.repetitions,
+            load_s: None,
             pp_tok_s,
             tg_tok_s,
             pp_stats: pupil.pp.clone(),

@@ -5,26 +5,42 @@ use super::error::BadInput;
 use super::output;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, Test, Tokens};
+use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, Test, Tokens, synth};
 use pupil::model::Model;
 use pupil::runner::{PupilRunner, Runner};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Measure prompt processing (pp) and token generation (tg) speed.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
     pupil bench -m models/gemma-3-270m-q4_k_m.gguf\n  \
     pupil bench -m model.gguf -p 512 -n 128 -r 5 -t 2 --against-llama\n  \
-    pupil bench -m model.gguf -p 64 -n 16 -r 3 --json | jq .tg_tok_s\n\n\
+    pupil bench -m model.gguf -p 64 -n 16 -r 3 --json | jq .tg_tok_s\n  \
+    pupil bench --synth llama-1b:Q4_K_M -t 2 --against-llama\n  \
+    pupil bench --synth all -t 2 --against-llama     # every model of the table below\n\n\
+    --synth NAME:TYPE writes a random-weight model with the exact shape of a known one and\n\
+    llama-quantize's mixture for TYPE, once, into --synth-dir: weights do not change speed.\n\
+    Shapes: gemma3-270m, qwen2.5-0.5b, llama-1b (separate output), qwen2.5-1.5b. `all` is\n\
+    gemma3-270m:Q4_K_M, llama-1b:Q4_0, llama-1b:Q4_K_M, qwen2.5-0.5b:Q4_K_M,\n\
+    qwen2.5-1.5b:Q4_K_M, qwen2.5-1.5b:Q8_0. With several models, a summary table of the\n\
+    ratios follows, and --json prints an array.\n\n\
     pp: one batch of -p tokens from an empty cache; tg: -n single-token steps from an empty\n\
     cache (llama-bench's pp512 / tg128). One warm-up round, then -r repetitions; t/s is the\n\
     median ± the standard deviation. For a fair --against-llama, build llama.cpp for this\n\
     CPU: scripts/bench.sh does.")]
 pub struct Args {
-    /// The GGUF model file.
-    #[arg(short, long)]
-    model: PathBuf,
+    /// A GGUF model file (repeat for several).
+    #[arg(short, long, required_unless_present = "synth")]
+    model: Vec<PathBuf>,
+    /// A synthetic model, NAME:TYPE (`llama-1b:Q4_K_M`), or `all` (repeat for several).
+    #[arg(long, value_name = "NAME:TYPE")]
+    synth: Vec<String>,
+    /// Where synthetic models are written (default: $PUPIL_CACHE_DIR/synth, else
+    /// ~/.cache/pupil/synth).
+    #[arg(long, value_name = "DIR")]
+    synth_dir: Option<PathBuf>,
     /// Prompt tokens of the pp test (0 skips it).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512, allow_negative_numbers = true)]
     n_prompt: usize,
@@ -73,17 +89,82 @@ pub fn run(args: Args) -> Result<()> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     super::run::set_threads(Some(threads))?;
-    let model = Model::open(&args.model).map_err(output::in_file(&args.model))?;
+    let models = models(&args)?;
+    let probe = {
+        let bar = spinner(format!("memory bandwidth, {threads} threads"));
+        let probe = bench::BandwidthProbe::new(threads, args.bandwidth_mib << 20)?;
+        bar.finish_and_clear();
+        probe
+    };
+    let mut reports = Vec::with_capacity(models.len());
+    for (label, path) in &models {
+        let report = bench_one(&args, label, path, threads, &probe)?;
+        if report.llama.as_ref().is_some_and(|l| !l.llama_native) && reports.is_empty() {
+            warn_not_native(&report);
+        }
+        if !args.json {
+            // Each model's table as soon as it is measured: a full run takes a while.
+            let mut out = std::io::stdout().lock();
+            print_human(&mut out, &report)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
+        reports.push((label.clone(), report));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        if let [(_, one)] = &reports[..] {
+            serde_json::to_writer_pretty(&mut out, one)?;
+        } else {
+            serde_json::to_writer_pretty(&mut out, &reports.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
+        }
+        writeln!(out)?;
+    } else if reports.len() > 1 {
+        print_summary(&mut out, &reports)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn spinner(msg: String) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
+    bar.set_message(msg);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+/// The models to measure, in order, with the label of each: the files of `-m`, then the
+/// synthetic models (written first where they are not cached yet).
+fn models(args: &Args) -> Result<Vec<(String, PathBuf)>> {
+    let mut out: Vec<(String, PathBuf)> = args.model.iter().map(|p| (p.display().to_string(), p.clone())).collect();
+    let mut specs = Vec::new();
+    for s in &args.synth {
+        if s.eq_ignore_ascii_case("all") {
+            specs.extend(synth::SynthSpec::all());
+        } else {
+            specs.push(s.parse::<synth::SynthSpec>()?);
+        }
+    }
+    let dir = args.synth_dir.clone().unwrap_or_else(synth::default_dir);
+    for spec in specs {
+        let path = synth::ensure(&spec, &dir, |m| eprintln!("{m}"))?;
+        out.push((spec.label(), path));
+    }
+    Ok(out)
+}
+
+/// One model's benchmark.
+fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &bench::BandwidthProbe) -> Result<Report> {
+    let start = Instant::now();
+    let model = Model::open(path).map_err(output::in_file(path))?;
+    let load_s = start.elapsed().as_secs_f64();
     let facts = ModelFacts::of(&model);
     let plan = Plan { n_prompt: args.n_prompt, n_gen: args.n_gen, repetitions: args.repetitions as usize };
     let tokens = bench::tokens_for_model(&model, &plan, TOKEN_SEED);
     let tier = pupil::kernels::cpu::tier().name().to_owned();
 
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
-    bar.set_message(format!("memory bandwidth, {threads} threads"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    let probe = bench::BandwidthProbe::new(threads, args.bandwidth_mib << 20)?;
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
     let on_step = |p: &Progress| {
         bar.set_length(p.total as u64);
@@ -93,45 +174,41 @@ pub fn run(args: Args) -> Result<()> {
             Test::Generate => format!("tg{}", plan.n_gen),
         };
         let round = p.repetition.map_or("warm-up".to_owned(), |r| format!("run {}/{}", r + 1, plan.repetitions));
-        bar.set_message(format!("{} {test} {round}", p.runner));
+        bar.set_message(format!("{label}: {} {test} {round}", p.runner));
     };
-    let (pupil, llama, mut reads) = measure(&args, &model, &plan, &tokens, threads, &probe, on_step)?;
+    let (pupil, llama, mut reads) = measure(args, path, &model, &plan, &tokens, threads, probe, on_step)?;
     bar.finish_and_clear();
     if reads.is_empty() {
         reads = (0..BANDWIDTH_RUNS).map(|_| probe.sample()).collect();
     }
-    let bandwidth = bench::Bandwidth::from_samples(&probe, &reads).expect("at least one read");
-
-    let report = Report::new(
-        args.model.display().to_string(),
+    let bandwidth = bench::Bandwidth::from_samples(probe, &reads).expect("at least one read");
+    let llama_load_s = llama.as_ref().map(|l| l.2);
+    let mut report = Report::new(
+        path.display().to_string(),
         &facts,
         tier,
         threads,
         &plan,
         &bandwidth,
         &pupil,
-        llama.as_ref().map(|(m, b)| (m, b.clone())),
+        llama.map(|(m, b, _)| (m, b)).as_ref().map(|(m, b)| (m, b.clone())),
     );
-    if report.llama.as_ref().is_some_and(|l| !l.llama_native) {
-        warn_not_native(&report);
+    report.load_s = Some(load_s);
+    if let Some(l) = report.llama.as_mut() {
+        l.llama_load_s = llama_load_s;
     }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        print_human(&mut out, &report)?;
-    }
-    out.flush()?;
-    Ok(())
+    Ok(report)
 }
 
-type LlamaSide = Option<(Measured, bench::LlamaBuild)>;
+/// llama.cpp's results, its build, and the seconds it took to load the model.
+type LlamaSide = Option<(Measured, bench::LlamaBuild, f64)>;
 
 /// pupil's results, and llama.cpp's with `--against-llama`, their repetitions interleaved,
 /// and the bandwidth reads taken before each tg run.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     args: &Args,
+    path: &Path,
     model: &Model,
     plan: &Plan,
     tokens: &Tokens,
@@ -146,7 +223,9 @@ fn measure(
     if args.against_llama {
         use pupil::llama;
         let check = llama::native_check()?;
-        let lmodel = llama::LlamaModel::load(&args.model)?;
+        let start = Instant::now();
+        let lmodel = llama::LlamaModel::load(path)?;
+        let load_s = start.elapsed().as_secs_f64();
         let mut runner = lmodel.runner(&opts)?;
         let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
         let (results, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
@@ -158,9 +237,9 @@ fn measure(
             ggml_isa: check.ggml_best.to_owned(),
             system_info: check.system_info.trim().to_owned(),
         };
-        return Ok((p, Some((l, build)), reads));
+        return Ok((p, Some((l, build, load_s)), reads));
     }
-    let _ = args;
+    let _ = (args, path);
     let runners: &mut [&mut dyn Runner] = &mut [&mut pupil];
     let (mut measured, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
     Ok((measured.remove(0), None, reads))
@@ -266,6 +345,81 @@ fn print_human(out: &mut impl Write, r: &Report) -> Result<()> {
         if r.tg_stats.is_some() { "one just before each tg run" } else { "back to back" },
         r.bandwidth_best_gb_s,
         pct(r.tg_fraction_of_best_ceiling),
+    )?;
+    if let Some(t) = r.load_s {
+        write!(out, "load: {t:.2} s (pupil)")?;
+        if let Some(l) = r.llama.as_ref().and_then(|l| l.llama_load_s) {
+            write!(out, ", {l:.2} s (llama.cpp)")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// One line per model: pupil's speeds, the ratios against llama.cpp, the ceiling fractions.
+fn print_summary(out: &mut impl Write, reports: &[(String, Report)]) -> Result<()> {
+    let f = |x: Option<f64>, d: usize| x.map_or("-".to_owned(), |x| format!("{x:.d$}"));
+    let ratio = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.2}x"));
+    let pct = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{:.0}%", 100.0 * x));
+    let Some((_, first)) = reports.first() else { return Ok(()) };
+    let (pp, tg) = (format!("pp{}", first.pp), format!("tg{}", first.tg));
+    let head = [
+        "model".to_owned(),
+        "size".to_owned(),
+        format!("{pp} t/s"),
+        format!("{pp} vs llama.cpp"),
+        format!("{tg} t/s"),
+        format!("{tg} vs llama.cpp"),
+        "tg of ceiling (llama.cpp)".to_owned(),
+        "load s (llama.cpp)".to_owned(),
+    ];
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|(label, r)| {
+            let l = r.llama.as_ref();
+            vec![
+                label.clone(),
+                output::bytes(r.model_bytes),
+                f(r.pp_tok_s, 1),
+                ratio(l.and_then(|l| l.pp_ratio)),
+                f(r.tg_tok_s, 1),
+                ratio(l.and_then(|l| l.tg_ratio)),
+                match l {
+                    Some(l) => format!("{} ({})", pct(r.tg_fraction_of_ceiling), pct(l.llama_tg_fraction_of_ceiling)),
+                    None => pct(r.tg_fraction_of_ceiling),
+                },
+                match l.and_then(|l| l.llama_load_s) {
+                    Some(ll) => format!("{} ({ll:.2})", f(r.load_s, 2)),
+                    None => f(r.load_s, 2),
+                },
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        let cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .collect();
+        format!("| {} |", cells.join(" | "))
+    };
+    writeln!(out, "{}", line(&head))?;
+    let rule: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| if i == 0 { "-".repeat(w) } else { format!("{}:", "-".repeat(w - 1)) })
+        .collect();
+    writeln!(out, "| {} |", rule.join(" | "))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row))?;
+    }
+    writeln!(
+        out,
+        "\n{} threads; ratios are pupil / llama.cpp of the medians, measured in the same run.",
+        first.threads
     )?;
     Ok(())
 }

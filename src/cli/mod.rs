@@ -97,5 +97,6 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.is::<pupil::generate::SpeculativeError>()
             || c.downcast_ref::<pupil::eval::EvalError>().is_some_and(|e| e.is_bad_input())
             || c.downcast_ref::<pupil::quantize::QuantizeError>().is_some_and(|q| q.is_bad_input())
+            || c.downcast_ref::<pupil::bench::BenchError>().is_some_and(|b| b.is_bad_input())
     })
 }

@@ -276,30 +276,68 @@ impl SynthModel {
     /// Builds the model `spec` describes, with the tokenizer of `vocab` (cut to
     /// `spec.n_vocab` tokens) or a made-up SentencePiece-style one.
     pub fn build(spec: &Synth, vocab: Option<&Gguf>) -> Result<SynthModel, ModelError> {
-        let metadata = metadata(spec, vocab);
-        let mut w = GgufWriter::new();
-        for (k, v) in &metadata {
-            w.add(k.clone(), v.clone());
-        }
-        // The shapes come from the config the reader will parse, so the two cannot disagree.
-        let cfg = Config::from_gguf(&Gguf::parse(&w.to_bytes())?)?;
+        Self::build_typed(spec, vocab, |_, _| spec.dtype)
+    }
+
+    /// The tensors [`SynthModel::build`] writes for `spec`, in file order: name, shape
+    /// (`ne[0]` first), and whether it is a matrix (the tensors `spec.dtype` applies to).
+    pub fn plan(spec: &Synth) -> Result<Vec<(String, Vec<u64>, bool)>, ModelError> {
+        let (_, cfg) = Self::header(spec, None)?;
+        Ok(Self::roles(spec, &cfg)
+            .into_iter()
+            .map(|(role, layer)| {
+                let def = role.def();
+                (def.full_name(layer), def.shape(&cfg), def.part_kind() == Kind::Matrix)
+            })
+            .collect())
+    }
+
+    /// As [`SynthModel::build`], with each matrix in the type `dtype_of(name, shape)` gives,
+    /// called once per matrix in file order (a quantization recipe's mixture: llama.cpp's
+    /// `Q4_K_M` keeps some matrices in `Q6_K`). Norms, biases and RoPE factors stay F32.
+    pub fn build_typed(
+        spec: &Synth,
+        vocab: Option<&Gguf>,
+        mut dtype_of: impl FnMut(&str, &[u64]) -> DType,
+    ) -> Result<SynthModel, ModelError> {
+        let (metadata, cfg) = Self::header(spec, vocab)?;
         let mut rng = Rng(spec.seed);
         let mut tensors = Vec::new();
-        let table = spec.arch.spec().tensors.iter().filter(|&&(r, need)| wanted(spec, r.def().part_kind(), need));
-        let layer_roles = table.clone().filter(|(r, _)| r.def().per_layer);
-        let global_roles = table.filter(|(r, _)| !r.def().per_layer);
-        let plan = global_roles.map(|&(r, _)| (r, 0)).chain((0..cfg.n_layer).flat_map(|i| layer_roles.clone().map(move |&(r, _)| (r, i))));
-        for (role, layer) in plan {
+        for (role, layer) in Self::roles(spec, &cfg) {
             let def = role.def();
             let dims = def.shape(&cfg);
             let cols = dims[0] as usize;
             let n: usize = dims.iter().product::<u64>() as usize;
             let x = values(&mut rng, &cfg, role, n, cols);
-            let dtype = if def.part_kind() == Kind::Matrix { spec.dtype } else { DType::F32 };
+            let name = def.full_name(layer);
+            let dtype = if def.part_kind() == Kind::Matrix { dtype_of(&name, &dims) } else { DType::F32 };
             let data = encode(&x, cols, dtype)?;
-            tensors.push(SynthTensor { name: def.full_name(layer), dtype, dims, data });
+            tensors.push(SynthTensor { name, dtype, dims, data });
         }
         Ok(SynthModel { metadata, tensors })
+    }
+
+    /// The metadata, and the config the reader will parse from it: the shapes come from it,
+    /// so the two cannot disagree.
+    fn header(spec: &Synth, vocab: Option<&Gguf>) -> Result<(Vec<(String, Value)>, Config), ModelError> {
+        let metadata = metadata(spec, vocab);
+        let mut w = GgufWriter::new();
+        for (k, v) in &metadata {
+            w.add(k.clone(), v.clone());
+        }
+        let cfg = Config::from_gguf(&Gguf::parse(&w.to_bytes())?)?;
+        Ok((metadata, cfg))
+    }
+
+    /// Every tensor's role and layer, in file order: the global ones, then layer by layer.
+    fn roles(spec: &Synth, cfg: &Config) -> Vec<(Role, usize)> {
+        let table = spec.arch.spec().tensors.iter().filter(|&&(r, need)| wanted(spec, r.def().part_kind(), need));
+        let layer_roles = table.clone().filter(|(r, _)| r.def().per_layer);
+        let global_roles = table.filter(|(r, _)| !r.def().per_layer);
+        global_roles
+            .map(|&(r, _)| (r, 0))
+            .chain((0..cfg.n_layer).flat_map(|i| layer_roles.clone().map(move |&(r, _)| (r, i))))
+            .collect()
     }
 
     /// Sets metadata `key` (replacing it in place if present).
