@@ -124,9 +124,12 @@ macro_rules! gemm_entry {
 }
 
 /// A `pack` entry: `$L` rows to a panel of [`gemm::pack_panels`](crate::cpu::gemm) over
-/// whole rows of `$b`.
+/// whole rows of `$b`, or the layout `$pack(blocks, blocks per row)` makes.
 macro_rules! pack_entry {
-    ($b:ty, $L:literal) => {{
+    ($b:ty, $L:literal) => {
+        pack_entry!($b, |w, nb| $crate::cpu::gemm::pack_panels::<$b, $L>(w, nb, |h| h.to_f32()))
+    };
+    ($b:ty, $pack:expr) => {{
         fn entry(w: &[u8], cols: usize) -> Result<Vec<u32>, $crate::KernelError> {
             let w = $crate::cpu::entry::blocks::<$b>(w)?;
             let nb = cols / <$b as $crate::quant::Block>::SIZE;
@@ -135,7 +138,8 @@ macro_rules! pack_entry {
                 return Ok(Vec::new());
             }
             $crate::cpu::entry::check_len("weight blocks (whole rows)", w.len() / nb * nb, w.len())?;
-            Ok($crate::cpu::gemm::pack_panels::<$b, $L>(w, nb, |h| h.to_f32()))
+            let pack: fn(&[$b], usize) -> Vec<u32> = $pack;
+            Ok(pack(w, nb))
         }
         Some(entry as $crate::quant::Pack)
     }};
@@ -145,7 +149,10 @@ macro_rules! pack_entry {
 /// Block>::Act], usize, &mut [f32], usize)` over `$L`-row panels: checks the panels' length
 /// for `rows` and `cols`, and `a` and `out` as [`gemm_args`] does.
 macro_rules! gemm_packed_entry {
-    ($b:ty, $L:literal, $k:path) => {{
+    ($b:ty, $L:literal, $k:path) => {
+        gemm_packed_entry!($b, $L, $k, $crate::cpu::gemm::panel_words::<$b, $L>)
+    };
+    ($b:ty, $L:literal, $k:path, $words:expr) => {{
         fn entry(
             p: &[u32],
             rows: usize,
@@ -155,7 +162,7 @@ macro_rules! gemm_packed_entry {
             out: &mut [f32],
             ldo: usize,
         ) -> Result<(), $crate::KernelError> {
-            let words = $crate::cpu::gemm::panel_words::<$b, $L>(cols);
+            let words = $words(cols);
             $crate::cpu::entry::check_len("packed words (rows, cols)", rows.div_ceil($L) * words, p.len())?;
             let a = $crate::cpu::entry::packed_args::<$b>(cols, rows, a, n, out.len(), ldo)?;
             if !a.is_empty() && rows > 0 {

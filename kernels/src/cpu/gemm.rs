@@ -558,7 +558,7 @@ pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
 /// file they replace is (whose page cache may use huge pages), and with 4 KiB pages the
 /// page walks slow the stream down (measured: the packed output head of Gemma 3 270M read at
 /// 36 GB/s against the map's 46).
-fn huge_zeroed(len: usize) -> Vec<u32> {
+pub(in crate::cpu) fn huge_zeroed(len: usize) -> Vec<u32> {
     let mut v: Vec<u32> = Vec::with_capacity(len);
     #[cfg(target_os = "linux")]
     {

@@ -63,6 +63,8 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod nibble;
 
 /// The environment variable that forces a lower tier.
 pub const FORCE_TIER_VAR: &str = "PUPIL_FORCE_TIER";

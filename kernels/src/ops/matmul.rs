@@ -198,7 +198,10 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
         return Ok(());
     }
     let threads = rayon::current_num_threads();
-    if let Some((p, gemm_packed)) = w.packed.filter(|_| a.n >= 2).and_then(|p| p.kernel(ops, w).map(|k| (p, k))) {
+    let packed = w.packed.filter(|_| a.n >= 2 || ops.packed_decode);
+    // Types packed for decode keep prefill on the stored weights' tiled GEMM.
+    let packed = packed.filter(|_| !ops.packed_decode || a.n < ROW_SPLIT_BELOW);
+    if let Some((p, gemm_packed)) = packed.and_then(|p| p.kernel(ops, w).map(|k| (p, k))) {
         // Packed weights and a batch: the GEMM straight from the packed panels, no decoding.
         // One token stays on `dot_rows` over the mapped weights, which streams them faster
         // (Q8_0, 89 MB, 2 threads: 1.7 ms against 2.4 ms packed; from two tokens on, the

@@ -44,6 +44,10 @@ pub struct Ops {
     /// Rows per panel of [`Ops::pack`]'s layout (0 without): a run of rows that starts at a
     /// multiple of it is a run of whole panels.
     pub panel_rows: usize,
+    /// Whether [`Ops::gemm_packed`] is also the faster way to decode one token (its layout
+    /// streams as fast as the stored one); otherwise one token reads the stored weights
+    /// through [`Ops::dot_rows`].
+    pub packed_decode: bool,
 }
 
 /// The signature of [`Ops::gemm`]: `(w, a, n, out, ldo)`.
@@ -71,6 +75,7 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
                         pack: None,
                         gemm_packed: None,
                         panel_rows: 0,
+                        packed_decode: false,
                     };
                     Some(&OPS)
                 })*

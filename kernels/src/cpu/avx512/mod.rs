@@ -16,6 +16,7 @@
 
 mod gemm;
 mod legacy;
+mod nibble;
 mod quantize;
 
 use super::avx2::canon;
@@ -64,6 +65,22 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
     // Weights packed once at load for the GEMM of small batches (a byte per weight and an f32
     // scale per 32: `Q8_0` 36 bytes per 32 weights against its 34, `Q5_0` 36 against 22).
     match ops.dtype {
+        // `Q4_0` in nibble panels: its own bytes rearranged, as small as the file's, so one
+        // token reads them too.
+        DType::Q4_0 => {
+            ops.pack = pack_entry!(BlockQ4_0, crate::cpu::nibble::pack_q4_0);
+            ops.gemm_packed =
+                gemm_packed_entry!(BlockQ4_0, 16, nibble::gemm_packed_q4_0, crate::cpu::nibble::panel_words_q4_0);
+            ops.panel_rows = crate::cpu::nibble::L;
+            ops.packed_decode = true;
+        }
+        DType::Q4_K => {
+            ops.pack = pack_entry!(BlockQ4_K, crate::cpu::nibble::pack_q4_k);
+            ops.gemm_packed =
+                gemm_packed_entry!(BlockQ4_K, 16, nibble::gemm_packed_q4_k, crate::cpu::nibble::panel_words_q4_k);
+            ops.panel_rows = crate::cpu::nibble::L;
+            ops.packed_decode = true;
+        }
         DType::Q5_0 => {
             ops.pack = pack_entry!(BlockQ5_0, 16);
             ops.gemm_packed = gemm_packed_entry!(BlockQ5_0, 16, gemm::gemm_packed_q5_0);
