@@ -32,6 +32,12 @@ pub struct Report {
     pub repetitions: usize,
     /// Seconds pupil took to open the model, weights repacked included (`None`: not timed).
     pub load_s: Option<f64>,
+    /// Resident memory pupil's load added (packed copies, pages touched while loading), bytes
+    /// (`None`: not measurable here).
+    pub load_rss_bytes: Option<u64>,
+    /// The most resident memory the process held above its size before the load, over the
+    /// whole benchmark (with `--against-llama`, llama.cpp's copy of the model too).
+    pub peak_rss_bytes: Option<u64>,
     /// pupil's median prompt tokens/s (`None` if pp was skipped).
     pub pp_tok_s: Option<f64>,
     /// pupil's median generated tokens/s (`None` if tg was skipped).
@@ -156,6 +162,8 @@ impl Report {
             tg: plan.n_gen,
             repetitions: plan.repetitions,
             load_s: None,
+            load_rss_bytes: None,
+            peak_rss_bytes: None,
             pp_tok_s,
             tg_tok_s,
             pp_stats: pupil.pp.clone(),

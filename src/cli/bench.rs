@@ -7,7 +7,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, Test, Tokens, synth};
 use pupil::model::Model;
-use pupil::runner::{PupilRunner, Runner};
+use pupil::runner::{PupilRunner, Runner, memory};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -156,9 +156,12 @@ fn models(args: &Args) -> Result<Vec<(String, PathBuf)>> {
 
 /// One model's benchmark.
 fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &bench::BandwidthProbe) -> Result<Report> {
+    let exact = memory::reset_peak();
+    let baseline = memory::resident_bytes();
     let start = Instant::now();
     let model = Model::open(path).map_err(output::in_file(path))?;
     let load_s = start.elapsed().as_secs_f64();
+    let load_rss = memory::resident_bytes().zip(baseline).map(|(r, b)| r.saturating_sub(b));
     let facts = ModelFacts::of(&model);
     let plan = Plan { n_prompt: args.n_prompt, n_gen: args.n_gen, repetitions: args.repetitions as usize };
     let tokens = bench::tokens_for_model(&model, &plan, TOKEN_SEED);
@@ -194,6 +197,8 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
         llama.map(|(m, b, _)| (m, b)).as_ref().map(|(m, b)| (m, b.clone())),
     );
     report.load_s = Some(load_s);
+    report.load_rss_bytes = load_rss;
+    report.peak_rss_bytes = memory::peak_resident_bytes().zip(baseline).filter(|_| exact).map(|(p, b)| p.saturating_sub(b));
     if let Some(l) = report.llama.as_mut() {
         l.llama_load_s = llama_load_s;
     }
@@ -352,6 +357,17 @@ fn print_human(out: &mut impl Write, r: &Report) -> Result<()> {
             write!(out, ", {l:.2} s (llama.cpp)")?;
         }
         writeln!(out)?;
+    }
+    if let (Some(load), Some(peak)) = (r.load_rss_bytes, r.peak_rss_bytes) {
+        writeln!(
+            out,
+            "memory: the load added {}; at its peak the run held {} more than before the load, {} of the file's {}{}",
+            output::bytes(load),
+            output::bytes(peak),
+            pct(Some(peak as f64 / r.model_bytes.max(1) as f64)),
+            output::bytes(r.model_bytes),
+            if r.llama.is_some() { "; the peak includes llama.cpp's copy" } else { "" },
+        )?;
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use super::EvalError;
 use super::engine::Loaded;
 use crate::model::KvType;
 use crate::runner::speed::{self, Plan, Tokens};
-use crate::runner::{Backend, RunnerOptions, Stats};
+use crate::runner::{Backend, RunnerOptions, Stats, memory};
 use crate::tokenizer::Tokenizer;
 
 /// How speed is measured.
@@ -87,19 +87,6 @@ impl Cost {
     }
 }
 
-/// A `/proc/self/status` field in bytes.
-fn proc_status(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
-    let kb: u64 = line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Resets the peak resident size to the current one; `false` where the kernel refuses.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 /// Loads the model at `path` on `backend` and measures it: size, load time, peak memory, and
 /// [`speed::measure`] with `prompt` repeated as needed for `opts.n_prompt` prompt tokens and
 /// `opts.n_gen` decode steps (each capped by the model's training context). llama.cpp runs on
@@ -119,8 +106,8 @@ pub fn measure(
     if prompt.is_empty() {
         return Err(EvalError::TextTooShort { tokens: 0 });
     }
-    let exact = reset_peak_rss();
-    let baseline = proc_status("VmRSS");
+    let exact = memory::reset_peak();
+    let baseline = memory::resident_bytes();
     let start = Instant::now();
     let model = Loaded::open(path, backend, None)?;
     match &model {
@@ -147,7 +134,7 @@ pub fn measure(
         weight_bytes: footprint.weight_bytes,
         load_s,
         baseline_rss_bytes: baseline,
-        peak_rss_bytes: proc_status("VmHWM"),
+        peak_rss_bytes: memory::peak_resident_bytes(),
         peak_rss_exact: exact,
         pp_tokens: plan.n_prompt,
         tg_steps: plan.n_gen,
@@ -159,16 +146,4 @@ pub fn measure(
         tg_stats: m.tg,
         ttft_stats: m.ttft,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn resident_memory_is_readable_on_linux() {
-        if cfg!(target_os = "linux") {
-            let rss = super::proc_status("VmRSS").expect("VmRSS");
-            let hwm = super::proc_status("VmHWM").expect("VmHWM");
-            assert!(rss > 0 && hwm >= rss, "{rss} {hwm}");
-        }
-    }
 }

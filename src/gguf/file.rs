@@ -106,6 +106,30 @@ impl GgufFile {
         self.gguf.tensor(name).map(|t| self.tensor_data(t))
     }
 
+    /// Drops the whole pages inside `range` (file bytes) from this process's resident memory,
+    /// for data a copy has replaced (weights repacked at load): they stay in the page cache,
+    /// and if read again they fault back in from the file, unchanged. Pages only partly in
+    /// `range` (in 4 KiB pages) are kept. Returns the bytes released (0 where the kernel
+    /// refuses, or off Unix).
+    pub fn release(&self, range: std::ops::Range<usize>) -> usize {
+        let page = 4096;
+        let (start, end) = (range.start.next_multiple_of(page), range.end.min(self.map.len()) / page * page);
+        if start >= end {
+            return 0;
+        }
+        // SAFETY: `MADV_DONTNEED` on a private mapping discards its private copies of the
+        // pages; this mapping is read-only, so it has none, and the next read of a page maps
+        // the file's bytes again: no slice handed out sees a change. `start..end` lies within
+        // the mapping (clamped above).
+        #[cfg(unix)]
+        {
+            let done = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            if done.is_ok() { end - start } else { 0 }
+        }
+        #[cfg(not(unix))]
+        0
+    }
+
     /// The parsed header.
     pub fn gguf(&self) -> &Gguf {
         &self.gguf

@@ -6,12 +6,18 @@
 //! role's [`Kind`]:
 //!
 //! - matrices stay in the memory map: a [`Matrix`] is the byte range of a tensor in the file,
-//!   turned into a kernel [`WeightRef`] when used; where the chosen kernel tier packs a type
-//!   into the layout its GEMM reads ([`PackedWeight`]: `Q8_0` on AVX-512, 36 bytes per 32
-//!   weights), the matrix also gets that packed copy, made once, which batches of two tokens
-//!   or more read (a decode step of several sequences, a prompt) while one token still
-//!   streams the map (faster for one). The copy costs memory: Gemma 3 270M's Q8_0 output
-//!   head is 189 MB more. `PUPIL_NO_REPACK=1` in the environment makes none;
+//!   turned into a kernel [`WeightRef`] when used. Where the chosen kernel tier packs a type
+//!   ([`PackedWeight`]), the matrix also gets a packed copy, made once at load:
+//!   - `Q4_0` and `Q4_K` on AVX-512 go into nibble panels, the stored bytes rearranged (the
+//!     file's size, 3% more for `Q4_K`), which every batch size and row lookup reads: the
+//!     mapped pages they came from are released ([`GgufFile::release`]), so memory stays
+//!     about the file's size;
+//!   - `Q8_0` and `Q5_0` on AVX-512 go into the GEMM's byte panels (36 bytes per 32 weights),
+//!     which batches of two tokens or more read while one token still streams the map (faster
+//!     for one): that copy is memory on top (Gemma 3 270M's `Q8_0` output head: 189 MB).
+//!
+//!   Embeddings not tied to the output only serve row lookups and get no copy.
+//!   `PUPIL_NO_REPACK=1` in the environment makes none;
 //! - norm weights, biases and RoPE frequency factors (a few KiB per layer) are widened to f32
 //!   once, so the forward pass reads them as plain slices whatever type the file stores;
 //! - a fused tensor (Phi-3's `attn_qkv`, its `ffn_up` holding gate and up) is stored as its
@@ -161,7 +167,10 @@ impl<'a> Loader<'a> {
                 Kind::Fused(parts) => self.split(t, parts, &mut by_role)?,
                 Kind::Matrix => {
                     let rows = t.dims[1..].iter().product::<u64>() as usize;
-                    by_role.push((role, Tensor::Matrix(self.matrix(t, rows, self.range(t))?)));
+                    // Embeddings only serve row lookups unless they are the output too.
+                    let output = Role::Output.def().full_name(0);
+                    let pack = self.pack && (role != Role::TokEmbd || self.file.tensor(&output).is_none());
+                    by_role.push((role, Tensor::Matrix(self.matrix(t, rows, self.range(t), pack)?)));
                 }
                 Kind::Norm | Kind::Bias | Kind::RopeFactors => by_role.push((role, Tensor::Vector(self.widen(t)?))),
             }
@@ -197,10 +206,15 @@ impl<'a> Loader<'a> {
 
     /// `rows` rows of `t` (`ne[0]` columns each) at `range` of the file, with a packed copy
     /// where the tier packs its type.
-    fn matrix(&self, t: &TensorInfo, rows: usize, range: Range<usize>) -> Result<Matrix, ModelError> {
+    fn matrix(&self, t: &TensorInfo, rows: usize, range: Range<usize>, pack: bool) -> Result<Matrix, ModelError> {
         let mut m = Matrix { dtype: t.dtype, cols: t.dims[0] as usize, rows, range, packed: None };
-        if self.pack {
+        if pack {
             m.packed = PackedWeight::new(&m.weight(self.file))?.map(Arc::new);
+            if m.packed.as_ref().is_some_and(|p| p.replaces_stored()) {
+                // The copy is all the kernels read: the mapped pages it came from leave
+                // resident memory (and come back from the page cache if ever read).
+                self.file.release(m.range.clone());
+            }
         }
         Ok(m)
     }
@@ -232,7 +246,7 @@ impl<'a> Loader<'a> {
                 Some(v) => Tensor::Vector(v[start..start + len].to_vec()),
                 None => {
                     let r = range.start + start * row_bytes..range.start + (start + len) * row_bytes;
-                    Tensor::Matrix(self.matrix(t, len, r)?)
+                    Tensor::Matrix(self.matrix(t, len, r, self.pack)?)
                 }
             };
             out.push((part, tensor));

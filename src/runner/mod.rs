@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod memory;
 mod pupil;
 pub mod speed;
 mod stats;

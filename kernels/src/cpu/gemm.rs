@@ -615,6 +615,47 @@ pub(in crate::cpu) fn gemm_packed<W: GemmWeight, const L: usize, const T: usize>
     SCRATCH.with_borrow_mut(|s| *s = sc);
 }
 
+/// [`gemm`] over weights packed in a layout of the tier's own (`panels`: whole panels of
+/// `words` words, holding `rows` rows of `cols` columns), which `unpack(panel, wq, s1, s2)`
+/// turns into the panel [`gemm`] decodes from blocks (`wq` `[nsb][S / 4][L][4]` bytes, `s1`
+/// and `s2` `[nsb][L]`): once per panel per call, for the `T`-token tiles of a prompt. The
+/// same bits as [`gemm`] when `unpack` gives the same panel.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(in crate::cpu) fn gemm_unpacking<W: GemmWeight, const L: usize, const T: usize>(
+    (panels, words): (&[u32], usize),
+    rows: usize,
+    cols: usize,
+    a: &[W::Act],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+    fp16: impl Fn(half::f16) -> f32 + Copy,
+    unpack: impl Fn(&[u32], &mut [u8], &mut [f32], &mut [f32]),
+    kernel: impl Fn(&Tile<'_>, &mut [[f32; L]; T]),
+    kernel1: impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
+) {
+    if n == 0 || a.is_empty() {
+        return;
+    }
+    let (nb, s, per) = (a.len() / n, W::S, W::SIZE / W::S);
+    let nsb = nb * per;
+    let full = n / T * T;
+    let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
+    sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
+    sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
+    zeroed(&mut sc.wq, cols / 4 * L);
+    zeroed(&mut sc.s1, nsb * L);
+    zeroed(&mut sc.s2, nsb * L);
+    for (p, panel) in panels.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
+        unpack(panel, bytemuck::cast_slice_mut(&mut sc.wq), &mut sc.s1, &mut sc.s2);
+        let panel = Panel { wq: bytemuck::cast_slice(&sc.wq), s1: &sc.s1, s2: &sc.s2 };
+        let r0 = p * L;
+        panel_tiles::<L, T>(&sc.main, &sc.tail, &panel, (nsb, s, n), (r0, L.min(rows - r0)), out, ldo, &kernel, &kernel1);
+    }
+    SCRATCH.with_borrow_mut(|s| *s = sc);
+}
+
 /// The portable [`gemm`] transpose: `dst[c * L + l] = src[l * m + c]`.
 #[inline(always)]
 pub(in crate::cpu) fn transpose_words<const L: usize>(src: &[u32], m: usize, dst: &mut [u32]) {

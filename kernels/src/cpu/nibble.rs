@@ -87,3 +87,201 @@ pub(in crate::cpu) fn pack_q4_k(w: &[BlockQ4_K], nb: usize) -> Vec<u32> {
     }
     out
 }
+
+/// A `Q4_0` panel (`nb` blocks per row) as the tiled GEMM's decoded panel: per block, the
+/// eight vectors of columns `4k..4k + 4` (the low nibbles of the four stored vectors, then
+/// their high nibbles), and the rows' scales as floats; `s2` is left alone (no mins).
+#[inline(always)]
+pub(in crate::cpu) fn unpack_panel_q4_0(panel: &[u32], nb: usize, wq: &mut [u8], s1: &mut [f32]) {
+    let (quants, scales) = panel.split_at(nb * 64);
+    let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
+    for b in 0..nb {
+        let (src, dst) = (&quants[b * 256..][..256], &mut wq[b * 512..][..512]);
+        for i in 0..256 {
+            dst[i] = src[i] & 0x0f;
+            dst[256 + i] = src[i] >> 4;
+        }
+    }
+    for (d, &h) in s1.iter_mut().zip(&scales[..nb * L]) {
+        *d = half::f16::from_bits(h).to_f32();
+    }
+}
+
+/// A `Q4_K` panel (`nb` super-blocks per row) as the tiled GEMM's decoded panel: sub-block
+/// `2k` is the low nibbles of vectors `8k..8k + 8`, `2k + 1` their high nibbles; `s1 = d ·
+/// sc`, `s2 = -dmin · m`, as `GemmWeight` gives them.
+#[inline(always)]
+pub(in crate::cpu) fn unpack_panel_q4_k(panel: &[u32], nb: usize, wq: &mut [u8], s1: &mut [f32], s2: &mut [f32]) {
+    let (quants, rest) = panel.split_at(nb * 512);
+    let (halves, bytes) = rest.split_at(nb * 16);
+    let (quants, halves, bytes): (&[u8], &[u16], &[u8]) =
+        (bytemuck::cast_slice(quants), bytemuck::cast_slice(halves), bytemuck::cast_slice(bytes));
+    for b in 0..nb {
+        for k in 0..4 {
+            let src = &quants[b * 2048 + k * 512..][..512];
+            let dst = &mut wq[b * 4096 + k * 1024..][..1024];
+            for i in 0..512 {
+                dst[i] = src[i] & 0x0f;
+                dst[512 + i] = src[i] >> 4;
+            }
+        }
+        for l in 0..L {
+            let d = half::f16::from_bits(halves[b * 32 + l]).to_f32();
+            let dmin = half::f16::from_bits(halves[b * 32 + L + l]).to_f32();
+            for j in 0..8 {
+                s1[(b * 8 + j) * L + l] = d * f32::from(bytes[b * 256 + j * L + l]);
+                s2[(b * 8 + j) * L + l] = -dmin * f32::from(bytes[b * 256 + (8 + j) * L + l]);
+            }
+        }
+    }
+}
+
+/// Blocks `first..first + out.len()` of row `r` of `Q4_0` nibble panels (`nb` blocks per
+/// row), as they were stored.
+pub(in crate::cpu) fn unpack_row_q4_0(panels: &[u32], nb: usize, r: usize, first: usize, out: &mut [BlockQ4_0]) {
+    let panel = &panels[r / L * panel_words_q4_0(nb * 32)..][..panel_words_q4_0(nb * 32)];
+    let (quants, scales) = panel.split_at(nb * 64);
+    let scales: &[u16] = bytemuck::cast_slice(scales);
+    let l = r % L;
+    for (b, blk) in (first..nb).zip(out.iter_mut()) {
+        for v in 0..4 {
+            blk.qs[4 * v..4 * v + 4].copy_from_slice(&quants[b * 64 + v * L + l].to_le_bytes());
+        }
+        blk.d = half::f16::from_bits(scales[b * L + l]);
+    }
+}
+
+/// The 12 packed bytes of six-bit scales `sc` and mins `m` (ggml's `Q4_K` layout): the
+/// inverse of `scales_mins_k4`.
+fn pack_scales_mins(sc: &[u8], m: &[u8]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    for j in 0..4 {
+        s[j] = (sc[j] & 63) | ((sc[4 + j] >> 4) << 6);
+        s[4 + j] = (m[j] & 63) | ((m[4 + j] >> 4) << 6);
+        s[8 + j] = (sc[4 + j] & 15) | ((m[4 + j] & 15) << 4);
+    }
+    s
+}
+
+/// Blocks `first..first + out.len()` of row `r` of `Q4_K` nibble panels (`nb` super-blocks
+/// per row), as they were stored.
+pub(in crate::cpu) fn unpack_row_q4_k(panels: &[u32], nb: usize, r: usize, first: usize, out: &mut [BlockQ4_K]) {
+    let words = panel_words_q4_k(nb * 256);
+    let panel = &panels[r / L * words..][..words];
+    let (quants, rest) = panel.split_at(nb * 512);
+    let (halves, bytes) = rest.split_at(nb * 16);
+    let (halves, bytes): (&[u16], &[u8]) = (bytemuck::cast_slice(halves), bytemuck::cast_slice(bytes));
+    let l = r % L;
+    for (b, blk) in (first..nb).zip(out.iter_mut()) {
+        for v in 0..32 {
+            blk.qs[4 * v..4 * v + 4].copy_from_slice(&quants[b * 512 + v * L + l].to_le_bytes());
+        }
+        blk.d = half::f16::from_bits(halves[b * 32 + l]);
+        blk.dmin = half::f16::from_bits(halves[b * 32 + L + l]);
+        let col = |j: usize| bytes[b * 256 + j * L + l];
+        let (sc, m): ([u8; 8], [u8; 8]) = (std::array::from_fn(col), std::array::from_fn(|j| col(8 + j)));
+        blk.scales = pack_scales_mins(&sc, &m);
+    }
+}
+
+/// The checked entry of the row unpackers: `out` gets blocks `first..` of row `r` (as many
+/// as it holds) of the panels `p` (rows of `cols` columns of `B`, `words(cols)` words a
+/// panel), as they were stored.
+fn row_entry<B: crate::quant::Block>(
+    (p, cols): (&[u32], usize),
+    (r, first): (usize, usize),
+    out: &mut [u8],
+    words: fn(usize) -> usize,
+    unpack: fn(&[u32], usize, usize, usize, &mut [B]),
+) -> Result<(), crate::KernelError> {
+    let nb = cols / B::SIZE;
+    let blocks = super::entry::blocks_mut::<B>(out)?;
+    if first + blocks.len() > nb {
+        return Err(crate::KernelError::Length {
+            what: "row blocks (columns)",
+            expected: nb - first.min(nb),
+            found: blocks.len(),
+        });
+    }
+    if p.len() < (r / L + 1) * words(cols) {
+        return Err(crate::KernelError::Length {
+            what: "packed row index",
+            expected: p.len() / words(cols).max(1) * L,
+            found: r,
+        });
+    }
+    unpack(p, nb, r, first, blocks);
+    Ok(())
+}
+
+/// [`crate::quant::Ops::packed_row`] for `Q4_0` nibble panels.
+pub(in crate::cpu) fn row_q4_0(
+    p: &[u32],
+    cols: usize,
+    r: usize,
+    first: usize,
+    out: &mut [u8],
+) -> Result<(), crate::KernelError> {
+    row_entry::<BlockQ4_0>((p, cols), (r, first), out, panel_words_q4_0, unpack_row_q4_0)
+}
+
+/// [`crate::quant::Ops::packed_row`] for `Q4_K` nibble panels.
+pub(in crate::cpu) fn row_q4_k(
+    p: &[u32],
+    cols: usize,
+    r: usize,
+    first: usize,
+    out: &mut [u8],
+) -> Result<(), crate::KernelError> {
+    row_entry::<BlockQ4_K>((p, cols), (r, first), out, panel_words_q4_k, unpack_row_q4_k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    /// `n` blocks of random bytes.
+    fn random<B: crate::quant::Block>(n: usize, mut seed: u64) -> Vec<B> {
+        let mut out: Vec<B> = vec![<B as Zeroable>::zeroed(); n];
+        for b in bytemuck::cast_slice_mut::<B, u8>(&mut out) {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (seed >> 56) as u8;
+        }
+        out
+    }
+
+    /// Every row of random blocks (37 rows: the last panel partial) comes back from the
+    /// panels byte for byte: scales, mins and all 96 bits of `Q4_K`'s packed six-bit ones.
+    #[test]
+    fn rows_come_back_from_the_panels_as_stored() {
+        const ROWS: usize = 37;
+        let nb = 3;
+        let q4_0: Vec<BlockQ4_0> = random(ROWS * nb, 1);
+        let p = pack_q4_0(&q4_0, nb);
+        let q4_k: Vec<BlockQ4_K> = random(ROWS * nb, 2);
+        let pk = pack_q4_k(&q4_k, nb);
+        for r in 0..ROWS {
+            let mut row: Vec<BlockQ4_0> = random(nb, 3);
+            unpack_row_q4_0(&p, nb, r, 0, &mut row);
+            assert_eq!(
+                bytemuck::cast_slice::<_, u8>(&row),
+                bytemuck::cast_slice::<_, u8>(&q4_0[r * nb..][..nb]),
+                "Q4_0 row {r}"
+            );
+            let mut row: Vec<BlockQ4_K> = random(nb, 4);
+            unpack_row_q4_k(&pk, nb, r, 0, &mut row);
+            let mut tail: Vec<BlockQ4_K> = random(1, 5);
+            unpack_row_q4_k(&pk, nb, r, nb - 1, &mut tail);
+            assert_eq!(
+                bytemuck::cast_slice::<_, u8>(&tail),
+                bytemuck::cast_slice::<_, u8>(&q4_k[r * nb + nb - 1..][..1])
+            );
+            assert_eq!(
+                bytemuck::cast_slice::<_, u8>(&row),
+                bytemuck::cast_slice::<_, u8>(&q4_k[r * nb..][..nb]),
+                "Q4_K row {r}"
+            );
+        }
+    }
+}

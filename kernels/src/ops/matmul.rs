@@ -62,6 +62,17 @@ impl PackedWeight {
         self.words.len() * 4
     }
 
+    /// Whether this copy is all the chosen tier reads of the matrix (every batch size, and
+    /// row lookups): then the stored bytes it was made from can be released.
+    pub fn replaces_stored(&self) -> bool {
+        cpu::ops_for(self.tier, self.dtype).is_some_and(|o| o.packed_decode && o.packed_row.is_some())
+    }
+
+    /// The row unpacker of `ops` (the tier's), if it reads this copy of `w`.
+    fn row_kernel(&self, ops: &Ops, w: &WeightRef<'_>) -> Option<crate::quant::PackedRow> {
+        ops.packed_row.filter(|_| self.kernel(ops, w).is_some())
+    }
+
     /// The packed matmul of `ops`, if these are `w`'s weights packed for `ops`' tier.
     fn kernel(&self, ops: &Ops, w: &WeightRef<'_>) -> Option<crate::quant::GemmPacked> {
         let same = (self.dtype, self.rows, self.cols) == (w.dtype, w.rows, w.cols)
@@ -199,13 +210,13 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
     }
     let threads = rayon::current_num_threads();
     let packed = w.packed.filter(|_| a.n >= 2 || ops.packed_decode);
-    // Types packed for decode keep prefill on the stored weights' tiled GEMM.
-    let packed = packed.filter(|_| !ops.packed_decode || a.n < ROW_SPLIT_BELOW);
     if let Some((p, gemm_packed)) = packed.and_then(|p| p.kernel(ops, w).map(|k| (p, k))) {
         // Packed weights and a batch: the GEMM straight from the packed panels, no decoding.
-        // One token stays on `dot_rows` over the mapped weights, which streams them faster
-        // (Q8_0, 89 MB, 2 threads: 1.7 ms against 2.4 ms packed; from two tokens on, the
-        // packed GEMM wins: 2.6 ms against 3.5 for two, 4.8 against 11.3 for eight).
+        // One token reads them too where they stream as fast as the stored ones
+        // (`packed_decode`: the nibble panels); otherwise it stays on `dot_rows` over the
+        // mapped weights (Q8_0's byte panels, 89 MB, 2 threads: 1.7 ms against 2.4 ms packed;
+        // from two tokens on, the packed GEMM wins: 2.6 ms against 3.5 for two, 4.8 against
+        // 11.3 for eight).
         let words = p.words.len() / p.rows.div_ceil(p.panel_rows);
         if a.n < ROW_SPLIT_BELOW {
             return split_rows(w.rows, p.panel_rows, a.n, out, threads, |rows, part| {
@@ -406,6 +417,24 @@ pub fn get_row(w: &WeightRef<'_>, r: usize, out: &mut [f32]) -> Result<(), Kerne
     w.check()?;
     if r >= w.rows {
         return Err(KernelError::Length { what: "row index (rows)", expected: w.rows, found: r });
+    }
+    if let Some((p, unpack)) = w.packed.and_then(|p| p.row_kernel(ops, w).map(|k| (p, k))) {
+        // The row from the packed copy, a few blocks at a time through a buffer on the stack
+        // (aligned for any block type): no allocation on the decode path.
+        if out.len() != w.cols {
+            return Err(KernelError::Length { what: "row output (columns)", expected: w.cols, found: out.len() });
+        }
+        let mut buf = [0u64; 128];
+        let (size, bytes) = (w.dtype.block_size(), w.dtype.type_size());
+        let per = (buf.len() * 8 / bytes).max(1);
+        let nb = w.cols / size;
+        for first in (0..nb).step_by(per) {
+            let k = per.min(nb - first);
+            let chunk = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..k * bytes];
+            unpack(&p.words, w.cols, r, first, chunk)?;
+            (ops.dequantize)(chunk, &mut out[first * size..][..k * size])?;
+        }
+        return Ok(());
     }
     (ops.dequantize)(w.row(r), out)
 }

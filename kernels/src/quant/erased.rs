@@ -48,7 +48,15 @@ pub struct Ops {
     /// streams as fast as the stored one); otherwise one token reads the stored weights
     /// through [`Ops::dot_rows`].
     pub packed_decode: bool,
+    /// Stored bytes of row `r` back from [`Ops::pack`]'s layout: `packed_row(p, cols, r,
+    /// first, out)` fills `out` with the row's blocks from `first` on (an embedding lookup in
+    /// a matrix whose map was released for its packed copy).
+    /// `None` where the layout is not the only copy the tier reads.
+    pub packed_row: Option<PackedRow>,
 }
+
+/// The signature of [`Ops::packed_row`]: `(packed, cols, row, first block, out)`.
+pub type PackedRow = fn(&[u32], usize, usize, usize, &mut [u8]) -> Result<(), KernelError>;
 
 /// The signature of [`Ops::gemm`]: `(w, a, n, out, ldo)`.
 pub type Gemm = fn(&[u8], &[u8], usize, &mut [f32], usize) -> Result<(), KernelError>;
@@ -76,6 +84,7 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
                         gemm_packed: None,
                         panel_rows: 0,
                         packed_decode: false,
+                        packed_row: None,
                     };
                     Some(&OPS)
                 })*

@@ -21,7 +21,7 @@ mod legacy;
 pub(crate) use legacy::{unpack_5bit, unpack_nibbles};
 
 pub use blocks::*;
-pub use erased::{Gemm, GemmPacked, Ops, Pack, ops};
+pub use erased::{Gemm, GemmPacked, Ops, Pack, PackedRow, ops};
 
 use crate::DType;
 

@@ -9,7 +9,8 @@
 
 use crate::cpu::avx2::fp16;
 use crate::cpu::gemm::{self, Tile};
-use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0};
+use crate::cpu::nibble;
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K};
 use std::arch::x86_64::*;
 
 /// Tokens per tile: 16 accumulators, with the 8 weight vectors of a sub-block of 32, its
@@ -217,3 +218,42 @@ macro_rules! gemm_packed_kernel {
 
 gemm_packed_kernel!(gemm_packed_q5_0, BlockQ5_0);
 gemm_packed_kernel!(gemm_packed_q8_0, BlockQ8_0);
+
+/// The GEMM over `Q4_0` nibble panels (`crate::cpu::nibble`), each panel turned into the
+/// decoded one once per call: for prompts, whose tiles reuse it across 16 tokens.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) fn gemm_nibble_q4_0(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_0], n: usize, out: &mut [f32], ldo: usize) {
+    let nb = cols / 32;
+    gemm::gemm_unpacking::<BlockQ4_0, 16, T>(
+        (p, nibble::panel_words_q4_0(cols)),
+        rows,
+        cols,
+        a,
+        n,
+        out,
+        ldo,
+        |h| fp16(h),
+        |panel, wq, s1, _| nibble::unpack_panel_q4_0(panel, nb, wq, s1),
+        |t, acc| tile::<8, false>(t, acc),
+        |t, acc| tile1::<8, false>(t, acc),
+    )
+}
+
+/// [`gemm_nibble_q4_0`] for `Q4_K`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) fn gemm_nibble_q4_k(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
+    let nb = cols / 256;
+    gemm::gemm_unpacking::<BlockQ4_K, 16, T>(
+        (p, nibble::panel_words_q4_k(cols)),
+        rows,
+        cols,
+        a,
+        n,
+        out,
+        ldo,
+        |h| fp16(h),
+        |panel, wq, s1, s2| nibble::unpack_panel_q4_k(panel, nb, wq, s1, s2),
+        |t, acc| tile::<8, true>(t, acc),
+        |t, acc| tile1::<8, true>(t, acc),
+    )
+}

@@ -73,6 +73,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
                 gemm_packed_entry!(BlockQ4_0, 16, nibble::gemm_packed_q4_0, crate::cpu::nibble::panel_words_q4_0);
             ops.panel_rows = crate::cpu::nibble::L;
             ops.packed_decode = true;
+            ops.packed_row = Some(crate::cpu::nibble::row_q4_0);
         }
         DType::Q4_K => {
             ops.pack = pack_entry!(BlockQ4_K, crate::cpu::nibble::pack_q4_k);
@@ -80,6 +81,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
                 gemm_packed_entry!(BlockQ4_K, 16, nibble::gemm_packed_q4_k, crate::cpu::nibble::panel_words_q4_k);
             ops.panel_rows = crate::cpu::nibble::L;
             ops.packed_decode = true;
+            ops.packed_row = Some(crate::cpu::nibble::row_q4_k);
         }
         DType::Q5_0 => {
             ops.pack = pack_entry!(BlockQ5_0, 16);

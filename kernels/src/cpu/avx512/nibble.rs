@@ -3,12 +3,17 @@
 //! exact sums into the rows' accumulator: the canonical order, so each output has the bits of
 //! the tier's `dot`.
 //!
-//! A batch of tokens runs token by token over each panel, which stays in L1 for the tokens
-//! after the first: the panel is read from memory once per call.
+//! A small batch runs token by token over each panel, which stays in L1 for the tokens after
+//! the first: the panel is read from memory once per call. From [`TILE_FROM`] tokens (a
+//! prompt), each panel is decoded once into the tiled GEMM's layout and its tiles run over it
+//! (`avx512::gemm`), the same bits.
 
 use crate::cpu::nibble::{L, panel_words_q4_0, panel_words_q4_k};
 use crate::quant::{BlockQ8_0, BlockQ8_K};
 use std::arch::x86_64::*;
+
+/// Batches from this many tokens go through the tiled GEMM.
+const TILE_FROM: usize = 16;
 
 /// How far ahead of the quants being summed the next ones are asked for (bytes).
 const PREFETCH: usize = 2048;
@@ -63,6 +68,9 @@ pub(in crate::cpu) unsafe fn gemm_packed_q4_0(
     out: &mut [f32],
     ldo: usize,
 ) {
+    if n >= TILE_FROM {
+        return super::gemm::gemm_nibble_q4_0(p, rows, cols, a, n, out, ldo);
+    }
     let nb = cols / 32;
     let words = panel_words_q4_0(cols);
     SCRATCH.with_borrow_mut(|(offs, das)| {
@@ -153,6 +161,9 @@ pub(in crate::cpu) unsafe fn gemm_packed_q4_k(
     out: &mut [f32],
     ldo: usize,
 ) {
+    if n >= TILE_FROM {
+        return super::gemm::gemm_nibble_q4_k(p, rows, cols, a, n, out, ldo);
+    }
     let nb = cols / 256;
     let words = panel_words_q4_k(cols);
     DYS.with_borrow_mut(|dys| {
