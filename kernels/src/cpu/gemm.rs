@@ -525,21 +525,22 @@ pub(in crate::cpu) const fn panel_words<W: GemmWeight, const L: usize>(cols: usi
 pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
     w: &[W],
     nb: usize,
-    fp16: impl Fn(half::f16) -> f32 + Copy,
+    fp16: impl Fn(half::f16) -> f32 + Copy + Sync,
 ) -> Vec<u32> {
     let rows = if nb == 0 { 0 } else { w.len() / nb };
     let (per, cols) = (W::SIZE / W::S, nb * W::SIZE);
     let nsb = nb * per;
     let words = panel_words::<W, L>(cols);
     let mut out = huge_zeroed(rows.div_ceil(L) * words);
-    let (mut row_q, mut s1, mut s2) = (vec![0u8; L * cols], vec![0f32; per], vec![0f32; per]);
-    for (p, panel) in out.chunks_exact_mut(words).enumerate() {
-        row_q.fill(0);
+    par_panels(&mut out, words, |p, panel| {
+        // A panel's scratch (tens of KiB, at load): the rows decoded, a block's scales.
+        let (mut row_q, mut s1, mut s2) = (vec![0u32; L * cols / 4], [0f32; QK_K / 16], [0f32; QK_K / 16]);
+        let row_q: &mut [u8] = bytemuck::cast_slice_mut(&mut row_q);
         let (wq, scales) = panel.split_at_mut(cols * L / 4);
         let (ps1, ps2) = scales.split_at_mut(nsb * L);
         for l in 0..L.min(rows - p * L) {
             for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
-                blk.unpack(&mut row_q[l * cols + b * W::SIZE..][..W::SIZE], &mut s1, &mut s2, fp16);
+                blk.unpack(&mut row_q[l * cols + b * W::SIZE..][..W::SIZE], &mut s1[..per], &mut s2[..per], fp16);
                 for j in 0..per {
                     ps1[(b * per + j) * L + l] = s1[j].to_bits();
                     if W::MINS {
@@ -548,8 +549,8 @@ pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
                 }
             }
         }
-        transpose_words::<L>(bytemuck::cast_slice(&row_q), cols / 4, wq);
-    }
+        transpose_words::<L>(bytemuck::cast_slice(row_q), cols / 4, wq);
+    });
     out
 }
 
@@ -559,21 +560,48 @@ pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
 /// page walks slow the stream down (measured: the packed output head of Gemma 3 270M read at
 /// 36 GB/s against the map's 46).
 pub(in crate::cpu) fn huge_zeroed(len: usize) -> Vec<u32> {
-    let mut v: Vec<u32> = Vec::with_capacity(len);
+    // Zeroed by the allocator (fresh pages from the kernel for a large buffer, untouched
+    // until written), so the first writes, spread over the packing threads, fault them in.
+    let mut v: Vec<u32> = vec![0; len];
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
         let start = v.as_mut_ptr() as usize;
         let (from, to) = (start.next_multiple_of(HUGE), (start + len * 4) / HUGE * HUGE);
         if from < to {
-            // SAFETY: `from..to` lies within `v`'s allocation, which nothing has written or
-            // read yet; `MADV_HUGEPAGE` only changes how its pages will be backed, not what
-            // they hold. A failure (no THP support) leaves ordinary pages, so it is ignored.
+            // SAFETY: `from..to` lies within `v`'s allocation; `MADV_HUGEPAGE` only changes
+            // how its pages are backed, not what they hold (zeros here). A failure (no THP
+            // support) leaves ordinary pages, so it is ignored.
             unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
         }
     }
-    v.resize(len, 0);
     v
+}
+
+/// Runs `fill(p, panel)` for every panel (`words` words each) of `out`, spread over the
+/// machine's cores for a large matrix (scoped threads of its own: packing happens at load,
+/// before any pool of the caller's exists, and must not borrow one).
+pub(in crate::cpu) fn par_panels(out: &mut [u32], words: usize, fill: impl Fn(usize, &mut [u32]) + Sync) {
+    const PER_THREAD_BYTES: usize = 4 << 20;
+    let panels = if words == 0 { 0 } else { out.len() / words };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = cores.min(out.len() * 4 / PER_THREAD_BYTES).max(1);
+    let per = panels.div_ceil(threads).max(1);
+    let run = |first: usize, part: &mut [u32]| {
+        for (i, panel) in part.chunks_exact_mut(words).enumerate() {
+            fill(first + i, panel);
+        }
+    };
+    std::thread::scope(|s| {
+        let mut parts = out.chunks_mut(per * words.max(1)).enumerate();
+        let mine = parts.next();
+        for (c, part) in parts {
+            s.spawn(move || run(c * per, part));
+        }
+        if let Some((_, part)) = mine {
+            run(0, part);
+        }
+    });
 }
 
 /// [`gemm`] over weights packed once by [`pack_panels`] (`panels`: whole panels holding

@@ -12,6 +12,10 @@
 //! horizontal sums. After the `nb` blocks' quants (`[nb][4][L][4]` bytes) come the rows' f16
 //! scales, `[nb][L]`.
 //!
+//! `Q8_0` (whole bytes, not nibbles, but the same idea and the file's size) as eight
+//! vectors per block, vector `v` lane `l` holding row `l`'s quants `4v..4v + 4` as unsigned
+//! bytes (`q + 128`, the GEMM's form), then the f16 scales `[nb][L]`.
+//!
 //! `Q4_K` the same way per super-block of 256: 32 vectors, vector `8k + v` holding bytes
 //! `32k + 4v..+ 4` of each row (low nibbles: sub-block `2k`, columns `4v..`; high: sub-block
 //! `2k + 1`), `[nb][32][L][4]` bytes; then per super-block the rows' `d` and `dmin` (f16,
@@ -20,8 +24,8 @@
 //! Every output is formed in the canonical order (`cpu::gemm`), so it has the bits of the
 //! tier's `dot` and of the GEMM.
 
-use super::gemm::huge_zeroed;
-use crate::quant::{BlockQ4_0, BlockQ4_K};
+use super::gemm::{huge_zeroed, par_panels};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ8_0};
 
 /// Rows per panel.
 pub(in crate::cpu) const L: usize = 16;
@@ -37,7 +41,7 @@ pub(in crate::cpu) fn pack_q4_0(w: &[BlockQ4_0], nb: usize) -> Vec<u32> {
     let rows = if nb == 0 { 0 } else { w.len() / nb };
     let words = panel_words_q4_0(nb * 32);
     let mut out = huge_zeroed(rows.div_ceil(L) * words);
-    for (p, panel) in out.chunks_exact_mut(words).enumerate() {
+    par_panels(&mut out, words, |p, panel| {
         let (quants, scales) = panel.split_at_mut(nb * 64);
         for l in 0..L.min(rows - p * L) {
             for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
@@ -51,8 +55,65 @@ pub(in crate::cpu) fn pack_q4_0(w: &[BlockQ4_0], nb: usize) -> Vec<u32> {
                 *word |= u32::from(blk.d.to_bits()) << shift;
             }
         }
-    }
+    });
     out
+}
+
+/// Words of one `Q8_0` panel of rows of `cols` columns: per block, 512 bytes of quants and
+/// 32 of scales.
+pub(in crate::cpu) const fn panel_words_q8_0(cols: usize) -> usize {
+    cols / 32 * (128 + 8)
+}
+
+/// `w` (whole rows of `nb` blocks) in `Q8_0` byte panels, back to back.
+pub(in crate::cpu) fn pack_q8_0(w: &[BlockQ8_0], nb: usize) -> Vec<u32> {
+    let rows = if nb == 0 { 0 } else { w.len() / nb };
+    let words = panel_words_q8_0(nb * 32);
+    let mut out = huge_zeroed(rows.div_ceil(L) * words);
+    par_panels(&mut out, words, |p, panel| {
+        let (quants, scales) = panel.split_at_mut(nb * 128);
+        let scales: &mut [u16] = bytemuck::cast_slice_mut(scales);
+        for l in 0..L.min(rows - p * L) {
+            for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
+                for (v, q) in blk.qs.as_chunks::<4>().0.iter().enumerate() {
+                    quants[b * 128 + v * L + l] = u32::from_le_bytes(q.map(|x| (x as u8) ^ 0x80));
+                }
+                scales[b * L + l] = blk.d.to_bits();
+            }
+        }
+    });
+    out
+}
+
+/// A `Q8_0` panel (`nb` blocks per row) as the tiled GEMM's decoded panel: the quants are
+/// already in its layout; the scales become floats.
+#[inline(always)]
+pub(in crate::cpu) fn unpack_panel_q8_0(panel: &[u32], nb: usize, wq: &mut [u8], s1: &mut [f32]) {
+    let (quants, scales) = panel.split_at(nb * 128);
+    wq[..nb * 512].copy_from_slice(bytemuck::cast_slice(quants));
+    let scales: &[u16] = bytemuck::cast_slice(scales);
+    for (d, &h) in s1.iter_mut().zip(&scales[..nb * L]) {
+        *d = half::f16::from_bits(h).to_f32();
+    }
+}
+
+/// Blocks `first..first + out.len()` of row `r` of `Q8_0` byte panels (`nb` blocks per row),
+/// as they were stored.
+pub(in crate::cpu) fn unpack_row_q8_0(panels: &[u32], nb: usize, r: usize, first: usize, out: &mut [BlockQ8_0]) {
+    let words = panel_words_q8_0(nb * 32);
+    let panel = &panels[r / L * words..][..words];
+    let (quants, scales) = panel.split_at(nb * 128);
+    let scales: &[u16] = bytemuck::cast_slice(scales);
+    let l = r % L;
+    for (b, blk) in (first..nb).zip(out.iter_mut()) {
+        for v in 0..8 {
+            let q = quants[b * 128 + v * L + l].to_le_bytes();
+            for i in 0..4 {
+                blk.qs[4 * v + i] = (q[i] ^ 0x80) as i8;
+            }
+        }
+        blk.d = half::f16::from_bits(scales[b * L + l]);
+    }
 }
 
 /// Words of one `Q4_K` panel of rows of `cols` columns: per super-block, 2048 bytes of
@@ -66,7 +127,7 @@ pub(in crate::cpu) fn pack_q4_k(w: &[BlockQ4_K], nb: usize) -> Vec<u32> {
     let rows = if nb == 0 { 0 } else { w.len() / nb };
     let words = panel_words_q4_k(nb * 256);
     let mut out = huge_zeroed(rows.div_ceil(L) * words);
-    for (p, panel) in out.chunks_exact_mut(words).enumerate() {
+    par_panels(&mut out, words, |p, panel| {
         let (quants, rest) = panel.split_at_mut(nb * 512);
         let (halves, bytes) = rest.split_at_mut(nb * 16);
         let halves: &mut [u16] = bytemuck::cast_slice_mut(halves);
@@ -84,7 +145,7 @@ pub(in crate::cpu) fn pack_q4_k(w: &[BlockQ4_K], nb: usize) -> Vec<u32> {
                 }
             }
         }
-    }
+    });
     out
 }
 
@@ -225,6 +286,17 @@ pub(in crate::cpu) fn row_q4_0(
     row_entry::<BlockQ4_0>((p, cols), (r, first), out, panel_words_q4_0, unpack_row_q4_0)
 }
 
+/// [`crate::quant::Ops::packed_row`] for `Q8_0` byte panels.
+pub(in crate::cpu) fn row_q8_0(
+    p: &[u32],
+    cols: usize,
+    r: usize,
+    first: usize,
+    out: &mut [u8],
+) -> Result<(), crate::KernelError> {
+    row_entry::<BlockQ8_0>((p, cols), (r, first), out, panel_words_q8_0, unpack_row_q8_0)
+}
+
 /// [`crate::quant::Ops::packed_row`] for `Q4_K` nibble panels.
 pub(in crate::cpu) fn row_q4_k(
     p: &[u32],
@@ -251,6 +323,10 @@ mod tests {
         out
     }
 
+    fn bytes<B: crate::quant::Block>(x: &[B]) -> Vec<u8> {
+        bytemuck::cast_slice::<B, u8>(x).to_vec()
+    }
+
     /// Every row of random blocks (37 rows: the last panel partial) comes back from the
     /// panels byte for byte: scales, mins and all 96 bits of `Q4_K`'s packed six-bit ones.
     #[test]
@@ -258,30 +334,24 @@ mod tests {
         const ROWS: usize = 37;
         let nb = 3;
         let q4_0: Vec<BlockQ4_0> = random(ROWS * nb, 1);
-        let p = pack_q4_0(&q4_0, nb);
+        let p4 = pack_q4_0(&q4_0, nb);
         let q4_k: Vec<BlockQ4_K> = random(ROWS * nb, 2);
         let pk = pack_q4_k(&q4_k, nb);
+        let q8_0: Vec<BlockQ8_0> = random(ROWS * nb, 3);
+        let p8 = pack_q8_0(&q8_0, nb);
         for r in 0..ROWS {
-            let mut row: Vec<BlockQ4_0> = random(nb, 3);
-            unpack_row_q4_0(&p, nb, r, 0, &mut row);
-            assert_eq!(
-                bytemuck::cast_slice::<_, u8>(&row),
-                bytemuck::cast_slice::<_, u8>(&q4_0[r * nb..][..nb]),
-                "Q4_0 row {r}"
-            );
-            let mut row: Vec<BlockQ4_K> = random(nb, 4);
+            let mut row: Vec<BlockQ4_0> = random(nb, 4);
+            unpack_row_q4_0(&p4, nb, r, 0, &mut row);
+            assert_eq!(bytes(&row), bytes(&q4_0[r * nb..][..nb]), "Q4_0 row {r}");
+            let mut row: Vec<BlockQ4_K> = random(nb, 5);
             unpack_row_q4_k(&pk, nb, r, 0, &mut row);
-            let mut tail: Vec<BlockQ4_K> = random(1, 5);
+            assert_eq!(bytes(&row), bytes(&q4_k[r * nb..][..nb]), "Q4_K row {r}");
+            let mut tail: Vec<BlockQ4_K> = random(1, 6);
             unpack_row_q4_k(&pk, nb, r, nb - 1, &mut tail);
-            assert_eq!(
-                bytemuck::cast_slice::<_, u8>(&tail),
-                bytemuck::cast_slice::<_, u8>(&q4_k[r * nb + nb - 1..][..1])
-            );
-            assert_eq!(
-                bytemuck::cast_slice::<_, u8>(&row),
-                bytemuck::cast_slice::<_, u8>(&q4_k[r * nb..][..nb]),
-                "Q4_K row {r}"
-            );
+            assert_eq!(bytes(&tail), bytes(&q4_k[r * nb + nb - 1..][..1]), "Q4_K row {r}, last block");
+            let mut row: Vec<BlockQ8_0> = random(nb, 7);
+            unpack_row_q8_0(&p8, nb, r, 0, &mut row);
+            assert_eq!(bytes(&row), bytes(&q8_0[r * nb..][..nb]), "Q8_0 row {r}");
         }
     }
 }

@@ -211,18 +211,36 @@ macro_rules! gemm_packed_kernel {
             // A few sequences decoding together (fewer than `T` tokens) go through one-token
             // tiles, whose two `vpdpbusd` chains beat a tile of 8 (measured: 246 against 228
             // output tok/s, 8 streams of Gemma 3 270M).
-            gemm::gemm_packed::<$b, 16, T>(p, rows, cols, a, n, out, ldo, |h| fp16(h), |t, acc| tile::<K, MINS>(t, acc), |t, acc| tile1::<K, MINS>(t, acc))
+            gemm::gemm_packed::<$b, 16, T>(
+                p,
+                rows,
+                cols,
+                a,
+                n,
+                out,
+                ldo,
+                |h| fp16(h),
+                |t, acc| tile::<K, MINS>(t, acc),
+                |t, acc| tile1::<K, MINS>(t, acc),
+            )
         }
     };
 }
 
 gemm_packed_kernel!(gemm_packed_q5_0, BlockQ5_0);
-gemm_packed_kernel!(gemm_packed_q8_0, BlockQ8_0);
 
 /// The GEMM over `Q4_0` nibble panels (`crate::cpu::nibble`), each panel turned into the
 /// decoded one once per call: for prompts, whose tiles reuse it across 16 tokens.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn gemm_nibble_q4_0(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_0], n: usize, out: &mut [f32], ldo: usize) {
+pub(super) fn gemm_nibble_q4_0(
+    p: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[BlockQ8_0],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
     let nb = cols / 32;
     gemm::gemm_unpacking::<BlockQ4_0, 16, T>(
         (p, nibble::panel_words_q4_0(cols)),
@@ -241,7 +259,15 @@ pub(super) fn gemm_nibble_q4_0(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8
 
 /// [`gemm_nibble_q4_0`] for `Q4_K`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn gemm_nibble_q4_k(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
+pub(super) fn gemm_nibble_q4_k(
+    p: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[BlockQ8_K],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
     let nb = cols / 256;
     gemm::gemm_unpacking::<BlockQ4_K, 16, T>(
         (p, nibble::panel_words_q4_k(cols)),
@@ -255,5 +281,32 @@ pub(super) fn gemm_nibble_q4_k(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8
         |panel, wq, s1, s2| nibble::unpack_panel_q4_k(panel, nb, wq, s1, s2),
         |t, acc| tile::<8, true>(t, acc),
         |t, acc| tile1::<8, true>(t, acc),
+    )
+}
+
+/// [`gemm_nibble_q4_0`] for `Q8_0` byte panels.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) fn gemm_bytes_q8_0(
+    p: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[BlockQ8_0],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let nb = cols / 32;
+    gemm::gemm_unpacking::<BlockQ8_0, 16, T>(
+        (p, nibble::panel_words_q8_0(cols)),
+        rows,
+        cols,
+        a,
+        n,
+        out,
+        ldo,
+        |h| fp16(h),
+        |panel, wq, s1, _| nibble::unpack_panel_q8_0(panel, nb, wq, s1),
+        |t, acc| tile::<8, false>(t, acc),
+        |t, acc| tile1::<8, false>(t, acc),
     )
 }

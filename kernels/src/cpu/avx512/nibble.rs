@@ -8,7 +8,7 @@
 //! prompt), each panel is decoded once into the tiled GEMM's layout and its tiles run over it
 //! (`avx512::gemm`), the same bits.
 
-use crate::cpu::nibble::{L, panel_words_q4_0, panel_words_q4_k};
+use crate::cpu::nibble::{L, panel_words_q4_0, panel_words_q4_k, panel_words_q8_0};
 use crate::quant::{BlockQ8_0, BlockQ8_K};
 use std::arch::x86_64::*;
 
@@ -182,6 +182,76 @@ pub(in crate::cpu) unsafe fn gemm_packed_q4_k(
             let live = L.min(rows - r0);
             for t in 0..n {
                 let acc = panel_token_q4_k(quants, halves, bytes, &a[t * nb..][..nb], &dys[t * nb * 8..][..nb * 8]);
+                let dst = &mut out[t * ldo + r0..][..live];
+                // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes.
+                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, acc) };
+            }
+        }
+    });
+}
+
+/// One token's outputs for one `Q8_0` panel: `Σ_b fma(f32(Σ q y), d_w · d_a, acc)` per lane,
+/// the unsigned quants' offset (`q + 128`) taken off as `-128 Σ y`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn panel_token_q8_0(quants: &[u8], scales: &[u16], y: &[BlockQ8_0], offs: &[i32], das: &[f32]) -> __m512 {
+    let mut acc = _mm512_setzero_ps();
+    for (b, yb) in y.iter().enumerate() {
+        let q = &quants[b * 512..][..512];
+        for c in 0..8 {
+            // A hint that never faults, whatever the address.
+            _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(PREFETCH + 64 * c).cast());
+        }
+        let yw = yb.qs.as_chunks::<4>().0;
+        let bc = |k: usize| _mm512_set1_epi32(i32::from_le_bytes(yw[k].map(|x| x as u8)));
+        let (mut even, mut odd) = (_mm512_set1_epi32(offs[b]), _mm512_setzero_si512());
+        for v in (0..8).step_by(2) {
+            // SAFETY: `q` holds eight vectors of 64 bytes; `loadu` needs no alignment.
+            let (w0, w1) = unsafe {
+                (_mm512_loadu_si512(q[64 * v..].as_ptr().cast()), _mm512_loadu_si512(q[64 * v + 64..].as_ptr().cast()))
+            };
+            even = _mm512_dpbusd_epi32(even, w0, bc(v));
+            odd = _mm512_dpbusd_epi32(odd, w1, bc(v + 1));
+        }
+        // SAFETY: `scales[b * 16..]` holds 16 halves (32 bytes); `loadu` needs no alignment.
+        let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales[b * L..].as_ptr().cast()) });
+        let s = _mm512_mul_ps(d, _mm512_set1_ps(das[b]));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), s, acc);
+    }
+    acc
+}
+
+/// [`gemm_packed_q4_0`] for `Q8_0` byte panels.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn gemm_packed_q8_0(
+    p: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[BlockQ8_0],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if n >= TILE_FROM {
+        return super::gemm::gemm_bytes_q8_0(p, rows, cols, a, n, out, ldo);
+    }
+    let nb = cols / 32;
+    let words = panel_words_q8_0(cols);
+    SCRATCH.with_borrow_mut(|(offs, das)| {
+        // Grows to the largest call once; no allocation after that.
+        offs.clear();
+        das.clear();
+        offs.extend(a.iter().map(|y| -128 * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
+        das.extend(a.iter().map(|y| y.d.to_f32()));
+        for (pi, panel) in p.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
+            let (quants, scales) = panel.split_at(nb * 128);
+            let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
+            let r0 = pi * L;
+            let live = L.min(rows - r0);
+            for t in 0..n {
+                let acc =
+                    panel_token_q8_0(quants, scales, &a[t * nb..][..nb], &offs[t * nb..][..nb], &das[t * nb..][..nb]);
                 let dst = &mut out[t * ldo + r0..][..live];
                 // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes.
                 unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, acc) };
