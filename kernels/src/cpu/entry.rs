@@ -123,12 +123,8 @@ macro_rules! gemm_entry {
     }};
 }
 
-/// A `pack` entry: `$L` rows to a panel of [`gemm::pack_panels`](crate::cpu::gemm) over
-/// whole rows of `$b`, or the layout `$pack(blocks, blocks per row)` makes.
+/// A `pack` entry: the layout `$pack(blocks, blocks per row)` makes of whole rows of `$b`.
 macro_rules! pack_entry {
-    ($b:ty, $L:literal) => {
-        pack_entry!($b, |w, nb| $crate::cpu::gemm::pack_panels::<$b, $L>(w, nb, |h| h.to_f32()))
-    };
     ($b:ty, $pack:expr) => {{
         fn entry(w: &[u8], cols: usize) -> Result<Vec<u32>, $crate::KernelError> {
             let w = $crate::cpu::entry::blocks::<$b>(w)?;
@@ -149,9 +145,6 @@ macro_rules! pack_entry {
 /// Block>::Act], usize, &mut [f32], usize)` over `$L`-row panels: checks the panels' length
 /// for `rows` and `cols`, and `a` and `out` as [`gemm_args`] does.
 macro_rules! gemm_packed_entry {
-    ($b:ty, $L:literal, $k:path) => {
-        gemm_packed_entry!($b, $L, $k, $crate::cpu::gemm::panel_words::<$b, $L>)
-    };
     ($b:ty, $L:literal, $k:path, $words:expr) => {{
         fn entry(
             p: &[u32],

@@ -511,49 +511,6 @@ fn panel_tiles<const L: usize, const T: usize>(
     }
 }
 
-/// Words of one packed panel of `L` rows of `cols` columns of `W` ([`pack_panels`]): the
-/// quants `[nsb][S / 4][L][4]`, then `s1` `[nsb][L]`, then (with mins) `s2` `[nsb][L]`.
-pub(in crate::cpu) const fn panel_words<W: GemmWeight, const L: usize>(cols: usize) -> usize {
-    let nsb = cols / W::S;
-    cols * L / 4 + nsb * L * if W::MINS { 2 } else { 1 }
-}
-
-/// `w` (whole rows of `nb` blocks) decoded once into the panels the micro-kernels read, as
-/// [`gemm`] decodes them for each call: `L` rows to a panel (the rows past the end of the last
-/// one are zeros), [`panel_words`] each, back to back. [`gemm_packed`] over them forms every
-/// output with the bits [`gemm`] gives it.
-pub(in crate::cpu) fn pack_panels<W: GemmWeight, const L: usize>(
-    w: &[W],
-    nb: usize,
-    fp16: impl Fn(half::f16) -> f32 + Copy + Sync,
-) -> Vec<u32> {
-    let rows = if nb == 0 { 0 } else { w.len() / nb };
-    let (per, cols) = (W::SIZE / W::S, nb * W::SIZE);
-    let nsb = nb * per;
-    let words = panel_words::<W, L>(cols);
-    let mut out = huge_zeroed(rows.div_ceil(L) * words);
-    par_panels(&mut out, words, |p, panel| {
-        // A panel's scratch (tens of KiB, at load): the rows decoded, a block's scales.
-        let (mut row_q, mut s1, mut s2) = (vec![0u32; L * cols / 4], [0f32; QK_K / 16], [0f32; QK_K / 16]);
-        let row_q: &mut [u8] = bytemuck::cast_slice_mut(&mut row_q);
-        let (wq, scales) = panel.split_at_mut(cols * L / 4);
-        let (ps1, ps2) = scales.split_at_mut(nsb * L);
-        for l in 0..L.min(rows - p * L) {
-            for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
-                blk.unpack(&mut row_q[l * cols + b * W::SIZE..][..W::SIZE], &mut s1[..per], &mut s2[..per], fp16);
-                for j in 0..per {
-                    ps1[(b * per + j) * L + l] = s1[j].to_bits();
-                    if W::MINS {
-                        ps2[(b * per + j) * L + l] = s2[j].to_bits();
-                    }
-                }
-            }
-        }
-        transpose_words::<L>(bytemuck::cast_slice(row_q), cols / 4, wq);
-    });
-    out
-}
-
 /// `len` zero words, whose memory the kernel is asked to back with transparent huge pages
 /// where it can: packed weights are streamed from end to end at every step, as the mapped
 /// file they replace is (whose page cache may use huge pages), and with 4 KiB pages the
@@ -604,45 +561,6 @@ pub(in crate::cpu) fn par_panels(out: &mut [u32], words: usize, fill: impl Fn(us
     });
 }
 
-/// [`gemm`] over weights packed once by [`pack_panels`] (`panels`: whole panels holding
-/// `rows` rows of `cols` columns): no decoding per call, the same bits.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub(in crate::cpu) fn gemm_packed<W: GemmWeight, const L: usize, const T: usize>(
-    panels: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[W::Act],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-    fp16: impl Fn(half::f16) -> f32 + Copy,
-    kernel: impl Fn(&Tile<'_>, &mut [[f32; L]; T]),
-    kernel1: impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
-) {
-    if n == 0 || a.is_empty() {
-        return;
-    }
-    let (nb, s, per) = (a.len() / n, W::S, W::SIZE / W::S);
-    let nsb = nb * per;
-    let full = n / T * T;
-    let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
-    sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
-    sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
-    // The micro-kernels read `s2` whether or not the type has mins: zeros where it has none.
-    zeroed(&mut sc.s2, if W::MINS { 0 } else { nsb * L });
-    let words = panel_words::<W, L>(cols);
-    for (p, panel) in panels.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
-        let (wq, scales) = panel.split_at(cols * L / 4);
-        let (s1, s2) = scales.split_at(nsb * L);
-        let s2 = if W::MINS { bytemuck::cast_slice(s2) } else { &sc.s2[..] };
-        let panel = Panel { wq: bytemuck::cast_slice(wq), s1: bytemuck::cast_slice(s1), s2 };
-        let r0 = p * L;
-        panel_tiles::<L, T>(&sc.main, &sc.tail, &panel, (nsb, s, n), (r0, L.min(rows - r0)), out, ldo, &kernel, &kernel1);
-    }
-    SCRATCH.with_borrow_mut(|s| *s = sc);
-}
-
 /// [`gemm`] over weights packed in a layout of the tier's own (`panels`: whole panels of
 /// `words` words, holding `rows` rows of `cols` columns), which `unpack(panel, wq, s1, s2)`
 /// turns into the panel [`gemm`] decodes from blocks (`wq` `[nsb][S / 4][L][4]` bytes, `s1`
@@ -679,7 +597,17 @@ pub(in crate::cpu) fn gemm_unpacking<W: GemmWeight, const L: usize, const T: usi
         unpack(panel, bytemuck::cast_slice_mut(&mut sc.wq), &mut sc.s1, &mut sc.s2);
         let panel = Panel { wq: bytemuck::cast_slice(&sc.wq), s1: &sc.s1, s2: &sc.s2 };
         let r0 = p * L;
-        panel_tiles::<L, T>(&sc.main, &sc.tail, &panel, (nsb, s, n), (r0, L.min(rows - r0)), out, ldo, &kernel, &kernel1);
+        panel_tiles::<L, T>(
+            &sc.main,
+            &sc.tail,
+            &panel,
+            (nsb, s, n),
+            (r0, L.min(rows - r0)),
+            out,
+            ldo,
+            &kernel,
+            &kernel1,
+        );
     }
     SCRATCH.with_borrow_mut(|s| *s = sc);
 }

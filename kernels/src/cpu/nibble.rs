@@ -12,6 +12,12 @@
 //! horizontal sums. After the `nb` blocks' quants (`[nb][4][L][4]` bytes) come the rows' f16
 //! scales, `[nb][L]`.
 //!
+//! `Q5_0` as `Q4_0`, its fifth bits in one plane word per row and block, arranged so that a
+//! shift and a mask put them at bit 4 of the right bytes: for vector `v`, byte `i`, bit
+//! `8i + v` is the fifth bit of column `4v + i` and bit `8i + 4 + v` that of column
+//! `16 + 4v + i`. Quants `[nb][4][L][4]` bytes, planes `[nb][L]` words, scales `[nb][L]`
+//! f16: the file's 22 bytes per 32 weights.
+//!
 //! `Q8_0` (whole bytes, not nibbles, but the same idea and the file's size) as eight
 //! vectors per block, vector `v` lane `l` holding row `l`'s quants `4v..4v + 4` as unsigned
 //! bytes (`q + 128`, the GEMM's form), then the f16 scales `[nb][L]`.
@@ -25,7 +31,7 @@
 //! tier's `dot` and of the GEMM.
 
 use super::gemm::{huge_zeroed, par_panels};
-use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ8_0};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ8_0};
 
 /// Rows per panel.
 pub(in crate::cpu) const L: usize = 16;
@@ -57,6 +63,102 @@ pub(in crate::cpu) fn pack_q4_0(w: &[BlockQ4_0], nb: usize) -> Vec<u32> {
         }
     });
     out
+}
+
+/// Words of one `Q5_0` panel of rows of `cols` columns: per block, 256 bytes of quants, 64
+/// of planes and 32 of scales.
+pub(in crate::cpu) const fn panel_words_q5_0(cols: usize) -> usize {
+    cols / 32 * (64 + 16 + 8)
+}
+
+/// A `Q5_0` block's fifth bits (`qh`, bit `e` for column `e`) as its plane word.
+fn plane(qh: u32) -> u32 {
+    let mut p = 0;
+    for v in 0..4 {
+        for i in 0..4 {
+            p |= ((qh >> (4 * v + i)) & 1) << (8 * i + v);
+            p |= ((qh >> (16 + 4 * v + i)) & 1) << (8 * i + 4 + v);
+        }
+    }
+    p
+}
+
+/// The inverse of [`plane`].
+fn unplane(p: u32) -> u32 {
+    let mut qh = 0;
+    for v in 0..4 {
+        for i in 0..4 {
+            qh |= ((p >> (8 * i + v)) & 1) << (4 * v + i);
+            qh |= ((p >> (8 * i + 4 + v)) & 1) << (16 + 4 * v + i);
+        }
+    }
+    qh
+}
+
+/// `w` (whole rows of `nb` blocks) in `Q5_0` nibble panels, back to back.
+pub(in crate::cpu) fn pack_q5_0(w: &[BlockQ5_0], nb: usize) -> Vec<u32> {
+    let rows = if nb == 0 { 0 } else { w.len() / nb };
+    let words = panel_words_q5_0(nb * 32);
+    let mut out = huge_zeroed(rows.div_ceil(L) * words);
+    par_panels(&mut out, words, |p, panel| {
+        let (quants, rest) = panel.split_at_mut(nb * 64);
+        let (planes, scales) = rest.split_at_mut(nb * L);
+        let scales: &mut [u16] = bytemuck::cast_slice_mut(scales);
+        for l in 0..L.min(rows - p * L) {
+            for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
+                for (v, q) in blk.qs.as_chunks::<4>().0.iter().enumerate() {
+                    quants[b * 64 + v * L + l] = u32::from_le_bytes(*q);
+                }
+                planes[b * L + l] = plane(u32::from_le_bytes(blk.qh));
+                scales[b * L + l] = blk.d.to_bits();
+            }
+        }
+    });
+    out
+}
+
+/// A `Q5_0` panel (`nb` blocks per row) as the tiled GEMM's decoded panel (five-bit unsigned
+/// quants, as `Q4_0`'s with the plane bits at bit 4); `s2` is left alone.
+#[inline(always)]
+pub(in crate::cpu) fn unpack_panel_q5_0(panel: &[u32], nb: usize, wq: &mut [u8], s1: &mut [f32]) {
+    let (quants, rest) = panel.split_at(nb * 64);
+    let (planes, scales) = rest.split_at(nb * L);
+    let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
+    for b in 0..nb {
+        let (src, dst) = (&quants[b * 256..][..256], &mut wq[b * 512..][..512]);
+        for v in 0..4 {
+            for l in 0..L {
+                let p = planes[b * L + l];
+                for i in 0..4 {
+                    let x = src[v * 64 + l * 4 + i];
+                    let (lo, hi) = ((p >> (8 * i + v)) & 1, (p >> (8 * i + 4 + v)) & 1);
+                    dst[v * 64 + l * 4 + i] = (x & 0x0f) | (lo as u8) << 4;
+                    dst[256 + v * 64 + l * 4 + i] = (x >> 4) | (hi as u8) << 4;
+                }
+            }
+        }
+    }
+    for (d, &h) in s1.iter_mut().zip(&scales[..nb * L]) {
+        *d = half::f16::from_bits(h).to_f32();
+    }
+}
+
+/// Blocks `first..first + out.len()` of row `r` of `Q5_0` nibble panels (`nb` blocks per
+/// row), as they were stored.
+pub(in crate::cpu) fn unpack_row_q5_0(panels: &[u32], nb: usize, r: usize, first: usize, out: &mut [BlockQ5_0]) {
+    let words = panel_words_q5_0(nb * 32);
+    let panel = &panels[r / L * words..][..words];
+    let (quants, rest) = panel.split_at(nb * 64);
+    let (planes, scales) = rest.split_at(nb * L);
+    let scales: &[u16] = bytemuck::cast_slice(scales);
+    let l = r % L;
+    for (b, blk) in (first..nb).zip(out.iter_mut()) {
+        for v in 0..4 {
+            blk.qs[4 * v..4 * v + 4].copy_from_slice(&quants[b * 64 + v * L + l].to_le_bytes());
+        }
+        blk.qh = unplane(planes[b * L + l]).to_le_bytes();
+        blk.d = half::f16::from_bits(scales[b * L + l]);
+    }
 }
 
 /// Words of one `Q8_0` panel of rows of `cols` columns: per block, 512 bytes of quants and
@@ -286,6 +388,17 @@ pub(in crate::cpu) fn row_q4_0(
     row_entry::<BlockQ4_0>((p, cols), (r, first), out, panel_words_q4_0, unpack_row_q4_0)
 }
 
+/// [`crate::quant::Ops::packed_row`] for `Q5_0` nibble panels.
+pub(in crate::cpu) fn row_q5_0(
+    p: &[u32],
+    cols: usize,
+    r: usize,
+    first: usize,
+    out: &mut [u8],
+) -> Result<(), crate::KernelError> {
+    row_entry::<BlockQ5_0>((p, cols), (r, first), out, panel_words_q5_0, unpack_row_q5_0)
+}
+
 /// [`crate::quant::Ops::packed_row`] for `Q8_0` byte panels.
 pub(in crate::cpu) fn row_q8_0(
     p: &[u32],
@@ -339,6 +452,8 @@ mod tests {
         let pk = pack_q4_k(&q4_k, nb);
         let q8_0: Vec<BlockQ8_0> = random(ROWS * nb, 3);
         let p8 = pack_q8_0(&q8_0, nb);
+        let q5_0: Vec<BlockQ5_0> = random(ROWS * nb, 9);
+        let p5 = pack_q5_0(&q5_0, nb);
         for r in 0..ROWS {
             let mut row: Vec<BlockQ4_0> = random(nb, 4);
             unpack_row_q4_0(&p4, nb, r, 0, &mut row);
@@ -349,6 +464,9 @@ mod tests {
             let mut tail: Vec<BlockQ4_K> = random(1, 6);
             unpack_row_q4_k(&pk, nb, r, nb - 1, &mut tail);
             assert_eq!(bytes(&tail), bytes(&q4_k[r * nb + nb - 1..][..1]), "Q4_K row {r}, last block");
+            let mut row: Vec<BlockQ5_0> = random(nb, 8);
+            unpack_row_q5_0(&p5, nb, r, 0, &mut row);
+            assert_eq!(bytes(&row), bytes(&q5_0[r * nb..][..nb]), "Q5_0 row {r}");
             let mut row: Vec<BlockQ8_0> = random(nb, 7);
             unpack_row_q8_0(&p8, nb, r, 0, &mut row);
             assert_eq!(bytes(&row), bytes(&q8_0[r * nb..][..nb]), "Q8_0 row {r}");

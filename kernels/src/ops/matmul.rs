@@ -30,12 +30,13 @@ pub struct WeightRef<'a> {
     pub packed: Option<&'a PackedWeight>,
 }
 
-/// A weight matrix repacked once (at load) into the layout the chosen tier's GEMM
-/// micro-kernels read, so that no matmul of two tokens or more decodes it again: panels of the tier's `panel_rows`
-/// rows, their quants interleaved by row in groups of four columns, then their scales (see
-/// `cpu::gemm`). Made only for the types where the tier has packed kernels and the copy is
-/// about the stored size ([`PackedWeight::new`]). Every output is the bits the unpacked
-/// matrix gives.
+/// A weight matrix repacked once (at load) into the layout the chosen tier's kernels read:
+/// on AVX-512, `Q4_0`, `Q5_0`, `Q8_0` and `Q4_K` in panels of 16 rows whose stored quant
+/// bytes are interleaved by row in groups of four, so that one vector holds the same columns
+/// of sixteen rows (`cpu::nibble`). The copy is the size of the stored matrix (3% more for
+/// `Q4_K`) and every batch size and row lookup reads it
+/// ([`PackedWeight::replaces_stored`]), so the stored bytes can be released. Every output is
+/// the bits the unpacked matrix gives.
 #[derive(Debug)]
 pub struct PackedWeight {
     dtype: DType,

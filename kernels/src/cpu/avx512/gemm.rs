@@ -191,44 +191,6 @@ gemm_kernel!(gemm_q4_k, BlockQ4_K);
 gemm_kernel!(gemm_q5_k, BlockQ5_K);
 gemm_kernel!(gemm_q6_k, BlockQ6_K);
 
-/// Defines `$name`, the GEMM of weight type `$b` over panels packed once (16 rows each).
-macro_rules! gemm_packed_kernel {
-    ($name:ident, $b:ty) => {
-        /// Tiled GEMM over packed panels: the bits of the unpacked GEMM.
-        #[allow(clippy::too_many_arguments)]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        pub(in crate::cpu) unsafe fn $name(
-            p: &[u32],
-            rows: usize,
-            cols: usize,
-            a: &[<$b as crate::quant::Block>::Act],
-            n: usize,
-            out: &mut [f32],
-            ldo: usize,
-        ) {
-            const K: usize = <$b as gemm::GemmWeight>::S / 4;
-            const MINS: bool = <$b as gemm::GemmWeight>::MINS;
-            // A few sequences decoding together (fewer than `T` tokens) go through one-token
-            // tiles, whose two `vpdpbusd` chains beat a tile of 8 (measured: 246 against 228
-            // output tok/s, 8 streams of Gemma 3 270M).
-            gemm::gemm_packed::<$b, 16, T>(
-                p,
-                rows,
-                cols,
-                a,
-                n,
-                out,
-                ldo,
-                |h| fp16(h),
-                |t, acc| tile::<K, MINS>(t, acc),
-                |t, acc| tile1::<K, MINS>(t, acc),
-            )
-        }
-    };
-}
-
-gemm_packed_kernel!(gemm_packed_q5_0, BlockQ5_0);
-
 /// The GEMM over `Q4_0` nibble panels (`crate::cpu::nibble`), each panel turned into the
 /// decoded one once per call: for prompts, whose tiles reuse it across 16 tokens.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -306,6 +268,33 @@ pub(super) fn gemm_bytes_q8_0(
         ldo,
         |h| fp16(h),
         |panel, wq, s1, _| nibble::unpack_panel_q8_0(panel, nb, wq, s1),
+        |t, acc| tile::<8, false>(t, acc),
+        |t, acc| tile1::<8, false>(t, acc),
+    )
+}
+
+/// [`gemm_nibble_q4_0`] for `Q5_0`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) fn gemm_nibble_q5_0(
+    p: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[BlockQ8_0],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let nb = cols / 32;
+    gemm::gemm_unpacking::<BlockQ5_0, 16, T>(
+        (p, nibble::panel_words_q5_0(cols)),
+        rows,
+        cols,
+        a,
+        n,
+        out,
+        ldo,
+        |h| fp16(h),
+        |panel, wq, s1, _| nibble::unpack_panel_q5_0(panel, nb, wq, s1),
         |t, acc| tile::<8, false>(t, acc),
         |t, acc| tile1::<8, false>(t, acc),
     )

@@ -84,9 +84,12 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
             ops.packed_row = Some(crate::cpu::nibble::row_q4_k);
         }
         DType::Q5_0 => {
-            ops.pack = pack_entry!(BlockQ5_0, 16);
-            ops.gemm_packed = gemm_packed_entry!(BlockQ5_0, 16, gemm::gemm_packed_q5_0);
-            ops.panel_rows = 16;
+            ops.pack = pack_entry!(BlockQ5_0, crate::cpu::nibble::pack_q5_0);
+            ops.gemm_packed =
+                gemm_packed_entry!(BlockQ5_0, 16, nibble::gemm_packed_q5_0, crate::cpu::nibble::panel_words_q5_0);
+            ops.panel_rows = crate::cpu::nibble::L;
+            ops.packed_decode = true;
+            ops.packed_row = Some(crate::cpu::nibble::row_q5_0);
         }
         // `Q8_0` in byte panels with its f16 scales: the file's size, read by every batch.
         DType::Q8_0 => {

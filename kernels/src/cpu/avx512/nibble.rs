@@ -8,7 +8,7 @@
 //! prompt), each panel is decoded once into the tiled GEMM's layout and its tiles run over it
 //! (`avx512::gemm`), the same bits.
 
-use crate::cpu::nibble::{L, panel_words_q4_0, panel_words_q4_k, panel_words_q8_0};
+use crate::cpu::nibble::{L, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q8_0};
 use crate::quant::{BlockQ8_0, BlockQ8_K};
 use std::arch::x86_64::*;
 
@@ -18,30 +18,53 @@ const TILE_FROM: usize = 16;
 /// How far ahead of the quants being summed the next ones are asked for (bytes).
 const PREFETCH: usize = 2048;
 
-/// One token's outputs for one panel: `Σ_b fma(f32(Σ (q - 8) y), d_w · d_a, acc)` per lane.
+/// One token's outputs for one `Q4_0` panel, or with `planes` a `Q5_0` one:
+/// `Σ_b fma(f32(Σ (q - OFF) y), d_w · d_a, acc)` per lane (`offs` holds `-OFF Σ y`).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn panel_token(quants: &[u8], scales: &[u16], y: &[BlockQ8_0], offs: &[i32], das: &[f32]) -> __m512 {
+fn panel_token<const FIFTH: bool>(
+    quants: &[u8],
+    planes: &[u32],
+    scales: &[u16],
+    y: &[BlockQ8_0],
+    offs: &[i32],
+    das: &[f32],
+) -> __m512 {
     let m4 = _mm512_set1_epi8(0x0f);
+    let bits = _mm512_set1_epi32(0x1010_1010);
     let mut acc = _mm512_setzero_ps();
     for (b, yb) in y.iter().enumerate() {
         let q = &quants[b * 256..][..256];
         // A hint that never faults, whatever the address.
-        _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(PREFETCH).cast());
-        _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(PREFETCH + 64).cast());
-        _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(PREFETCH + 128).cast());
-        _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(PREFETCH + 192).cast());
+        for c in 0..4 {
+            _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(PREFETCH + 64 * c).cast());
+        }
+        // SAFETY: with `FIFTH`, `planes[b * 16..]` holds 16 words; `loadu` needs no alignment.
+        let pl =
+            if FIFTH { unsafe { _mm512_loadu_si512(planes[b * L..].as_ptr().cast()) } } else { _mm512_setzero_si512() };
         let yw = yb.qs.as_chunks::<4>().0;
         let bc = |k: usize| _mm512_set1_epi32(i32::from_le_bytes(yw[k].map(|x| x as u8)));
         // Two chains (low nibbles, high nibbles); the i32 sums are exact, so how they are
         // split changes no bit.
         let (mut lo, mut hi) = (_mm512_set1_epi32(offs[b]), _mm512_setzero_si512());
-        for v in 0..4 {
+        unroll!(v in [0, 1, 2, 3] {
             // SAFETY: `q` holds four vectors of 64 bytes; `loadu` needs no alignment.
             let raw = unsafe { _mm512_loadu_si512(q[64 * v..].as_ptr().cast()) };
-            lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(raw, m4), bc(v));
-            hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16::<4>(raw), m4), bc(4 + v));
-        }
+            let (mut ql, mut qh) = (_mm512_and_si512(raw, m4), _mm512_and_si512(_mm512_srli_epi16::<4>(raw), m4));
+            if FIFTH {
+                // Plane bits `8i + v` and `8i + 4 + v` to bit 4 of byte `i`.
+                let (up, down) = match v {
+                    0 => (_mm512_slli_epi32::<4>(pl), pl),
+                    1 => (_mm512_slli_epi32::<3>(pl), _mm512_srli_epi32::<1>(pl)),
+                    2 => (_mm512_slli_epi32::<2>(pl), _mm512_srli_epi32::<2>(pl)),
+                    _ => (_mm512_slli_epi32::<1>(pl), _mm512_srli_epi32::<3>(pl)),
+                };
+                ql = _mm512_or_si512(ql, _mm512_and_si512(up, bits));
+                qh = _mm512_or_si512(qh, _mm512_and_si512(down, bits));
+            }
+            lo = _mm512_dpbusd_epi32(lo, ql, bc(v));
+            hi = _mm512_dpbusd_epi32(hi, qh, bc(4 + v));
+        });
         // SAFETY: `scales[b * 16..]` holds 16 halves (32 bytes); `loadu` needs no alignment.
         let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales[b * L..].as_ptr().cast()) });
         let s = _mm512_mul_ps(d, _mm512_set1_ps(das[b]));
@@ -71,21 +94,62 @@ pub(in crate::cpu) unsafe fn gemm_packed_q4_0(
     if n >= TILE_FROM {
         return super::gemm::gemm_nibble_q4_0(p, rows, cols, a, n, out, ldo);
     }
+    legacy_tokens::<false>(p, rows, cols, a, n, out, ldo);
+}
+
+/// [`gemm_packed_q4_0`] for `Q5_0` nibble panels.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(in crate::cpu) unsafe fn gemm_packed_q5_0(
+    p: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[BlockQ8_0],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if n >= TILE_FROM {
+        return super::gemm::gemm_nibble_q5_0(p, rows, cols, a, n, out, ldo);
+    }
+    legacy_tokens::<true>(p, rows, cols, a, n, out, ldo);
+}
+
+/// A small batch over `Q4_0` (or, `FIFTH`, `Q5_0`) nibble panels, token by token per panel.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn legacy_tokens<const FIFTH: bool>(
+    p: &[u32],
+    rows: usize,
+    cols: usize,
+    a: &[BlockQ8_0],
+    n: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
     let nb = cols / 32;
-    let words = panel_words_q4_0(cols);
+    let (words, off) = if FIFTH { (panel_words_q5_0(cols), 16) } else { (panel_words_q4_0(cols), 8) };
     SCRATCH.with_borrow_mut(|(offs, das)| {
         // Grows to the largest call once; no allocation after that.
         offs.clear();
         das.clear();
-        offs.extend(a.iter().map(|y| -8 * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
+        offs.extend(a.iter().map(|y| -off * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
         das.extend(a.iter().map(|y| y.d.to_f32()));
         for (pi, panel) in p.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
-            let (quants, scales) = panel.split_at(nb * 64);
+            let (quants, rest) = panel.split_at(nb * 64);
+            let (planes, scales) = if FIFTH { rest.split_at(nb * L) } else { (&rest[..0], rest) };
             let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
             let r0 = pi * L;
             let live = L.min(rows - r0);
             for t in 0..n {
-                let acc = panel_token(quants, scales, &a[t * nb..][..nb], &offs[t * nb..][..nb], &das[t * nb..][..nb]);
+                let acc = panel_token::<FIFTH>(
+                    quants,
+                    planes,
+                    scales,
+                    &a[t * nb..][..nb],
+                    &offs[t * nb..][..nb],
+                    &das[t * nb..][..nb],
+                );
                 let dst = &mut out[t * ldo + r0..][..live];
                 // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes.
                 unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, acc) };
