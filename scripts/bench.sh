@@ -13,10 +13,18 @@
 # first run compiles llama.cpp (~8 minutes on 2 cores), later ones are incremental.
 #
 # Usage: scripts/bench.sh [pupil bench options]   e.g. scripts/bench.sh -r 3 -t 2
+#        scripts/bench.sh --synth all -r 3 -t 2     the students' table: Gemma 3 270M,
+#        Qwen2.5-0.5B/1.5B and Llama 3.2 1B stand-ins (written once into ~/.cache/pupil/synth)
+# With no -m or --synth it measures Gemma 3 270M Q4_K_M, fetched first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR=target/native
 RUSTFLAGS="${RUSTFLAGS:-} -C target-cpu=native" cargo build --release --features llama --bin pupil
+for a in "$@"; do
+    case "$a" in
+        -m | --model | --model=* | --synth | --synth=*) exec target/native/release/pupil bench --against-llama "$@" ;;
+    esac
+done
 models/fetch-gemma3-270m.sh >&2
 exec target/native/release/pupil bench -m models/gemma-3-270m-q4_k_m.gguf --against-llama "$@"
