@@ -30,18 +30,35 @@ fn tg(r: &Json) -> (f64, f64) {
     (median, max)
 }
 
+/// The embedded pair's paths, and a short text to compare them on (scoring is not what is
+/// measured here), kept while this lives.
+struct Pair {
+    teacher: String,
+    student: String,
+    text: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/distill");
+        let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+        let tmp = tempfile::tempdir().unwrap();
+        let heldout = std::fs::read_to_string(dir.join("heldout.txt")).unwrap();
+        let text = tmp.path().join("text.txt");
+        std::fs::write(&text, heldout.chars().take(1500).collect::<String>()).unwrap();
+        let text = text.to_str().unwrap().to_owned();
+        Pair { teacher: path("teacher-f16.gguf"), student: path("student-q4_0.gguf"), text, _dir: tmp }
+    }
+}
+
 /// Both commands, on the same model and threads, describe the same measurement: the same
 /// decode steps, prompt tokens and repetitions, every repetition kept, and the median taken
 /// of them.
 #[test]
 fn bench_and_compare_measure_tg_the_same_way() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/distill");
-    let (teacher, student) = (dir.join("teacher-f16.gguf"), dir.join("student-q4_0.gguf"));
-    let tmp = tempfile::tempdir().unwrap();
-    let heldout = std::fs::read_to_string(dir.join("heldout.txt")).unwrap();
-    let text = tmp.path().join("text.txt");
-    std::fs::write(&text, heldout.chars().take(1500).collect::<String>()).unwrap();
-    let (t, s, x) = (teacher.to_str().unwrap(), student.to_str().unwrap(), text.to_str().unwrap());
+    let pair = Pair::new();
+    let (t, s, x) = (pair.teacher.as_str(), pair.student.as_str(), pair.text.as_str());
 
     let c = pupil_json(&["compare", "--teacher", t, "--student", s, "--text", x, "--reps", "4", "-t", "1", "--json"]);
     for (who, m) in [("teacher", t), ("student", s)] {
@@ -92,14 +109,8 @@ const ROUNDS: usize = 5;
 #[test]
 #[ignore = "a timing benchmark: run it with --ignored on a quiet machine"]
 fn bench_and_compare_report_the_same_tg_for_the_same_model_and_threads() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/distill");
-    let (teacher, student) = (dir.join("teacher-f16.gguf"), dir.join("student-q4_0.gguf"));
-    let tmp = tempfile::tempdir().unwrap();
-    // A short text: scoring is not what is measured here.
-    let heldout = std::fs::read_to_string(dir.join("heldout.txt")).unwrap();
-    let text = tmp.path().join("text.txt");
-    std::fs::write(&text, heldout.chars().take(1500).collect::<String>()).unwrap();
-    let (t, s, x) = (teacher.to_str().unwrap(), student.to_str().unwrap(), text.to_str().unwrap());
+    let pair = Pair::new();
+    let (t, s, x) = (pair.teacher.as_str(), pair.student.as_str(), pair.text.as_str());
 
     let bench = |m: &str| {
         tg(&pupil_json(&[

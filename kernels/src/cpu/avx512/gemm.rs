@@ -10,7 +10,7 @@
 use crate::cpu::avx2::fp16;
 use crate::cpu::gemm::{self, Tile};
 use crate::cpu::nibble;
-use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_K};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0};
 use std::arch::x86_64::*;
 
 /// Tokens per tile: 16 accumulators, with the 8 weight vectors of a sub-block of 32, its
@@ -191,111 +191,49 @@ gemm_kernel!(gemm_q4_k, BlockQ4_K);
 gemm_kernel!(gemm_q5_k, BlockQ5_K);
 gemm_kernel!(gemm_q6_k, BlockQ6_K);
 
-/// The GEMM over `Q4_0` nibble panels (`crate::cpu::nibble`), each panel turned into the
-/// decoded one once per call: for prompts, whose tiles reuse it across 16 tokens.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn gemm_nibble_q4_0(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let nb = cols / 32;
-    gemm::gemm_unpacking::<BlockQ4_0, 16, T>(
-        (p, nibble::panel_words_q4_0(cols)),
-        rows,
-        cols,
-        a,
-        n,
-        out,
-        ldo,
-        |h| fp16(h),
-        |panel, wq, s1, _| nibble::unpack_panel_q4_0(panel, nb, wq, s1),
-        |t, acc| tile::<8, false>(t, acc),
-        |t, acc| tile1::<8, false>(t, acc),
-    )
+/// Defines `$name`, the GEMM over panels packed at load (`crate::cpu::nibble`: `$words`
+/// words a panel of `$b`), each panel turned into the decoded one by `$unpack(panel, blocks
+/// per row, wq, s1, s2)` once per call: for prompts, whose tiles reuse it across 16 tokens.
+macro_rules! unpacking_kernel {
+    ($name:ident, $b:ty, $words:path, $unpack:expr) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub(super) fn $name(
+            p: &[u32],
+            rows: usize,
+            cols: usize,
+            a: &[<$b as crate::quant::Block>::Act],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            const K: usize = <$b as gemm::GemmWeight>::S / 4;
+            const MINS: bool = <$b as gemm::GemmWeight>::MINS;
+            let nb = cols / <$b as crate::quant::Block>::SIZE;
+            let unpack: fn(&[u32], usize, &mut [u8], &mut [f32], &mut [f32]) = $unpack;
+            gemm::gemm_unpacking::<$b, 16, T>(
+                (p, $words(cols)),
+                rows,
+                cols,
+                a,
+                n,
+                out,
+                ldo,
+                |h| fp16(h),
+                |panel, wq, s1, s2| unpack(panel, nb, wq, s1, s2),
+                |t, acc| tile::<K, MINS>(t, acc),
+                |t, acc| tile1::<K, MINS>(t, acc),
+            )
+        }
+    };
 }
 
-/// [`gemm_nibble_q4_0`] for `Q4_K`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn gemm_nibble_q4_k(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_K],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let nb = cols / 256;
-    gemm::gemm_unpacking::<BlockQ4_K, 16, T>(
-        (p, nibble::panel_words_q4_k(cols)),
-        rows,
-        cols,
-        a,
-        n,
-        out,
-        ldo,
-        |h| fp16(h),
-        |panel, wq, s1, s2| nibble::unpack_panel_q4_k(panel, nb, wq, s1, s2),
-        |t, acc| tile::<8, true>(t, acc),
-        |t, acc| tile1::<8, true>(t, acc),
-    )
-}
-
-/// [`gemm_nibble_q4_0`] for `Q8_0` byte panels.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn gemm_bytes_q8_0(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let nb = cols / 32;
-    gemm::gemm_unpacking::<BlockQ8_0, 16, T>(
-        (p, nibble::panel_words_q8_0(cols)),
-        rows,
-        cols,
-        a,
-        n,
-        out,
-        ldo,
-        |h| fp16(h),
-        |panel, wq, s1, _| nibble::unpack_panel_q8_0(panel, nb, wq, s1),
-        |t, acc| tile::<8, false>(t, acc),
-        |t, acc| tile1::<8, false>(t, acc),
-    )
-}
-
-/// [`gemm_nibble_q4_0`] for `Q5_0`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn gemm_nibble_q5_0(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let nb = cols / 32;
-    gemm::gemm_unpacking::<BlockQ5_0, 16, T>(
-        (p, nibble::panel_words_q5_0(cols)),
-        rows,
-        cols,
-        a,
-        n,
-        out,
-        ldo,
-        |h| fp16(h),
-        |panel, wq, s1, _| nibble::unpack_panel_q5_0(panel, nb, wq, s1),
-        |t, acc| tile::<8, false>(t, acc),
-        |t, acc| tile1::<8, false>(t, acc),
-    )
-}
+unpacking_kernel!(gemm_nibble_q4_0, BlockQ4_0, nibble::panel_words_q4_0, |p, nb, wq, s1, _| {
+    nibble::unpack_panel_q4_0(p, nb, wq, s1)
+});
+unpacking_kernel!(gemm_nibble_q5_0, BlockQ5_0, nibble::panel_words_q5_0, |p, nb, wq, s1, _| {
+    nibble::unpack_panel_q5_0(p, nb, wq, s1)
+});
+unpacking_kernel!(gemm_bytes_q8_0, BlockQ8_0, nibble::panel_words_q8_0, |p, nb, wq, s1, _| {
+    nibble::unpack_panel_q8_0(p, nb, wq, s1)
+});
+unpacking_kernel!(gemm_nibble_q4_k, BlockQ4_K, nibble::panel_words_q4_k, nibble::unpack_panel_q4_k);

@@ -78,41 +78,71 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<(Vec<i32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `out[t * ldo + r] = dot(row r, a row t)` for the `rows` rows held in nibble panels `p`
-/// and the `n` activation rows of `a`, each bit for bit the canonical `dot`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn gemm_packed_q4_0(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    if n >= TILE_FROM {
-        return super::gemm::gemm_nibble_q4_0(p, rows, cols, a, n, out, ldo);
-    }
-    legacy_tokens::<false>(p, rows, cols, a, n, out, ldo);
+/// Defines `$name(p, rows, cols, a, n, out, ldo)`: `out[t * ldo + r] = dot(row r, a row t)`
+/// for the `rows` rows held in panels `p` and the `n` activation rows of `a`, each bit for bit
+/// the canonical `dot`: from [`TILE_FROM`] tokens through the tiled GEMM (`$tiles`), below
+/// token by token per panel (`$tokens`).
+macro_rules! packed_kernel {
+    ($name:ident, $act:ty, $tiles:path, $tokens:expr) => {
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub(in crate::cpu) unsafe fn $name(
+            p: &[u32],
+            rows: usize,
+            cols: usize,
+            a: &[$act],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            if n >= TILE_FROM { $tiles(p, rows, cols, a, n, out, ldo) } else { $tokens(p, rows, cols, a, n, out, ldo) }
+        }
+    };
 }
 
-/// [`gemm_packed_q4_0`] for `Q5_0` nibble panels.
+packed_kernel!(gemm_packed_q4_0, BlockQ8_0, super::gemm::gemm_nibble_q4_0, legacy_tokens::<false>);
+packed_kernel!(gemm_packed_q5_0, BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
+packed_kernel!(gemm_packed_q8_0, BlockQ8_0, super::gemm::gemm_bytes_q8_0, q8_0_tokens);
+packed_kernel!(gemm_packed_q4_k, BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
+
+/// Every panel (`words` words, `L` rows; `rows` in all) against each of `n` tokens: `token(panel,
+/// t)` gives the panel's sixteen outputs for token `t`, stored at `out[t * ldo + r0..]` (the
+/// rows past `rows` left out).
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn gemm_packed_q5_0(
+fn each_panel(
     p: &[u32],
+    words: usize,
     rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
     n: usize,
     out: &mut [f32],
     ldo: usize,
+    token: impl Fn(&[u32], usize) -> __m512,
 ) {
-    if n >= TILE_FROM {
-        return super::gemm::gemm_nibble_q5_0(p, rows, cols, a, n, out, ldo);
+    for (pi, panel) in p.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
+        let r0 = pi * L;
+        let live = L.min(rows - r0);
+        for t in 0..n {
+            let acc = token(panel, t);
+            let dst = &mut out[t * ldo + r0..][..live];
+            // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes; the caller's
+            // features include AVX-512F.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, acc) };
+        }
     }
-    legacy_tokens::<true>(p, rows, cols, a, n, out, ldo);
+}
+
+/// `f(offs, das)` with each activation block's `-off Σ y` and scale, in a per-thread buffer
+/// that grows to the largest call once (no allocation after that).
+#[inline(always)]
+fn with_legacy_terms(a: &[BlockQ8_0], off: i32, f: impl FnOnce(&[i32], &[f32])) {
+    SCRATCH.with_borrow_mut(|(offs, das)| {
+        offs.clear();
+        das.clear();
+        offs.extend(a.iter().map(|y| -off * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
+        das.extend(a.iter().map(|y| y.d.to_f32()));
+        f(offs, das)
+    })
 }
 
 /// A small batch over `Q4_0` (or, `FIFTH`, `Q5_0`) nibble panels, token by token per panel.
@@ -129,32 +159,14 @@ fn legacy_tokens<const FIFTH: bool>(
 ) {
     let nb = cols / 32;
     let (words, off) = if FIFTH { (panel_words_q5_0(cols), 16) } else { (panel_words_q4_0(cols), 8) };
-    SCRATCH.with_borrow_mut(|(offs, das)| {
-        // Grows to the largest call once; no allocation after that.
-        offs.clear();
-        das.clear();
-        offs.extend(a.iter().map(|y| -off * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
-        das.extend(a.iter().map(|y| y.d.to_f32()));
-        for (pi, panel) in p.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
+    with_legacy_terms(a, off, |offs, das| {
+        each_panel(p, words, rows, n, out, ldo, |panel, t| {
             let (quants, rest) = panel.split_at(nb * 64);
             let (planes, scales) = if FIFTH { rest.split_at(nb * L) } else { (&rest[..0], rest) };
             let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
-            let r0 = pi * L;
-            let live = L.min(rows - r0);
-            for t in 0..n {
-                let acc = panel_token::<FIFTH>(
-                    quants,
-                    planes,
-                    scales,
-                    &a[t * nb..][..nb],
-                    &offs[t * nb..][..nb],
-                    &das[t * nb..][..nb],
-                );
-                let dst = &mut out[t * ldo + r0..][..live];
-                // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes.
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, acc) };
-            }
-        }
+            let at = t * nb..(t + 1) * nb;
+            panel_token::<FIFTH>(quants, planes, scales, &a[at.clone()], &offs[at.clone()], &das[at])
+        })
     });
 }
 
@@ -213,23 +225,11 @@ thread_local! {
     static DYS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// [`gemm_packed_q4_0`] for `Q4_K` nibble panels.
+/// A small batch over `Q4_K` nibble panels, token by token per panel.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn gemm_packed_q4_k(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_K],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    if n >= TILE_FROM {
-        return super::gemm::gemm_nibble_q4_k(p, rows, cols, a, n, out, ldo);
-    }
+fn q4_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
     let nb = cols / 256;
-    let words = panel_words_q4_k(cols);
     DYS.with_borrow_mut(|dys| {
         // Grows to the largest call once; no allocation after that.
         dys.clear();
@@ -237,20 +237,13 @@ pub(in crate::cpu) unsafe fn gemm_packed_q4_k(
             let sums = y.bsums.as_chunks::<2>().0;
             dys.extend(sums.iter().map(|s| y.d * (i32::from(s[0]) + i32::from(s[1])) as f32));
         }
-        for (pi, panel) in p.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
+        each_panel(p, panel_words_q4_k(cols), rows, n, out, ldo, |panel, t| {
             let (quants, rest) = panel.split_at(nb * 512);
             let (halves, bytes) = rest.split_at(nb * 16);
             let (quants, halves, bytes): (&[u8], &[u16], &[u8]) =
                 (bytemuck::cast_slice(quants), bytemuck::cast_slice(halves), bytemuck::cast_slice(bytes));
-            let r0 = pi * L;
-            let live = L.min(rows - r0);
-            for t in 0..n {
-                let acc = panel_token_q4_k(quants, halves, bytes, &a[t * nb..][..nb], &dys[t * nb * 8..][..nb * 8]);
-                let dst = &mut out[t * ldo + r0..][..live];
-                // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes.
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, acc) };
-            }
-        }
+            panel_token_q4_k(quants, halves, bytes, &a[t * nb..][..nb], &dys[t * nb * 8..][..nb * 8])
+        })
     });
 }
 
@@ -285,41 +278,17 @@ fn panel_token_q8_0(quants: &[u8], scales: &[u16], y: &[BlockQ8_0], offs: &[i32]
     acc
 }
 
-/// [`gemm_packed_q4_0`] for `Q8_0` byte panels.
+/// A small batch over `Q8_0` byte panels, token by token per panel.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn gemm_packed_q8_0(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    if n >= TILE_FROM {
-        return super::gemm::gemm_bytes_q8_0(p, rows, cols, a, n, out, ldo);
-    }
+fn q8_0_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_0], n: usize, out: &mut [f32], ldo: usize) {
     let nb = cols / 32;
-    let words = panel_words_q8_0(cols);
-    SCRATCH.with_borrow_mut(|(offs, das)| {
-        // Grows to the largest call once; no allocation after that.
-        offs.clear();
-        das.clear();
-        offs.extend(a.iter().map(|y| -128 * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
-        das.extend(a.iter().map(|y| y.d.to_f32()));
-        for (pi, panel) in p.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
+    with_legacy_terms(a, 128, |offs, das| {
+        each_panel(p, panel_words_q8_0(cols), rows, n, out, ldo, |panel, t| {
             let (quants, scales) = panel.split_at(nb * 128);
             let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
-            let r0 = pi * L;
-            let live = L.min(rows - r0);
-            for t in 0..n {
-                let acc =
-                    panel_token_q8_0(quants, scales, &a[t * nb..][..nb], &offs[t * nb..][..nb], &das[t * nb..][..nb]);
-                let dst = &mut out[t * ldo + r0..][..live];
-                // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes.
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, acc) };
-            }
-        }
+            let at = t * nb..(t + 1) * nb;
+            panel_token_q8_0(quants, scales, &a[at.clone()], &offs[at.clone()], &das[at])
+        })
     });
 }
