@@ -158,9 +158,16 @@ fn matvec(c: &mut Criterion) {
         acts.quantize(act, &x[..cols], 1, cols).unwrap();
         // On a worker of the pool, as the model's forward pass runs: the rows are then split
         // among the workers directly rather than handed over from outside and waited for.
-        g.bench_function(BenchmarkId::new(id, "op"), |b| {
+        g.bench_function(BenchmarkId::new(id.clone(), "op"), |b| {
             rayon::join(|| b.iter(|| kops::matmul(&weight, &acts, &mut out).unwrap()), || ());
         });
+        // The op over the copy repacked at load, where the chosen tier packs this type.
+        if let Some(p) = kops::PackedWeight::new(&weight).unwrap() {
+            let weight = WeightRef { packed: Some(&p), ..weight };
+            g.bench_function(BenchmarkId::new(id.clone(), "op-packed"), |b| {
+                rayon::join(|| b.iter(|| kops::matmul(&weight, &acts, &mut out).unwrap()), || ());
+            });
+        }
     }
 }
 
@@ -195,6 +202,17 @@ fn gemm(c: &mut Criterion) {
             if let Some(gemm) = ops.gemm {
                 g.bench_function(BenchmarkId::new(format!("{}/{id}/gemm", t.name()), tier), |b| {
                     b.iter(|| gemm(black_box(wb), black_box(ab), TOKENS, &mut out, rows).unwrap())
+                });
+            }
+            // The same weights repacked at load (where the tier packs the type): the GEMM
+            // over its panels, each decoded once per call.
+            let weight = WeightRef { dtype: t, rows, cols, data: wb, packed: None };
+            if let (Some(p), Some(gemm_packed)) = (kops::PackedWeight::new(&weight).unwrap(), ops.gemm_packed)
+                && tier == cpu::tier()
+            {
+                let words = p.words();
+                g.bench_function(BenchmarkId::new(format!("{}/{id}/packed", t.name()), tier), |b| {
+                    b.iter(|| gemm_packed(black_box(words), rows, cols, black_box(ab), TOKENS, &mut out, rows).unwrap())
                 });
             }
             if let Some(x4) = ops.dot_x4 {

@@ -58,6 +58,11 @@ impl PackedWeight {
         Ok(Some(PackedWeight { dtype: w.dtype, rows: w.rows, cols: w.cols, tier: cpu::tier(), panel_rows: ops.panel_rows, words }))
     }
 
+    /// The packed words, as the tier's [`Ops::gemm_packed`] takes them (benchmarks).
+    pub fn words(&self) -> &[u32] {
+        &self.words
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.words.len() * 4
