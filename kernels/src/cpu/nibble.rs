@@ -22,6 +22,10 @@
 //! vectors per block, vector `v` lane `l` holding row `l`'s quants `4v..4v + 4` as unsigned
 //! bytes (`q + 128`, the GEMM's form), then the f16 scales `[nb][L]`.
 //!
+//! `Q6_K` per super-block: its low-nibble bytes `ql` (32 vectors, vector `g` holding bytes
+//! `4g..4g + 4` of each row), its high-bit bytes `qh` (16 vectors), then the rows' sixteen
+//! scales (`[16][L]` bytes) and `d` (`[L]` f16): the file's 210 bytes per row.
+//!
 //! `Q4_K` the same way per super-block of 256: 32 vectors, vector `8k + v` holding bytes
 //! `32k + 4v..+ 4` of each row (low nibbles: sub-block `2k`, columns `4v..`; high: sub-block
 //! `2k + 1`), `[nb][32][L][4]` bytes; then per super-block the rows' `d` and `dmin` (f16,
@@ -31,7 +35,7 @@
 //! tier's `dot` and of the GEMM.
 
 use super::gemm::{huge_zeroed, par_panels};
-use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ8_0};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ6_K, BlockQ8_0};
 
 /// Rows per panel.
 pub(in crate::cpu) const L: usize = 16;
@@ -215,6 +219,111 @@ pub(in crate::cpu) fn unpack_row_q8_0(panels: &[u32], nb: usize, r: usize, first
             }
         }
         blk.d = half::f16::from_bits(scales[b * L + l]);
+    }
+}
+
+/// Words of one `Q6_K` panel of rows of `cols` columns: per super-block, 2048 bytes of
+/// `ql`, 1024 of `qh`, 256 of scales and 32 of `d`.
+pub(in crate::cpu) const fn panel_words_q6_k(cols: usize) -> usize {
+    cols / 256 * Q6_K_WORDS
+}
+
+/// Words of one `Q6_K` super-block of a panel.
+pub(in crate::cpu) const Q6_K_WORDS: usize = 512 + 256 + 64 + 8;
+
+/// `w` (whole rows of `nb` super-blocks) in `Q6_K` nibble panels, back to back.
+pub(in crate::cpu) fn pack_q6_k(w: &[BlockQ6_K], nb: usize) -> Vec<u32> {
+    let rows = if nb == 0 { 0 } else { w.len() / nb };
+    let words = panel_words_q6_k(nb * 256);
+    let mut out = huge_zeroed(rows.div_ceil(L) * words);
+    par_panels(&mut out, words, |p, panel| {
+        for l in 0..L.min(rows - p * L) {
+            for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
+                let sb = &mut panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
+                for (g, q) in blk.ql.as_chunks::<4>().0.iter().enumerate() {
+                    sb[g * L + l] = u32::from_le_bytes(*q);
+                }
+                for (g, q) in blk.qh.as_chunks::<4>().0.iter().enumerate() {
+                    sb[512 + g * L + l] = u32::from_le_bytes(*q);
+                }
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut sb[768..832]);
+                for (j, &sc) in blk.scales.iter().enumerate() {
+                    bytes[j * L + l] = sc as u8;
+                }
+                let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut sb[832..]);
+                halves[l] = blk.d.to_bits();
+            }
+        }
+    });
+    out
+}
+
+/// Super-block `b` of row `l` of a `Q6_K` panel, as it was stored.
+fn q6_k_block(panel: &[u32], b: usize, l: usize) -> BlockQ6_K {
+    let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
+    let mut blk = BlockQ6_K { ql: [0; 128], qh: [0; 64], scales: [0; 16], d: half::f16::ZERO };
+    for g in 0..32 {
+        blk.ql[4 * g..4 * g + 4].copy_from_slice(&sb[g * L + l].to_le_bytes());
+    }
+    for g in 0..16 {
+        blk.qh[4 * g..4 * g + 4].copy_from_slice(&sb[512 + g * L + l].to_le_bytes());
+    }
+    let bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
+    for j in 0..16 {
+        blk.scales[j] = bytes[j * L + l] as i8;
+    }
+    let halves: &[u16] = bytemuck::cast_slice(&sb[832..]);
+    blk.d = half::f16::from_bits(halves[l]);
+    blk
+}
+
+/// A `Q6_K` panel (`nb` super-blocks per row) as the tiled GEMM's decoded panel, four
+/// quants (one word) at a time for all sixteen rows: column `128h + 32k + i` takes its low
+/// bits from `ql` byte `64h + i` (`k` even) or `64h + 32 + i` (`k` odd), low nibble for `k <
+/// 2`, and its high two from bits `2k..2k + 2` of `qh` byte `32h + i`, as
+/// `GemmWeight::unpack` does; `s1 = d · sc`.
+#[inline(always)]
+pub(in crate::cpu) fn unpack_panel_q6_k(panel: &[u32], nb: usize, wq: &mut [u8], s1: &mut [f32]) {
+    const LOW: u32 = 0x0f0f_0f0f;
+    let wq: &mut [u32] = bytemuck::cast_slice_mut(&mut wq[..nb * 256 * L]);
+    for b in 0..nb {
+        let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
+        for h in 0..2 {
+            for g in 0..8 {
+                // Columns `128h + 32k + 4g..+ 4`: sub-block `8h + 2k + g / 4`, group `g % 4`.
+                let (qa, qb, top) =
+                    (&sb[(16 * h + g) * L..][..L], &sb[(16 * h + 8 + g) * L..][..L], &sb[512 + (8 * h + g) * L..][..L]);
+                for k in 0..4 {
+                    let dst = &mut wq[((b * 16 + 8 * h + 2 * k + g / 4) * 4 + g % 4) * L..][..L];
+                    for l in 0..L {
+                        let (a, c, t) = (qa[l], qb[l], top[l]);
+                        dst[l] = match k {
+                            0 => (a & LOW) | (t & 0x0303_0303) << 4,
+                            1 => (c & LOW) | (t & 0x0c0c_0c0c) << 2,
+                            2 => ((a >> 4) & LOW) | (t & 0x3030_3030),
+                            _ => ((c >> 4) & LOW) | (t & 0xc0c0_c0c0) >> 2,
+                        };
+                    }
+                }
+            }
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
+        let halves: &[u16] = bytemuck::cast_slice(&sb[832..]);
+        for j in 0..16 {
+            for l in 0..L {
+                s1[(b * 16 + j) * L + l] = half::f16::from_bits(halves[l]).to_f32() * f32::from(bytes[j * L + l] as i8);
+            }
+        }
+    }
+}
+
+/// Blocks `first..first + out.len()` of row `r` of `Q6_K` nibble panels (`nb` super-blocks
+/// per row), as they were stored.
+pub(in crate::cpu) fn unpack_row_q6_k(panels: &[u32], nb: usize, r: usize, first: usize, out: &mut [BlockQ6_K]) {
+    let words = panel_words_q6_k(nb * 256);
+    let panel = &panels[r / L * words..][..words];
+    for (b, blk) in (first..nb).zip(out.iter_mut()) {
+        *blk = q6_k_block(panel, b, r % L);
     }
 }
 
@@ -410,6 +519,17 @@ pub(in crate::cpu) fn row_q8_0(
     row_entry::<BlockQ8_0>((p, cols), (r, first), out, panel_words_q8_0, unpack_row_q8_0)
 }
 
+/// [`crate::quant::Ops::packed_row`] for `Q6_K` nibble panels.
+pub(in crate::cpu) fn row_q6_k(
+    p: &[u32],
+    cols: usize,
+    r: usize,
+    first: usize,
+    out: &mut [u8],
+) -> Result<(), crate::KernelError> {
+    row_entry::<BlockQ6_K>((p, cols), (r, first), out, panel_words_q6_k, unpack_row_q6_k)
+}
+
 /// [`crate::quant::Ops::packed_row`] for `Q4_K` nibble panels.
 pub(in crate::cpu) fn row_q4_k(
     p: &[u32],
@@ -454,6 +574,8 @@ mod tests {
         let p8 = pack_q8_0(&q8_0, nb);
         let q5_0: Vec<BlockQ5_0> = random(ROWS * nb, 9);
         let p5 = pack_q5_0(&q5_0, nb);
+        let q6_k: Vec<BlockQ6_K> = random(ROWS * nb, 11);
+        let p6 = pack_q6_k(&q6_k, nb);
         for r in 0..ROWS {
             let mut row: Vec<BlockQ4_0> = random(nb, 4);
             unpack_row_q4_0(&p4, nb, r, 0, &mut row);
@@ -467,6 +589,9 @@ mod tests {
             let mut row: Vec<BlockQ5_0> = random(nb, 8);
             unpack_row_q5_0(&p5, nb, r, 0, &mut row);
             assert_eq!(bytes(&row), bytes(&q5_0[r * nb..][..nb]), "Q5_0 row {r}");
+            let mut row: Vec<BlockQ6_K> = random(nb, 10);
+            unpack_row_q6_k(&p6, nb, r, 0, &mut row);
+            assert_eq!(bytes(&row), bytes(&q6_k[r * nb..][..nb]), "Q6_K row {r}");
             let mut row: Vec<BlockQ8_0> = random(nb, 7);
             unpack_row_q8_0(&p8, nb, r, 0, &mut row);
             assert_eq!(bytes(&row), bytes(&q8_0[r * nb..][..nb]), "Q8_0 row {r}");

@@ -237,3 +237,6 @@ unpacking_kernel!(gemm_bytes_q8_0, BlockQ8_0, nibble::panel_words_q8_0, |p, nb, 
     nibble::unpack_panel_q8_0(p, nb, wq, s1)
 });
 unpacking_kernel!(gemm_nibble_q4_k, BlockQ4_K, nibble::panel_words_q4_k, nibble::unpack_panel_q4_k);
+unpacking_kernel!(gemm_nibble_q6_k, BlockQ6_K, nibble::panel_words_q6_k, |p, nb, wq, s1, _| {
+    nibble::unpack_panel_q6_k(p, nb, wq, s1)
+});

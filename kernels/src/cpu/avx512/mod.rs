@@ -83,6 +83,14 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
             ops.packed_decode = true;
             ops.packed_row = Some(crate::cpu::nibble::row_q4_k);
         }
+        DType::Q6_K => {
+            ops.pack = pack_entry!(BlockQ6_K, crate::cpu::nibble::pack_q6_k);
+            ops.gemm_packed =
+                gemm_packed_entry!(BlockQ6_K, 16, nibble::gemm_packed_q6_k, crate::cpu::nibble::panel_words_q6_k);
+            ops.panel_rows = crate::cpu::nibble::L;
+            ops.packed_decode = true;
+            ops.packed_row = Some(crate::cpu::nibble::row_q6_k);
+        }
         DType::Q5_0 => {
             ops.pack = pack_entry!(BlockQ5_0, crate::cpu::nibble::pack_q5_0);
             ops.gemm_packed =
@@ -134,4 +142,3 @@ fn dot_u8_i8_offset(q: __m512i, y: __m512i, off: u8) -> __m512i {
     let p = _mm512_dpbusd_epi32(zero, q, y);
     if off == 0 { p } else { _mm512_sub_epi32(p, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(off as i8), y)) }
 }
-

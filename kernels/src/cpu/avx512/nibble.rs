@@ -8,7 +8,9 @@
 //! prompt), each panel is decoded once into the tiled GEMM's layout and its tiles run over it
 //! (`avx512::gemm`), the same bits.
 
-use crate::cpu::nibble::{L, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q8_0};
+use crate::cpu::nibble::{
+    L, Q6_K_WORDS, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q6_k, panel_words_q8_0,
+};
 use crate::quant::{BlockQ8_0, BlockQ8_K};
 use std::arch::x86_64::*;
 
@@ -104,6 +106,7 @@ packed_kernel!(gemm_packed_q4_0, BlockQ8_0, super::gemm::gemm_nibble_q4_0, legac
 packed_kernel!(gemm_packed_q5_0, BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
 packed_kernel!(gemm_packed_q8_0, BlockQ8_0, super::gemm::gemm_bytes_q8_0, q8_0_tokens);
 packed_kernel!(gemm_packed_q4_k, BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
+packed_kernel!(gemm_packed_q6_k, BlockQ8_K, super::gemm::gemm_nibble_q6_k, q6_k_tokens);
 
 /// Every panel (`words` words, `L` rows; `rows` in all) against each of `n` tokens: `token(panel,
 /// t)` gives the panel's sixteen outputs for token `t`, stored at `out[t * ldo + r0..]` (the
@@ -291,4 +294,79 @@ fn q8_0_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_0], n: usize, o
             panel_token_q8_0(quants, scales, &a[at.clone()], &offs[at.clone()], &das[at])
         })
     });
+}
+
+/// One token's outputs for one `Q6_K` panel: per sub-block `j` of 16 (in order), `acc =
+/// fma(f32(Σ (q - 32) y), (d · sc_j) · d_a, acc)`, the offset taken off as `-32 Σ y` from the
+/// activation's stated sums.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn panel_token_q6_k(panel: &[u32], y: &[BlockQ8_K]) -> __m512 {
+    let m4 = _mm512_set1_epi8(0x0f);
+    let mask = |m: u8| _mm512_set1_epi8(m as i8);
+    let mut acc = _mm512_setzero_ps();
+    for (b, yb) in y.iter().enumerate() {
+        let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
+        for c in 0..(Q6_K_WORDS * 4 / 64) {
+            // A hint that never faults, whatever the address.
+            _mm_prefetch::<_MM_HINT_T0>(sb.as_ptr().cast::<u8>().wrapping_add(PREFETCH + 64 * c).cast());
+        }
+        let load = |w: usize| {
+            // SAFETY: every `w` used below is `16 g` for a vector `g` inside the super-block's
+            // words; `loadu` needs no alignment.
+            unsafe { _mm512_loadu_si512(sb[w..].as_ptr().cast()) }
+        };
+        // SAFETY: the scales (256 bytes) and `d` (16 halves) lie at words 768 and 832.
+        let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(sb[832..].as_ptr().cast()) });
+        let da = _mm512_set1_ps(yb.d);
+        let yw = yb.qs.as_chunks::<4>().0;
+        let bc = |k: usize| _mm512_set1_epi32(i32::from_le_bytes(yw[k].map(|x| x as u8)));
+        let scale_bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
+        for h in 0..2 {
+            // Sub-blocks `8h + 2k + v / 4` for quarter `k` (elements `128h + 32k..`).
+            let mut isum: [__m512i; 8] =
+                std::array::from_fn(|m| _mm512_set1_epi32(-32 * i32::from(yb.bsums[8 * h + m])));
+            for v in 0..8 {
+                let (qa, qb, top) = (load((16 * h + v) * L), load((16 * h + 8 + v) * L), load(512 + (8 * h + v) * L));
+                let q = [
+                    _mm512_or_si512(
+                        _mm512_and_si512(qa, m4),
+                        _mm512_slli_epi16::<4>(_mm512_and_si512(top, mask(0x03))),
+                    ),
+                    _mm512_or_si512(
+                        _mm512_and_si512(qb, m4),
+                        _mm512_slli_epi16::<2>(_mm512_and_si512(top, mask(0x0c))),
+                    ),
+                    _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(qa), m4),
+                        _mm512_and_si512(top, mask(0x30)),
+                    ),
+                    _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(qb), m4),
+                        _mm512_srli_epi16::<2>(_mm512_and_si512(top, mask(0xc0))),
+                    ),
+                ];
+                for k in 0..4 {
+                    let m = 2 * k + v / 4;
+                    isum[m] = _mm512_dpbusd_epi32(isum[m], q[k], bc(32 * h + 8 * k + v));
+                }
+            }
+            for (m, sum) in isum.iter().enumerate() {
+                let j = 8 * h + m;
+                // SAFETY: 16 bytes at `scale_bytes[16 j..]`, inside its 256.
+                let sc = unsafe { _mm_loadu_si128(scale_bytes[16 * j..].as_ptr().cast()) };
+                let s1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(*sum), _mm512_mul_ps(s1, da), acc);
+            }
+        }
+    }
+    acc
+}
+
+/// A small batch over `Q6_K` nibble panels, token by token per panel.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn q6_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
+    let nb = cols / 256;
+    each_panel(p, panel_words_q6_k(cols), rows, n, out, ldo, |panel, t| panel_token_q6_k(panel, &a[t * nb..][..nb]));
 }
