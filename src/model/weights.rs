@@ -8,13 +8,11 @@
 //! - matrices stay in the memory map: a [`Matrix`] is the byte range of a tensor in the file,
 //!   turned into a kernel [`WeightRef`] when used. Where the chosen kernel tier packs a type
 //!   ([`PackedWeight`]), the matrix also gets a packed copy, made once at load:
-//!   - `Q4_0`, `Q4_K` and `Q8_0` on AVX-512 go into nibble (`Q8_0`: byte) panels, the stored
-//!     bytes rearranged (the file's size, 3% more for `Q4_K`), which every batch size and row
-//!     lookup reads: the mapped pages they came from are released ([`GgufFile::release`]),
-//!     so memory stays about the file's size;
-//!   - `Q5_0` on AVX-512 goes into the GEMM's byte panels (36 bytes per 32 weights), which
-//!     batches of two tokens or more read while one token still streams the map (faster for
-//!     one): that copy is memory on top.
+//!   `Q4_0`, `Q5_0`, `Q8_0`, `Q4_K` and `Q6_K` on AVX-512 go into panels of 16 rows whose
+//!   stored quant bytes are interleaved by row (`pupil_kernels`' `cpu::nibble`): the file's
+//!   size (3% more for `Q4_K`), read by every batch size and row lookup, so the mapped pages
+//!   they came from are released ([`GgufFile::release`]) and memory stays about the file's
+//!   size. Other types stay in the map only.
 //!
 //!   Embeddings not tied to the output only serve row lookups and get no copy.
 //!   `PUPIL_NO_REPACK=1` in the environment makes none;

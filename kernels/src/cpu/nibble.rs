@@ -1,7 +1,7 @@
-//! `Q4_0` and `Q4_K` weights packed once into nibble panels, the layout of the AVX-512 decode
-//! mat-vec and small batches: the stored quant bytes themselves, rearranged, so the copy is
-//! about the size of the file's (`Q4_0` exactly, `Q4_K` 3% more) and nothing is decoded at
-//! load.
+//! `Q4_0`, `Q5_0`, `Q8_0`, `Q4_K` and `Q6_K` weights packed once into nibble panels, the
+//! layout the AVX-512 kernels read for every batch size: the stored quant bytes themselves,
+//! rearranged, so the copy is about the size of the file's (exactly, `Q4_K` 3% more) and
+//! nothing is decoded at load.
 //!
 //! A panel holds [`L`] consecutive rows (the i32 lanes of a 512-bit vector; rows past the end
 //! are zeros). Per block `b` of 32 columns, four vectors of 64 bytes: vector `v`, lane `l`

@@ -31,7 +31,7 @@ pub struct WeightRef<'a> {
 }
 
 /// A weight matrix repacked once (at load) into the layout the chosen tier's kernels read:
-/// on AVX-512, `Q4_0`, `Q5_0`, `Q8_0` and `Q4_K` in panels of 16 rows whose stored quant
+/// on AVX-512, `Q4_0`, `Q5_0`, `Q8_0`, `Q4_K` and `Q6_K` in panels of 16 rows whose stored quant
 /// bytes are interleaved by row in groups of four, so that one vector holds the same columns
 /// of sixteen rows (`cpu::nibble`). The copy is the size of the stored matrix (3% more for
 /// `Q4_K`) and every batch size and row lookup reads it
