@@ -62,52 +62,24 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
         _ => {}
     }
-    // Weights packed once at load for the GEMM of small batches (a byte per weight and an f32
-    // scale per 32: `Q8_0` 36 bytes per 32 weights against its 34, `Q5_0` 36 against 22).
+    // Weights packed once at load into panels of their own stored bytes (`cpu::nibble`):
+    // the file's size, read by every batch size and row lookup, so the map is released.
+    macro_rules! packed {
+        ($b:ty, $pack:ident, $kernel:ident, $words:ident, $row:ident) => {{
+            use crate::cpu::nibble as n;
+            ops.pack = pack_entry!($b, n::$pack);
+            ops.gemm_packed = gemm_packed_entry!($b, 16, nibble::$kernel, n::$words);
+            ops.panel_rows = n::L;
+            ops.packed_decode = true;
+            ops.packed_row = Some(n::$row);
+        }};
+    }
     match ops.dtype {
-        // `Q4_0` in nibble panels: its own bytes rearranged, as small as the file's, so one
-        // token reads them too.
-        DType::Q4_0 => {
-            ops.pack = pack_entry!(BlockQ4_0, crate::cpu::nibble::pack_q4_0);
-            ops.gemm_packed =
-                gemm_packed_entry!(BlockQ4_0, 16, nibble::gemm_packed_q4_0, crate::cpu::nibble::panel_words_q4_0);
-            ops.panel_rows = crate::cpu::nibble::L;
-            ops.packed_decode = true;
-            ops.packed_row = Some(crate::cpu::nibble::row_q4_0);
-        }
-        DType::Q4_K => {
-            ops.pack = pack_entry!(BlockQ4_K, crate::cpu::nibble::pack_q4_k);
-            ops.gemm_packed =
-                gemm_packed_entry!(BlockQ4_K, 16, nibble::gemm_packed_q4_k, crate::cpu::nibble::panel_words_q4_k);
-            ops.panel_rows = crate::cpu::nibble::L;
-            ops.packed_decode = true;
-            ops.packed_row = Some(crate::cpu::nibble::row_q4_k);
-        }
-        DType::Q6_K => {
-            ops.pack = pack_entry!(BlockQ6_K, crate::cpu::nibble::pack_q6_k);
-            ops.gemm_packed =
-                gemm_packed_entry!(BlockQ6_K, 16, nibble::gemm_packed_q6_k, crate::cpu::nibble::panel_words_q6_k);
-            ops.panel_rows = crate::cpu::nibble::L;
-            ops.packed_decode = true;
-            ops.packed_row = Some(crate::cpu::nibble::row_q6_k);
-        }
-        DType::Q5_0 => {
-            ops.pack = pack_entry!(BlockQ5_0, crate::cpu::nibble::pack_q5_0);
-            ops.gemm_packed =
-                gemm_packed_entry!(BlockQ5_0, 16, nibble::gemm_packed_q5_0, crate::cpu::nibble::panel_words_q5_0);
-            ops.panel_rows = crate::cpu::nibble::L;
-            ops.packed_decode = true;
-            ops.packed_row = Some(crate::cpu::nibble::row_q5_0);
-        }
-        // `Q8_0` in byte panels with its f16 scales: the file's size, read by every batch.
-        DType::Q8_0 => {
-            ops.pack = pack_entry!(BlockQ8_0, crate::cpu::nibble::pack_q8_0);
-            ops.gemm_packed =
-                gemm_packed_entry!(BlockQ8_0, 16, nibble::gemm_packed_q8_0, crate::cpu::nibble::panel_words_q8_0);
-            ops.panel_rows = crate::cpu::nibble::L;
-            ops.packed_decode = true;
-            ops.packed_row = Some(crate::cpu::nibble::row_q8_0);
-        }
+        DType::Q4_0 => packed!(BlockQ4_0, pack_q4_0, gemm_packed_q4_0, panel_words_q4_0, row_q4_0),
+        DType::Q5_0 => packed!(BlockQ5_0, pack_q5_0, gemm_packed_q5_0, panel_words_q5_0, row_q5_0),
+        DType::Q8_0 => packed!(BlockQ8_0, pack_q8_0, gemm_packed_q8_0, panel_words_q8_0, row_q8_0),
+        DType::Q4_K => packed!(BlockQ4_K, pack_q4_k, gemm_packed_q4_k, panel_words_q4_k, row_q4_k),
+        DType::Q6_K => packed!(BlockQ6_K, pack_q6_k, gemm_packed_q6_k, panel_words_q6_k, row_q6_k),
         _ => {}
     }
     // `dot_rows` beside every dot above (each row bit for bit that `dot`).
