@@ -30,6 +30,12 @@ fn tg(r: &Json) -> (f64, f64) {
     (median, max)
 }
 
+/// `pupil bench` on model `m` as `compare` measures by default (a 128-token prompt, 32 decode
+/// steps), on one thread, with `reps` repetitions.
+fn bench_json(m: &str, reps: &str) -> Json {
+    pupil_json(&["bench", "-m", m, "-p", "128", "-n", "32", "-r", reps, "-t", "1", "--bandwidth-mib", "16", "--json"])
+}
+
 /// The embedded pair's paths, and a short text to compare them on (scoring is not what is
 /// measured here), kept while this lives.
 struct Pair {
@@ -66,22 +72,7 @@ fn bench_and_compare_measure_tg_the_same_way() {
         let (steps, prompt, reps) =
             (side["tg_steps"].as_u64(), side["pp_tokens"].as_u64(), side["repetitions"].as_u64());
         assert_eq!((steps, prompt, reps), (Some(32), Some(128), Some(4)), "{who}: compare's plan in {side}");
-        let b = pupil_json(&[
-            "bench",
-            "-m",
-            m,
-            "-p",
-            "128",
-            "-n",
-            "32",
-            "-r",
-            "4",
-            "-t",
-            "1",
-            "--bandwidth-mib",
-            "16",
-            "--json",
-        ]);
+        let b = bench_json(m, "4");
         assert_eq!((b["tg"].as_u64(), b["pp"].as_u64(), b["repetitions"].as_u64()), (steps, prompt, reps), "{who}");
         for r in [side, &b] {
             let stats = &r["tg_stats"];
@@ -112,24 +103,7 @@ fn bench_and_compare_report_the_same_tg_for_the_same_model_and_threads() {
     let pair = Pair::new();
     let (t, s, x) = (pair.teacher.as_str(), pair.student.as_str(), pair.text.as_str());
 
-    let bench = |m: &str| {
-        tg(&pupil_json(&[
-            "bench",
-            "-m",
-            m,
-            "-p",
-            "128",
-            "-n",
-            "32",
-            "-r",
-            "10",
-            "-t",
-            "1",
-            "--bandwidth-mib",
-            "16",
-            "--json",
-        ]))
-    };
+    let bench = |m: &str| tg(&bench_json(m, "10"));
     let (mut from_bench, mut from_compare) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for _ in 0..ROUNDS {
         from_bench[0].push(bench(t));
