@@ -164,6 +164,34 @@ fn against_llama_adds_llama_cpp_numbers_and_ratios() {
     assert_eq!(r["bandwidth_runs"].as_u64(), Some(2));
 }
 
+/// `--sequences 3`: three sequences at the depth of the prompt decode together; the report
+/// gives the aggregate rate beside one sequence's, and their ratio.
+#[test]
+fn sequences_reports_the_aggregate_beside_one_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_json(&tiny_model(dir.path()), "16", &["--sequences", "3"]);
+    let q = &r["sequences"];
+    assert_eq!((q["n_seq"].as_u64(), q["depth"].as_u64(), q["n_gen"].as_u64()), (Some(3), Some(16), Some(4)));
+    let (one, many) = (positive(&q["one"], "median"), positive(&q["many"], "median"));
+    assert!((many / one / positive(q, "gain") - 1.0).abs() < 1e-9);
+    assert!(q["llama_many"].is_null(), "no llama.cpp figure without --against-llama");
+    let out = pupil(&["bench", "-m", tiny_model(dir.path()).to_str().unwrap(), "--sequences", "999"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[cfg(feature = "llama")]
+#[test]
+fn sequences_against_llama_gives_llama_cpp_one_decode_per_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench_json(&tiny_model(dir.path()), "16", &["--sequences", "4", "--against-llama"]);
+    let q = &r["sequences"];
+    for key in ["one", "many", "llama_one", "llama_many"] {
+        positive(&q[key], "median");
+    }
+    let ratio = positive(&q["many"], "median") / positive(&q["llama_many"], "median");
+    assert!((ratio / positive(q, "ratio") - 1.0).abs() < 1e-9);
+}
+
 /// `--synth`: the smallest stand-in (Gemma 3 270M's shape, every layer, llama-quantize's
 /// `Q8_0`) is written once into `--synth-dir` and measured; a second run reuses the file. With
 /// `-m` too, `--json` prints an array, in order, each with pupil's load time.

@@ -64,6 +64,58 @@ pub struct Report {
     /// llama.cpp's side, with `--against-llama`.
     #[serde(flatten)]
     pub llama: Option<LlamaReport>,
+    /// Several sequences decoding together, with `--sequences`.
+    pub sequences: Option<SequencesReport>,
+}
+
+/// tg×B at depth d ([`crate::runner::speed::Parallel`]): aggregate tokens/s of `n_seq`
+/// sequences decoding together, beside one sequence at the same depth, per engine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SequencesReport {
+    /// Sequences decoding together.
+    pub n_seq: usize,
+    /// Prompt tokens each sequence holds before the steps.
+    pub depth: usize,
+    /// Decode steps.
+    pub n_gen: usize,
+    /// pupil, one sequence, tokens/s.
+    pub one: Option<Stats>,
+    /// pupil, `n_seq` sequences, aggregate tokens/s.
+    pub many: Option<Stats>,
+    /// `many / one` of the medians: what batching gains.
+    pub gain: Option<f64>,
+    /// llama.cpp, one sequence, tokens/s (with `--against-llama`).
+    pub llama_one: Option<Stats>,
+    /// llama.cpp, `n_seq` sequences in one `llama_decode` per step, aggregate tokens/s.
+    pub llama_many: Option<Stats>,
+    /// llama.cpp's `many / one`.
+    pub llama_gain: Option<f64>,
+    /// pupil / llama.cpp of the `n_seq`-sequence medians.
+    pub ratio: Option<f64>,
+}
+
+impl SequencesReport {
+    /// From each engine's `[one, many]` results.
+    pub fn new(
+        par: &crate::runner::speed::Parallel,
+        pupil: [Option<Stats>; 2],
+        llama: Option<[Option<Stats>; 2]>,
+    ) -> Self {
+        let [one, many] = pupil;
+        let [llama_one, llama_many] = llama.unwrap_or([None, None]);
+        SequencesReport {
+            n_seq: par.n_seq,
+            depth: par.depth,
+            n_gen: par.n_gen,
+            gain: ratio(median(&many), median(&one)),
+            llama_gain: ratio(median(&llama_many), median(&llama_one)),
+            ratio: ratio(median(&many), median(&llama_many)),
+            one,
+            many,
+            llama_one,
+            llama_many,
+        }
+    }
 }
 
 /// llama.cpp's numbers and how pupil compares.
@@ -176,6 +228,7 @@ impl Report {
             tg_fraction_of_ceiling: tg_tok_s.map(|t| t / ceiling),
             tg_fraction_of_best_ceiling: tg_tok_s.map(|t| t / ceiling_at(bandwidth.best_gb_s)),
             llama,
+            sequences: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use super::error::BadInput;
 use super::output;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, Test, Tokens, synth};
+use pupil::bench::{self, Measured, ModelFacts, Plan, Progress, Report, SequencesReport, Test, Tokens, synth};
 use pupil::model::Model;
 use pupil::runner::{PupilRunner, Runner, memory};
 use std::io::Write;
@@ -19,7 +19,8 @@ use std::time::Instant;
     pupil bench -m model.gguf -p 512 -n 128 -r 5 -t 2 --against-llama\n  \
     pupil bench -m model.gguf -p 64 -n 16 -r 3 --json | jq .tg_tok_s\n  \
     pupil bench --synth llama-1b:Q4_K_M -t 2 --against-llama\n  \
-    pupil bench --synth all -t 2 --against-llama     # every model of the table below\n\n\
+    pupil bench --synth all -t 2 --against-llama     # every model of the table below\n  \
+    pupil bench --synth llama-1b:Q4_0 -t 2 --sequences 8 --against-llama\n\n\
     --synth NAME:TYPE writes a random-weight model with the exact shape of a known one and\n\
     llama-quantize's mixture for TYPE, once, into --synth-dir: weights do not change speed.\n\
     Shapes: gemma3-270m, qwen2.5-0.5b, llama-1b (separate output), qwen2.5-1.5b. `all` is\n\
@@ -27,7 +28,10 @@ use std::time::Instant;
     qwen2.5-1.5b:Q4_K_M, qwen2.5-1.5b:Q8_0. With several models, a summary table of the\n\
     ratios follows, and --json prints an array.\n\n\
     pp: one batch of -p tokens from an empty cache; tg: -n single-token steps from an empty\n\
-    cache (llama-bench's pp512 / tg128). One warm-up round, then -r repetitions; t/s is the\n\
+    cache (llama-bench's pp512 / tg128); with --sequences B, tg×B: B sequences each holding\n\
+    the -p prompt decode -n steps together, one token each per forward pass (llama.cpp: one\n\
+    llama_decode per step), aggregate t/s beside one sequence at the same depth.\n\
+    One warm-up round, then -r repetitions; t/s is the\n\
     median ± the standard deviation. For a fair --against-llama, build llama.cpp for this\n\
     CPU: scripts/bench.sh does.")]
 pub struct Args {
@@ -56,6 +60,10 @@ pub struct Args {
     /// Also measure llama.cpp (needs a build with `--features llama`).
     #[arg(long)]
     against_llama: bool,
+    /// Also measure B sequences decoding together at the depth of -p (tg×B; 0: skip).
+    #[arg(long, value_name = "B", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = super::parse::between::<0, 256>)]
+    sequences: usize,
     /// Size of the buffer the bandwidth test streams, in MiB (keep it far above the CPU caches;
     /// at most 64 GiB).
     #[arg(long, value_name = "MIB", default_value_t = 1024, allow_negative_numbers = true,
@@ -175,6 +183,7 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
         let test = match p.test {
             Test::Prompt => format!("pp{}", plan.n_prompt),
             Test::Generate => format!("tg{}", plan.n_gen),
+            Test::Sequences(b) => format!("tg{}x{b}", plan.n_gen),
         };
         let round = p.repetition.map_or("warm-up".to_owned(), |r| format!("run {}/{}", r + 1, plan.repetitions));
         bar.set_message(format!("{label}: {} {test} {round}", p.runner));
@@ -198,11 +207,65 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
     );
     report.load_s = Some(load_s);
     report.load_rss_bytes = load_rss;
-    report.peak_rss_bytes = memory::peak_resident_bytes().zip(baseline).filter(|_| exact).map(|(p, b)| p.saturating_sub(b));
+    report.peak_rss_bytes =
+        memory::peak_resident_bytes().zip(baseline).filter(|_| exact).map(|(p, b)| p.saturating_sub(b));
     if let Some(l) = report.llama.as_mut() {
         l.llama_load_s = llama_load_s;
     }
+    if args.sequences > 0 {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
+        let on_step = |p: &Progress| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            let round = p.repetition.map_or("warm-up".to_owned(), |r| format!("run {}/{}", r + 1, plan.repetitions));
+            let b = if let Test::Sequences(b) = p.test { b } else { 1 };
+            bar.set_message(format!("{label}: {} tg{}x{b} at depth {} {round}", p.runner, plan.n_gen, plan.n_prompt));
+        };
+        report.sequences = Some(sequences(args, path, &model, &plan, &tokens, threads, on_step)?);
+        bar.finish_and_clear();
+    }
     Ok(report)
+}
+
+/// tg×B at the depth of the prompt, and one sequence at that depth, on pupil and with
+/// `--against-llama` on llama.cpp, interleaved.
+#[allow(clippy::too_many_arguments)]
+fn sequences(
+    args: &Args,
+    path: &Path,
+    model: &Model,
+    plan: &Plan,
+    tokens: &Tokens,
+    threads: usize,
+    on_step: impl FnMut(&Progress),
+) -> Result<SequencesReport> {
+    let par = pupil::runner::speed::Parallel {
+        n_seq: args.sequences,
+        depth: plan.n_prompt,
+        n_gen: plan.n_gen.max(1),
+        repetitions: plan.repetitions,
+    };
+    let counts = [1, par.n_seq];
+    let opts = pupil::runner::RunnerOptions { threads: Some(threads), ..par.runner_options() };
+    let mut pupil = PupilRunner::new(model, &opts)?;
+    let pair = |v: Vec<Option<bench::Stats>>| -> [Option<bench::Stats>; 2] {
+        let mut it = v.into_iter();
+        [it.next().flatten(), it.next().flatten()]
+    };
+    #[cfg(feature = "llama")]
+    if args.against_llama {
+        let lmodel = pupil::llama::LlamaModel::load(path)?;
+        let mut runner = lmodel.runner(&opts)?;
+        let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
+        let mut r = pupil::runner::speed::measure_parallel(&par, &counts, tokens, runners, on_step)?.into_iter();
+        let (Some(p), Some(l)) = (r.next(), r.next()) else { unreachable!("one result per runner") };
+        return Ok(SequencesReport::new(&par, pair(p), Some(pair(l))));
+    }
+    let _ = path;
+    let runners: &mut [&mut dyn Runner] = &mut [&mut pupil];
+    let mut r = pupil::runner::speed::measure_parallel(&par, &counts, tokens, runners, on_step)?;
+    Ok(SequencesReport::new(&par, pair(r.remove(0)), None))
 }
 
 /// llama.cpp's results, its build, and the seconds it took to load the model.
@@ -351,6 +414,31 @@ fn print_human(out: &mut impl Write, r: &Report) -> Result<()> {
         r.bandwidth_best_gb_s,
         pct(r.tg_fraction_of_best_ceiling),
     )?;
+    if let Some(q) = &r.sequences {
+        let ts = |x: &Option<bench::Stats>| x.as_ref().map_or("-".to_owned(), |s| format!("{:.1}", s.median));
+        let gain = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.2}x"));
+        write!(
+            out,
+            "tg{}x{} at depth {}: pupil {} t/s in all, {} one sequence's {}",
+            q.n_gen,
+            q.n_seq,
+            q.depth,
+            ts(&q.many),
+            gain(q.gain),
+            ts(&q.one)
+        )?;
+        if r.llama.is_some() {
+            write!(
+                out,
+                "; llama.cpp {} t/s, {} its {}; pupil / llama.cpp {}",
+                ts(&q.llama_many),
+                gain(q.llama_gain),
+                ts(&q.llama_one),
+                gain(q.ratio)
+            )?;
+        }
+        writeln!(out)?;
+    }
     if let Some(t) = r.load_s {
         write!(out, "load: {t:.2} s (pupil)")?;
         if let Some(l) = r.llama.as_ref().and_then(|l| l.llama_load_s) {
@@ -389,11 +477,21 @@ fn print_summary(out: &mut impl Write, reports: &[(String, Report)]) -> Result<(
         "tg of ceiling (llama.cpp)".to_owned(),
         "load s (llama.cpp)".to_owned(),
     ];
+    let seqs = first.sequences.as_ref().map(|q| (q.n_gen, q.n_seq));
+    let mut head = head.to_vec();
+    if let Some((n, b)) = seqs {
+        head.push(format!("tg{n}x{b} t/s (x one; vs llama.cpp)"));
+    }
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|(label, r)| {
             let l = r.llama.as_ref();
-            vec![
+            let q = r.sequences.as_ref();
+            let seq_cell = q.map(|q| {
+                let many = q.many.as_ref().map(|s| s.median);
+                format!("{} ({}; {})", f(many, 1), ratio(q.gain), ratio(q.ratio))
+            });
+            let mut row = vec![
                 label.clone(),
                 output::bytes(r.model_bytes),
                 f(r.pp_tok_s, 1),
@@ -408,7 +506,11 @@ fn print_summary(out: &mut impl Write, reports: &[(String, Report)]) -> Result<(
                     Some(ll) => format!("{} ({ll:.2})", f(r.load_s, 2)),
                     None => f(r.load_s, 2),
                 },
-            ]
+            ];
+            if seqs.is_some() {
+                row.push(seq_cell.unwrap_or_else(|| "-".to_owned()));
+            }
+            row
         })
         .collect();
     let widths: Vec<usize> = (0..head.len())

@@ -10,17 +10,17 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::{LlamaError, LlamaModel, backend};
 use crate::model::KvType;
-use crate::runner::{Attention, Backend, Footprint, Runner, RunnerError, RunnerOptions};
+use crate::runner::{Attention, Backend, Footprint, Runner, RunnerError, RunnerOptions, check_copy, check_seqs};
 
-/// A llama.cpp context (one sequence) and a batch, sized once.
+/// A llama.cpp context (of [`RunnerOptions::n_seq`] sequences) and a batch, sized once.
 pub struct LlamaRunner<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     n_ctx: usize,
     n_batch: usize,
-    /// Positions the cache holds.
-    len: usize,
+    /// `[n_seq]`: positions each sequence's cache holds.
+    lens: Vec<usize>,
 }
 
 impl std::fmt::Debug for LlamaRunner<'_> {
@@ -37,13 +37,13 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// A context for one sequence of `opts.n_ctx` positions, run in batches of up to
-/// `opts.n_batch` tokens as one micro-batch (`n_ubatch = n_batch`, as llama-bench runs the
+/// A context for `opts.n_seq` sequences of `opts.n_ctx` positions each, run in batches of up
+/// to `opts.n_batch` tokens as one micro-batch (`n_ubatch = n_batch`, as llama-bench runs the
 /// whole prompt at once), on the same threads for batches and single tokens; the rest at
 /// llama.cpp's defaults but for the cache type and, with [`Attention::Exact`], flash
 /// attention turned off.
 fn context_params(opts: &RunnerOptions) -> LlamaContextParams {
-    let (n_ctx, n_batch) = (opts.n_ctx.max(1), opts.n_batch.clamp(1, opts.n_ctx.max(1)));
+    let (n_ctx, n_batch) = sizes(opts);
     let threads = to_i32(opts.n_threads());
     let kv = match opts.kv_type {
         KvType::F32 => KvCacheType::F32,
@@ -53,7 +53,7 @@ fn context_params(opts: &RunnerOptions) -> LlamaContextParams {
         .with_n_ctx(NonZeroU32::new(to_u32(n_ctx)))
         .with_n_batch(to_u32(n_batch))
         .with_n_ubatch(to_u32(n_batch))
-        .with_n_seq_max(1)
+        .with_n_seq_max(to_u32(opts.n_seq.max(1)))
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
         .with_type_k(kv)
@@ -66,18 +66,26 @@ fn context_params(opts: &RunnerOptions) -> LlamaContextParams {
     }
 }
 
+/// Positions of the whole cache (llama.cpp's `n_ctx` counts every sequence's) and the
+/// largest batch.
+fn sizes(opts: &RunnerOptions) -> (usize, usize) {
+    let n_ctx = opts.n_ctx.max(1) * opts.n_seq.max(1);
+    (n_ctx, opts.n_batch.clamp(1, n_ctx))
+}
+
 impl<'m> LlamaRunner<'m> {
     /// A runner over a new context of `model` sized by `opts`. Unlike pupil, llama.cpp
     /// accepts a context longer than the model's training context (callers cap it where
     /// that matters).
     pub fn new(model: &'m LlamaModel, opts: &RunnerOptions) -> Result<LlamaRunner<'m>, RunnerError> {
-        let n_ctx = opts.n_ctx.max(1);
-        let n_batch = opts.n_batch.clamp(1, n_ctx);
+        let (n_ctx, n_batch) = (opts.n_ctx.max(1), sizes(opts).1);
+        let n_seq = opts.n_seq.max(1);
         let ctx = model
             .inner
             .new_context(backend()?, context_params(opts))
             .map_err(|e| LlamaError::call("creating a context", e))?;
-        Ok(LlamaRunner { model, ctx, batch: LlamaBatch::new(n_batch, 1), n_ctx, n_batch, len: 0 })
+        let batch = LlamaBatch::new(n_batch, to_i32(n_seq));
+        Ok(LlamaRunner { model, ctx, batch, n_ctx, n_batch, lens: vec![0; n_seq] })
     }
 }
 
@@ -98,9 +106,13 @@ impl Runner for LlamaRunner<'_> {
         self.n_batch
     }
 
+    fn n_seq(&self) -> usize {
+        self.lens.len()
+    }
+
     fn clear(&mut self) {
         self.ctx.clear_kv_cache();
-        self.len = 0;
+        self.lens.iter_mut().for_each(|l| *l = 0);
     }
 
     fn truncate(&mut self, len: usize) -> Result<(), RunnerError> {
@@ -109,7 +121,7 @@ impl Runner for LlamaRunner<'_> {
             .clear_kv_cache_seq(Some(0), Some(to_u32(len)), None)
             .map_err(|e| LlamaError::call("truncating the cache", e))?;
         if removed {
-            self.len = self.len.min(len);
+            self.lens[0] = self.lens[0].min(len);
             Ok(())
         } else {
             let message = format!("llama.cpp cannot remove positions {len}.. of this model's cache");
@@ -124,8 +136,8 @@ impl Runner for LlamaRunner<'_> {
         wanted: Range<usize>,
         logits: &mut [f32],
     ) -> Result<(), RunnerError> {
-        if pos != self.len {
-            return Err(RunnerError::Position { pos, len: self.len });
+        if pos != self.lens[0] {
+            return Err(RunnerError::Position { pos, len: self.lens[0] });
         }
         let n_vocab = self.n_vocab();
         if wanted.end > tokens.len() || logits.len() != wanted.len() * n_vocab {
@@ -147,12 +159,51 @@ impl Runner for LlamaRunner<'_> {
                 .map_err(|e| LlamaError::call("filling a batch", e))?;
         }
         self.ctx.decode(&mut self.batch).map_err(|e| LlamaError::call("decoding", e))?;
-        self.len += tokens.len();
+        self.lens[0] += tokens.len();
         // The CPU backend computes in `decode`; a device backend may still be running.
         self.ctx.synchronize();
         for (row, i) in logits.chunks_exact_mut(n_vocab).zip(wanted) {
             row.copy_from_slice(self.ctx.get_logits_ith(to_i32(i)));
         }
+        Ok(())
+    }
+
+    fn forward_seqs(&mut self, chunks: &[(usize, &[u32])], logits: &mut [f32]) -> Result<(), RunnerError> {
+        let n_vocab = self.n_vocab();
+        check_seqs(chunks, self.lens.len(), n_vocab, logits.len())?;
+        self.batch.clear();
+        // Each chunk's last token's row in the batch.
+        let mut last = Vec::with_capacity(chunks.len());
+        for &(seq, tokens) in chunks {
+            for (j, &t) in tokens.iter().enumerate() {
+                let token = LlamaToken::new(i32::try_from(t).unwrap_or(i32::MAX));
+                self.batch
+                    .add(token, to_i32(self.lens[seq] + j), &[to_i32(seq)], j + 1 == tokens.len())
+                    .map_err(|e| LlamaError::call("filling a batch", e))?;
+            }
+            last.push(self.batch.n_tokens() - 1);
+        }
+        self.ctx.decode(&mut self.batch).map_err(|e| LlamaError::call("decoding", e))?;
+        for &(seq, tokens) in chunks {
+            self.lens[seq] += tokens.len();
+        }
+        self.ctx.synchronize();
+        for (row, i) in logits.chunks_exact_mut(n_vocab).zip(last) {
+            row.copy_from_slice(self.ctx.get_logits_ith(i));
+        }
+        Ok(())
+    }
+
+    fn copy_seq(&mut self, src: usize, dst: usize) -> Result<(), RunnerError> {
+        check_copy(src, dst, self.lens.len())?;
+        // Whole sequences: `dst` first emptied, then given every position of `src`.
+        self.ctx
+            .clear_kv_cache_seq(Some(to_u32(dst)), None, None)
+            .map_err(|e| LlamaError::call("emptying a sequence", e))?;
+        self.ctx
+            .copy_kv_cache_seq(to_i32(src), to_i32(dst), None, None)
+            .map_err(|e| LlamaError::call("copying a sequence", e))?;
+        self.lens[dst] = self.lens[src];
         Ok(())
     }
 

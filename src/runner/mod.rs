@@ -94,12 +94,15 @@ pub struct RunnerOptions {
     /// pool has. Each runner has its own pool (pupil: a [`crate::model::Threads`]; llama.cpp:
     /// ggml's).
     pub threads: Option<usize>,
+    /// Sequences the cache holds, `n_ctx` positions each (default 1): more for decode steps
+    /// of several sequences in one batch ([`Runner::forward_seqs`]).
+    pub n_seq: usize,
 }
 
 impl RunnerOptions {
     /// `n_ctx` positions, batches of up to `n_batch`, the rest at the defaults.
     pub fn new(n_ctx: usize, n_batch: usize) -> RunnerOptions {
-        RunnerOptions { n_ctx, n_batch, kv_type: KvType::F16, attention: Attention::Default, threads: None }
+        RunnerOptions { n_ctx, n_batch, kv_type: KvType::F16, attention: Attention::Default, threads: None, n_seq: 1 }
     }
 
     /// The threads a runner runs on: as many as cores by default (never rayon's global pool,
@@ -141,6 +144,15 @@ pub enum RunnerError {
         /// Positions the cache holds.
         len: usize,
     },
+    /// A batch of several sequences named one out of range, or one twice, or had an empty
+    /// chunk, or a logits buffer of the wrong size.
+    #[error("a batch of several sequences (the runner holds {n_seq}): {message}")]
+    Sequences {
+        /// Sequences the runner holds.
+        n_seq: usize,
+        /// What was wrong.
+        message: String,
+    },
     /// More positions were asked for than the model was trained for.
     #[error("{tokens} positions are needed, but the model's context is {n_ctx_train}")]
     ContextTooLong {
@@ -151,8 +163,10 @@ pub enum RunnerError {
     },
 }
 
-/// One model on one engine, with a KV cache for one sequence and buffers sized once
-/// ([`RunnerOptions`]): tokens in, logits out. Calls follow on from what the cache holds.
+/// One model on one engine, with a KV cache for [`RunnerOptions::n_seq`] sequences (one by
+/// default) and buffers sized once ([`RunnerOptions`]): tokens in, logits out. Calls follow
+/// on from what the cache holds. [`Runner::forward`] runs sequence 0;
+/// [`Runner::forward_seqs`] runs several in one batch.
 pub trait Runner {
     /// The engine.
     fn backend(&self) -> Backend;
@@ -162,7 +176,9 @@ pub trait Runner {
     fn n_ctx(&self) -> usize;
     /// Most tokens one [`Runner::forward`] takes.
     fn n_batch(&self) -> usize;
-    /// Empties the cache: the next tokens start again at position 0.
+    /// Sequences the cache holds.
+    fn n_seq(&self) -> usize;
+    /// Empties the cache of every sequence: the next tokens start again at position 0.
     fn clear(&mut self);
     /// Forgets the positions from `len` on; the next tokens follow position `len - 1`. Fails,
     /// changing nothing, where the engine cannot (a sliding-window cache that no longer holds
@@ -179,6 +195,46 @@ pub trait Runner {
         wanted: Range<usize>,
         logits: &mut [f32],
     ) -> Result<(), RunnerError>;
+    /// Runs several sequences' tokens as one batch: chunk `(seq, tokens)` follows what
+    /// sequence `seq` holds, and at most one chunk names each sequence (a decode step of
+    /// several sequences; one sequence's prompt). Writes each chunk's last-token logits to
+    /// `logits`, one row after another: exactly `[chunks.len(), n_vocab]`. At most
+    /// [`Runner::n_batch`] tokens in all (and at least one per chunk).
+    fn forward_seqs(&mut self, chunks: &[(usize, &[u32])], logits: &mut [f32]) -> Result<(), RunnerError>;
+    /// Makes sequence `dst` hold what sequence `src` holds (a prompt run once, shared).
+    fn copy_seq(&mut self, src: usize, dst: usize) -> Result<(), RunnerError>;
     /// Parameters and bytes of the model and cache.
     fn footprint(&self) -> Footprint;
+}
+
+/// The check every [`Runner::copy_seq`] makes: two different sequences the runner holds.
+pub(crate) fn check_copy(src: usize, dst: usize, n_seq: usize) -> Result<(), RunnerError> {
+    if src >= n_seq || dst >= n_seq || src == dst {
+        return Err(RunnerError::Sequences { n_seq, message: format!("a copy from sequence {src} to {dst}") });
+    }
+    Ok(())
+}
+
+/// The checks every [`Runner::forward_seqs`] makes, with its error: sequences in range and
+/// named once, no empty chunk, `logits` of one row per chunk.
+pub(crate) fn check_seqs(
+    chunks: &[(usize, &[u32])],
+    n_seq: usize,
+    n_vocab: usize,
+    logits: usize,
+) -> Result<(), RunnerError> {
+    let mut seen = vec![false; n_seq];
+    for &(seq, tokens) in chunks {
+        if seq >= n_seq || std::mem::replace(&mut seen[seq], true) || tokens.is_empty() {
+            return Err(RunnerError::Sequences {
+                n_seq,
+                message: format!("chunk of {} tokens for sequence {seq}", tokens.len()),
+            });
+        }
+    }
+    if logits != chunks.len() * n_vocab {
+        let message = format!("{logits} logits for {} chunks of {n_vocab}", chunks.len());
+        return Err(RunnerError::Sequences { n_seq, message });
+    }
+    Ok(())
 }

@@ -1,16 +1,18 @@
-//! [`PupilRunner`]: pupil's own forward pass as a [`Runner`], over a [`Context`] of one slot.
+//! [`PupilRunner`]: pupil's own forward pass as a [`Runner`], over a [`Context`] of one slot
+//! per sequence.
 
 use std::ops::Range;
 
-use super::{Backend, Footprint, Runner, RunnerError, RunnerOptions};
+use super::{Backend, Footprint, Runner, RunnerError, RunnerOptions, check_copy, check_seqs};
 use crate::model::{Context, ContextParams, Logits, Model, Slot, Threads};
 
-/// A model with a [`Context`] of one slot (KV cache, scratch buffers, batch, sized once: the
-/// forward passes allocate nothing) and the thread pool it runs on.
+/// A model with a [`Context`] of one slot per sequence (KV cache, scratch buffers, batch,
+/// sized once: the forward passes allocate nothing) and the thread pool it runs on.
 #[derive(Debug)]
 pub struct PupilRunner<'m> {
     ctx: Context<&'m Model>,
-    slot: Slot,
+    /// `[n_seq]`: sequence `i`'s slot; `forward` runs the first.
+    slots: Vec<Slot>,
 }
 
 impl<'m> PupilRunner<'m> {
@@ -36,15 +38,15 @@ impl<'m> PupilRunner<'m> {
         }
         let params = ContextParams {
             n_ctx: Some(n_ctx),
-            n_slots: 1,
-            max_batch: opts.n_batch.clamp(1, n_ctx),
+            n_slots: opts.n_seq.max(1),
+            max_batch: opts.n_batch.clamp(1, n_ctx * opts.n_seq.max(1)),
             // Logits go to the caller's buffer (`forward_into`).
             max_logits: 0,
             kv_type: opts.kv_type,
         };
         let mut ctx = Context::new(model, &params, threads)?;
-        let slot = ctx.acquire()?;
-        Ok(PupilRunner { ctx, slot })
+        let slots = (0..params.n_slots).map(|_| ctx.acquire()).collect::<Result<_, _>>()?;
+        Ok(PupilRunner { ctx, slots })
     }
 
     /// The model.
@@ -52,10 +54,10 @@ impl<'m> PupilRunner<'m> {
         self.ctx.model()
     }
 
-    /// Positions the cache holds.
+    /// Positions the cache of sequence 0 holds.
     fn len(&self) -> usize {
-        // The one slot is acquired for the runner's life.
-        self.ctx.len(self.slot).unwrap_or(0)
+        // The slots are acquired for the runner's life.
+        self.ctx.len(self.slots[0]).unwrap_or(0)
     }
 }
 
@@ -76,13 +78,19 @@ impl Runner for PupilRunner<'_> {
         self.ctx.max_batch()
     }
 
+    fn n_seq(&self) -> usize {
+        self.slots.len()
+    }
+
     fn clear(&mut self) {
-        // Truncating to 0 always succeeds on an acquired slot.
-        let _ = self.ctx.truncate(self.slot, 0);
+        for &slot in &self.slots {
+            // Truncating to 0 always succeeds on an acquired slot.
+            let _ = self.ctx.truncate(slot, 0);
+        }
     }
 
     fn truncate(&mut self, len: usize) -> Result<(), RunnerError> {
-        Ok(self.ctx.truncate(self.slot, len)?)
+        Ok(self.ctx.truncate(self.slots[0], len)?)
     }
 
     fn forward(
@@ -96,9 +104,27 @@ impl Runner for PupilRunner<'_> {
         if pos != len {
             return Err(RunnerError::Position { pos, len });
         }
-        self.ctx.push(self.slot, tokens, Logits::Range(wanted))?;
+        self.ctx.push(self.slots[0], tokens, Logits::Range(wanted))?;
         self.ctx.forward_into(logits)?;
         Ok(())
+    }
+
+    fn forward_seqs(&mut self, chunks: &[(usize, &[u32])], logits: &mut [f32]) -> Result<(), RunnerError> {
+        check_seqs(chunks, self.slots.len(), self.n_vocab(), logits.len())?;
+        for &(seq, tokens) in chunks {
+            if let Err(e) = self.ctx.push(self.slots[seq], tokens, Logits::Last) {
+                self.ctx.clear_batch();
+                return Err(e.into());
+            }
+        }
+        self.ctx.forward_into(logits)?;
+        Ok(())
+    }
+
+    fn copy_seq(&mut self, src: usize, dst: usize) -> Result<(), RunnerError> {
+        check_copy(src, dst, self.slots.len())?;
+        let n = self.ctx.len(self.slots[src])?;
+        Ok(self.ctx.copy_prefix(self.slots[src], self.slots[dst], n)?)
     }
 
     fn footprint(&self) -> Footprint {

@@ -20,6 +20,13 @@
 //! into a long context is a different quantity (attention grows with the depth), which no
 //! command here reports as tg.
 //!
+//! - **tg×B at depth d** (several sequences decoding together, llama-batched-bench's `S_TG`):
+//!   `B` sequences each hold the same `d` prompt tokens (run once on the first and copied to
+//!   the others, outside the clock), then `n_gen` forward passes of one token per sequence,
+//!   every sequence's logits computed. Tokens per second = `B · n_gen` / the time of the
+//!   passes: the aggregate rate, which [`measure_parallel`] reports beside `B = 1` at the same
+//!   depth, so that the gain from batching reads as one ratio.
+//!
 //! Every test's cache is emptied before it, outside the clock. [`measure`] gives every runner
 //! one warm-up round (the first pass pays for page faults on the mapped weights), then
 //! `repetitions` measured rounds, and reports each quantity's [`median`](super::median) with
@@ -95,6 +102,99 @@ pub enum Test {
     Prompt,
     /// Token generation.
     Generate,
+    /// Token generation of this many sequences at once.
+    Sequences(usize),
+}
+
+/// The several-sequence test (tg×B at depth d, see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parallel {
+    /// Sequences decoding together (`B`); the test also runs one alone for the ratio.
+    pub n_seq: usize,
+    /// Prompt tokens every sequence holds before the steps (`d`).
+    pub depth: usize,
+    /// Decode steps.
+    pub n_gen: usize,
+    /// Measured repetitions after the warm-up round.
+    pub repetitions: usize,
+}
+
+impl Parallel {
+    /// Options of a runner sized for the test: `n_seq` sequences of `depth + n_gen`
+    /// positions, the prompt as one batch.
+    pub fn runner_options(&self) -> RunnerOptions {
+        let batch = self.depth.max(self.n_seq).max(1);
+        RunnerOptions { n_seq: self.n_seq.max(1), ..RunnerOptions::new(self.depth + self.n_gen, batch) }
+    }
+}
+
+/// The tg×B test once, `B = n_seq` (at most the runner's sequences): every sequence given
+/// `prompt` (run on sequence 0 and copied), then one step per token of `generate`, sequence
+/// `s` fed the token `s` places further along it (cyclically). Returns the steps' time.
+/// `logits` is `[n_seq, n_vocab]`.
+pub fn parallel(
+    r: &mut dyn Runner,
+    n_seq: usize,
+    prompt: &[u32],
+    generate: &[u32],
+    logits: &mut [f32],
+) -> Result<Duration, RunnerError> {
+    let n_vocab = r.n_vocab();
+    r.clear();
+    if !prompt.is_empty() {
+        r.forward_seqs(&[(0, prompt)], &mut logits[..n_vocab])?;
+        for s in 1..n_seq {
+            r.copy_seq(0, s)?;
+        }
+    }
+    // Every step's tokens, laid out before the clock starts.
+    let n = generate.len();
+    let steps: Vec<Vec<u32>> = (0..n).map(|i| (0..n_seq).map(|s| generate[(i + s) % n]).collect()).collect();
+    let mut chunks: Vec<(usize, &[u32])> = Vec::with_capacity(n_seq);
+    let start = Instant::now();
+    for step in &steps {
+        chunks.clear();
+        chunks.extend(step.iter().enumerate().map(|(s, t)| (s, std::slice::from_ref(t))));
+        r.forward_seqs(&chunks, logits)?;
+    }
+    Ok(start.elapsed())
+}
+
+/// Runs the tg×B test for each `B` of `counts` on every runner (each sized for the largest:
+/// [`Parallel::runner_options`]): a warm-up round, then `par.repetitions` rounds, each
+/// running every count on every runner in turn. `tokens.prompt` must hold `par.depth`
+/// tokens and `tokens.generate` `par.n_gen`. Returns per runner, per count, the aggregate
+/// tokens per second.
+pub fn measure_parallel(
+    par: &Parallel,
+    counts: &[usize],
+    tokens: &Tokens,
+    runners: &mut [&mut dyn Runner],
+    mut progress: impl FnMut(&Progress),
+) -> Result<Vec<Vec<Option<Stats>>>, RunnerError> {
+    let total = (par.repetitions + 1) * counts.len() * runners.len();
+    let mut secs = vec![vec![Vec::new(); counts.len()]; runners.len()];
+    let most = counts.iter().copied().max().unwrap_or(1);
+    let mut logits: Vec<Vec<f32>> = runners.iter().map(|r| vec![0.0; most * r.n_vocab()]).collect();
+    let mut done = 0;
+    for round in 0..=par.repetitions {
+        let repetition = round.checked_sub(1);
+        for (c, &b) in counts.iter().enumerate() {
+            for (i, r) in runners.iter_mut().enumerate() {
+                progress(&Progress { runner: r.backend().name(), test: Test::Sequences(b), repetition, done, total });
+                let n_vocab = r.n_vocab();
+                let t = parallel(&mut **r, b, &tokens.prompt, &tokens.generate, &mut logits[i][..b * n_vocab])?;
+                if repetition.is_some() {
+                    secs[i][c].push(t.as_secs_f64());
+                }
+                done += 1;
+            }
+        }
+    }
+    Ok(secs
+        .into_iter()
+        .map(|per| per.iter().zip(counts).map(|(s, &b)| Stats::from_secs(b * par.n_gen, s)).collect())
+        .collect())
 }
 
 /// Where [`measure`] is, for a progress bar: passed before each step.
@@ -174,6 +274,8 @@ pub fn measure(
                         [Some(pp), Some(ttft), None]
                     }
                     Test::Generate => [None, None, Some(generate(&mut **r, toks, &mut logits[i])?)],
+                    // Not among `tests`: `measure_parallel` runs it.
+                    Test::Sequences(_) => [None, None, None],
                 };
                 if repetition.is_some() {
                     for (s, t) in secs[i].iter_mut().zip(times) {
@@ -228,6 +330,9 @@ mod tests {
         fn n_batch(&self) -> usize {
             16
         }
+        fn n_seq(&self) -> usize {
+            1
+        }
         fn clear(&mut self) {
             self.clears += 1;
         }
@@ -244,6 +349,12 @@ mod tests {
             assert_eq!(logits.len(), wanted.len() * 4);
             self.calls.push((tokens.len(), pos, wanted));
             Ok(())
+        }
+        fn forward_seqs(&mut self, _: &[(usize, &[u32])], _: &mut [f32]) -> Result<(), RunnerError> {
+            unreachable!()
+        }
+        fn copy_seq(&mut self, _: usize, _: usize) -> Result<(), RunnerError> {
+            unreachable!()
         }
         fn footprint(&self) -> crate::runner::Footprint {
             unreachable!()
@@ -287,5 +398,49 @@ mod tests {
         assert!(pp.median > 0.0 && tg.median > 0.0);
         // TTFT covers the prompt's pass: at least n_prompt / pp.
         assert!(ttft.median >= 8.0 / pp.max * 0.999, "{ttft:?} {pp:?}");
+    }
+
+    /// Several sequences in one batch give each sequence the bits it gets alone (the kernels
+    /// are batch-invariant), after a prompt copied from sequence 0; and the test measures.
+    #[test]
+    fn sequences_decode_together_as_they_do_alone() {
+        use crate::kernels::DType;
+        use crate::model::Arch;
+        use crate::model::synth::{Synth, SynthModel};
+        let dir = std::env::temp_dir().join(format!("pupil-speed-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tiny.gguf");
+        SynthModel::build(&Synth { n_layer: 2, ..Synth::new(Arch::Llama, DType::Q4_0) }, None)
+            .unwrap()
+            .write(&path)
+            .unwrap();
+        let model = Model::open(&path).unwrap();
+        let par = Parallel { n_seq: 3, depth: 8, n_gen: 4, repetitions: 1 };
+        let opts = RunnerOptions { threads: Some(1), ..par.runner_options() };
+        let mut many = PupilRunner::new(&model, &opts).unwrap();
+        let mut alone = PupilRunner::new(&model, &RunnerOptions { n_seq: 1, ..opts }).unwrap();
+        let n_vocab = many.n_vocab();
+        let prompt = [5u32, 6, 7, 8, 9, 10, 11, 12];
+        let mut logits = vec![0.0; 3 * n_vocab];
+        many.forward_seqs(&[(0, &prompt)], &mut logits[..n_vocab]).unwrap();
+        many.copy_seq(0, 1).unwrap();
+        many.copy_seq(0, 2).unwrap();
+        let next = [[20u32], [21], [22]];
+        many.forward_seqs(&[(0, &next[0]), (1, &next[1]), (2, &next[2])], &mut logits).unwrap();
+        let mut one = vec![0.0; n_vocab];
+        for (s, t) in next.iter().enumerate() {
+            alone.clear();
+            alone.forward(&prompt, 0, 7..8, &mut one).unwrap();
+            alone.forward(t, 8, 0..1, &mut one).unwrap();
+            assert!(one == logits[s * n_vocab..][..n_vocab], "sequence {s} differs from its run alone");
+        }
+        // Bad batches are refused, changing nothing.
+        assert!(many.forward_seqs(&[(3, &next[0])], &mut logits[..n_vocab]).is_err());
+        assert!(many.forward_seqs(&[(0, &next[0]), (0, &next[1])], &mut logits[..2 * n_vocab]).is_err());
+        assert!(many.copy_seq(1, 1).is_err());
+        let tokens = Tokens { prompt: prompt.to_vec(), generate: vec![1, 2, 3, 4] };
+        let m = measure_parallel(&par, &[1, 3], &tokens, &mut [&mut many], |_| {}).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(m[0].iter().all(|s| s.as_ref().is_some_and(|s| s.median > 0.0)), "{m:?}");
     }
 }
