@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::error::ErrorKind;
-use crate::model::{Model, ModelError, Threads};
+use crate::model::{LoadOptions, Model, ModelError, Threads};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// Why an engine could not load, or a conversation could not become tokens.
@@ -84,7 +84,12 @@ impl Engine {
     /// Loads the model, its vocabulary and (if present) its chat template from a GGUF file,
     /// with a pool of one thread per core.
     pub fn load(path: impl AsRef<Path>) -> Result<Engine, EngineError> {
-        let model = Model::open(path)?;
+        Engine::load_with(path, &LoadOptions::default())
+    }
+
+    /// [`Engine::load`] with the model loaded by `opts`.
+    pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Engine, EngineError> {
+        let model = Model::open_with(path, opts)?;
         let tokenizer = Tokenizer::from_gguf(model.file())?;
         let mut engine = Engine { model, tokenizer, template: Template::None, threads: Threads::available()? };
         if let Some(src) = engine.model.file().get_str("tokenizer.chat_template").map_err(ModelError::from)? {

@@ -38,7 +38,8 @@ fn tokenize_prints_ids_with_bos_as_the_metadata_says() {
     let special = stdout(&pupil(&["tokenize", "-m", &m, "--no-bos", "--parse-special", "<start_of_turn>"], None));
     assert_eq!(special.trim(), "105");
     assert!(plain.split_whitespace().count() > 1, "{plain}");
-    let json: serde_json::Value = serde_json::from_str(&stdout(&pupil(&["tokenize", "-m", &m, "--json", "Hi"], None))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&pupil(&["tokenize", "-m", &m, "--json", "Hi"], None))).unwrap();
     assert_eq!(json[0]["id"], 2);
     assert_eq!(json[1]["piece"], "Hi");
     assert_eq!(stdout(&pupil(&["tokenize", "-m", &m, "--no-bos", "-"], Some("Hello world"))).trim(), "9259 1902");
@@ -53,15 +54,23 @@ fn run_streams_only_the_continuation_and_reports_timings_on_stderr() {
     assert!(text.trim().len() > 3, "{text:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("generation: 8 tokens") && err.contains("time to first token"), "{err}");
+    assert!(err.contains("| load: ") && !err.contains("--no-repack"), "{err}");
     // Greedy is deterministic; `-p -` reads the same prompt from stdin.
-    let again = stdout(&pupil(&["run", "-m", &m, "-p", "-", "-n", "8", "--temp", "0"], Some("The capital of France is")));
+    let again =
+        stdout(&pupil(&["run", "-m", &m, "-p", "-", "-n", "8", "--temp", "0"], Some("The capital of France is")));
     assert_eq!(text, again);
+    // The weights as stored in the map give the same bits as the copy repacked at load.
+    let o = pupil(&["run", "-m", &m, "-p", "The capital of France is", "-n", "8", "--temp", "0", "--no-repack"], None);
+    assert_eq!(text, stdout(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(--no-repack)"));
 }
 
 #[test]
 fn the_same_seed_gives_the_same_text() {
     let m = gemma();
-    let run = |seed: &str| stdout(&pupil(&["run", "-m", &m, "-p", "Once upon a time", "-n", "12", "--temp", "1.0", "--seed", seed], None));
+    let run = |seed: &str| {
+        stdout(&pupil(&["run", "-m", &m, "-p", "Once upon a time", "-n", "12", "--temp", "1.0", "--seed", seed], None))
+    };
     let a = run("7");
     assert_eq!(a, run("7"));
     assert!((1..6).map(|s| run(&s.to_string())).any(|b| b != a), "different seeds should differ somewhere");
@@ -85,7 +94,10 @@ fn chat_needs_a_template_and_uses_one_given() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--chat-template"));
 
     let tpl = format!("{}/tests/data/chat_templates/gemma3.jinja", env!("CARGO_MANIFEST_DIR"));
-    let o = pupil(&["run", "-m", &m, "--chat", "--chat-template", &tpl, "-n", "6", "--temp", "0"], Some("Hi\nWhat is 2+2?\n"));
+    let o = pupil(
+        &["run", "-m", &m, "--chat", "--chat-template", &tpl, "-n", "6", "--temp", "0"],
+        Some("Hi\nWhat is 2+2?\n"),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert_eq!(err.matches("generation:").count(), 2, "two turns: {err}");

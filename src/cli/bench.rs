@@ -64,6 +64,10 @@ pub struct Args {
     #[arg(long, value_name = "B", default_value_t = 0, allow_negative_numbers = true,
           value_parser = super::parse::between::<0, 256>)]
     sequences: usize,
+    /// Read every matrix from the memory map as stored, without the copy repacked at load
+    /// for this CPU's kernels (for comparison; also `PUPIL_NO_REPACK=1`).
+    #[arg(long)]
+    no_repack: bool,
     /// Size of the buffer the bandwidth test streams, in MiB (keep it far above the CPU caches;
     /// at most 64 GiB).
     #[arg(long, value_name = "MIB", default_value_t = 1024, allow_negative_numbers = true,
@@ -167,7 +171,7 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
     let exact = memory::reset_peak();
     let baseline = memory::resident_bytes();
     let start = Instant::now();
-    let model = Model::open(path).map_err(output::in_file(path))?;
+    let model = Model::open_with(path, &super::load_options(args.no_repack)).map_err(output::in_file(path))?;
     let load_s = start.elapsed().as_secs_f64();
     let load_rss = memory::resident_bytes().zip(baseline).map(|(r, b)| r.saturating_sub(b));
     let facts = ModelFacts::of(&model);

@@ -5,8 +5,8 @@ use super::output::LateFile;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pupil::eval::{
-    self, Backend, CompareOptions, CostOptions, DraftSpeedup, FidelityOptions, Progress, Prompt, Report, SequenceOptions,
-    SequenceProgress, Sequences,
+    self, Backend, CompareOptions, CostOptions, DraftSpeedup, FidelityOptions, Progress, Prompt, Report,
+    SequenceOptions, SequenceProgress, Sequences,
 };
 use pupil::sample::{SamplerConfig, SamplerParam};
 use std::io::{Read, Write};
@@ -339,7 +339,13 @@ fn chat(p: Prompt, chat: bool) -> Prompt {
 }
 
 /// The sequence-level comparison, with a progress bar.
-fn generate(teacher: &Path, student: &Path, prompts: &[Prompt], opts: &CompareOptions, seq: &SequenceOptions) -> Result<Sequences> {
+fn generate(
+    teacher: &Path,
+    student: &Path,
+    prompts: &[Prompt],
+    opts: &CompareOptions,
+    seq: &SequenceOptions,
+) -> Result<Sequences> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} prompts {elapsed_precise} eta {eta}")
             .map_err(anyhow::Error::msg)?
@@ -367,7 +373,11 @@ fn draft_speedup(teacher: &Path, student: &Path, seq: &Sequences, args: &Args) -
     let (t, s) = (load(teacher)?, load(student)?);
     let prompts: Vec<Vec<u32>> = seq.per_prompt.iter().map(|p| p.prompt_ids.clone()).collect();
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let opts = SessionOptions { n_ctx: Some(longest + args.n_predict + args.draft_max + 1), n_batch: args.batch, ..SessionOptions::default() };
+    let opts = SessionOptions {
+        n_ctx: Some(longest + args.n_predict + args.draft_max + 1),
+        n_batch: args.batch,
+        ..SessionOptions::default()
+    };
     eprintln!("measuring the teacher alone and with the student drafting {} tokens per step", args.draft_max);
     let m = speedup::measure(&t, &s, &prompts, args.n_predict, args.draft_max, &opts)?;
     Ok(DraftSpeedup {

@@ -1,9 +1,9 @@
 //! `pupil inspect`: what is in a GGUF file, for a person or (with `--json`) a program.
 
 use super::output;
+use anyhow::Result;
 use pupil::gguf::{Array, FileType, Gguf, GgufFile, Value};
 use pupil::kernels::DType;
-use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 /// Show a model file's architecture, hyperparameters, tokenizer and tensors.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  pupil inspect models/gemma-3-270m-q4_k_m.gguf\n  pupil inspect model.gguf --json | jq .totals")]
+#[command(
+    after_help = "Examples:\n  pupil inspect models/gemma-3-270m-q4_k_m.gguf\n  pupil inspect model.gguf --json | jq .totals"
+)]
 pub struct Args {
     /// The GGUF file.
     model: PathBuf,
@@ -130,7 +132,8 @@ fn report(path: &str, file_bytes: u64, g: &Gguf) -> Result<Report> {
         .collect();
     let mut by_type: BTreeMap<DType, TypeTotal> = BTreeMap::new();
     for t in g.tensors() {
-        let e = by_type.entry(t.dtype).or_insert(TypeTotal { dtype: t.dtype.name(), tensors: 0, elements: 0, bytes: 0 });
+        let e =
+            by_type.entry(t.dtype).or_insert(TypeTotal { dtype: t.dtype.name(), tensors: 0, elements: 0, bytes: 0 });
         e.tensors += 1;
         e.elements += t.n_elements();
         e.bytes += t.n_bytes();
@@ -145,9 +148,10 @@ fn report(path: &str, file_bytes: u64, g: &Gguf) -> Result<Report> {
         name: g.get_str("general.name")?.map(str::to_owned),
         size_label: g.get_str("general.size_label")?.map(str::to_owned),
         parameters: tensors.iter().map(|t| t.elements).sum(),
-        file_type: g
-            .get_u64("general.file_type")?
-            .map(|id| FileTypeReport { id, name: u32::try_from(id).ok().and_then(FileType::from_id).map(FileType::name) }),
+        file_type: g.get_u64("general.file_type")?.map(|id| FileTypeReport {
+            id,
+            name: u32::try_from(id).ok().and_then(FileType::from_id).map(FileType::name),
+        }),
         hyperparameters,
         tokenizer: tokenizer(g)?,
         metadata,
@@ -210,7 +214,14 @@ fn value_text(v: &Value) -> String {
 
 fn print_human(out: &mut impl Write, r: &Report, max_tensors: Option<usize>) -> Result<()> {
     let or_dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
-    writeln!(out, "file          {} ({}, GGUF v{}, alignment {})", r.file, output::bytes(r.file_bytes), r.gguf_version, r.alignment)?;
+    writeln!(
+        out,
+        "file          {} ({}, GGUF v{}, alignment {})",
+        r.file,
+        output::bytes(r.file_bytes),
+        r.gguf_version,
+        r.alignment
+    )?;
     writeln!(out, "architecture  {}", or_dash(&r.architecture))?;
     writeln!(out, "name          {}", or_dash(&r.name))?;
     writeln!(out, "size label    {}", or_dash(&r.size_label))?;
@@ -233,7 +244,13 @@ fn print_human(out: &mut impl Write, r: &Report, max_tensors: Option<usize>) -> 
         writeln!(out, "  vocab size     {}", t.vocab_size)?;
         writeln!(out, "  control tokens {}", t.control_tokens)?;
         for s in &t.special {
-            writeln!(out, "  {:14} {} {}", s.role, s.id, s.text.as_deref().map_or("(out of range)".into(), |x| format!("{x:?}")))?;
+            writeln!(
+                out,
+                "  {:14} {} {}",
+                s.role,
+                s.id,
+                s.text.as_deref().map_or("(out of range)".into(), |x| format!("{x:?}"))
+            )?;
         }
         let flag = |b: Option<bool>| b.map_or("-".to_string(), |b| b.to_string());
         writeln!(out, "  add bos/eos    {} / {}", flag(t.add_bos), flag(t.add_eos))?;
@@ -258,7 +275,15 @@ fn print_human(out: &mut impl Write, r: &Report, max_tensors: Option<usize>) -> 
     writeln!(out, "\ntotals per type")?;
     writeln!(out, "  {:7}  {:>7}  {:>14}  {:>14}  {:>10}", "type", "tensors", "elements", "bytes", "size")?;
     for t in &r.totals {
-        writeln!(out, "  {:7}  {:>7}  {:>14}  {:>14}  {:>10}", t.dtype, t.tensors, t.elements, t.bytes, output::bytes(t.bytes))?;
+        writeln!(
+            out,
+            "  {:7}  {:>7}  {:>14}  {:>14}  {:>10}",
+            t.dtype,
+            t.tensors,
+            t.elements,
+            t.bytes,
+            output::bytes(t.bytes)
+        )?;
     }
     writeln!(
         out,

@@ -100,3 +100,10 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<pupil::bench::BenchError>().is_some_and(|b| b.is_bad_input())
     })
 }
+
+/// How a command's `--no-repack` loads models: repacked at load unless the flag (or
+/// `PUPIL_NO_REPACK`) says not to.
+fn load_options(no_repack: bool) -> pupil::model::LoadOptions {
+    let opts = pupil::model::LoadOptions::default();
+    pupil::model::LoadOptions { repack: opts.repack && !no_repack }
+}

@@ -61,6 +61,10 @@ pub struct Args {
     /// that the model checks in one batch (greedy output is unchanged, only faster).
     #[arg(long, value_name = "FILE", conflicts_with = "chat")]
     draft: Option<PathBuf>,
+    /// Read every matrix from the memory map as stored, without the copy repacked at load
+    /// for this CPU's kernels (for comparison; also `PUPIL_NO_REPACK=1`).
+    #[arg(long)]
+    no_repack: bool,
     /// Most tokens the draft proposes per step.
     #[arg(long, default_value_t = 8, requires = "draft", allow_negative_numbers = true)]
     draft_max: usize,
@@ -187,10 +191,15 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let threads = threads(args.threads)?;
-    let mut engine = Engine::load(&args.model).map_err(super::output::in_file(&args.model))?;
+    let load = super::load_options(args.no_repack);
+    let start = std::time::Instant::now();
+    let mut engine = Engine::load_with(&args.model, &load).map_err(super::output::in_file(&args.model))?;
+    let load_s = start.elapsed().as_secs_f64();
     engine.set_threads(threads.clone());
     if let (Some(path), Some(src)) = (&args.chat_template, template) {
-        engine.set_chat_template("chat template", src).with_context(|| format!("--chat-template {}", path.display()))?;
+        engine
+            .set_chat_template("chat template", src)
+            .with_context(|| format!("--chat-template {}", path.display()))?;
     }
     let engine = Arc::new(engine);
     let kv_type = match args.kv_type {
@@ -200,6 +209,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut session = engine.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
     let params = GenerateParams { max_tokens: usize::try_from(args.n_predict).ok(), sampler, stop: args.stop.clone() };
     if args.chat {
+        eprintln!("load: {load_s:.2} s{}", if load.repack { "" } else { " (--no-repack)" });
         return chat(&engine, &mut session, &params, &args);
     }
     let prompt = match args.prompt.as_deref() {
@@ -215,7 +225,7 @@ pub fn run(args: Args) -> Result<()> {
     let tokens = engine.tokenizer().encode(&prompt, !args.no_bos, args.parse_special);
     if let Some(path) = &args.draft {
         // The draft and the target take turns: one pool for both.
-        let mut draft = Engine::load(path).map_err(super::output::in_file(path))?;
+        let mut draft = Engine::load_with(path, &load).map_err(super::output::in_file(path))?;
         draft.set_threads(threads);
         let draft = Arc::new(draft);
         let draft = draft.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
@@ -227,7 +237,7 @@ pub fn run(args: Args) -> Result<()> {
             return Err(e.into());
         }
         end_line()?;
-        report(&done.completion);
+        report(&done.completion, Some((load_s, load.repack)));
         let s = done.stats;
         eprintln!(
             "draft: drafted {}, accepted {} ({:.1}%) | {} target passes for {} tokens ({:.2} tokens/pass)",
@@ -242,7 +252,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let done = generate(&mut session, &tokens, &params)?;
     end_line()?;
-    report(&done);
+    report(&done, Some((load_s, load.repack)));
     Ok(())
 }
 
@@ -276,7 +286,8 @@ fn write_piece(out: &mut impl Write, piece: &str, io_err: &mut Option<std::io::E
     }
 }
 
-fn report(done: &Completion) {
+/// The closing line: speeds, why generation stopped, and how long the model took to load.
+fn report(done: &Completion, load: Option<(f64, bool)>) {
     let t = &done.timings;
     let why = match &done.stop {
         StopReason::EndOfGeneration => "end of generation".to_string(),
@@ -286,19 +297,25 @@ fn report(done: &Completion) {
         StopReason::Cancelled => "cancelled".to_string(),
     };
     eprintln!(
-        "prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | time to first token: {:.0} ms | stopped: {why}",
+        "prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | time to first token: {:.0} ms | stopped: {why}{}",
         t.prompt_tokens,
         t.prompt_tok_s(),
         t.gen_tokens,
         t.gen_tok_s(),
         t.ttft_secs * 1e3,
+        match load {
+            Some((s, true)) => format!(" | load: {s:.2} s"),
+            Some((s, false)) => format!(" | load: {s:.2} s (--no-repack)"),
+            None => String::new(),
+        },
     );
 }
 
 fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, args: &Args) -> Result<()> {
     if engine.chat_template().is_none() {
-        return Err(anyhow::Error::new(pupil::engine::EngineError::NoChatTemplate)
-            .context(args.model.display().to_string()));
+        return Err(
+            anyhow::Error::new(pupil::engine::EngineError::NoChatTemplate).context(args.model.display().to_string())
+        );
     }
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
@@ -325,7 +342,7 @@ fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, ar
         let tokens = engine.chat_tokens(&messages)?;
         let done = generate(session, &tokens, params)?;
         end_line()?;
-        report(&done);
+        report(&done, None);
         messages.push(Message::assistant(done.text));
     }
     Ok(())

@@ -65,6 +65,10 @@ pub struct Args {
     /// Close a connection whose request headers take longer than this, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = super::parse::non_negative)]
     header_timeout: f64,
+    /// Read every matrix from the memory map as stored, without the copy repacked at load
+    /// for this CPU's kernels (for comparison; also `PUPIL_NO_REPACK=1`).
+    #[arg(long)]
+    no_repack: bool,
 }
 
 /// The embedded distilled student: in `models/distill` under the working directory, or else
@@ -73,7 +77,10 @@ fn embedded_student() -> Result<PathBuf> {
     let rel = "models/distill/student-q8_0.gguf";
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
     [PathBuf::from(rel), built].into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        BadInput::new(format!("no -m given and the embedded student ({rel}) is not under the working directory: name a model with -m")).into()
+        BadInput::new(format!(
+            "no -m given and the embedded student ({rel}) is not under the working directory: name a model with -m"
+        ))
+        .into()
     })
 }
 
@@ -93,7 +100,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => args.api_key.clone(),
     };
-    let mut engine = Engine::load(&path).with_context(|| path.display().to_string())?;
+    let mut engine =
+        Engine::load_with(&path, &super::load_options(args.no_repack)).with_context(|| path.display().to_string())?;
     if let Some(t) = &args.chat_template {
         let src = std::fs::read_to_string(t).map_err(|e| BadInput::file("--chat-template", t, e))?;
         engine.set_chat_template("chat template", src).with_context(|| format!("--chat-template {}", t.display()))?;
@@ -117,7 +125,10 @@ pub fn run(args: Args) -> Result<()> {
         ..SchedulerOptions::default()
     };
     let sched = Scheduler::start(Arc::clone(&engine), opts, threads)?;
-    let alias = args.alias.clone().unwrap_or_else(|| path.file_stem().map_or("pupil".into(), |s| s.to_string_lossy().into_owned()));
+    let alias = args
+        .alias
+        .clone()
+        .unwrap_or_else(|| path.file_stem().map_or("pupil".into(), |s| s.to_string_lossy().into_owned()));
     let app = App::new(engine, sched.clone(), HttpOptions { alias, api_key, ..HttpOptions::default() });
     let grace = Duration::from_secs_f64(args.drain_grace);
     let unready = Arc::clone(&app);
@@ -127,7 +138,9 @@ pub fn run(args: Args) -> Result<()> {
         .map_err(|e| BadInput::new(format!("--host {} --port {}: {e}", args.host, args.port)))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| BadInput::new(format!("--host/--port {addr}: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| BadInput::new(format!("--host/--port {addr}: {e}")))?;
         let local = listener.local_addr()?;
         eprintln!(
             "pupil serve: {} on http://{local} ({} slots of {} positions, {n_threads} threads)",
@@ -137,17 +150,17 @@ pub fn run(args: Args) -> Result<()> {
         );
         let drain = sched.clone();
         http::serve(listener, http::router(app), Duration::from_secs_f64(args.header_timeout), async move {
-                shutdown_signal().await;
-                // Readiness turns 503 and new requests are refused, while every request
-                // admitted finishes (up to the deadline); then the listener closes.
-                eprintln!("pupil serve: draining");
-                unready.set_unready();
-                tokio::time::sleep(grace).await;
-                drain.shutdown();
-                let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
-                while !drain.is_finished() && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+            shutdown_signal().await;
+            // Readiness turns 503 and new requests are refused, while every request
+            // admitted finishes (up to the deadline); then the listener closes.
+            eprintln!("pupil serve: draining");
+            unready.set_unready();
+            tokio::time::sleep(grace).await;
+            drain.shutdown();
+            let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+            while !drain.is_finished() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         })
         .await;
         Ok::<_, anyhow::Error>(())

@@ -378,8 +378,12 @@ macro_rules! table {
 static LLAMA: ArchSpec = ArchSpec {
     name: "llama",
     tensors: table![
-        (Role::Output, O), (Role::RopeFreqs, O), (Role::AttnOutBias, O),
-        (Role::FfnGateBias, O), (Role::FfnUpBias, O), (Role::FfnDownBias, O),
+        (Role::Output, O),
+        (Role::RopeFreqs, O),
+        (Role::AttnOutBias, O),
+        (Role::FfnGateBias, O),
+        (Role::FfnUpBias, O),
+        (Role::FfnDownBias, O),
     ],
     rope_neox: false,
     ffn_act: FfnAct::Silu,
@@ -390,12 +394,8 @@ static LLAMA: ArchSpec = ArchSpec {
     attn_scale: AttnScale::HeadDim,
 };
 
-static QWEN2: ArchSpec = ArchSpec {
-    name: "qwen2",
-    tensors: table![(Role::Output, O), (Role::OutputBias, O)],
-    rope_neox: true,
-    ..LLAMA
-};
+static QWEN2: ArchSpec =
+    ArchSpec { name: "qwen2", tensors: table![(Role::Output, O), (Role::OutputBias, O)], rope_neox: true, ..LLAMA };
 
 static QWEN3: ArchSpec = ArchSpec {
     name: "qwen3",
@@ -421,8 +421,11 @@ static GEMMA2: ArchSpec = ArchSpec {
 static GEMMA3: ArchSpec = ArchSpec {
     name: "gemma3",
     tensors: table![
-        (Role::Output, O), (Role::AttnQNorm, R), (Role::AttnKNorm, R),
-        (Role::PostAttnNorm, R), (Role::PostFfnNorm, R),
+        (Role::Output, O),
+        (Role::AttnQNorm, R),
+        (Role::AttnKNorm, R),
+        (Role::PostAttnNorm, R),
+        (Role::PostFfnNorm, R),
     ],
     swa: SwaRule::IfWindowKey { pattern: 6 },
     attn_softcap: None,
@@ -438,10 +441,18 @@ static GEMMA3: ArchSpec = ArchSpec {
 static PHI3: ArchSpec = ArchSpec {
     name: "phi3",
     tensors: &[
-        (Role::TokEmbd, R), (Role::OutputNorm, R), (Role::Output, O),
-        (Role::RopeFactorsLong, O), (Role::RopeFactorsShort, O),
-        (Role::AttnNorm, R), (Role::AttnQkv, R), (Role::AttnQkvBias, O), (Role::AttnOut, R),
-        (Role::FfnNorm, R), (Role::FfnGateUp, R), (Role::FfnDown, R),
+        (Role::TokEmbd, R),
+        (Role::OutputNorm, R),
+        (Role::Output, O),
+        (Role::RopeFactorsLong, O),
+        (Role::RopeFactorsShort, O),
+        (Role::AttnNorm, R),
+        (Role::AttnQkv, R),
+        (Role::AttnQkvBias, O),
+        (Role::AttnOut, R),
+        (Role::FfnNorm, R),
+        (Role::FfnGateUp, R),
+        (Role::FfnDown, R),
     ],
     rope_neox: true,
     attn_scale: AttnScale::Queries,
@@ -455,8 +466,17 @@ mod tests {
     /// The roles the forward pass reads without a fallback: every table must provide each,
     /// required, itself or as part of a fused tensor.
     const FORWARD_NEEDS: &[Role] = &[
-        Role::TokEmbd, Role::OutputNorm, Role::AttnNorm, Role::AttnQ, Role::AttnK, Role::AttnV,
-        Role::AttnOut, Role::FfnNorm, Role::FfnGate, Role::FfnUp, Role::FfnDown,
+        Role::TokEmbd,
+        Role::OutputNorm,
+        Role::AttnNorm,
+        Role::AttnQ,
+        Role::AttnK,
+        Role::AttnV,
+        Role::AttnOut,
+        Role::FfnNorm,
+        Role::FfnGate,
+        Role::FfnUp,
+        Role::FfnDown,
     ];
 
     #[test]
@@ -484,7 +504,11 @@ mod tests {
             for (r, _) in spec.tensors {
                 if let Kind::Fused(parts) = r.def().kind {
                     assert!(parts.iter().all(|p| spec.need(*p).is_none()), "{}: {r:?} and its parts", spec.name);
-                    assert!(parts.iter().all(|p| p.def().per_layer == r.def().per_layer && !matches!(p.def().kind, Kind::Fused(_))));
+                    assert!(
+                        parts
+                            .iter()
+                            .all(|p| p.def().per_layer == r.def().per_layer && !matches!(p.def().kind, Kind::Fused(_)))
+                    );
                 }
             }
         }

@@ -18,9 +18,9 @@
 /// Tokens with positions, sequence ids and logits flags, as parallel arrays.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
-    tokens: Vec<u32>,      // [n]
-    positions: Vec<u32>,   // [n]
-    seqs: Vec<usize>,      // [n]
+    tokens: Vec<u32>,       // [n]
+    positions: Vec<u32>,    // [n]
+    seqs: Vec<usize>,       // [n]
     want_logits: Vec<bool>, // [n]
 }
 

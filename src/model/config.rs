@@ -21,8 +21,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use super::arch::{Arch, AttnScale, SwaRule};
 use super::ModelError;
+use super::arch::{Arch, AttnScale, SwaRule};
 use crate::gguf::{Array, Gguf, GgufError};
 
 /// Hyperparameters of a model. Sizes are element counts.
@@ -85,7 +85,9 @@ struct Meta<'a> {
 
 fn bad_key(e: GgufError) -> ModelError {
     match e {
-        GgufError::WrongType { key, expected, found } => ModelError::BadKey { key, expected: expected.to_owned(), found },
+        GgufError::WrongType { key, expected, found } => {
+            ModelError::BadKey { key, expected: expected.to_owned(), found }
+        }
         other => ModelError::Gguf(other),
     }
 }
@@ -113,7 +115,11 @@ impl Meta<'_> {
                 usize::try_from(*first).map(Some).map_err(|_| too_large(&key, *first))
             }
             Some([_, ..]) => Err(ModelError::Unsupported { what: format!("per-layer values of '{key}' that differ") }),
-            _ => Err(invalid(key, "a non-negative integer or a non-empty array of them", format!("array of {}", arr.type_name()))),
+            _ => Err(invalid(
+                key,
+                "a non-negative integer or a non-empty array of them",
+                format!("array of {}", arr.type_name()),
+            )),
         }
     }
 
@@ -158,18 +164,29 @@ impl Config {
             }
         }
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
-            return Err(invalid(m.key("attention.head_count_kv"), &format!("a divisor of head_count {n_head}"), n_head_kv));
+            return Err(invalid(
+                m.key("attention.head_count_kv"),
+                &format!("a divisor of head_count {n_head}"),
+                n_head_kv,
+            ));
         }
         let head_dim = m.count("attention.key_length")?.unwrap_or(n_embd / n_head);
         let head_dim_v = m.count("attention.value_length")?.unwrap_or(n_embd / n_head);
         if head_dim_v != head_dim {
-            return Err(ModelError::Unsupported { what: format!("value heads of {head_dim_v} with key heads of {head_dim}") });
+            return Err(ModelError::Unsupported {
+                what: format!("value heads of {head_dim_v} with key heads of {head_dim}"),
+            });
         }
         let n_rot = m.count("rope.dimension_count")?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 || head_dim == 0 {
-            return Err(invalid(m.key("rope.dimension_count"), &format!("an even count up to the head size {head_dim}"), n_rot));
+            return Err(invalid(
+                m.key("rope.dimension_count"),
+                &format!("an even count up to the head size {head_dim}"),
+                n_rot,
+            ));
         }
-        let rms_eps = m.float("attention.layer_norm_rms_epsilon")?
+        let rms_eps = m
+            .float("attention.layer_norm_rms_epsilon")?
             .ok_or_else(|| ModelError::MissingKey { key: m.key("attention.layer_norm_rms_epsilon") })?;
 
         let n_vocab = match m.count("vocab_size")? {
@@ -200,10 +217,15 @@ impl Config {
         let rope_freq_scale = match scaling {
             "none" => 1.0,
             "linear" => freq_scale_train,
-            other => return Err(ModelError::Unsupported { what: format!("RoPE scaling type '{other}' ({})", m.key("rope.scaling.type")) }),
+            other => {
+                return Err(ModelError::Unsupported {
+                    what: format!("RoPE scaling type '{other}' ({})", m.key("rope.scaling.type")),
+                });
+            }
         };
 
-        let (mut sliding_window, mut rope_base_swa, mut rope_freq_scale_swa, mut pattern) = (None, rope_base, rope_freq_scale, 0);
+        let (mut sliding_window, mut rope_base_swa, mut rope_freq_scale_swa, mut pattern) =
+            (None, rope_base, rope_freq_scale, 0);
         match spec.swa {
             SwaRule::None => {}
             SwaRule::Always { window, pattern: p } => {

@@ -13,7 +13,13 @@ const WINDOW: usize = 16;
 
 /// A 6-layer Gemma 3 (five sliding-window layers, one global) with a window of 16.
 fn gemma(dtype: DType) -> Arc<Model> {
-    let spec = Synth { n_vocab: 300, n_layer: 6, sliding_window: Some(WINDOW), n_ctx: 1024, ..Synth::new(Arch::Gemma3, dtype) };
+    let spec = Synth {
+        n_vocab: 300,
+        n_layer: 6,
+        sliding_window: Some(WINDOW),
+        n_ctx: 1024,
+        ..Synth::new(Arch::Gemma3, dtype)
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.gguf");
     SynthModel::build(&spec, None).unwrap().write(&path).unwrap();
@@ -95,7 +101,10 @@ fn batches_and_logits_are_bounded_by_the_context() {
     let s = full.acquire().unwrap();
     full.push(s, &tokens(250, 2), Logits::None).unwrap();
     full.forward().unwrap();
-    assert!(matches!(full.push(s, &tokens(7, 3), Logits::Last), Err(ModelError::ContextFull { n_ctx: 256, pos: 256, .. })));
+    assert!(matches!(
+        full.push(s, &tokens(7, 3), Logits::Last),
+        Err(ModelError::ContextFull { n_ctx: 256, pos: 256, .. })
+    ));
     full.push(s, &tokens(6, 3), Logits::Last).unwrap();
     full.forward().unwrap();
 }

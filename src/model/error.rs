@@ -169,7 +169,9 @@ pub enum ModelError {
 
     /// A batch token whose sliding window reaches back before the oldest position its
     /// sequence's sliding-window layers still hold (a rewrite of a position long past).
-    #[error("sequence {seq}: position {pos} attends back to position {needs}, but the sliding-window layers hold only positions from {oldest} on")]
+    #[error(
+        "sequence {seq}: position {pos} attends back to position {needs}, but the sliding-window layers hold only positions from {oldest} on"
+    )]
     WindowEvicted {
         /// The sequence.
         seq: usize,
@@ -183,7 +185,9 @@ pub enum ModelError {
 
     /// A batch that spans more positions of one sequence (with their windows) than the
     /// sliding-window layers have rows: more tokens than the cache was sized for.
-    #[error("sequence {seq}: the batch and its windows span {span} positions, more than the {rows} rows of the sliding-window layers")]
+    #[error(
+        "sequence {seq}: the batch and its windows span {span} positions, more than the {rows} rows of the sliding-window layers"
+    )]
     RingOverflow {
         /// The sequence.
         seq: usize,
@@ -195,7 +199,9 @@ pub enum ModelError {
 
     /// A truncation or prefix copy to a length whose next position's window reaches before
     /// what the sliding-window layers still hold.
-    #[error("sequence {seq}: its first {len} positions are no longer whole (the sliding-window layers hold positions from {oldest} on); keep at least {min_len}, or none")]
+    #[error(
+        "sequence {seq}: its first {len} positions are no longer whole (the sliding-window layers hold positions from {oldest} on); keep at least {min_len}, or none"
+    )]
     PrefixEvicted {
         /// The sequence.
         seq: usize,

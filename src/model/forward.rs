@@ -139,7 +139,13 @@ impl Model {
     ///
     /// This runs on the rayon pool it is called from, rayon's global pool if none: a
     /// [`Context`](super::Context) runs it on the pool it was given instead.
-    pub fn forward(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        cache: &mut KvCache,
+        s: &mut Scratch,
+        logits: &mut [f32],
+    ) -> Result<(), ModelError> {
         // Run the whole pass on a worker of the thread pool: the ~130 parallel loops of a
         // decode step then split work among the workers directly, instead of each being
         // handed over from a thread outside the pool and waited for (a futex round trip each).
@@ -149,7 +155,13 @@ impl Model {
 
     /// [`Self::forward`] on the current thread, which should be a worker of the pool the
     /// pass is to run on.
-    pub(super) fn run(&self, batch: &Batch, cache: &mut KvCache, s: &mut Scratch, logits: &mut [f32]) -> Result<(), ModelError> {
+    pub(super) fn run(
+        &self,
+        batch: &Batch,
+        cache: &mut KvCache,
+        s: &mut Scratch,
+        logits: &mut [f32],
+    ) -> Result<(), ModelError> {
         let cfg = &self.config;
         let expected = batch.n_wanted() * cfg.n_vocab;
         if logits.len() != expected {
@@ -197,7 +209,9 @@ impl Model {
         s.lens.extend_from_slice(&cache.lens);
         s.needs.clear();
         s.needs.resize(cache.n_seq, usize::MAX);
-        for (index, ((&token, &pos), &seq)) in batch.tokens().iter().zip(batch.positions()).zip(batch.seqs()).enumerate() {
+        for (index, ((&token, &pos), &seq)) in
+            batch.tokens().iter().zip(batch.positions()).zip(batch.seqs()).enumerate()
+        {
             if token as usize >= cfg.n_vocab {
                 return Err(ModelError::BadToken { index, token, n_vocab: cfg.n_vocab });
             }
@@ -326,7 +340,11 @@ impl Model {
             &mut s.attn[..n * qd],
             &mut s.scores,
         );
-        Input::new(&s.attn, n, &mut s.act).project(layer.matrix(Role::AttnOut)?.weight(f), layer.optional(Role::AttnOutBias), &mut s.out)?;
+        Input::new(&s.attn, n, &mut s.act).project(
+            layer.matrix(Role::AttnOut)?.weight(f),
+            layer.optional(Role::AttnOutBias),
+            &mut s.out,
+        )?;
         residual(&mut s.x, &s.out, layer.optional(Role::PostAttnNorm), eps, &mut s.xn, n, e);
         Ok(())
     }
@@ -347,7 +365,11 @@ impl Model {
             FfnAct::GeluTanh => ops::gelu_tanh_f16(gate),
         }
         ops::mul_assign(gate, up);
-        Input::new(&s.gate, n, &mut s.act).project(layer.matrix(Role::FfnDown)?.weight(f), layer.optional(Role::FfnDownBias), &mut s.out)?;
+        Input::new(&s.gate, n, &mut s.act).project(
+            layer.matrix(Role::FfnDown)?.weight(f),
+            layer.optional(Role::FfnDownBias),
+            &mut s.out,
+        )?;
         residual(&mut s.x, &s.out, layer.optional(Role::PostFfnNorm), eps, &mut s.xn, n, e);
         Ok(())
     }

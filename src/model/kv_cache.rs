@@ -90,9 +90,7 @@ impl<T: KvScalar> KvStore<T> {
                     RowOp::Slide { seq, from, to } => {
                         buf.copy_within(seq * slot + from * kv_dim..seq * slot + to * kv_dim, seq * slot)
                     }
-                    RowOp::Copy { src, dst, n } => {
-                        buf.copy_within(src * slot..src * slot + n * kv_dim, dst * slot)
-                    }
+                    RowOp::Copy { src, dst, n } => buf.copy_within(src * slot..src * slot + n * kv_dim, dst * slot),
                 }
             }
         }

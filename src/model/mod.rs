@@ -50,9 +50,9 @@ mod threads;
 mod weights;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod context_tests;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
@@ -84,18 +84,44 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model, ModelError> {
     Model::open(path)
 }
 
+/// How a model is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Repack the matrices the kernel tier has a packed layout for, once, at load (see the
+    /// `weights` module); off, every matrix is read from the memory map as stored (the path
+    /// to compare against). Default: on, unless `PUPIL_NO_REPACK` is set to something other
+    /// than `0` or nothing.
+    pub repack: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { repack: std::env::var_os("PUPIL_NO_REPACK").is_none_or(|v| v.is_empty() || v == "0") }
+    }
+}
+
 impl Model {
     /// Opens the GGUF file at `path` and loads the model in it (see [`GgufFile::open`] for
     /// the memory map's caveats).
     pub fn open(path: impl AsRef<Path>) -> Result<Model, ModelError> {
-        Model::from_file(GgufFile::open(path)?)
+        Model::open_with(path, &LoadOptions::default())
+    }
+
+    /// [`Model::open`] with `opts`.
+    pub fn open_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, ModelError> {
+        Model::from_file_with(GgufFile::open(path)?, opts)
     }
 
     /// Loads the model in an open file: parses the config and checks every tensor of the
     /// architecture's table (presence, shape, type).
     pub fn from_file(file: GgufFile) -> Result<Model, ModelError> {
+        Model::from_file_with(file, &LoadOptions::default())
+    }
+
+    /// [`Model::from_file`] with `opts`.
+    pub fn from_file_with(file: GgufFile, opts: &LoadOptions) -> Result<Model, ModelError> {
         let config = Config::from_gguf(&file)?;
-        let weights = Weights::load(&file, &config)?;
+        let weights = Weights::load(&file, &config, opts)?;
         let ropes = Ropes::new(&config, &weights.model);
         Ok(Model { file, config, weights, ropes })
     }

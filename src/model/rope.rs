@@ -11,9 +11,9 @@
 
 use pupil_kernels::ops::Rope;
 
+use super::Config;
 use super::arch::Role;
 use super::weights::Tensors;
-use super::Config;
 
 /// The RoPE parameters of a model's layers.
 #[derive(Clone, Debug)]
@@ -97,7 +97,13 @@ mod tests {
 
     #[test]
     fn longrope_takes_the_long_factors_only_past_the_original_context() {
-        let spec = Synth { n_layer: 1, n_vocab: 300, rope_freqs: true, n_ctx_orig: Some(128), ..Synth::new(Arch::Phi3, DType::F32) };
+        let spec = Synth {
+            n_layer: 1,
+            n_vocab: 300,
+            rope_freqs: true,
+            n_ctx_orig: Some(128),
+            ..Synth::new(Arch::Phi3, DType::F32)
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("phi3.gguf");
         SynthModel::build(&spec, None).unwrap().write(&path).unwrap();

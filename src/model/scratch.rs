@@ -15,24 +15,24 @@ pub struct Scratch {
     pub(crate) n_seq: usize,
     /// `(n_embd, q_dim, kv_dim, n_ff, n_rot)` of the model it was built for.
     pub(crate) dims: (usize, usize, usize, usize, usize),
-    pub(crate) x: Vec<f32>,        // [max_batch, n_embd] residual stream
-    pub(crate) xn: Vec<f32>,       // [max_batch, n_embd] normed block input; final-normed wanted rows
-    pub(crate) out: Vec<f32>,      // [max_batch, n_embd] attention / FFN block output
-    pub(crate) q: Vec<f32>,        // [max_batch, n_head * head_dim]
-    pub(crate) k: Vec<f32>,        // [max_batch, n_head_kv * head_dim]
-    pub(crate) v: Vec<f32>,        // [max_batch, n_head_kv * head_dim]
-    pub(crate) attn: Vec<f32>,     // [max_batch, n_head * head_dim]
-    pub(crate) gate: Vec<f32>,     // [max_batch, n_ff]
-    pub(crate) up: Vec<f32>,       // [max_batch, n_ff]
-    pub(crate) head: Vec<f32>,     // [head_dim] one head, for Q/K norms
-    pub(crate) scores: Vec<f32>,   // [runs, n_ctx] attention scores, one head per parallel run
+    pub(crate) x: Vec<f32>,                        // [max_batch, n_embd] residual stream
+    pub(crate) xn: Vec<f32>,                       // [max_batch, n_embd] normed block input; final-normed wanted rows
+    pub(crate) out: Vec<f32>,                      // [max_batch, n_embd] attention / FFN block output
+    pub(crate) q: Vec<f32>,                        // [max_batch, n_head * head_dim]
+    pub(crate) k: Vec<f32>,                        // [max_batch, n_head_kv * head_dim]
+    pub(crate) v: Vec<f32>,                        // [max_batch, n_head_kv * head_dim]
+    pub(crate) attn: Vec<f32>,                     // [max_batch, n_head * head_dim]
+    pub(crate) gate: Vec<f32>,                     // [max_batch, n_ff]
+    pub(crate) up: Vec<f32>,                       // [max_batch, n_ff]
+    pub(crate) head: Vec<f32>,                     // [head_dim] one head, for Q/K norms
+    pub(crate) scores: Vec<f32>,                   // [runs, n_ctx] attention scores, one head per parallel run
     pub(crate) spans: Vec<std::ops::Range<usize>>, // [max_batch] cache rows each token attends to
-    pub(crate) rope: Vec<f32>,     // [max_batch, n_rot] cos/sin per token, global layers
-    pub(crate) rope_swa: Vec<f32>, // [max_batch, n_rot] cos/sin per token, sliding-window layers
-    pub(crate) lens: Vec<usize>,   // [n_seq] cache lengths after the batch, while validating
-    pub(crate) needs: Vec<usize>,  // [n_seq] oldest position the batch's tokens attend to
-    pub(crate) oldest: Vec<usize>, // [n_seq] oldest position each ring keeps for the batch
-    pub(crate) act: Activations,   // [max_batch, max(n_embd, n_ff)] converted matmul input
+    pub(crate) rope: Vec<f32>,                     // [max_batch, n_rot] cos/sin per token, global layers
+    pub(crate) rope_swa: Vec<f32>,                 // [max_batch, n_rot] cos/sin per token, sliding-window layers
+    pub(crate) lens: Vec<usize>,                   // [n_seq] cache lengths after the batch, while validating
+    pub(crate) needs: Vec<usize>,                  // [n_seq] oldest position the batch's tokens attend to
+    pub(crate) oldest: Vec<usize>,                 // [n_seq] oldest position each ring keeps for the batch
+    pub(crate) act: Activations,                   // [max_batch, max(n_embd, n_ff)] converted matmul input
 }
 
 impl Scratch {

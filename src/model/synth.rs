@@ -157,7 +157,19 @@ fn tokenizer(spec: &Synth, vocab: Option<&Gguf>) -> Vec<(String, Value)> {
         let first = tokens.len();
         tokens.extend((first..n.max(first)).map(|i| format!("\u{2581}p{i}")));
         tokens.truncate(n);
-        let types: Vec<i32> = (0..n).map(|i| if i == 0 { 2 } else if i < 3 { 3 } else if i < first { 6 } else { 1 }).collect();
+        let types: Vec<i32> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    2
+                } else if i < 3 {
+                    3
+                } else if i < first {
+                    6
+                } else {
+                    1
+                }
+            })
+            .collect();
         return vec![
             ("tokenizer.ggml.model".into(), Value::from("llama")),
             ("tokenizer.ggml.tokens".into(), Value::from(tokens)),
@@ -180,7 +192,9 @@ fn tokenizer(spec: &Synth, vocab: Option<&Gguf>) -> Vec<(String, Value)> {
         .iter()
         .filter(|(k, _)| k.starts_with("tokenizer."))
         .map(|(k, val)| match (k.as_str(), val) {
-            ("tokenizer.ggml.tokens" | "tokenizer.ggml.scores" | "tokenizer.ggml.token_type", Value::Array(a)) => (k.clone(), Value::Array(cut(a))),
+            ("tokenizer.ggml.tokens" | "tokenizer.ggml.scores" | "tokenizer.ggml.token_type", Value::Array(a)) => {
+                (k.clone(), Value::Array(cut(a)))
+            }
             _ => (k.clone(), val.clone()),
         })
         .collect()
@@ -261,7 +275,11 @@ fn values(rng: &mut Rng, cfg: &Config, role: Role, n: usize, cols: usize) -> Vec
 /// `x` (rows of `cols`) in `dtype`, via the reference quantizers.
 fn encode(x: &[f32], cols: usize, dtype: DType) -> Result<Vec<u8>, ModelError> {
     let q = quant::ops(dtype).and_then(|o| o.quantize).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
-    let row_bytes = dtype.row_bytes(cols as u64).ok_or(KernelError::Length { what: "row (whole blocks)", expected: cols.next_multiple_of(dtype.block_size()), found: cols })? as usize;
+    let row_bytes = dtype.row_bytes(cols as u64).ok_or(KernelError::Length {
+        what: "row (whole blocks)",
+        expected: cols.next_multiple_of(dtype.block_size()),
+        found: cols,
+    })? as usize;
     let rows = x.len() / cols;
     // Blocks need their natural alignment; a u64 buffer has more than any of them.
     let mut buf = vec![0u64; (rows * row_bytes).div_ceil(8)];

@@ -43,7 +43,9 @@ fn defaults_follow_llama_cpp() {
     assert_eq!(g2.swa_layers, [true, false, true, false]);
     assert_eq!(g2.rope_base_swa, g2.rope_base);
 
-    let g3 = config_of(&build(&Synth { n_layer: 12, sliding_window: Some(512), rope_base: 1e6, ..small(Arch::Gemma3) })).unwrap();
+    let g3 =
+        config_of(&build(&Synth { n_layer: 12, sliding_window: Some(512), rope_base: 1e6, ..small(Arch::Gemma3) }))
+            .unwrap();
     let globals: Vec<usize> = (0..12).filter(|&i| !g3.swa_layers[i]).collect();
     assert_eq!(globals, [5, 11], "every sixth Gemma 3 layer is global");
     assert_eq!((g3.rope_base, g3.rope_base_swa, g3.final_softcap, g3.attn_softcap), (1e6, 10000.0, None, None));
@@ -118,21 +120,27 @@ fn bad_tensors_are_typed_errors_naming_the_tensor() {
 
     let mut m = good.clone();
     m.tensors.retain(|t| t.name != "blk.1.attn_k_norm.weight");
-    assert!(matches!(open(&m), Err(ModelError::MissingTensor { name, expected }) if name == "blk.1.attn_k_norm.weight" && expected == [64]));
+    assert!(
+        matches!(open(&m), Err(ModelError::MissingTensor { name, expected }) if name == "blk.1.attn_k_norm.weight" && expected == [64])
+    );
 
     let mut m = good.clone();
     let t = m.tensor_mut("blk.0.ffn_up.weight").unwrap();
     t.dims = vec![256, 256];
     t.data.truncate(t.data.len() / 2);
     let err = open(&m).unwrap_err();
-    assert!(matches!(&err, ModelError::TensorShape { name, expected, found } if name == "blk.0.ffn_up.weight" && expected == &[256, 512] && found == &[256, 256]));
+    assert!(
+        matches!(&err, ModelError::TensorShape { name, expected, found } if name == "blk.0.ffn_up.weight" && expected == &[256, 512] && found == &[256, 256])
+    );
     assert!(err.to_string().contains("blk.0.ffn_up.weight"));
 
     let mut m = good.clone();
     let t = m.tensor_mut("blk.1.ffn_gate.weight").unwrap();
     t.dtype = DType::IQ2_XXS;
     t.data = vec![0; DType::IQ2_XXS.row_bytes(256).unwrap() as usize * 512];
-    assert!(matches!(open(&m), Err(ModelError::UnsupportedDType { name, dtype: DType::IQ2_XXS }) if name == "blk.1.ffn_gate.weight"));
+    assert!(
+        matches!(open(&m), Err(ModelError::UnsupportedDType { name, dtype: DType::IQ2_XXS }) if name == "blk.1.ffn_gate.weight")
+    );
 
     // Optional tensors may be absent; required ones of another architecture are not needed.
     let llama = build(&Synth { tied_output: true, ..small(Arch::Llama) });
@@ -230,5 +238,8 @@ fn run_time_errors_leave_the_cache_untouched() {
     let mut other_cache = other.new_cache(Some(8), 1, KvType::F16);
     let mut b = Batch::new();
     b.push(3, 0, 0, true);
-    assert!(matches!(m.forward(&b, &mut other_cache, &mut m.new_scratch(1, &cache), &mut logits), Err(ModelError::Mismatch { .. })));
+    assert!(matches!(
+        m.forward(&b, &mut other_cache, &mut m.new_scratch(1, &cache), &mut logits),
+        Err(ModelError::Mismatch { .. })
+    ));
 }

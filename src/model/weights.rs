@@ -15,7 +15,8 @@
 //!   size. Other types stay in the map only.
 //!
 //!   Embeddings not tied to the output only serve row lookups and get no copy.
-//!   `PUPIL_NO_REPACK=1` in the environment makes none;
+//!   [`LoadOptions::repack`] off (`--no-repack`; `PUPIL_NO_REPACK=1` in the environment)
+//!   makes none;
 //! - norm weights, biases and RoPE frequency factors (a few KiB per layer) are widened to f32
 //!   once, so the forward pass reads them as plain slices whatever type the file stores;
 //! - a fused tensor (Phi-3's `attn_qkv`, its `ffn_up` holding gate and up) is stored as its
@@ -126,10 +127,12 @@ pub(crate) struct Weights {
 
 impl Weights {
     /// Locates and checks every tensor of `cfg.arch`'s table in `file`.
-    pub fn load(file: &GgufFile, cfg: &Config) -> Result<Weights, ModelError> {
-        let pack = std::env::var_os("PUPIL_NO_REPACK").is_none_or(|v| v.is_empty() || v == "0");
-        let l = Loader { file, cfg, spec: cfg.arch.spec(), pack };
-        Ok(Weights { model: l.tensors(None)?, layers: (0..cfg.n_layer).map(|i| l.tensors(Some(i))).collect::<Result<_, _>>()? })
+    pub fn load(file: &GgufFile, cfg: &Config, opts: &super::LoadOptions) -> Result<Weights, ModelError> {
+        let l = Loader { file, cfg, spec: cfg.arch.spec(), pack: opts.repack };
+        Ok(Weights {
+            model: l.tensors(None)?,
+            layers: (0..cfg.n_layer).map(|i| l.tensors(Some(i))).collect::<Result<_, _>>()?,
+        })
     }
 
     /// `output.weight`, or the embeddings when the file ties them (as llama.cpp falls back).
@@ -298,7 +301,9 @@ mod tests {
         let mut m = phi3();
         m.tensors.retain(|t| t.name != "blk.1.attn_qkv.weight");
         match open(&m) {
-            Err(ModelError::MissingTensor { name, expected }) => assert_eq!((name.as_str(), expected), ("blk.1.attn_qkv.weight", vec![256, 512])),
+            Err(ModelError::MissingTensor { name, expected }) => {
+                assert_eq!((name.as_str(), expected), ("blk.1.attn_qkv.weight", vec![256, 512]))
+            }
             other => panic!("{other:?}"),
         }
 
