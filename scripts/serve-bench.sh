@@ -180,6 +180,7 @@ cache=$root/models/.cache
 src=$cache/llama.cpp-src
 build=$cache/llama-server-build
 server_bin=$build/bin/llama-server
+extra_cmake=()
 
 # ---------------------------------------------------------------- llama-server, built once
 build_llama_server() {
@@ -206,25 +207,62 @@ build_llama_server() {
     echo "building llama-server (first time: ~10 minutes on 2 cores)" >&2
     cmake -S "$src" -B "$build" -DGGML_NATIVE=ON -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF \
         -DLLAMA_OPENSSL=OFF -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DCMAKE_BUILD_TYPE=Release >"$build.log" 2>&1 \
+        -DCMAKE_BUILD_TYPE=Release "${extra_cmake[@]}" >"$build.log" 2>&1 \
         || { echo "error: cmake configure failed, see $build.log" >&2; exit 1; }
     cmake --build "$build" --target llama-server -j2 >>"$build.log" 2>&1 \
         || { echo "error: llama-server build failed, see $build.log" >&2; exit 1; }
     echo "$sha" > "$build/.source-sha256"
 }
 
+# llama_server_starts: whether llama-server loads the model and answers /health (its load
+# runs a warm-up pass through the kernels it picked for this CPU).
+llama_server_starts() {
+    local port pid
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$server_bin" -m "$model" --host 127.0.0.1 --port "$port" -t "$threads" -np 1 -c 512 >"$build.smoke.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 600); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" 2>/dev/null
+            return 1
+        fi
+        if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ]; then
+            kill -TERM "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+            return 0
+        fi
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 1
+}
+
+models/fetch-gemma3-270m.sh >&2
 if [ "$skip_llama" = 0 ]; then
     build_llama_server
+    # A native build takes the CPU's AMX tile kernels where the compiler offers them. On some
+    # machines (seen on a Sapphire Rapids VM) llama.cpp's AMX matmul then faults while loading
+    # (an invalid-opcode trap in tinygemm_kernel_amx, though AMX itself works there): build it
+    # again without AMX, keeping every other native ISA and its repacked kernels.
+    if ! llama_server_starts; then
+        echo "llama-server does not start on this machine (log: $build.smoke.log); building it without AMX" >&2
+        build=$cache/llama-server-build-noamx
+        server_bin=$build/bin/llama-server
+        no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+        extra_cmake=(-DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx")
+        build_llama_server
+        llama_server_starts || { echo "error: llama-server without AMX does not start either (log: $build.smoke.log)" >&2; exit 1; }
+    fi
 fi
 if [ "$build_only" = 1 ]; then
     echo "ok: $server_bin"
     exit 0
 fi
 
-# ---------------------------------------------------------------- pupil and the model
+# ---------------------------------------------------------------- pupil
 cargo build --release --bin pupil >&2
 pupil=$root/target/release/pupil
-models/fetch-gemma3-270m.sh >&2
 ctx=4096                      # positions per slot, for both servers
 out=$(mktemp -d "${TMPDIR:-/tmp}/serve-bench.XXXXXX")
 server_pid=""
