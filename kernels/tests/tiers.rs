@@ -261,12 +261,18 @@ fn dot_matches_reference() {
                     let mut got = [0f32; 4];
                     let ops = cpu::ops_for(*tier, t).unwrap();
                     let Some(dot_x4) = ops.dot_x4 else { continue };
-                    dot_x4(w.bytes(), [four[0].bytes(), four[1].bytes(), four[2].bytes(), four[3].bytes()], &mut got).unwrap();
+                    dot_x4(w.bytes(), [four[0].bytes(), four[1].bytes(), four[2].bytes(), four[3].bytes()], &mut got)
+                        .unwrap();
                     // Bit for bit the tier's `dot`: a token must get the same logits in a
                     // batch as alone (`model::tests::decoding_token_by_token_equals_one_batch`).
                     for (k, a) in four.iter().enumerate() {
                         let one = (ops.dot)(w.bytes(), a.bytes()).unwrap();
-                        assert_eq!(got[k].to_bits(), one.to_bits(), "{tier} {t} dot_x4 [{k}], {nb} blocks, weights {wname}: {} vs {one}", got[k]);
+                        assert_eq!(
+                            got[k].to_bits(),
+                            one.to_bits(),
+                            "{tier} {t} dot_x4 [{k}], {nb} blocks, weights {wname}: {} vs {one}",
+                            got[k]
+                        );
                     }
                 }
             }
@@ -395,7 +401,11 @@ fn dot_rows_is_dot_bit_for_bit() {
             let mut weights: Vec<u8> = Vec::new();
             let n_rows = 13;
             for k in 0..n_rows {
-                let row = if k % 4 == 3 { saturated_row(t, nb, [0xff, 0x00, 0x80, 0x55][k / 4 % 4]) } else { random_row(t, &mut r, nb) };
+                let row = if k % 4 == 3 {
+                    saturated_row(t, nb, [0xff, 0x00, 0x80, 0x55][k / 4 % 4])
+                } else {
+                    random_row(t, &mut r, nb)
+                };
                 weights.extend_from_slice(row.bytes());
             }
             let weights = Buf::new(&weights);
@@ -414,7 +424,11 @@ fn dot_rows_is_dot_bit_for_bit() {
                         dot_rows(w, a.bytes(), &mut got).unwrap();
                         for (k, y) in got.iter().enumerate() {
                             let one = (ops.dot)(&w[k * rb..(k + 1) * rb], a.bytes()).unwrap();
-                            assert_eq!(y.to_bits(), one.to_bits(), "{tier} {t} dot_rows [{k}] of {count}, {nb} blocks: {y} vs {one}");
+                            assert_eq!(
+                                y.to_bits(),
+                                one.to_bits(),
+                                "{tier} {t} dot_rows [{k}] of {count}, {nb} blocks: {y} vs {one}"
+                            );
                             checked += 1;
                         }
                     }
@@ -445,7 +459,10 @@ fn gemm_matches_reference() {
     let mut checked = 0;
     for t in types() {
         let act = reference(t).act;
-        for (i, &nb) in [1usize, 3, 20].iter().enumerate() {
+        // Float rows (one element a block) also long enough for whole groups of 32 columns
+        // with 8-column chunks and single columns after them.
+        let counts: &[usize] = if t.block_size() == 1 { &[1, 3, 20, 75, 141] } else { &[1, 3, 20] };
+        for (i, &nb) in counts.iter().enumerate() {
             let mut r = rng(0x6e44 + i as u64);
             let n = nb * t.block_size();
             let n_rows = 33;

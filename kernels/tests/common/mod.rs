@@ -41,10 +41,15 @@ pub fn rows(n: usize, seed: u64) -> Vec<Row> {
         let _ = i;
     }
     // Gaussian-like weights, the shape real checkpoints have.
-    push("gaussian", (0..n).map(|_| {
-        let s: f32 = (0..12).map(|_| r.random::<f32>()).sum();
-        (s - 6.0) * 0.02
-    }).collect());
+    push(
+        "gaussian",
+        (0..n)
+            .map(|_| {
+                let s: f32 = (0..12).map(|_| r.random::<f32>()).sum();
+                (s - 6.0) * 0.02
+            })
+            .collect(),
+    );
     push("cosine (test-quantize-fns)", (0..n).map(|i| 0.1 + 2.0 * (i as f32).cos()).collect());
     push("zeros", vec![0.0; n]);
     push("negative zeros", vec![-0.0; n]);
@@ -69,7 +74,12 @@ pub fn rows(n: usize, seed: u64) -> Vec<Row> {
 pub fn assert_bits_eq(what: &str, ours: &[f32], theirs: &[f32]) {
     assert_eq!(ours.len(), theirs.len(), "{what}: length");
     for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-        assert!(a.to_bits() == b.to_bits(), "{what}: element {i}: pupil {a:e} ({:#x}), ggml {b:e} ({:#x})", a.to_bits(), b.to_bits());
+        assert!(
+            a.to_bits() == b.to_bits(),
+            "{what}: element {i}: pupil {a:e} ({:#x}), ggml {b:e} ({:#x})",
+            a.to_bits(),
+            b.to_bits()
+        );
     }
 }
 
@@ -79,7 +89,11 @@ pub fn assert_bytes_eq(what: &str, ours: &[u8], theirs: &[u8], block_bytes: usiz
     if let Some(i) = ours.iter().zip(theirs).position(|(a, b)| a != b) {
         let b = i / block_bytes;
         let span = b * block_bytes..(b + 1) * block_bytes;
-        panic!("{what}: first difference at byte {i} (block {b})\n pupil: {:?}\n  ggml: {:?}", &ours[span.clone()], &theirs[span]);
+        panic!(
+            "{what}: first difference at byte {i} (block {b})\n pupil: {:?}\n  ggml: {:?}",
+            &ours[span.clone()],
+            &theirs[span]
+        );
     }
 }
 

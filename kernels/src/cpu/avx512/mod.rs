@@ -14,6 +14,7 @@
 //! "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]`, called only through [`patch`]'s
 //! entries on hosts where [`supported`] (and the AVX2 tier's test) holds.
 
+mod float;
 mod gemm;
 mod legacy;
 mod nibble;
@@ -60,6 +61,9 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q4_K => ops.gemm = gemm_entry!(BlockQ4_K, gemm::gemm_q4_k),
         DType::Q5_K => ops.gemm = gemm_entry!(BlockQ5_K, gemm::gemm_q5_k),
         DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
+        DType::F32 => ops.gemm = gemm_entry!(f32, float::gemm_float::<f32>),
+        DType::F16 => ops.gemm = gemm_entry!(half::f16, float::gemm_float::<half::f16>),
+        DType::BF16 => ops.gemm = gemm_entry!(half::bf16, float::gemm_float::<half::bf16>),
         _ => {}
     }
     // Weights packed once at load into panels of their own stored bytes (`cpu::nibble`):
