@@ -119,9 +119,14 @@ pub(super) unsafe fn gemm_float<X: Widen>(w: &[X], a: &[X], n: usize, out: &mut 
     let groups = cols / 32;
     let n_pad = n.div_ceil(T) * T;
     WIDE.with_borrow_mut(|(aw, ww)| {
-        // Grow to the largest call once; no allocation after that. Padding rows are zeros.
-        aw.resize(n_pad * cols, 0.0);
-        ww.resize(PANEL * cols, 0.0);
+        // Grow to the largest call once (never shrunk, so a smaller call zeroes nothing);
+        // no allocation after that. Padding rows are zeros.
+        for (v, len) in [(&mut *aw, n_pad * cols), (&mut *ww, PANEL * cols)] {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        }
+        let (aw, ww) = (&mut aw[..n_pad * cols], &mut ww[..PANEL * cols]);
         for t in 0..n_pad {
             let src = if t < n { &a[t * cols..][..cols] } else { &[][..] };
             widen_into(src, &mut aw[t * cols..][..cols]);
