@@ -209,8 +209,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut session = engine.session(SessionOptions { n_ctx: Some(args.ctx), kv_type, ..SessionOptions::default() });
     let params = GenerateParams { max_tokens: usize::try_from(args.n_predict).ok(), sampler, stop: args.stop.clone() };
     if args.chat {
-        eprintln!("load: {load_s:.2} s{}", if load.repack { "" } else { " (--no-repack)" });
-        return chat(&engine, &mut session, &params, &args);
+        return chat(&engine, &mut session, &params, &args, (load_s, load.repack));
     }
     let prompt = match args.prompt.as_deref() {
         Some("-") => {
@@ -311,12 +310,21 @@ fn report(done: &Completion, load: Option<(f64, bool)>) {
     );
 }
 
-fn chat(engine: &Arc<Engine>, session: &mut Session, params: &GenerateParams, args: &Args) -> Result<()> {
+/// The chat loop; `load` (the model's load time, and whether it was repacked) is said once
+/// the chat can start.
+fn chat(
+    engine: &Arc<Engine>,
+    session: &mut Session,
+    params: &GenerateParams,
+    args: &Args,
+    load: (f64, bool),
+) -> Result<()> {
     if engine.chat_template().is_none() {
         return Err(
             anyhow::Error::new(pupil::engine::EngineError::NoChatTemplate).context(args.model.display().to_string())
         );
     }
+    eprintln!("load: {:.2} s{}", load.0, if load.1 { "" } else { " (--no-repack)" });
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(Message::system(system.clone()));
