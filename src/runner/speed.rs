@@ -377,19 +377,22 @@ mod tests {
         assert!(m.ttft.as_ref().unwrap().median > 0.0);
     }
 
-    #[test]
-    fn a_real_model_measures_positive_speeds() {
-        use crate::kernels::DType;
+    /// A small synthetic llama of `n_layer` layers of `dtype`, written into a directory of
+    /// its own (`name`) and opened; the caller removes the directory.
+    fn synth_llama(name: &str, n_layer: usize, dtype: crate::kernels::DType) -> (std::path::PathBuf, Model) {
         use crate::model::Arch;
         use crate::model::synth::{Synth, SynthModel};
-        let dir = std::env::temp_dir().join(format!("pupil-speed-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("pupil-speed-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tiny.gguf");
-        SynthModel::build(&Synth { n_layer: 1, ..Synth::new(Arch::Llama, DType::Q8_0) }, None)
-            .unwrap()
-            .write(&path)
-            .unwrap();
+        SynthModel::build(&Synth { n_layer, ..Synth::new(Arch::Llama, dtype) }, None).unwrap().write(&path).unwrap();
         let model = Model::open(&path).unwrap();
+        (dir, model)
+    }
+
+    #[test]
+    fn a_real_model_measures_positive_speeds() {
+        let (dir, model) = synth_llama("one", 1, crate::kernels::DType::Q8_0);
         let plan = Plan { n_prompt: 8, n_gen: 4, repetitions: 1 };
         let mut r = PupilRunner::new(&model, &plan.runner_options()).unwrap();
         let m = measure(&plan, &Tokens::cycled(&[3, 4, 5], &plan), &mut [&mut r], |_| {}).unwrap();
@@ -404,17 +407,7 @@ mod tests {
     /// are batch-invariant), after a prompt copied from sequence 0; and the test measures.
     #[test]
     fn sequences_decode_together_as_they_do_alone() {
-        use crate::kernels::DType;
-        use crate::model::Arch;
-        use crate::model::synth::{Synth, SynthModel};
-        let dir = std::env::temp_dir().join(format!("pupil-speed-seq-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("tiny.gguf");
-        SynthModel::build(&Synth { n_layer: 2, ..Synth::new(Arch::Llama, DType::Q4_0) }, None)
-            .unwrap()
-            .write(&path)
-            .unwrap();
-        let model = Model::open(&path).unwrap();
+        let (dir, model) = synth_llama("seq", 2, crate::kernels::DType::Q4_0);
         let par = Parallel { n_seq: 3, depth: 8, n_gen: 4, repetitions: 1 };
         let opts = RunnerOptions { threads: Some(1), ..par.runner_options() };
         let mut many = PupilRunner::new(&model, &opts).unwrap();
