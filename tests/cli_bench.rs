@@ -177,6 +177,8 @@ fn sequences_reports_the_aggregate_beside_one_sequence() {
     assert!(q["llama_many"].is_null(), "no llama.cpp figure without --against-llama");
     let out = pupil(&["bench", "-m", tiny_model(dir.path()).to_str().unwrap(), "--sequences", "999"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = pupil(&["bench", "-m", tiny_model(dir.path()).to_str().unwrap(), "--sequences", "2", "-n", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[cfg(feature = "llama")]

@@ -93,6 +93,11 @@ pub fn run(args: Args) -> Result<()> {
         )
         .into());
     }
+    if args.sequences > 0 && args.n_gen == 0 {
+        return Err(
+            BadInput::new("--sequences measures decode steps, and -n 0 asks for none: give -n 1 or more").into()
+        );
+    }
     if args.n_prompt == 0 && args.n_gen == 0 {
         return Err(BadInput::new("-p 0 and -n 0 skip both tests: nothing to measure").into());
     }
@@ -146,6 +151,13 @@ fn spinner(msg: String) -> ProgressBar {
     bar
 }
 
+/// The bar a benchmark's steps advance (their count is set by the first step).
+fn steps_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
+    bar
+}
+
 /// The models to measure, in order, with the label of each: the files of `-m`, then the
 /// synthetic models (written first where they are not cached yet).
 fn models(args: &Args) -> Result<Vec<(String, PathBuf)>> {
@@ -179,8 +191,7 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
     let tokens = bench::tokens_for_model(&model, &plan, TOKEN_SEED);
     let tier = pupil::kernels::cpu::tier().name().to_owned();
 
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
+    let bar = steps_bar();
     let on_step = |p: &Progress| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
@@ -217,8 +228,7 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
         l.llama_load_s = llama_load_s;
     }
     if args.sequences > 0 {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]").expect("static template"));
+        let bar = steps_bar();
         let on_step = |p: &Progress| {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
@@ -247,7 +257,7 @@ fn sequences(
     let par = pupil::runner::speed::Parallel {
         n_seq: args.sequences,
         depth: plan.n_prompt,
-        n_gen: plan.n_gen.max(1),
+        n_gen: plan.n_gen,
         repetitions: plan.repetitions,
     };
     let counts = [1, par.n_seq];
