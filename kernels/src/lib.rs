@@ -30,6 +30,9 @@ pub mod quant;
 #[cfg(feature = "ggml")]
 pub mod ggml;
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
 pub use dtype::DType;
 
 /// Errors from the type-erased kernel entry points.
