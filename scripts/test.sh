@@ -30,6 +30,16 @@ if ! "$venv/bin/python" -c "import openai" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==3.57.0"
 fi
 
+# NVRTC, to compile every CUDA kernel for sm_80 and sm_90 (no GPU needed): NVIDIA's wheel,
+# pinned to 13.0, whose output a CUDA 13.0 driver loads. The tests must find it, not skip.
+nvrtc=models/.cache/nvrtc
+if [ ! -e "$nvrtc/nvidia/cu13/lib/libnvrtc.so.13" ]; then
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$nvrtc" "nvidia-cuda-nvrtc==13.0.88"
+fi
+export LD_LIBRARY_PATH="$PWD/$nvrtc/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PUPIL_REQUIRE_NVRTC=1
+
 # --release: the tests run real models and reference kernels, which need optimised code.
-# The `llama` feature builds llama.cpp as the oracle the kernels and the model are checked against.
-cargo test --release --workspace --features llama "$@"
+# The `llama` feature builds llama.cpp as the oracle the kernels and the model are checked against;
+# `cuda` builds the GPU path (no CUDA needed to build it; its GPU tests skip without a GPU).
+cargo test --release --workspace --features llama,cuda "$@"

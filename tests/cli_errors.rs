@@ -227,6 +227,13 @@ fn rows(f: &Fixtures) -> Vec<Row> {
         row(&["bench", "-m", s, "--bandwidth-mib", "18446744073709551615"], "--bandwidth-mib"),
         row(&["bench", "-m", "/dev/null"], "not a regular file"),
         row(&["bench", "-m", dir], "not a regular file (a directory)"),
+        // --gpu-layers on a machine with no GPU (or a build without CUDA): one line saying why.
+        row(&run(&["--gpu-layers", "1"]), "--gpu-layers 1: "),
+        row(&run(&["-ngl", "99"]), "--gpu-layers 99: "),
+        row(&run(&["--gpu-layers", "-1"]), "--gpu-layers"),
+        row(&["bench", "-m", s, "--gpu-layers", "2", "-p", "8", "-n", "0"], "--gpu-layers 2: "),
+        row(&["serve", "-m", s, "--gpu-layers", "1", "--port", "0"], "--gpu-layers 1: "),
+        row(&["compare", "--gpu-layers", "3"], "--gpu-layers 3: "),
         // No subcommand of that name.
         row(&["serve-me"], "unrecognized subcommand"),
     ];

@@ -38,7 +38,9 @@ enum Command {
 /// Runs the command line and returns the process exit status (see [`error`] for what each
 /// means).
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    // llama.cpp spells `--gpu-layers` `-ngl`, which clap cannot take as a short flag.
+    let args = std::env::args_os().map(|a| if a == "-ngl" { "--gpu-layers".into() } else { a });
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             eprintln!("{}", error::clap_one_line(&e));
@@ -101,9 +103,9 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
     })
 }
 
-/// How a command's `--no-repack` loads models: repacked at load unless the flag (or
-/// `PUPIL_NO_REPACK`) says not to.
-fn load_options(no_repack: bool) -> pupil::model::LoadOptions {
+/// How a command's `--no-repack` and `--gpu-layers` load models: repacked at load unless the
+/// flag (or `PUPIL_NO_REPACK`) says not to.
+fn load_options(no_repack: bool, gpu_layers: usize) -> pupil::model::LoadOptions {
     let opts = pupil::model::LoadOptions::default();
-    pupil::model::LoadOptions { repack: opts.repack && !no_repack }
+    pupil::model::LoadOptions { repack: opts.repack && !no_repack, gpu_layers }
 }

@@ -69,6 +69,10 @@ pub struct Args {
     /// for this CPU's kernels (for comparison; also `PUPIL_NO_REPACK=1`).
     #[arg(long)]
     no_repack: bool,
+    /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
+    /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
+    #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", value_name = "N", default_value_t = 0)]
+    gpu_layers: usize,
 }
 
 /// The embedded distilled student: in `models/distill` under the working directory, or else
@@ -100,8 +104,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => args.api_key.clone(),
     };
-    let mut engine =
-        Engine::load_with(&path, &super::load_options(args.no_repack)).with_context(|| path.display().to_string())?;
+    let mut engine = Engine::load_with(&path, &super::load_options(args.no_repack, args.gpu_layers))
+        .with_context(|| path.display().to_string())?;
     if let Some(t) = &args.chat_template {
         let src = std::fs::read_to_string(t).map_err(|e| BadInput::file("--chat-template", t, e))?;
         engine.set_chat_template("chat template", src).with_context(|| format!("--chat-template {}", t.display()))?;

@@ -27,6 +27,16 @@ pub enum ModelError {
         arch: String,
     },
 
+    /// GPU layers were asked for and cannot be had: no CUDA in this build, no driver or
+    /// device, or no GPU forward pass yet.
+    #[error("--gpu-layers {layers}: {reason}")]
+    Gpu {
+        /// The layers asked for.
+        layers: usize,
+        /// Why not.
+        reason: String,
+    },
+
     /// A required metadata key is absent.
     #[error("metadata key '{key}' is missing")]
     MissingKey {
@@ -299,7 +309,8 @@ impl ModelError {
             | ModelError::TensorShape { .. }
             | ModelError::UnsupportedDType { .. }
             | ModelError::BadToken { .. }
-            | ModelError::ContextSize { .. } => ErrorKind::BadInput,
+            | ModelError::ContextSize { .. }
+            | ModelError::Gpu { .. } => ErrorKind::BadInput,
             _ => ErrorKind::Internal,
         }
     }

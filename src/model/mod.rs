@@ -42,6 +42,7 @@ mod config;
 mod context;
 mod error;
 mod forward;
+mod gpu;
 mod kv_cache;
 mod rope;
 mod scratch;
@@ -92,11 +93,25 @@ pub struct LoadOptions {
     /// to compare against). Default: on, unless `PUPIL_NO_REPACK` is set to something other
     /// than `0` or nothing.
     pub repack: bool,
+    /// Layers to run on the GPU, llama.cpp's `-ngl`: the last `gpu_layers` blocks, the
+    /// output head counting as one more. Default 0, all on the CPU. (See the `gpu` module:
+    /// more than 0 is refused with the reason until the forward pass runs on a device.)
+    pub gpu_layers: usize,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { repack: std::env::var_os("PUPIL_NO_REPACK").is_none_or(|v| v.is_empty() || v == "0") }
+        let repack = std::env::var_os("PUPIL_NO_REPACK").is_none_or(|v| v.is_empty() || v == "0");
+        LoadOptions { repack, gpu_layers: 0 }
+    }
+}
+
+impl LoadOptions {
+    /// Checks what can be checked before a file is read: that the GPU layers asked for can be
+    /// had. [`Model::open_with`] does this first; commands that load through another path
+    /// (`pupil compare`) call it themselves.
+    pub fn check(&self) -> Result<(), ModelError> {
+        gpu::check(self.gpu_layers)
     }
 }
 
@@ -120,6 +135,7 @@ impl Model {
 
     /// [`Model::from_file`] with `opts`.
     pub fn from_file_with(file: GgufFile, opts: &LoadOptions) -> Result<Model, ModelError> {
+        opts.check()?;
         let config = Config::from_gguf(&file)?;
         let weights = Weights::load(&file, &config, opts)?;
         let ropes = Ropes::new(&config, &weights.model);
