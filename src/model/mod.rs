@@ -38,8 +38,10 @@
 
 mod arch;
 mod batch;
+mod block;
 mod config;
 mod context;
+mod cpu;
 mod error;
 mod forward;
 mod gpu;

@@ -4,6 +4,7 @@
 use pupil_kernels::DType;
 use pupil_kernels::ops::Activations;
 
+use super::block::Buf;
 use super::{Config, KvCache};
 
 /// Working memory of [`Model::forward`](super::Model::forward) for batches of up to
@@ -78,6 +79,15 @@ impl Scratch {
             oldest: Vec::with_capacity(cache.n_seq),
             act,
         }
+    }
+
+    /// The activation buffers by [`Buf`] (in its order), and the matmul input buffer.
+    pub(crate) fn bufs(&mut self) -> ([&mut Vec<f32>; Buf::COUNT], &mut Activations) {
+        let s = self;
+        (
+            [&mut s.x, &mut s.xn, &mut s.out, &mut s.q, &mut s.k, &mut s.v, &mut s.attn, &mut s.gate, &mut s.up],
+            &mut s.act,
+        )
     }
 
     /// The most tokens a batch may have.
