@@ -37,6 +37,13 @@ pub enum ModelError {
         reason: String,
     },
 
+    /// The GPU failed while running a batch (a driver or kernel error).
+    #[error("GPU: {reason}")]
+    Device {
+        /// What failed.
+        reason: String,
+    },
+
     /// A required metadata key is absent.
     #[error("metadata key '{key}' is missing")]
     MissingKey {

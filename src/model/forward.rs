@@ -66,13 +66,31 @@ impl Model {
             rope_swa.angles(pos as i32, &mut s.rope_swa[t * r..][..r]);
         }
         for seq in 0..cache.n_seq {
-            cache.slide(seq, s.oldest[seq]);
+            cache.slide(seq, s.oldest[seq])?;
         }
+        let first = self.gpu_first();
         let KvCache { rows, oldest, store, n_ctx, .. } = cache;
         let layout = |il: usize| Rows { per_seq: rows[il], oldest: (rows[il] != *n_ctx).then_some(&oldest[..]) };
         match store {
-            Store::F16(kv) => self.blocks(batch, kv, layout, s)?,
-            Store::F32(kv) => self.blocks(batch, kv, layout, s)?,
+            Store::F16(kv) => self.blocks(0..first, batch, kv, layout, s)?,
+            Store::F32(kv) => self.blocks(0..first, batch, kv, layout, s)?,
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(g) = self.gpu() {
+            let neox = self.ropes.rotation().neox;
+            let host = super::gpu::pass::Host {
+                cfg: &self.config,
+                neox,
+                batch,
+                layout,
+                cache_rows: rows,
+                n_seq: cache.n_seq,
+                _r: std::marker::PhantomData,
+            };
+            if super::gpu::pass::run(g, host, &mut cache.gpu, s, logits)? {
+                cache.lens.copy_from_slice(&s.lens[..cache.n_seq]);
+                return Ok(());
+            }
         }
         self.output(batch, s, logits)?;
         cache.lens.copy_from_slice(&s.lens[..cache.n_seq]);
@@ -126,6 +144,15 @@ impl Model {
         Ok(())
     }
 
+    /// The first block that runs on the GPU (`n_layer`: none does).
+    fn gpu_first(&self) -> usize {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = self.gpu() {
+            return g.offload.first;
+        }
+        self.config.n_layer
+    }
+
     /// Token embeddings into the residual stream (scaled by `sqrt(n_embd)` for Gemma).
     fn embed(&self, batch: &Batch, s: &mut Scratch) -> Result<(), ModelError> {
         let e = self.config.n_embd;
@@ -141,15 +168,17 @@ impl Model {
         Ok(())
     }
 
+    /// Runs `layers` of the batch on the CPU.
     fn blocks<'r, T: KvScalar>(
         &self,
+        layers: std::ops::Range<usize>,
         batch: &Batch,
         kv: &mut KvStore<T>,
         layout: impl Fn(usize) -> Rows<'r>,
         s: &mut Scratch,
     ) -> Result<(), ModelError> {
         let mut cpu = Cpu { model: self, batch, kv, layout, s };
-        for il in 0..self.config.n_layer {
+        for il in layers {
             block(&mut cpu, il, batch.len())?;
         }
         Ok(())

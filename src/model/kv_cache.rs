@@ -76,22 +76,13 @@ impl<T: KvScalar> KvStore<T> {
         KvStore { k: lens.iter().map(|&n| vec![zero; n]).collect(), v: lens.iter().map(|&n| vec![zero; n]).collect() }
     }
 
-    /// In every layer whose row count is `rows`: elements `[from, to)` of slot `seq` to the
-    /// start of that slot, then elements `[0, n)` of slot `src` to slot `dst` (`n == 0`: no
-    /// copy).
+    /// In every layer whose row count is `rows`, the elements `op` moves.
     fn copy_rows(&mut self, rows_of: &[usize], rows: usize, kv_dim: usize, op: RowOp) {
+        let (from, to) = op.elements(rows, kv_dim);
         for (il, &r) in rows_of.iter().enumerate() {
-            if r != rows {
-                continue;
-            }
-            let slot = r * kv_dim;
-            for buf in [&mut self.k[il], &mut self.v[il]] {
-                match op {
-                    RowOp::Slide { seq, from, to } => {
-                        buf.copy_within(seq * slot + from * kv_dim..seq * slot + to * kv_dim, seq * slot)
-                    }
-                    RowOp::Copy { src, dst, n } => buf.copy_within(src * slot..src * slot + n * kv_dim, dst * slot),
-                }
+            if r == rows {
+                self.k[il].copy_within(from.clone(), to);
+                self.v[il].copy_within(from.clone(), to);
             }
         }
     }
@@ -119,6 +110,17 @@ enum RowOp {
     Slide { seq: usize, from: usize, to: usize },
     /// Rows `[0, n)` of slot `src` to the same rows of slot `dst`.
     Copy { src: usize, dst: usize, n: usize },
+}
+
+impl RowOp {
+    /// The elements moved and where they go, in a layer of `rows` rows per slot.
+    fn elements(self, rows: usize, kv_dim: usize) -> (std::ops::Range<usize>, usize) {
+        let slot = rows * kv_dim;
+        match self {
+            RowOp::Slide { seq, from, to } => (seq * slot + from * kv_dim..seq * slot + to * kv_dim, seq * slot),
+            RowOp::Copy { src, dst, n } => (src * slot..src * slot + n * kv_dim, dst * slot),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -149,6 +151,9 @@ pub struct KvCache {
     /// Per sequence, the position held in row 0 of its SWA rings (0 until a ring fills).
     pub(crate) oldest: Vec<usize>, // [n_seq]
     pub(crate) store: Store,
+    /// The offloaded layers' rows on the GPU, made by the first forward pass that needs them.
+    #[cfg(feature = "cuda")]
+    pub(crate) gpu: Option<crate::model::gpu::state::GpuKv>,
 }
 
 impl KvCache {
@@ -194,6 +199,8 @@ impl KvCache {
             lens: vec![0; n_seq],
             oldest: vec![0; n_seq],
             store,
+            #[cfg(feature = "cuda")]
+            gpu: None,
         }
     }
 
@@ -294,13 +301,10 @@ impl KvCache {
         let oldest = if n == 0 { 0 } else { self.oldest[src] };
         // Global layers: positions [0, n); rings: every row `src` holds up to `n`, so that
         // `dst` can be truncated as far back as `src` could.
-        let (n_ctx, ring, kv_dim) = (self.n_ctx, self.ring, self.kv_dim);
+        let (n_ctx, ring) = (self.n_ctx, self.ring);
         let ops = [(n_ctx, RowOp::Copy { src, dst, n }), (ring, RowOp::Copy { src, dst, n: n - oldest })];
         for (rows, op) in ops.into_iter().take(if ring == n_ctx { 1 } else { 2 }) {
-            match &mut self.store {
-                Store::F16(kv) => kv.copy_rows(&self.rows, rows, kv_dim, op),
-                Store::F32(kv) => kv.copy_rows(&self.rows, rows, kv_dim, op),
-            }
+            self.move_rows(rows, op)?;
         }
         self.lens[dst] = n;
         self.oldest[dst] = oldest;
@@ -342,18 +346,30 @@ impl KvCache {
     /// Moves the ring rows of `seq` so that row 0 holds position `oldest` (at or after the
     /// current oldest), dropping the rows before it. Called by the forward pass before a batch
     /// that would otherwise write past the last row.
-    pub(crate) fn slide(&mut self, seq: usize, oldest: usize) {
+    pub(crate) fn slide(&mut self, seq: usize, oldest: usize) -> Result<(), ModelError> {
         let old = self.oldest[seq];
         if oldest <= old {
-            return;
+            return Ok(());
         }
         let (from, to) = (oldest - old, self.lens[seq].saturating_sub(old).max(oldest - old));
-        let op = RowOp::Slide { seq, from, to };
-        match &mut self.store {
-            Store::F16(kv) => kv.copy_rows(&self.rows, self.ring, self.kv_dim, op),
-            Store::F32(kv) => kv.copy_rows(&self.rows, self.ring, self.kv_dim, op),
-        }
+        self.move_rows(self.ring, RowOp::Slide { seq, from, to })?;
         self.oldest[seq] = oldest;
+        Ok(())
+    }
+
+    /// `op` in every layer of `rows` rows per slot: on the host and, for offloaded layers,
+    /// on the device.
+    fn move_rows(&mut self, rows: usize, op: RowOp) -> Result<(), ModelError> {
+        match &mut self.store {
+            Store::F16(kv) => kv.copy_rows(&self.rows, rows, self.kv_dim, op),
+            Store::F32(kv) => kv.copy_rows(&self.rows, rows, self.kv_dim, op),
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &mut self.gpu {
+            let (from, to) = op.elements(rows, self.kv_dim);
+            g.copy_within(&self.rows, rows, from, to).map_err(|e| ModelError::Device { reason: e.to_string() })?;
+        }
+        Ok(())
     }
 
     /// Forgets every sequence.

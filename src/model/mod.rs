@@ -80,6 +80,9 @@ pub struct Model {
     weights: Weights,
     /// RoPE of global and sliding-window layers, chosen by the cache's context size.
     ropes: Ropes,
+    /// The blocks (and head) offloaded to a GPU, with their weights there.
+    #[cfg(feature = "cuda")]
+    gpu: Option<gpu::GpuModel>,
 }
 
 /// Opens the GGUF file at `path` and loads the model in it.
@@ -141,7 +144,16 @@ impl Model {
         let config = Config::from_gguf(&file)?;
         let weights = Weights::load(&file, &config, opts)?;
         let ropes = Ropes::new(&config, &weights.model);
-        Ok(Model { file, config, weights, ropes })
+        #[cfg(feature = "cuda")]
+        let gpu = gpu::load(&file, &config, &weights, opts.gpu_layers)?;
+        Ok(Model {
+            file,
+            config,
+            weights,
+            ropes,
+            #[cfg(feature = "cuda")]
+            gpu,
+        })
     }
 
     /// The hyperparameters.

@@ -34,6 +34,9 @@ pub struct Scratch {
     pub(crate) needs: Vec<usize>,                  // [n_seq] oldest position the batch's tokens attend to
     pub(crate) oldest: Vec<usize>,                 // [n_seq] oldest position each ring keeps for the batch
     pub(crate) act: Activations,                   // [max_batch, max(n_embd, n_ff)] converted matmul input
+    /// The device buffers of offloaded blocks, made by the first pass that needs them.
+    #[cfg(feature = "cuda")]
+    pub(crate) gpu: Option<Box<super::gpu::state::GpuScratch>>,
 }
 
 impl Scratch {
@@ -78,6 +81,8 @@ impl Scratch {
             needs: Vec::with_capacity(cache.n_seq),
             oldest: Vec::with_capacity(cache.n_seq),
             act,
+            #[cfg(feature = "cuda")]
+            gpu: None,
         }
     }
 

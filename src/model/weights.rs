@@ -89,6 +89,12 @@ impl Tensors {
         ModelError::NotLoaded { name: role.def().full_name(self.layer.unwrap_or(0)) }
     }
 
+    /// Every loaded tensor with its role.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn iter(&self) -> impl Iterator<Item = (Role, &Tensor)> {
+        self.by_role.iter().map(|(r, t)| (*r, t))
+    }
+
     /// The matrix for `role`.
     pub fn matrix(&self, role: Role) -> Result<&Matrix, ModelError> {
         self.optional_matrix(role).ok_or_else(|| self.not_loaded(role))

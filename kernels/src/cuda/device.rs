@@ -203,12 +203,71 @@ impl Gpu {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
+        // The raw driver calls below use the calling thread's current context.
+        self.ctx.bind_to_thread()?;
         // SAFETY: callers (the launchers in `ops`, through `launch!`) pass pointers to live
         // values of exactly the kernel's parameter types, in order, and have checked every
         // buffer against the shapes they pass, so the kernel stays inside its buffers.
         unsafe {
             cudarc::driver::result::launch_kernel(f.cu_function(), grid, block, shared, self.stream.cu_stream(), params)
         }?;
+        Ok(())
+    }
+
+    /// Copies `src[src_at..src_at + len]` to `dst[dst_at..]` (two buffers), in stream order.
+    pub fn copy<T: DeviceRepr>(
+        &self,
+        src: &CudaSlice<T>,
+        src_at: usize,
+        dst: &mut CudaSlice<T>,
+        dst_at: usize,
+        len: usize,
+    ) -> Result<(), GpuError> {
+        check("copy", "source", src_at + len, src.len())?;
+        check("copy", "destination", dst_at + len, dst.len())?;
+        let size = std::mem::size_of::<T>();
+        let (s, d) = (self.ptr(src) + (src_at * size) as u64, self.ptr(dst) + (dst_at * size) as u64);
+        self.copy_raw(d, s, len * size)
+    }
+
+    /// Moves `buf[from]` to start at `to`, as `slice::copy_within` does: overlapping ranges
+    /// are copied in pieces that do not overlap (the driver's copy does not promise to
+    /// handle overlap), front to back when moving down, back to front when moving up.
+    pub fn copy_within<T: DeviceRepr>(
+        &self,
+        buf: &mut CudaSlice<T>,
+        from: std::ops::Range<usize>,
+        to: usize,
+    ) -> Result<(), GpuError> {
+        let len = from.len();
+        check("copy_within", "buffer", from.end.max(to + len), buf.len())?;
+        if len == 0 || from.start == to {
+            return Ok(());
+        }
+        let size = std::mem::size_of::<T>();
+        let base = self.ptr(buf);
+        let at = |i: usize| base + (i * size) as u64;
+        let step = from.start.abs_diff(to).min(len);
+        let mut done = 0;
+        while done < len {
+            let n = step.min(len - done);
+            // Moving down, the front piece goes first; moving up, the back piece.
+            let off = if to < from.start { done } else { len - done - n };
+            self.copy_raw(at(to + off), at(from.start + off), n * size)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// `bytes` from device address `src` to `dst`, queued on the stream.
+    fn copy_raw(&self, dst: u64, src: u64, bytes: usize) -> Result<(), GpuError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread()?;
+        // SAFETY: both callers checked that `[src, src + bytes)` and `[dst, dst + bytes)` lie
+        // inside live allocations of this context and do not overlap.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(dst, src, bytes, self.stream.cu_stream()) }?;
         Ok(())
     }
 

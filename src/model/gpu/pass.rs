@@ -1,0 +1,208 @@
+//! The GPU as a [`Device`]: the block's ops as `pupil_kernels::cuda` launches on a
+//! [`GpuScratch`]'s buffers, the offloaded weights and the device cache; and the part of a
+//! forward pass that runs there ([`run`]).
+
+use pupil_kernels::cuda::{GpuError, GpuWeight};
+
+use super::GpuModel;
+use super::state::{GpuKv, GpuScratch};
+use crate::model::arch::{FfnAct, Role};
+use crate::model::block::{Buf, Device, Job, block};
+use crate::model::cpu::Rows;
+use crate::model::{Batch, Config, ModelError, Scratch};
+
+fn device(e: GpuError) -> ModelError {
+    ModelError::Device { reason: e.to_string() }
+}
+
+fn missing(reason: String) -> ModelError {
+    ModelError::Device { reason }
+}
+
+/// One forward pass's offloaded blocks.
+struct GpuPass<'a, 'r, L: Fn(usize) -> Rows<'r>> {
+    g: &'a GpuModel,
+    cfg: &'a Config,
+    batch: &'a Batch,
+    layout: L,
+    neox: bool,
+    kv: &'a mut GpuKv,
+    s: &'a mut GpuScratch,
+}
+
+impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
+    fn norm(&mut self, il: usize, role: Role, from: Buf, to: Buf, n: usize) -> Result<(), ModelError> {
+        let (g, cfg) = (self.g, self.cfg);
+        let w = g.layer(il).vector(role).map_err(missing)?;
+        let [x, out] = self.s.bufs.get_disjoint_mut([from as usize, to as usize]).map_err(|_| same())?;
+        g.gpu.rms_norm(x, w, cfg.n_embd, n, cfg.rms_eps, out).map_err(device)
+    }
+
+    fn project<const N: usize>(&mut self, il: usize, from: Buf, n: usize, jobs: [Job; N]) -> Result<(), ModelError> {
+        let (g, s) = (self.g, &mut *self.s);
+        let layer = g.layer(il);
+        for (w, bias, to) in jobs {
+            let w: &GpuWeight = layer.matrix(w).map_err(missing)?;
+            let [x, out] = s.bufs.get_disjoint_mut([from as usize, to as usize]).map_err(|_| same())?;
+            g.gpu.matmul(w, x, n, out, &mut s.matmul).map_err(device)?;
+            if let Some(b) = bias.and_then(|b| layer.optional(b)) {
+                g.gpu.add_bias(out, b, w.rows, n).map_err(device)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn position(&mut self, il: usize, n: usize) -> Result<(), ModelError> {
+        let (g, cfg, neox) = (self.g, self.cfg, self.neox);
+        let layer = g.layer(il);
+        let (hd, eps) = (cfg.head_dim, cfg.rms_eps);
+        let s = &mut *self.s;
+        let [q, k] = s.bufs.get_disjoint_mut([Buf::Q as usize, Buf::K as usize]).map_err(|_| same())?;
+        if let Some(w) = layer.optional(Role::AttnQNorm) {
+            g.gpu.rms_norm_in_place(q, w, hd, n * cfg.n_head, eps).map_err(device)?;
+        }
+        if let Some(w) = layer.optional(Role::AttnKNorm) {
+            g.gpu.rms_norm_in_place(k, w, hd, n * cfg.n_head_kv, eps).map_err(device)?;
+        }
+        let angles = if cfg.swa_layers[il] { &s.angles_swa } else { &s.angles };
+        g.gpu.rope(q, angles, n, cfg.n_head, hd, cfg.n_rot, neox).map_err(device)?;
+        g.gpu.rope(k, angles, n, cfg.n_head_kv, hd, cfg.n_rot, neox).map_err(device)?;
+        if cfg.arch.spec().attn_scale.on_queries() {
+            g.gpu.scale(q, cfg.attn_scale, n * cfg.q_dim()).map_err(device)?;
+        }
+        Ok(())
+    }
+
+    fn attend(&mut self, il: usize, n: usize) -> Result<(), ModelError> {
+        let (g, cfg, batch) = (self.g, self.cfg, self.batch);
+        let rows = (self.layout)(il);
+        let window = if cfg.swa_layers[il] { cfg.sliding_window } else { None };
+        let s = &mut *self.s;
+        // The same rows and spans the host cache would use (the pass checked them).
+        s.host_rows.clear();
+        s.host_spans.clear();
+        let mut longest = 1;
+        for (&pos, &seq) in batch.positions().iter().zip(batch.seqs()) {
+            let pos = pos as usize;
+            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let (a, b) = (rows.of(seq, first), rows.of(seq, pos) + 1);
+            s.host_rows.push(rows.of(seq, pos) as i32);
+            s.host_spans.extend([a as i32, b as i32]);
+            longest = longest.max(b - a);
+        }
+        g.gpu.write(&s.host_rows, &mut s.rows).map_err(device)?;
+        g.gpu.write(&s.host_spans, &mut s.spans).map_err(device)?;
+        let i = il - g.offload.first;
+        let (kc, vc) = (&mut self.kv.k[i], &mut self.kv.v[i]);
+        let [q, k, v, attn] = s
+            .bufs
+            .get_disjoint_mut([Buf::Q as usize, Buf::K as usize, Buf::V as usize, Buf::Attn as usize])
+            .map_err(|_| same())?;
+        g.gpu.kv_write(k, v, &s.rows, n, cfg.kv_dim(), kc, vc).map_err(device)?;
+        let kq_scale = if cfg.arch.spec().attn_scale.on_queries() { 1.0 } else { cfg.attn_scale };
+        let heads = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
+        let scores = (kq_scale, cfg.attn_softcap.unwrap_or(0.0));
+        g.gpu.attend(q, kc, vc, &s.spans, longest, n, heads, scores, &mut s.partial, attn).map_err(device)
+    }
+
+    fn glu(&mut self, n: usize) -> Result<(), ModelError> {
+        let (g, count) = (self.g, n * self.cfg.n_ff);
+        let [gate, up] = self.s.bufs.get_disjoint_mut([Buf::Gate as usize, Buf::Up as usize]).map_err(|_| same())?;
+        match self.cfg.arch.spec().ffn_act {
+            FfnAct::Silu => g.gpu.silu(gate, count),
+            FfnAct::GeluTanh => g.gpu.gelu_tanh(gate, count),
+        }
+        .map_err(device)?;
+        g.gpu.mul(gate, up, count).map_err(device)
+    }
+
+    fn residual(&mut self, il: usize, post_norm: Role, n: usize) -> Result<(), ModelError> {
+        let (g, cfg) = (self.g, self.cfg);
+        let e = cfg.n_embd;
+        let post_norm = g.layer(il).optional(post_norm);
+        let [x, xn, out] =
+            self.s.bufs.get_disjoint_mut([Buf::X as usize, Buf::Xn as usize, Buf::Out as usize]).map_err(|_| same())?;
+        match post_norm {
+            Some(w) => {
+                g.gpu.rms_norm(out, w, e, n, cfg.rms_eps, xn).map_err(device)?;
+                g.gpu.add(x, xn, n * e).map_err(device)
+            }
+            None => g.gpu.add(x, out, n * e).map_err(device),
+        }
+    }
+}
+
+fn same() -> ModelError {
+    ModelError::Mismatch { what: "GPU block buffers" }
+}
+
+/// What the GPU part of a pass needs of the host's.
+pub(crate) struct Host<'a, 'r, L: Fn(usize) -> Rows<'r>> {
+    pub cfg: &'a Config,
+    pub neox: bool,
+    pub batch: &'a Batch,
+    pub layout: L,
+    /// Rows per slot of every layer, and the slots (to size the device cache).
+    pub cache_rows: &'a [usize],
+    pub n_seq: usize,
+    pub _r: std::marker::PhantomData<&'r ()>,
+}
+
+/// Runs the offloaded blocks on the residual stream in `s.x` (blocks before them already
+/// ran on the CPU), then the head if it is offloaded too: its logits come back into
+/// `logits` and this returns `true`; otherwise the residual stream comes back into `s.x`
+/// for the host's head, and this returns `false`.
+pub(crate) fn run<'r, L: Fn(usize) -> Rows<'r>>(
+    g: &GpuModel,
+    host: Host<'_, 'r, L>,
+    kv: &mut Option<GpuKv>,
+    s: &mut Scratch,
+    logits: &mut [f32],
+) -> Result<bool, ModelError> {
+    let Host { cfg, neox, batch, layout, cache_rows, n_seq, .. } = host;
+    let _one_at_a_time = g.busy.lock().unwrap_or_else(|p| p.into_inner());
+    let (n, e, r) = (batch.len(), cfg.n_embd, cfg.n_rot);
+    if kv.as_ref().is_none_or(|kv| !kv.fits(g.offload.first, cfg.n_layer)) {
+        *kv = Some(GpuKv::new(g, cache_rows, n_seq, cfg.kv_dim()).map_err(device)?);
+    }
+    if s.gpu.as_ref().is_none_or(|gs| gs.max_batch < s.max_batch) {
+        s.gpu = Some(Box::new(GpuScratch::new(g, cfg, s.max_batch).map_err(device)?));
+    }
+    let (Some(kv), Some(gs)) = (kv.as_mut(), s.gpu.as_deref_mut()) else { unreachable!("made above") };
+    g.gpu.write(&s.x[..n * e], &mut gs.bufs[Buf::X as usize]).map_err(device)?;
+    g.gpu.write(&s.rope[..n * r], &mut gs.angles).map_err(device)?;
+    g.gpu.write(&s.rope_swa[..n * r], &mut gs.angles_swa).map_err(device)?;
+    let mut pass = GpuPass { g, cfg, batch, layout, neox, kv, s: gs };
+    for il in g.offload.first..cfg.n_layer {
+        block(&mut pass, il, n)?;
+    }
+    let Some(head) = &g.head else {
+        g.gpu.read(&gs.bufs[Buf::X as usize], &mut s.x[..n * e]).map_err(device)?;
+        return Ok(false);
+    };
+    // The wanted rows, gathered into `Out`, normed into `Xn`, projected into the logits.
+    let mut j = 0;
+    {
+        let [x, out] = gs.bufs.get_disjoint_mut([Buf::X as usize, Buf::Out as usize]).map_err(|_| same())?;
+        for (t, _) in batch.want_logits().iter().enumerate().filter(|(_, w)| **w) {
+            g.gpu.copy(x, t * e, out, j * e, e).map_err(device)?;
+            j += 1;
+        }
+    }
+    if j == 0 {
+        return Ok(true);
+    }
+    let [out, xn] = gs.bufs.get_disjoint_mut([Buf::Out as usize, Buf::Xn as usize]).map_err(|_| same())?;
+    g.gpu.rms_norm(out, head.vector(Role::OutputNorm).map_err(missing)?, e, j, cfg.rms_eps, xn).map_err(device)?;
+    let w = head.matrix(Role::Output).map_err(missing)?;
+    g.gpu.matmul(w, xn, j, &mut gs.logits, &mut gs.matmul).map_err(device)?;
+    let v = cfg.n_vocab;
+    if let Some(b) = head.optional(Role::OutputBias) {
+        g.gpu.add_bias(&mut gs.logits, b, v, j).map_err(device)?;
+    }
+    if let Some(cap) = cfg.final_softcap {
+        g.gpu.softcap(&mut gs.logits, cap, j * v).map_err(device)?;
+    }
+    g.gpu.read(&gs.logits, &mut logits[..j * v]).map_err(device)?;
+    Ok(true)
+}
