@@ -34,7 +34,7 @@ pub mod synth;
 
 pub use bandwidth::{Bandwidth, BandwidthProbe, read_bandwidth};
 pub use facts::ModelFacts;
-pub use report::{LlamaBuild, LlamaReport, Report, SequencesReport};
+pub use report::{GpuReport, LlamaBuild, LlamaReport, Report, SequencesReport};
 
 pub use crate::runner::Stats;
 pub use crate::runner::speed::{Measured, Plan, Progress, Test, Tokens};

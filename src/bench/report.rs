@@ -66,6 +66,46 @@ pub struct Report {
     pub llama: Option<LlamaReport>,
     /// Several sequences decoding together, with `--sequences`.
     pub sequences: Option<SequencesReport>,
+    /// The GPU the offloaded blocks ran on, with `--gpu-layers`.
+    pub gpu: Option<GpuReport>,
+}
+
+/// The GPU of a run with offloaded blocks, and tg against its memory bandwidth.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GpuReport {
+    /// The product name.
+    pub name: String,
+    /// Compute capability as `XY` of `sm_XY`.
+    pub sm: u32,
+    /// Device memory, bytes.
+    pub memory_bytes: u64,
+    /// The first block on the GPU (0: all of them).
+    pub first_layer: usize,
+    /// Whether the output head ran there too.
+    pub head: bool,
+    /// Theoretical memory bandwidth (memory clock × bus width), GB/s.
+    pub bandwidth_gb_s: f64,
+    /// `bandwidth / bytes_per_token`: the tg no engine passes on this device.
+    pub tg_ceiling_tok_s: f64,
+    /// `tg_tok_s / tg_ceiling_tok_s`.
+    pub tg_fraction_of_ceiling: Option<f64>,
+}
+
+impl GpuReport {
+    /// For a run of `report` on `device`.
+    pub fn new(device: &crate::model::GpuDevice, report: &Report) -> GpuReport {
+        let ceiling = device.bandwidth / report.bytes_per_token.max(1) as f64;
+        GpuReport {
+            name: device.name.clone(),
+            sm: device.sm,
+            memory_bytes: device.memory as u64,
+            first_layer: device.first_layer,
+            head: device.head,
+            bandwidth_gb_s: device.bandwidth / 1e9,
+            tg_ceiling_tok_s: ceiling,
+            tg_fraction_of_ceiling: report.tg_tok_s.map(|t| t / ceiling),
+        }
+    }
 }
 
 /// tg×B at depth d ([`crate::runner::speed::Parallel`]): aggregate tokens/s of `n_seq`
@@ -229,6 +269,7 @@ impl Report {
             tg_fraction_of_best_ceiling: tg_tok_s.map(|t| t / ceiling_at(bandwidth.best_gb_s)),
             llama,
             sequences: None,
+            gpu: None,
         }
     }
 }

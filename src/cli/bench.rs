@@ -226,6 +226,7 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
         llama.map(|(m, b, _)| (m, b)).as_ref().map(|(m, b)| (m, b.clone())),
     );
     report.load_s = Some(load_s);
+    report.gpu = model.gpu_device().map(|d| bench::GpuReport::new(&d, &report));
     report.load_rss_bytes = load_rss;
     report.peak_rss_bytes =
         memory::peak_resident_bytes().zip(baseline).filter(|_| exact).map(|(p, b)| p.saturating_sub(b));
@@ -433,6 +434,21 @@ fn print_human(out: &mut impl Write, r: &Report) -> Result<()> {
         r.bandwidth_best_gb_s,
         pct(r.tg_fraction_of_best_ceiling),
     )?;
+    if let Some(g) = &r.gpu {
+        writeln!(
+            out,
+            "GPU: {} (sm_{}, {}), blocks from {}{}: {:.0} GB/s theoretical / {} per token = {:.0} tok/s; tg reaches {} of it",
+            g.name,
+            g.sm,
+            output::bytes(g.memory_bytes),
+            g.first_layer,
+            if g.head { " and the head" } else { "" },
+            g.bandwidth_gb_s,
+            output::bytes(r.bytes_per_token),
+            g.tg_ceiling_tok_s,
+            pct(g.tg_fraction_of_ceiling),
+        )?;
+    }
     if let Some(q) = &r.sequences {
         let ts = |x: &Option<bench::Stats>| x.as_ref().map_or("-".to_owned(), |s| format!("{:.1}", s.median));
         let gain = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.2}x"));

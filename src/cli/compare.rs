@@ -177,6 +177,7 @@ pub struct GateFailed(String);
 
 pub fn run(args: Args) -> Result<()> {
     let teacher_backend = Backend::from(args.teacher_backend);
+    // Refused before any work: a build without CUDA cannot offload.
     super::load_options(false, args.gpu_layers).check()?;
     eval::check_backend(teacher_backend).context("--teacher-backend llama")?;
     super::run::set_threads(args.threads)?;
@@ -203,6 +204,7 @@ pub fn run(args: Args) -> Result<()> {
         cost: CostOptions { reps: args.reps, ..CostOptions::default() },
         teacher_backend,
         threads: args.threads,
+        load: super::load_options(false, args.gpu_layers),
     };
     // Checked before any work starts.
     let sequence = if args.generate { Some((sequence_options(&args)?, read_prompts(&args, &text)?)) } else { None };

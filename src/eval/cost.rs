@@ -98,6 +98,7 @@ pub fn measure(
     prompt: &[u32],
     opts: &CostOptions,
     threads: Option<usize>,
+    load: &crate::model::LoadOptions,
 ) -> Result<Cost, EvalError> {
     if opts.n_prompt < 1 || opts.reps < 1 {
         let found = opts.n_prompt.min(opts.reps);
@@ -109,7 +110,7 @@ pub fn measure(
     let exact = memory::reset_peak();
     let baseline = memory::resident_bytes();
     let start = Instant::now();
-    let model = Loaded::open(path, backend, None)?;
+    let model = Loaded::open(path, backend, None, load)?;
     match &model {
         // llama.cpp loads the vocabulary with the model; pupil builds it apart.
         Loaded::Pupil(m) => drop(Tokenizer::from_gguf(m.file())?),

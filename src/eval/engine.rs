@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::EvalError;
 use crate::gguf::GgufFile;
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::runner::{Backend, PupilRunner, Runner, RunnerOptions};
 use crate::tokenizer::{Tokenizer, check_vocab};
 
@@ -25,15 +25,20 @@ pub(crate) struct Pair {
 
 impl Pair {
     /// Loads both models and checks their vocabularies agree.
-    pub(crate) fn load(teacher: &Path, student: &Path, backend: Backend) -> Result<Pair, EvalError> {
+    pub(crate) fn load(
+        teacher: &Path,
+        student: &Path,
+        backend: Backend,
+        load: &LoadOptions,
+    ) -> Result<Pair, EvalError> {
         let (tok, arch, template) = {
             let g = GgufFile::open(teacher)?;
             let template = g.get_str("tokenizer.chat_template")?.map(str::to_owned);
             (Tokenizer::from_gguf(&g)?, g.architecture().map(str::to_owned), template)
         };
-        let s = Model::open(student)?;
+        let s = Model::open_with(student, load)?;
         let tok_s = Tokenizer::from_gguf(s.file())?;
-        let t = Loaded::open(teacher, backend, arch.as_deref())?;
+        let t = Loaded::open(teacher, backend, arch.as_deref(), load)?;
         check_vocab((&tok, t.n_logits()), (&tok_s, s.config().n_vocab), ("teacher", "student"))?;
         Ok(Pair { tok, template, teacher: t, student: s })
     }
@@ -57,9 +62,15 @@ pub(crate) enum Loaded {
 impl Loaded {
     /// Loads `path` on `backend`; `arch` (the file's architecture, if known) goes into a
     /// llama.cpp load error, whose own reasons are not logged.
-    pub(crate) fn open(path: &Path, backend: Backend, arch: Option<&str>) -> Result<Loaded, EvalError> {
+    /// `load` applies to pupil only.
+    pub(crate) fn open(
+        path: &Path,
+        backend: Backend,
+        arch: Option<&str>,
+        load: &LoadOptions,
+    ) -> Result<Loaded, EvalError> {
         match backend {
-            Backend::Pupil => Ok(Loaded::Pupil(Model::open(path)?)),
+            Backend::Pupil => Ok(Loaded::Pupil(Model::open_with(path, load)?)),
             #[cfg(feature = "llama")]
             Backend::Llama => crate::llama::LlamaModel::load(path).map(Loaded::Llama).map_err(|e| match e {
                 crate::llama::LlamaError::Load { path, message } => {

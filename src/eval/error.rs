@@ -47,7 +47,9 @@ pub enum EvalError {
     #[error("the teacher's chat template: {0}")]
     ChatTemplate(String),
     /// A prompt and the tokens to write do not fit the models' context.
-    #[error("prompt {index} is {tokens} tokens; with {n_predict} to write that is more than the models' context of {n_ctx_train} (lower -n or shorten it)")]
+    #[error(
+        "prompt {index} is {tokens} tokens; with {n_predict} to write that is more than the models' context of {n_ctx_train} (lower -n or shorten it)"
+    )]
     PromptTooLong {
         /// The prompt's number, from 1.
         index: usize,

@@ -48,18 +48,17 @@ use std::path::Path;
 pub use cost::{Cost, CostOptions, measure};
 pub use error::EvalError;
 pub use fidelity::{Fidelity, FidelityAcc, PERCENTILES, Position, compare_row};
-pub use report::{Ratios, Report};
 pub use prompts::Prompt;
+pub use report::{Ratios, Report};
 pub use run::{FidelityOptions, fidelity, windows};
 pub use sequence::{
-    Along, Continuation, DraftSpeedup, GenerationCost, MeanSe, Parting, PromptResult, SequenceOptions, SequenceProgress,
-    Sequences, compare_generated, part_at,
+    Along, Continuation, DraftSpeedup, GenerationCost, MeanSe, Parting, PromptResult, SequenceOptions,
+    SequenceProgress, Sequences, compare_generated, part_at,
 };
 pub use text::HELD_OUT;
 
 pub use crate::runner::Backend;
 pub use crate::tokenizer::VocabMismatch;
-
 
 /// `Ok` if this build can run `backend`: llama.cpp needs feature `llama`.
 pub fn check_backend(backend: Backend) -> Result<(), EvalError> {
@@ -78,6 +77,8 @@ pub struct CompareOptions {
     /// Threads llama.cpp runs on (default: as many as pupil's thread pool has, which is
     /// rayon's current pool).
     pub threads: Option<usize>,
+    /// How pupil loads its models (repacking, GPU layers).
+    pub load: crate::model::LoadOptions,
 }
 
 /// What [`compare`] is doing, for a progress display.
@@ -111,9 +112,9 @@ pub fn compare(
     let scored = run::score_text(teacher, student, text, opts, &mut progress)?;
     let prompt = scored.text.prompt();
     progress(Progress::Measuring("teacher"));
-    let cost_t = measure(teacher, opts.teacher_backend, &prompt, &opts.cost, opts.threads)?;
+    let cost_t = measure(teacher, opts.teacher_backend, &prompt, &opts.cost, opts.threads, &opts.load)?;
     progress(Progress::Measuring("student"));
-    let cost_s = measure(student, Backend::Pupil, &prompt, &opts.cost, opts.threads)?;
+    let cost_s = measure(student, Backend::Pupil, &prompt, &opts.cost, opts.threads, &opts.load)?;
     let run::Scored { text, plan, fidelity } = scored;
     Ok(Report::new(text.tokens.len(), plan.n_ctx, plan.windows.len(), fidelity, cost_t, cost_s))
 }

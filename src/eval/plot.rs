@@ -151,7 +151,12 @@ fn parting(s: &mut String, q: &Sequences, y0: f64) {
             slot * 0.8,
             y0 + BARS_H - py(n as f64)
         );
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#, x + slot * 0.4, py(n as f64) - 4.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#,
+            x + slot * 0.4,
+            py(n as f64) - 4.0
+        );
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,

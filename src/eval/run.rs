@@ -84,7 +84,7 @@ pub(crate) fn score_text(
     opts: &CompareOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<Scored, EvalError> {
-    let pair = Pair::load(teacher, student, opts.teacher_backend)?;
+    let pair = Pair::load(teacher, student, opts.teacher_backend, &opts.load)?;
     let text = TextTokens::new(&pair.tok, text);
     let fo = &opts.fidelity;
     let plan = Plan::new(fo, pair.n_ctx_train(), &text.tokens, text.bos)?;

@@ -336,9 +336,10 @@ pub fn compare_generated(
     if prompts.is_empty() {
         return Err(EvalError::NoPrompts);
     }
-    let pair = Pair::load(teacher, student, opts.teacher_backend)?;
+    let pair = Pair::load(teacher, student, opts.teacher_backend, &opts.load)?;
     let tok = &pair.tok;
-    let template = if prompts.iter().any(|p| matches!(p, Prompt::Chat(_))) { Some(chat_template(&pair)?) } else { None };
+    let template =
+        if prompts.iter().any(|p| matches!(p, Prompt::Chat(_))) { Some(chat_template(&pair)?) } else { None };
     let tokens = prompts
         .iter()
         .enumerate()

@@ -111,6 +111,23 @@ impl Default for LoadOptions {
     }
 }
 
+/// The GPU a model's offloaded blocks run on ([`Model::gpu_device`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuDevice {
+    /// The product name (`NVIDIA H200`).
+    pub name: String,
+    /// Compute capability as `XY` of `sm_XY`.
+    pub sm: u32,
+    /// Device memory, bytes.
+    pub memory: usize,
+    /// Theoretical memory bandwidth, bytes per second.
+    pub bandwidth: f64,
+    /// The first block on the GPU.
+    pub first_layer: usize,
+    /// Whether the output head is there too.
+    pub head: bool,
+}
+
 impl LoadOptions {
     /// Checks what can be checked before a file is read: that the GPU layers asked for can be
     /// had. [`Model::open_with`] does this first; commands that load through another path
@@ -154,6 +171,23 @@ impl Model {
             #[cfg(feature = "cuda")]
             gpu,
         })
+    }
+
+    /// The GPU the offloaded blocks run on, if any are (`LoadOptions::gpu_layers`).
+    pub fn gpu_device(&self) -> Option<GpuDevice> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.gpu {
+            let info = g.gpu.info();
+            return Some(GpuDevice {
+                name: info.name.clone(),
+                sm: info.sm(),
+                memory: info.memory,
+                bandwidth: info.bandwidth,
+                first_layer: g.offload.first,
+                head: g.offload.head,
+            });
+        }
+        None
     }
 
     /// The hyperparameters.
