@@ -27,8 +27,11 @@ fn gpu() -> bool {
     }
 }
 
+/// A file of the embedded pair. `PUPIL_ROOT` names the checkout when this binary runs on
+/// another machine than the one it was built on (scripts/gpu-check.sh sets it).
 fn distill(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/distill").join(name)
+    let root = std::env::var_os("PUPIL_ROOT").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    root.join("models/distill").join(name)
 }
 
 fn open(path: &PathBuf, gpu_layers: usize) -> Model {

@@ -53,7 +53,12 @@ pub fn require(lib: Library) -> Result<(), GpuError> {
     }
     Err(GpuError::MissingLibrary {
         library: lib.name,
-        tried: cudarc::get_lib_name_candidates(lib.stem).join(", "),
+        tried: {
+            let mut names = cudarc::get_lib_name_candidates(lib.stem);
+            let mut seen = std::collections::HashSet::new();
+            names.retain(|n| seen.insert(n.clone()));
+            names.join(", ")
+        },
         path: std::env::var("LD_LIBRARY_PATH").unwrap_or_default(),
         hint: lib.hint,
     })

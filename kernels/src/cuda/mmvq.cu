@@ -22,6 +22,25 @@
 // 1 / 0x01010101 as a dp4a operand: the sum of four signed activation bytes.
 #define ONES4 0x01010101
 
+// The end of q4_0's and q5_0's dot: lane p's signed quants as four ints (values 8p..8p+8,
+// then 16+8p..24+8p) against each token's activations, times d and the token's scale.
+static __device__ __forceinline__ void dot_halves(int lo0, int lo1, int hi0, int hi1, float d, int p,
+                                                  const block_q8_1* x, int xs, int n,
+                                                  float (&acc)[MMVQ_MAX_TOKENS]) {
+#pragma unroll
+    for (int t = 0; t < MMVQ_MAX_TOKENS; ++t) {
+        if (t < n) {
+            const block_q8_1* a = x + (size_t)t * xs;
+            const int* aq = (const int*)a->qs;
+            int s = __dp4a(lo0, aq[2 * p], 0);
+            s = __dp4a(lo1, aq[2 * p + 1], s);
+            s = __dp4a(hi0, aq[4 + 2 * p], s);
+            s = __dp4a(hi1, aq[5 + 2 * p], s);
+            acc[t] += d * f16_to_f32(a->d) * (float)s;
+        }
+    }
+}
+
 // q4_0: two lanes per block, lane p holds qs bytes 8p..8p+8, i.e. values 8p..8p+8 (low nibbles)
 // and 16+8p..24+8p (high nibbles).
 struct vdot_q4_0 {
@@ -38,19 +57,7 @@ struct vdot_q4_0 {
         const int lo1 = __vsub4(w1 & 0x0f0f0f0f, 0x08080808);
         const int hi0 = __vsub4((w0 >> 4) & 0x0f0f0f0f, 0x08080808);
         const int hi1 = __vsub4((w1 >> 4) & 0x0f0f0f0f, 0x08080808);
-        const float d = f16_to_f32(b->d);
-#pragma unroll
-        for (int t = 0; t < MMVQ_MAX_TOKENS; ++t) {
-            if (t < n) {
-                const block_q8_1* a = x + (size_t)t * xs;
-                const int* aq = (const int*)a->qs;
-                int s = __dp4a(lo0, aq[2 * p], 0);
-                s = __dp4a(lo1, aq[2 * p + 1], s);
-                s = __dp4a(hi0, aq[4 + 2 * p], s);
-                s = __dp4a(hi1, aq[5 + 2 * p], s);
-                acc[t] += d * f16_to_f32(a->d) * (float)s;
-            }
-        }
+        dot_halves(lo0, lo1, hi0, hi1, f16_to_f32(b->d), p, x, xs, n, acc);
     }
 };
 
@@ -69,19 +76,7 @@ struct vdot_q5_0 {
         const int lo1 = __vsub4((w1 & 0x0f0f0f0f) | spread_bit4(qh >> (8 * p + 4)), 0x10101010);
         const int hi0 = __vsub4(((w0 >> 4) & 0x0f0f0f0f) | spread_bit4(qh >> (16 + 8 * p)), 0x10101010);
         const int hi1 = __vsub4(((w1 >> 4) & 0x0f0f0f0f) | spread_bit4(qh >> (20 + 8 * p)), 0x10101010);
-        const float d = f16_to_f32(b->d);
-#pragma unroll
-        for (int t = 0; t < MMVQ_MAX_TOKENS; ++t) {
-            if (t < n) {
-                const block_q8_1* a = x + (size_t)t * xs;
-                const int* aq = (const int*)a->qs;
-                int s = __dp4a(lo0, aq[2 * p], 0);
-                s = __dp4a(lo1, aq[2 * p + 1], s);
-                s = __dp4a(hi0, aq[4 + 2 * p], s);
-                s = __dp4a(hi1, aq[5 + 2 * p], s);
-                acc[t] += d * f16_to_f32(a->d) * (float)s;
-            }
-        }
+        dot_halves(lo0, lo1, hi0, hi1, f16_to_f32(b->d), p, x, xs, n, acc);
     }
 };
 
