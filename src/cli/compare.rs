@@ -52,7 +52,13 @@ pub struct Args {
     teacher_backend: TeacherBackend,
     /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
     /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
-    #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", value_name = "N", default_value_t = 0)]
+    #[arg(
+        long = "gpu-layers",
+        visible_alias = "n-gpu-layers",
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     gpu_layers: usize,
     /// The model under test (GGUF, same vocabulary); default: the embedded pair's student.
     #[arg(long, value_name = "FILE", requires = "teacher")]
@@ -177,7 +183,7 @@ pub struct GateFailed(String);
 
 pub fn run(args: Args) -> Result<()> {
     let teacher_backend = Backend::from(args.teacher_backend);
-    // Refused before any work: a build without CUDA cannot offload.
+    // Refused before any work: no CUDA in this build, or no GPU.
     super::load_options(false, args.gpu_layers).check()?;
     eval::check_backend(teacher_backend).context("--teacher-backend llama")?;
     super::run::set_threads(args.threads)?;

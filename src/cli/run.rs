@@ -67,7 +67,13 @@ pub struct Args {
     no_repack: bool,
     /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
     /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
-    #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", value_name = "N", default_value_t = 0)]
+    #[arg(
+        long = "gpu-layers",
+        visible_alias = "n-gpu-layers",
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     gpu_layers: usize,
     /// Most tokens the draft proposes per step.
     #[arg(long, default_value_t = 8, requires = "draft", allow_negative_numbers = true)]

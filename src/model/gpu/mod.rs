@@ -62,13 +62,17 @@ pub(super) fn load(
 }
 
 /// Checks that `layers` GPU layers can be had before anything is read: `0` always can; a
-/// build without CUDA never can.
+/// build without CUDA never can; otherwise there must be a driver and a device (found
+/// without compiling or uploading anything).
 pub(super) fn check(layers: usize) -> Result<(), ModelError> {
-    if layers == 0 || cfg!(feature = "cuda") {
+    if layers == 0 {
         return Ok(());
     }
-    let reason = "this pupil was built without CUDA (rebuild with `cargo build --release --features cuda`)".into();
-    Err(ModelError::Gpu { layers, reason })
+    #[cfg(feature = "cuda")]
+    let found = pupil_kernels::cuda::probe(0).map(|_| ()).map_err(|e| e.to_string());
+    #[cfg(not(feature = "cuda"))]
+    let found = Err("this pupil was built without CUDA (rebuild with `cargo build --release --features cuda`)".into());
+    found.map_err(|reason| ModelError::Gpu { layers, reason })
 }
 
 #[cfg(test)]
