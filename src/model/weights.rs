@@ -134,7 +134,9 @@ pub(crate) struct Weights {
 impl Weights {
     /// Locates and checks every tensor of `cfg.arch`'s table in `file`.
     pub fn load(file: &GgufFile, cfg: &Config, opts: &super::LoadOptions) -> Result<Weights, ModelError> {
-        let l = Loader { file, cfg, spec: cfg.arch.spec(), pack: opts.repack };
+        // Blocks offloaded to a GPU are never run by the CPU: no packed copy for them.
+        let cpu_layers = cfg.n_layer - opts.gpu_layers.min(cfg.n_layer);
+        let l = Loader { file, cfg, spec: cfg.arch.spec(), pack: opts.repack, cpu_layers };
         Ok(Weights {
             model: l.tensors(None)?,
             layers: (0..cfg.n_layer).map(|i| l.tensors(Some(i))).collect::<Result<_, _>>()?,
@@ -151,12 +153,15 @@ impl Weights {
 }
 
 /// Finds the table's tensors in a file, checking presence, shape and type.
+#[derive(Clone, Copy)]
 struct Loader<'a> {
     file: &'a GgufFile,
     cfg: &'a Config,
     spec: &'static ArchSpec,
     /// Whether to pack the matrices the tier has packed kernels for.
     pack: bool,
+    /// Blocks `0..cpu_layers` run on the CPU (the others are offloaded).
+    cpu_layers: usize,
 }
 
 /// Shapes compare as ggml compares them: missing trailing dimensions are 1.
@@ -167,6 +172,12 @@ fn same_shape(a: &[u64], b: &[u64]) -> bool {
 impl<'a> Loader<'a> {
     /// Every tensor of the table for `layer` (`None`: the per-model ones).
     fn tensors(&self, layer: Option<usize>) -> Result<Tensors, ModelError> {
+        let on_cpu = layer.is_none_or(|i| i < self.cpu_layers);
+        let this = Loader { pack: self.pack && on_cpu, ..*self };
+        this.tensors_here(layer)
+    }
+
+    fn tensors_here(&self, layer: Option<usize>) -> Result<Tensors, ModelError> {
         let mut by_role = Vec::new();
         for &(role, need) in self.spec.tensors.iter().filter(|(r, _)| r.def().per_layer == layer.is_some()) {
             let Some(t) = self.find(role, need, layer.unwrap_or(0))? else { continue };
