@@ -214,7 +214,8 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
         let round = p.repetition.map_or("warm-up".to_owned(), |r| format!("run {}/{}", r + 1, plan.repetitions));
         bar.set_message(format!("{label}: {} {test} {round}", p.runner));
     };
-    let (pupil, llama, mut reads) = measure(args, path, &model, &plan, &tokens, threads, probe, on_step)?;
+    let lmodel = load_llama(args, path)?;
+    let (pupil, llama, mut reads) = measure(lmodel.as_ref(), &model, &plan, &tokens, threads, probe, on_step)?;
     bar.finish_and_clear();
     if reads.is_empty() {
         reads = (0..BANDWIDTH_RUNS).map(|_| probe.sample()).collect();
@@ -248,7 +249,7 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
             let b = if let Test::Sequences(b) = p.test { b } else { 1 };
             bar.set_message(format!("{label}: {} tg{}x{b} at depth {} {round}", p.runner, plan.n_gen, plan.n_prompt));
         };
-        report.sequences = Some(sequences(args, path, &model, &plan, &tokens, threads, on_step)?);
+        report.sequences = Some(sequences(args, lmodel.as_ref(), &model, &plan, &tokens, threads, on_step)?);
         bar.finish_and_clear();
     }
     Ok(report)
@@ -259,7 +260,7 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
 #[allow(clippy::too_many_arguments)]
 fn sequences(
     args: &Args,
-    path: &Path,
+    llama: Option<&Llama>,
     model: &Model,
     plan: &Plan,
     tokens: &Tokens,
@@ -280,15 +281,14 @@ fn sequences(
         [it.next().flatten(), it.next().flatten()]
     };
     #[cfg(feature = "llama")]
-    if args.against_llama {
-        let lmodel = pupil::llama::LlamaModel::load(path)?;
+    if let Some((lmodel, _, _)) = llama {
         let mut runner = lmodel.runner(&opts)?;
         let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
         let mut r = pupil::runner::speed::measure_parallel(&par, &counts, tokens, runners, on_step)?.into_iter();
         let (Some(p), Some(l)) = (r.next(), r.next()) else { unreachable!("one result per runner") };
         return Ok(SequencesReport::new(&par, pair(p), Some(pair(l))));
     }
-    let _ = path;
+    let _ = llama;
     let runners: &mut [&mut dyn Runner] = &mut [&mut pupil];
     let mut r = pupil::runner::speed::measure_parallel(&par, &counts, tokens, runners, on_step)?;
     Ok(SequencesReport::new(&par, pair(r.remove(0)), None))
@@ -297,12 +297,31 @@ fn sequences(
 /// llama.cpp's results, its build, and the seconds it took to load the model.
 type LlamaSide = Option<(Measured, bench::LlamaBuild, f64)>;
 
+/// With `--against-llama`: the model on llama.cpp (loaded once for every test), its build
+/// check, and the seconds the load took.
+#[cfg(feature = "llama")]
+type Llama = (pupil::llama::LlamaModel, pupil::llama::NativeCheck, f64);
+#[cfg(not(feature = "llama"))]
+type Llama = ();
+
+/// Loads `path` on llama.cpp if `--against-llama` asks for it.
+fn load_llama(args: &Args, path: &Path) -> Result<Option<Llama>> {
+    #[cfg(feature = "llama")]
+    if args.against_llama {
+        let check = pupil::llama::native_check()?;
+        let start = Instant::now();
+        let model = pupil::llama::LlamaModel::load(path)?;
+        return Ok(Some((model, check, start.elapsed().as_secs_f64())));
+    }
+    let _ = (args, path);
+    Ok(None)
+}
+
 /// pupil's results, and llama.cpp's with `--against-llama`, their repetitions interleaved,
 /// and the bandwidth reads taken before each tg run.
 #[allow(clippy::too_many_arguments)]
 fn measure(
-    args: &Args,
-    path: &Path,
+    llama: Option<&Llama>,
     model: &Model,
     plan: &Plan,
     tokens: &Tokens,
@@ -314,12 +333,8 @@ fn measure(
     let opts = pupil::runner::RunnerOptions { threads: Some(threads), ..plan.runner_options() };
     let mut pupil = PupilRunner::new(model, &opts)?;
     #[cfg(feature = "llama")]
-    if args.against_llama {
-        use pupil::llama;
-        let check = llama::native_check()?;
-        let start = Instant::now();
-        let lmodel = llama::LlamaModel::load(path)?;
-        let load_s = start.elapsed().as_secs_f64();
+    if let Some((lmodel, check, load_s)) = llama {
+        let (check, load_s) = (check, *load_s);
         let mut runner = lmodel.runner(&opts)?;
         let runners: &mut [&mut dyn Runner] = &mut [&mut pupil, &mut runner];
         let (results, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
@@ -333,7 +348,7 @@ fn measure(
         };
         return Ok((p, Some((l, build, load_s)), reads));
     }
-    let _ = (args, path);
+    let _ = llama;
     let runners: &mut [&mut dyn Runner] = &mut [&mut pupil];
     let (mut measured, reads) = bench::measure_with_probe(plan, tokens, runners, probe, on_step)?;
     Ok((measured.remove(0), None, reads))
