@@ -3,12 +3,23 @@
 //! continuation, and half the blocks offloaded against all of them.
 //!
 //! Every test runs a prompt in one batch (the GEMM path) and then single tokens (the
-//! mat-vec path), all logits wanted. Without a GPU each test prints why and passes; with
-//! `PUPIL_REQUIRE_GPU=1` (scripts/gpu-check.sh) a missing GPU fails instead.
+//! mat-vec path), all logits wanted. Also: a server's [`Context`] whose sliding-window rings
+//! move their rows and whose slots share a prefix, and decode steps that allocate nothing.
+//! Without a GPU each test prints why and passes; with `PUPIL_REQUIRE_GPU=1`
+//! (scripts/gpu-check.sh) a missing GPU fails instead.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use pupil::model::{Batch, KvType, LoadOptions, Model};
+use pupil::model::{Batch, Context, ContextParams, KvType, LoadOptions, Logits, Model, Threads};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+// Counts every allocation of every thread, for the decode test.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// The allocation counts are process-wide: the measured test runs alone.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Mean KL(CPU ‖ GPU) per position the issue allows, and the top-1 agreement it asks for.
 const KL_BOUND: f64 = 1e-3;
@@ -109,9 +120,7 @@ fn llama_1b_shape_logits_match_the_cpu() {
     if !gpu() {
         return;
     }
-    let spec: pupil::bench::synth::SynthSpec = "llama-1b:Q4_K_M".parse().unwrap();
-    let path = pupil::bench::synth::ensure(&spec, &pupil::bench::synth::default_dir(), |m| eprintln!("{m}")).unwrap();
-    full_offload_matches_cpu(&path, 48, 32);
+    full_offload_matches_cpu(&synth("llama-1b:Q4_K_M"), 48, 32);
 }
 
 #[test]
@@ -160,4 +169,78 @@ fn half_the_blocks_on_the_gpu_match_all_of_them() {
     let (kl, top1) = compare(&logits(&full, &t, 64), &logits(&half, &t, 64), full.config().n_vocab);
     println!("half offload vs full: mean KL {kl:.2e}, top-1 {:.1}%", 100.0 * top1);
     assert!(kl <= KL_BOUND && top1 >= TOP1_BOUND, "mean KL {kl:.3e}, top-1 {top1:.3}");
+}
+
+/// A random-weight model of the `name:TYPE` preset, written once into the cache.
+fn synth(name: &str) -> PathBuf {
+    let spec: pupil::bench::synth::SynthSpec = name.parse().unwrap();
+    pupil::bench::synth::ensure(&spec, &pupil::bench::synth::default_dir(), |m| eprintln!("{m}")).unwrap()
+}
+
+/// Gemma 3's sliding-window layers keep rings of `window + max_batch` rows per slot: a
+/// prompt past the window moves them (on the device too), and a second slot gets the first's
+/// prefix by copy. The last logits of both slots match the CPU's.
+#[test]
+fn a_context_with_moving_rings_and_a_copied_prefix_matches_the_cpu() {
+    if !gpu() {
+        return;
+    }
+    let path = synth("gemma3-270m:Q4_K_M");
+    let run = |gpu_layers: usize| -> Vec<f32> {
+        let model = Arc::new(open(&path, gpu_layers));
+        let params =
+            ContextParams { n_ctx: Some(2048), n_slots: 2, max_batch: 32, max_logits: 2, kv_type: KvType::F16 };
+        let mut ctx = Context::new(model, &params, Threads::new(4).unwrap()).unwrap();
+        let (a, b) = (ctx.acquire().unwrap(), ctx.acquire().unwrap());
+        let v = ctx.model().config().n_vocab;
+        let prompt = tokens(700, v);
+        for chunk in prompt.chunks(32) {
+            ctx.push(a, chunk, Logits::Last).unwrap();
+            ctx.forward().unwrap();
+        }
+        ctx.copy_prefix(a, b, 680).unwrap();
+        ctx.push(a, &prompt[..3], Logits::Last).unwrap();
+        ctx.push(b, &prompt[680..700], Logits::Last).unwrap();
+        ctx.forward().unwrap().to_vec()
+    };
+    let (cpu, gpu) = (run(0), run(999));
+    let v = cpu.len() / 2;
+    let (kl, top1) = compare(&cpu, &gpu, v);
+    println!("context with rings and a copied prefix: mean KL {kl:.2e}, top-1 {:.0}%", 100.0 * top1);
+    assert!(kl <= KL_BOUND && top1 >= 1.0, "mean KL {kl:.3e}, top-1 {top1:.3}");
+}
+
+/// Once the device halves of the cache and scratch exist, a decode step on the GPU makes no
+/// heap allocation on any thread.
+#[test]
+fn gpu_decode_steps_allocate_nothing() {
+    if !gpu() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = distill("student-q4_0.gguf");
+    let model = open(&path, 999);
+    let mut cache = model.new_cache(Some(256), 1, KvType::F16);
+    let mut scratch = model.new_scratch(16, &cache);
+    let mut logits = vec![0.0; model.config().n_vocab];
+    let mut batch = Batch::with_capacity(16);
+    batch.push_sequence(&tokens(8, model.config().n_vocab), 0, 0, false);
+    model.forward(&batch, &mut cache, &mut scratch, &mut logits).unwrap();
+    let mut pos = 8;
+    let mut step = |logits: &mut Vec<f32>, batch: &mut Batch| {
+        batch.clear();
+        batch.push(pupil::sample::argmax(logits), pos, 0, true);
+        model.forward(batch, &mut cache, &mut scratch, logits).unwrap();
+        pos += 1;
+    };
+    for _ in 0..4 {
+        step(&mut logits, &mut batch);
+    }
+    let region = Region::new(GLOBAL);
+    for _ in 0..32 {
+        step(&mut logits, &mut batch);
+    }
+    let stats = region.change();
+    let allocations = stats.allocations + stats.reallocations;
+    assert_eq!(allocations, 0, "32 GPU decode steps made {allocations} heap allocations ({stats:?})");
 }
