@@ -16,7 +16,8 @@ extern "C" __global__ void quantize_q8_1(const float* x, block_q8_1* y, int cols
     if (b >= blocks || t >= n) return;
 
     const float v = x[(size_t)t * cols + (size_t)b * 32 + lane];
-    const float amax = warp_reduce_max(fabsf(v));
+    // fmaxf with 0 as the CPU's fold starts: an all-NaN block gives d = 0, not NaN.
+    const float amax = fmaxf(warp_reduce_max(fabsf(v)), 0.0f);
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
 
