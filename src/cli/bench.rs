@@ -68,16 +68,8 @@ pub struct Args {
     /// for this CPU's kernels (for comparison; also `PUPIL_NO_REPACK=1`).
     #[arg(long)]
     no_repack: bool,
-    /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
-    /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
-    #[arg(
-        long = "gpu-layers",
-        visible_alias = "n-gpu-layers",
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    gpu_layers: usize,
+    #[command(flatten)]
+    gpu: super::GpuArgs,
     /// Size of the buffer the bandwidth test streams, in MiB (keep it far above the CPU caches;
     /// at most 64 GiB).
     #[arg(long, value_name = "MIB", default_value_t = 1024, allow_negative_numbers = true,
@@ -193,8 +185,8 @@ fn bench_one(args: &Args, label: &str, path: &Path, threads: usize, probe: &benc
     let exact = memory::reset_peak();
     let baseline = memory::resident_bytes();
     let start = Instant::now();
-    let model =
-        Model::open_with(path, &super::load_options(args.no_repack, args.gpu_layers)).map_err(output::in_file(path))?;
+    let model = Model::open_with(path, &super::load_options(args.no_repack, args.gpu.gpu_layers))
+        .map_err(output::in_file(path))?;
     let load_s = start.elapsed().as_secs_f64();
     let load_rss = memory::resident_bytes().zip(baseline).map(|(r, b)| r.saturating_sub(b));
     let facts = ModelFacts::of(&model);

@@ -50,16 +50,8 @@ pub struct Args {
     /// The engine that runs the teacher: pupil, or llama.cpp (any architecture it runs).
     #[arg(long, value_enum, value_name = "ENGINE", default_value_t = TeacherBackend::Pupil)]
     teacher_backend: TeacherBackend,
-    /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
-    /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
-    #[arg(
-        long = "gpu-layers",
-        visible_alias = "n-gpu-layers",
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    gpu_layers: usize,
+    #[command(flatten)]
+    gpu: super::GpuArgs,
     /// The model under test (GGUF, same vocabulary); default: the embedded pair's student.
     #[arg(long, value_name = "FILE", requires = "teacher")]
     student: Option<PathBuf>,
@@ -184,7 +176,7 @@ pub struct GateFailed(String);
 pub fn run(args: Args) -> Result<()> {
     let teacher_backend = Backend::from(args.teacher_backend);
     // Refused before any work: no CUDA in this build, or no GPU.
-    super::load_options(false, args.gpu_layers).check()?;
+    super::load_options(false, args.gpu.gpu_layers).check()?;
     eval::check_backend(teacher_backend).context("--teacher-backend llama")?;
     super::run::set_threads(args.threads)?;
     let (teacher, student, default_text) = match (&args.teacher, &args.student) {
@@ -210,7 +202,7 @@ pub fn run(args: Args) -> Result<()> {
         cost: CostOptions { reps: args.reps, ..CostOptions::default() },
         teacher_backend,
         threads: args.threads,
-        load: super::load_options(false, args.gpu_layers),
+        load: super::load_options(false, args.gpu.gpu_layers),
     };
     // Checked before any work starts.
     let sequence = if args.generate { Some((sequence_options(&args)?, read_prompts(&args, &text)?)) } else { None };

@@ -103,6 +103,21 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
     })
 }
 
+/// `--gpu-layers`, for every command that loads models.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct GpuArgs {
+    /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
+    /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
+    #[arg(
+        long = "gpu-layers",
+        visible_alias = "n-gpu-layers",
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    gpu_layers: usize,
+}
+
 /// How a command's `--no-repack` and `--gpu-layers` load models: repacked at load unless the
 /// flag (or `PUPIL_NO_REPACK`) says not to.
 fn load_options(no_repack: bool, gpu_layers: usize) -> pupil::model::LoadOptions {

@@ -65,16 +65,8 @@ pub struct Args {
     /// for this CPU's kernels (for comparison; also `PUPIL_NO_REPACK=1`).
     #[arg(long)]
     no_repack: bool,
-    /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
-    /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
-    #[arg(
-        long = "gpu-layers",
-        visible_alias = "n-gpu-layers",
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    gpu_layers: usize,
+    #[command(flatten)]
+    gpu: super::GpuArgs,
     /// Most tokens the draft proposes per step.
     #[arg(long, default_value_t = 8, requires = "draft", allow_negative_numbers = true)]
     draft_max: usize,
@@ -201,7 +193,7 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let threads = threads(args.threads)?;
-    let load = super::load_options(args.no_repack, args.gpu_layers);
+    let load = super::load_options(args.no_repack, args.gpu.gpu_layers);
     let start = std::time::Instant::now();
     let mut engine = Engine::load_with(&args.model, &load).map_err(super::output::in_file(&args.model))?;
     let load_s = start.elapsed().as_secs_f64();

@@ -69,16 +69,8 @@ pub struct Args {
     /// for this CPU's kernels (for comparison; also `PUPIL_NO_REPACK=1`).
     #[arg(long)]
     no_repack: bool,
-    /// Layers to run on an NVIDIA GPU, as llama.cpp's `-ngl`: the last N blocks, N = layers
-    /// + 1 adding the output head. Needs a build with `--features cuda` and a GPU.
-    #[arg(
-        long = "gpu-layers",
-        visible_alias = "n-gpu-layers",
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    gpu_layers: usize,
+    #[command(flatten)]
+    gpu: super::GpuArgs,
 }
 
 /// The embedded distilled student: in `models/distill` under the working directory, or else
@@ -110,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => args.api_key.clone(),
     };
-    let mut engine = Engine::load_with(&path, &super::load_options(args.no_repack, args.gpu_layers))
+    let mut engine = Engine::load_with(&path, &super::load_options(args.no_repack, args.gpu.gpu_layers))
         .with_context(|| path.display().to_string())?;
     if let Some(t) = &args.chat_template {
         let src = std::fs::read_to_string(t).map_err(|e| BadInput::file("--chat-template", t, e))?;
