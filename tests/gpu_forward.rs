@@ -244,3 +244,43 @@ fn gpu_decode_steps_allocate_nothing() {
     let allocations = stats.allocations + stats.reallocations;
     assert_eq!(allocations, 0, "32 GPU decode steps made {allocations} heap allocations ({stats:?})");
 }
+
+/// A sequence's logits are the same bits alone and beside another sequence in one pass,
+/// prompt and decode step (the server's identical answers under load): the mat-vec kernels
+/// sum each token in a fixed order, and attention's parts follow the token's own span.
+#[test]
+fn a_sequences_logits_do_not_depend_on_its_batch() {
+    if !gpu() {
+        return;
+    }
+    let model = Arc::new(open(&distill("student-q4_0.gguf"), 999));
+    let v = model.config().n_vocab;
+    let mine = tokens(40, v);
+    let other: Vec<u32> = tokens(300, v).iter().map(|&t| 1 + (t * 7 + 3) % (v as u32 - 1)).collect();
+    let run = |with_other: bool| -> Vec<f32> {
+        let params =
+            ContextParams { n_ctx: Some(512), n_slots: 2, max_batch: 400, max_logits: 2, kv_type: KvType::F16 };
+        let mut ctx = Context::new(model.clone(), &params, Threads::new(2).unwrap()).unwrap();
+        let (a, b) = (ctx.acquire().unwrap(), ctx.acquire().unwrap());
+        ctx.push(a, &mine[..39], Logits::Last).unwrap();
+        if with_other {
+            ctx.push(b, &other[..299], Logits::Last).unwrap();
+        }
+        let mut out = ctx.forward().unwrap()[..v].to_vec();
+        ctx.push(a, &mine[39..], Logits::Last).unwrap();
+        if with_other {
+            ctx.push(b, &other[299..], Logits::Last).unwrap();
+        }
+        out.extend_from_slice(&ctx.forward().unwrap()[..v]);
+        out
+    };
+    let (alone, together) = (run(false), run(true));
+    let same = alone.iter().zip(&together).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+    assert_eq!(
+        same,
+        alone.len(),
+        "{} of {} logits differ between alone and in a batch",
+        alone.len() - same,
+        alone.len()
+    );
+}

@@ -1,12 +1,16 @@
 // attention.cu: attention of query tokens over the f16 KV cache, split-K ("flash decoding"):
-// attend_split cuts each token's span of cache rows into `split` parts and reduces each part
-// with an online softmax; attend_merge combines the parts.
+// attend_split cuts each token's span of cache rows into parts of ATTEND_CHUNK rows and
+// reduces each part with an online softmax; attend_merge combines the parts. The parts of a
+// token depend on its own span alone, never on the other tokens of the launch (parts past
+// its span are empty and add exact zeros in the merge), so a token's result is the same bits
+// whatever batch it is in.
 //
 // attend_split(q [n, n_head * head_dim], kc, vc [rows, n_head_kv * head_dim] f16 bits,
 //              spans [n, 2] = (first, end) rows, partial, n_head, n_head_kv, head_dim,
 //              scale, softcap, split)
-//   Launch: grid (n * n_head, split), block 128 (4 warps). Block (t * n_head + h, s) takes the
-//   s-th of `split` parts of ceil(len / split) rows of token t's span, query head h against kv
+//   Launch: grid (n * n_head, split), block 128 (4 warps), split = ceil(longest span /
+//   ATTEND_CHUNK). Block (t * n_head + h, s) takes rows s·ATTEND_CHUNK.. of token t's span
+//   (none if that is past its end), query head h against kv
 //   head h / (n_head / n_head_kv), and writes record (t * n_head + h) * split + s of partial,
 //   head_dim + 2 floats: the part's max score m, Σ exp(score - m), and Σ exp(score - m) · v
 //   (not yet divided). An empty part writes m = -inf, 0, 0.
@@ -20,6 +24,8 @@
 // results meet in shared memory at the end.
 
 #define ATTEND_WARPS 4
+// Rows of one part (the launcher's `ATTENTION_CHUNK`).
+#define ATTEND_CHUNK 256
 #define ATTEND_MAX_DIM 256
 
 // E consecutive f16 values from p to f32, with the widest loads the alignment allows: p is
@@ -81,9 +87,8 @@ __device__ __forceinline__ void attend_part(const float* q, const unsigned short
 
     const int first = spans[2 * t], end = spans[2 * t + 1];
     const int len = end > first ? end - first : 0;
-    const int chunk = (len + split - 1) / split;
-    const int lo = first + s * chunk;
-    const int hi = min(lo + chunk, end);
+    const int lo = first + min(s * ATTEND_CHUNK, len);
+    const int hi = min(lo + ATTEND_CHUNK, end);
 
     const int kvh = h / (n_head / n_head_kv);
     const size_t row_stride = (size_t)n_head_kv * D;

@@ -118,6 +118,9 @@ pub struct Gpu {
     pub(crate) blas: CudaBlas,
     pub(crate) k: Kernels,
     info: DeviceInfo,
+    /// Prompts through the f16 cuBLAS GEMM (`PUPIL_GPU_GEMM=1`) rather than the
+    /// batch-invariant mat-vec kernels.
+    pub(crate) gemm_prompts: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -144,7 +147,14 @@ impl Gpu {
         let k = Kernels::load(&module)?;
         let stream = ctx.new_stream()?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| GpuError::Cublas(format!("{e:?}")))?;
-        Ok(Gpu { ctx, stream, blas, k, info })
+        let gemm_prompts = std::env::var_os("PUPIL_GPU_GEMM").is_some_and(|v| !v.is_empty() && v != "0");
+        Ok(Gpu { ctx, stream, blas, k, info, gemm_prompts })
+    }
+
+    /// Whether prompts go through the f16 cuBLAS GEMM (`PUPIL_GPU_GEMM=1`) rather than the
+    /// batch-invariant mat-vec kernels (the default).
+    pub fn gemm_prompts(&self) -> bool {
+        self.gemm_prompts
     }
 
     /// The device.

@@ -24,7 +24,7 @@ pub use compile::KernelStats;
 pub use cudarc::driver::CudaSlice;
 pub use device::{DeviceInfo, Gpu, probe};
 pub use error::GpuError;
-pub use ops::{GpuWeight, MAX_MATVEC_TOKENS, MatmulScratch, Q8_1_BYTES, supports};
+pub use ops::{ATTENTION_CHUNK, GpuWeight, MAX_MATVEC_TOKENS, MatmulScratch, Q8_1_BYTES, supports};
 
 /// The names of every kernel entry point, as [`Gpu::open`] loads them.
 pub fn kernel_names() -> &'static [&'static str] {

@@ -16,6 +16,9 @@ use crate::ops::WeightRef;
 /// registers); larger batches go through the dequantize + cuBLAS GEMM.
 pub const MAX_MATVEC_TOKENS: usize = 8;
 
+/// Rows of one part of a span in [`Gpu::attend`] (`ATTEND_CHUNK` in attention.cu).
+pub const ATTENTION_CHUNK: usize = 256;
+
 /// Bytes of one q8_1 block (32 activations: f16 scale, f16 scaled sum, 32 × i8).
 pub const Q8_1_BYTES: usize = 36;
 
@@ -86,7 +89,7 @@ impl Gpu {
     /// Scratch for [`Self::matmul`] on up to `max_n` tokens of up to `max_cols` columns,
     /// and weights of up to `max_weight` elements.
     pub fn matmul_scratch(&self, max_n: usize, max_cols: usize, max_weight: usize) -> Result<MatmulScratch, GpuError> {
-        let gemm = max_n > MAX_MATVEC_TOKENS;
+        let gemm = max_n > MAX_MATVEC_TOKENS && self.gemm_prompts;
         Ok(MatmulScratch {
             q8: self.zeros(max_n.min(MAX_MATVEC_TOKENS) * max_cols.div_ceil(32) * Q8_1_BYTES)?,
             wf16: self.zeros(if gemm { max_weight } else { 0 })?,
@@ -95,8 +98,13 @@ impl Gpu {
     }
 
     /// `out[t] = w · x[t]` for `n` tokens: `x` is `[n, w.cols]`, `out` `[n, w.rows]`.
-    /// Up to [`MAX_MATVEC_TOKENS`] tokens run the mat-vec kernels (q8_1 activations for the
-    /// quantized types, as llama.cpp's MMVQ); more dequantize `w` to f16 for cuBLAS.
+    ///
+    /// By default every token goes through the mat-vec kernels (q8_1 activations for the
+    /// quantized types, as llama.cpp's MMVQ), [`MAX_MATVEC_TOKENS`] at a time, each token's
+    /// sum in the same order whatever else is in the batch: a row's result does not depend on
+    /// its batch, which the server's identical answers under load rest on. With
+    /// `PUPIL_GPU_GEMM=1` a batch of more tokens dequantizes `w` to f16 for one cuBLAS GEMM
+    /// instead (faster prompts, batch-dependent bits).
     pub fn matmul(
         &self,
         w: &GpuWeight,
@@ -110,16 +118,35 @@ impl Gpu {
         if n == 0 {
             return Ok(());
         }
-        if n > MAX_MATVEC_TOKENS {
+        if n > MAX_MATVEC_TOKENS && self.gemm_prompts {
             return self.gemm(w, x, n, out, s);
         }
+        for first in (0..n).step_by(MAX_MATVEC_TOKENS) {
+            self.matvec(w, x, first, (n - first).min(MAX_MATVEC_TOKENS), out, s)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::matmul`] of tokens `first..first + n` (`n <= MAX_MATVEC_TOKENS`) through the
+    /// mat-vec kernels; the caller checked the buffers for all of them.
+    fn matvec(
+        &self,
+        w: &GpuWeight,
+        x: &CudaSlice<f32>,
+        first: usize,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+        s: &mut MatmulScratch,
+    ) -> Result<(), GpuError> {
         let (rows, cols, nn) = (int("matmul", "rows", w.rows)?, int("matmul", "cols", w.cols)?, n as i32);
-        let (pw, px, po) = (self.ptr(&w.data), self.ptr(x), self.ptr(out));
+        let f32s = std::mem::size_of::<f32>() as u64;
+        let px = self.ptr(x) + (first * w.cols) as u64 * f32s;
+        let (pw, po) = (self.ptr(&w.data), self.ptr(out) + (first * w.rows) as u64 * f32s);
         let grid = (w.rows.div_ceil(4) as u32, 1, 1);
         let block = (32, 4, 1);
         macro_rules! q8 {
             ($f:ident) => {{
-                self.quantize_q8_1(x, n, w.cols, &mut s.q8)?;
+                self.quantize_rows(px, n, w.cols, &mut s.q8)?;
                 let pq = self.ptr(&s.q8);
                 launch!(self, $f, grid, block, 0, [pw, pq, po, rows, cols, nn])
             }};
@@ -146,6 +173,12 @@ impl Gpu {
         cols: usize,
         y: &mut CudaSlice<u8>,
     ) -> Result<(), GpuError> {
+        check("quantize_q8_1", "x", n * cols, x.len())?;
+        self.quantize_rows(self.ptr(x), n, cols, y)
+    }
+
+    /// [`Self::quantize_q8_1`] of the `n` rows at device address `px` (checked by the caller).
+    fn quantize_rows(&self, px: u64, n: usize, cols: usize, y: &mut CudaSlice<u8>) -> Result<(), GpuError> {
         if !cols.is_multiple_of(32) {
             return Err(GpuError::Shape {
                 op: "quantize_q8_1",
@@ -154,9 +187,8 @@ impl Gpu {
                 found: cols,
             });
         }
-        check("quantize_q8_1", "x", n * cols, x.len())?;
         check("quantize_q8_1", "y", n * cols / 32 * Q8_1_BYTES, y.len())?;
-        let (px, py) = (self.ptr(x), self.ptr(y));
+        let py = self.ptr(y);
         let (c, nn) = (int("quantize_q8_1", "cols", cols)?, int("quantize_q8_1", "n", n)?);
         launch!(self, quantize_q8_1, ((cols / 32) as u32, n as u32, 1), (32, 1, 1), 0, [px, py, c, nn])
     }
@@ -371,25 +403,26 @@ impl Gpu {
         launch!(self, kv_write, stride_grid(n * kv_dim), (THREADS, 1, 1), 0, [pk, pv, pkc, pvc, pr, d, nn])
     }
 
-    /// How many parts [`Self::attend`] splits each span into for `n` tokens of `heads` heads
-    /// whose longest span is `longest` rows: enough blocks to fill the device twice over, no
-    /// part shorter than 32 rows, at most 64 parts.
-    pub fn attention_split(&self, n: usize, heads: usize, longest: usize) -> usize {
-        let target = 2 * self.info().sms as usize;
-        (target / (n * heads).max(1)).clamp(1, 64).min(longest.div_ceil(32).max(1))
+    /// Parts of [`ATTENTION_CHUNK`] rows [`Self::attend`] launches per token when the
+    /// longest span is `longest` rows.
+    pub fn attention_split(longest: usize) -> usize {
+        longest.div_ceil(ATTENTION_CHUNK).max(1)
     }
 
-    /// Floats of the partial-results scratch [`Self::attend`] needs for up to `max_n` tokens.
-    pub fn attention_scratch_len(&self, max_n: usize, heads: usize, head_dim: usize) -> usize {
-        (max_n * heads).max(2 * self.info().sms as usize) * (head_dim + 2)
+    /// Floats of the partial-results scratch [`Self::attend`] needs for up to `max_n` tokens
+    /// whose spans are at most `max_span` rows.
+    pub fn attention_scratch_len(max_n: usize, heads: usize, head_dim: usize, max_span: usize) -> usize {
+        max_n * heads * Self::attention_split(max_span) * (head_dim + 2)
     }
 
     /// Attention of `n` tokens over an f16 cache: token `t`'s query heads (`q`, `[n, heads,
     /// head_dim]`) attend to cache rows `spans[2t]..spans[2t+1]` of `k_cache`/`v_cache`
     /// (`[rows, kv_heads, head_dim]`), scores scaled by `scale` and soft-capped by `softcap`
     /// (0: none); the result goes to `out` (`[n, heads, head_dim]`). Spans must lie inside
-    /// the cache (the caller computed them). Split-K: each span is cut into
-    /// [`Self::attention_split`] parts reduced in a second kernel.
+    /// the cache (the caller computed them), and `longest` must be the longest of them.
+    /// Split-K: each span is cut into parts of [`ATTENTION_CHUNK`] rows reduced in a second
+    /// kernel; the parts depend on the token's own span only, so its result does not depend
+    /// on the batch.
     #[allow(clippy::too_many_arguments)]
     pub fn attend(
         &self,
@@ -412,7 +445,7 @@ impl Gpu {
                 found: head_dim,
             });
         }
-        let split = self.attention_split(n, heads, longest);
+        let split = Self::attention_split(longest);
         check("attend", "q", n * heads * head_dim, q.len())?;
         check("attend", "out", n * heads * head_dim, out.len())?;
         check("attend", "spans", 2 * n, spans.len())?;

@@ -165,8 +165,8 @@ pub(crate) fn run<'r, L: Fn(usize) -> Rows<'r>>(
     if kv.as_ref().is_none_or(|kv| !kv.fits(g.offload.first, cfg.n_layer)) {
         *kv = Some(GpuKv::new(g, cache_rows, n_seq, cfg.kv_dim()).map_err(device)?);
     }
-    if s.gpu.as_ref().is_none_or(|gs| gs.max_batch < s.max_batch) {
-        s.gpu = Some(Box::new(GpuScratch::new(g, cfg, s.max_batch).map_err(device)?));
+    if s.gpu.as_ref().is_none_or(|gs| gs.max_batch < s.max_batch || gs.max_span < s.n_ctx) {
+        s.gpu = Some(Box::new(GpuScratch::new(g, cfg, s.max_batch, s.n_ctx).map_err(device)?));
     }
     let (Some(kv), Some(gs)) = (kv.as_mut(), s.gpu.as_deref_mut()) else { unreachable!("made above") };
     g.gpu.write(&s.x[..n * e], &mut gs.bufs[Buf::X as usize]).map_err(device)?;

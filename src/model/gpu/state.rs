@@ -61,6 +61,8 @@ impl GpuKv {
 #[derive(Debug)]
 pub(crate) struct GpuScratch {
     pub max_batch: usize,
+    /// The longest span the attention scratch holds parts for.
+    pub max_span: usize,
     /// The activations, by [`Buf`].
     pub bufs: [CudaSlice<f32>; Buf::COUNT],
     /// `[max_batch, n_rot]` RoPE cos/sin of global and of sliding-window layers.
@@ -80,7 +82,8 @@ pub(crate) struct GpuScratch {
 
 impl GpuScratch {
     /// Buffers for `cfg`'s model with `g` offloaded, batches of up to `max_batch`.
-    pub fn new(g: &GpuModel, cfg: &Config, max_batch: usize) -> Result<GpuScratch, GpuError> {
+    /// `max_span`: the most cache rows a token attends to (the cache's positions per slot).
+    pub fn new(g: &GpuModel, cfg: &Config, max_batch: usize, max_span: usize) -> Result<GpuScratch, GpuError> {
         let gpu = &g.gpu;
         let b = max_batch.max(1);
         let (e, qd, kvd, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
@@ -93,12 +96,13 @@ impl GpuScratch {
         let widest = e.max(qd).max(ff);
         Ok(GpuScratch {
             max_batch: b,
+            max_span,
             bufs,
             angles: gpu.zeros(b * cfg.n_rot)?,
             angles_swa: gpu.zeros(b * cfg.n_rot)?,
             rows: gpu.zeros(b)?,
             spans: gpu.zeros(2 * b)?,
-            partial: gpu.zeros(gpu.attention_scratch_len(b, cfg.n_head, cfg.head_dim))?,
+            partial: gpu.zeros(Gpu::attention_scratch_len(b, cfg.n_head, cfg.head_dim, max_span))?,
             matmul: gpu.matmul_scratch(b, widest, g.largest_matrix())?,
             logits: gpu.zeros(if g.offload.head { b * cfg.n_vocab } else { 0 })?,
             host_rows: Vec::with_capacity(b),
