@@ -2,8 +2,8 @@
 //! embedded distilled pair and of a random-weight Llama 3.2 1B-shaped model, the greedy
 //! continuation, and half the blocks offloaded against all of them.
 //!
-//! Every test runs a prompt in one batch (the GEMM path) and then single tokens (the
-//! mat-vec path), all logits wanted. Also: a server's [`Context`] whose sliding-window rings
+//! Every test runs a prompt in one batch (the prompt path: the mat-vec kernels eight tokens
+//! at a time, or the GEMM under `PUPIL_GPU_GEMM=1`) and then single tokens, all logits wanted. Also: a server's [`Context`] whose sliding-window rings
 //! move their rows and whose slots share a prefix, and decode steps that allocate nothing.
 //! Without a GPU each test prints why and passes; with `PUPIL_REQUIRE_GPU=1`
 //! (scripts/gpu-check.sh) a missing GPU fails instead.
