@@ -176,7 +176,8 @@ pub struct GateFailed(String);
 pub fn run(args: Args) -> Result<()> {
     let teacher_backend = Backend::from(args.teacher_backend);
     // Refused before any work: no CUDA in this build, or no GPU.
-    super::load_options(false, args.gpu.gpu_layers).check()?;
+    let load = super::load_options(false, args.gpu.gpu_layers);
+    load.check()?;
     eval::check_backend(teacher_backend).context("--teacher-backend llama")?;
     super::run::set_threads(args.threads)?;
     let (teacher, student, default_text) = match (&args.teacher, &args.student) {
@@ -202,7 +203,7 @@ pub fn run(args: Args) -> Result<()> {
         cost: CostOptions { reps: args.reps, ..CostOptions::default() },
         teacher_backend,
         threads: args.threads,
-        load: super::load_options(false, args.gpu.gpu_layers),
+        load,
     };
     // Checked before any work starts.
     let sequence = if args.generate { Some((sequence_options(&args)?, read_prompts(&args, &text)?)) } else { None };

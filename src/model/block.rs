@@ -77,6 +77,11 @@ pub(crate) trait Device {
     fn residual(&mut self, il: usize, post_norm: Role, n: usize) -> Result<(), ModelError>;
 }
 
+/// The error for an op that names one buffer twice (a bug in [`block`], not in any input).
+pub(crate) fn aliased() -> ModelError {
+    ModelError::Mismatch { what: "block buffers (one named twice)" }
+}
+
 /// Runs block `il` on the `n` tokens in `d`'s [`Buf::X`].
 pub(crate) fn block<D: Device>(d: &mut D, il: usize, n: usize) -> Result<(), ModelError> {
     use Role::*;

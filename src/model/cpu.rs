@@ -5,7 +5,7 @@ use pupil_kernels::ops::{self, Activations, KvScalar, WeightRef};
 use pupil_kernels::{DType, KernelError, quant};
 
 use super::arch::{FfnAct, Role};
-use super::block::{Buf, Device, Job};
+use super::block::{Buf, Device, Job, aliased};
 use super::kv_cache::KvStore;
 use super::{Batch, Model, ModelError, Scratch};
 
@@ -24,21 +24,37 @@ impl Rows<'_> {
     }
 }
 
+/// The rows of every layer of a cache: its rows per slot, the rings' oldest positions, and
+/// its positions per slot (layers with fewer rows than that are rings).
+#[derive(Clone, Copy)]
+pub(super) struct Layout<'a> {
+    pub rows: &'a [usize],   // [n_layer]
+    pub oldest: &'a [usize], // [n_seq]
+    pub n_ctx: usize,
+}
+
+impl<'a> Layout<'a> {
+    /// Where layer `il`'s rows are.
+    pub fn layer(&self, il: usize) -> Rows<'a> {
+        Rows { per_seq: self.rows[il], oldest: (self.rows[il] != self.n_ctx).then_some(self.oldest) }
+    }
+}
+
 /// One forward pass's blocks on the CPU: the model, the batch, the host cache and scratch.
-pub(super) struct Cpu<'a, 'r, T: KvScalar, L: Fn(usize) -> Rows<'r>> {
+pub(super) struct Cpu<'a, T: KvScalar> {
     pub model: &'a Model,
     pub batch: &'a Batch,
     pub kv: &'a mut KvStore<T>,
-    pub layout: L,
+    pub layout: Layout<'a>,
     pub s: &'a mut Scratch,
 }
 
-impl<'r, T: KvScalar, L: Fn(usize) -> Rows<'r>> Device for Cpu<'_, 'r, T, L> {
+impl<T: KvScalar> Device for Cpu<'_, T> {
     fn norm(&mut self, il: usize, role: Role, from: Buf, to: Buf, n: usize) -> Result<(), ModelError> {
         let (e, eps) = (self.model.config.n_embd, self.model.config.rms_eps);
         let w = self.model.weights.layers[il].vector(role)?;
         let (mut bufs, _) = self.s.bufs();
-        let [x, out] = bufs.get_disjoint_mut([from as usize, to as usize]).map_err(|_| same(from))?;
+        let [x, out] = bufs.get_disjoint_mut([from as usize, to as usize]).map_err(|_| aliased())?;
         for t in 0..n {
             ops::rms_norm(&x[t * e..][..e], w, eps, &mut out[t * e..][..e]);
         }
@@ -50,7 +66,7 @@ impl<'r, T: KvScalar, L: Fn(usize) -> Rows<'r>> Device for Cpu<'_, 'r, T, L> {
         let (mut bufs, act) = self.s.bufs();
         // The input moves out for the call (no copy), so the outputs can be borrowed beside it.
         let x = std::mem::take(&mut *bufs[from as usize]);
-        let outs = bufs.get_disjoint_mut(jobs.map(|(_, _, b)| b as usize)).map_err(|_| same(from));
+        let outs = bufs.get_disjoint_mut(jobs.map(|(_, _, b)| b as usize)).map_err(|_| aliased());
         let result = outs.and_then(|outs| {
             for (w, _, _) in &jobs {
                 layer.matrix(*w)?;
@@ -95,7 +111,7 @@ impl<'r, T: KvScalar, L: Fn(usize) -> Rows<'r>> Device for Cpu<'_, 'r, T, L> {
     fn attend(&mut self, il: usize, n: usize) -> Result<(), ModelError> {
         let (cfg, batch, s) = (&self.model.config, self.batch, &mut *self.s);
         let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
-        let rows = (self.layout)(il);
+        let rows = self.layout.layer(il);
         let (k_cache, v_cache) = (&mut self.kv.k[il], &mut self.kv.v[il]);
         for (t, (&pos, &seq)) in batch.positions().iter().zip(batch.seqs()).enumerate() {
             let row = rows.of(seq, pos as usize) * kvd;
@@ -158,11 +174,6 @@ impl<'r, T: KvScalar, L: Fn(usize) -> Rows<'r>> Device for Cpu<'_, 'r, T, L> {
         }
         Ok(())
     }
-}
-
-/// The error for a block that names one buffer twice in an op (a bug in [`super::block`]).
-fn same(b: Buf) -> ModelError {
-    ModelError::Mismatch { what: if matches!(b, Buf::X) { "block buffers (X)" } else { "block buffers" } }
 }
 
 /// One matmul input, converted to a weight's activation type once and reused by the next

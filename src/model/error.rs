@@ -28,7 +28,7 @@ pub enum ModelError {
     },
 
     /// GPU layers were asked for and cannot be had: no CUDA in this build, no driver or
-    /// device, or no GPU forward pass yet.
+    /// device, or a weight type or head size the GPU kernels do not take.
     #[error("--gpu-layers {layers}: {reason}")]
     Gpu {
         /// The layers asked for.

@@ -10,7 +10,7 @@ use pupil_kernels::ops::{self, KvScalar};
 
 use super::arch::Role;
 use super::block::block;
-use super::cpu::{Cpu, Input, Rows};
+use super::cpu::{Cpu, Input, Layout};
 use super::kv_cache::{KvStore, Store};
 use super::{Batch, KvCache, Model, ModelError, Scratch};
 
@@ -69,30 +69,22 @@ impl Model {
             cache.slide(seq, s.oldest[seq])?;
         }
         let first = self.gpu_first();
-        let KvCache { rows, oldest, store, n_ctx, .. } = cache;
-        let layout = |il: usize| Rows { per_seq: rows[il], oldest: (rows[il] != *n_ctx).then_some(&oldest[..]) };
-        match store {
+        let layout = Layout { rows: &cache.rows, oldest: &cache.oldest, n_ctx: cache.n_ctx };
+        match &mut cache.store {
             Store::F16(kv) => self.blocks(0..first, batch, kv, layout, s)?,
             Store::F32(kv) => self.blocks(0..first, batch, kv, layout, s)?,
         }
+        // The GPU runs the rest, and the head too if it has it.
         #[cfg(feature = "cuda")]
-        if let Some(g) = self.gpu() {
-            let neox = self.ropes.rotation().neox;
-            let host = super::gpu::pass::Host {
-                cfg: &self.config,
-                neox,
-                batch,
-                layout,
-                cache_rows: rows,
-                n_seq: cache.n_seq,
-                _r: std::marker::PhantomData,
-            };
-            if super::gpu::pass::run(g, host, &mut cache.gpu, s, logits)? {
-                cache.lens.copy_from_slice(&s.lens[..cache.n_seq]);
-                return Ok(());
-            }
+        let head_done = match &self.gpu {
+            Some(g) => super::gpu::pass::run((self, g), batch, (layout, cache.n_seq), &mut cache.gpu, s, logits)?,
+            None => false,
+        };
+        #[cfg(not(feature = "cuda"))]
+        let head_done = false;
+        if !head_done {
+            self.output(batch, s, logits)?;
         }
-        self.output(batch, s, logits)?;
         cache.lens.copy_from_slice(&s.lens[..cache.n_seq]);
         Ok(())
     }
@@ -147,7 +139,7 @@ impl Model {
     /// The first block that runs on the GPU (`n_layer`: none does).
     fn gpu_first(&self) -> usize {
         #[cfg(feature = "cuda")]
-        if let Some(g) = self.gpu() {
+        if let Some(g) = &self.gpu {
             return g.offload.first;
         }
         self.config.n_layer
@@ -169,12 +161,12 @@ impl Model {
     }
 
     /// Runs `layers` of the batch on the CPU.
-    fn blocks<'r, T: KvScalar>(
+    fn blocks<T: KvScalar>(
         &self,
         layers: std::ops::Range<usize>,
         batch: &Batch,
         kv: &mut KvStore<T>,
-        layout: impl Fn(usize) -> Rows<'r>,
+        layout: Layout<'_>,
         s: &mut Scratch,
     ) -> Result<(), ModelError> {
         let mut cpu = Cpu { model: self, batch, kv, layout, s };

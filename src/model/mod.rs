@@ -99,8 +99,8 @@ pub struct LoadOptions {
     /// than `0` or nothing.
     pub repack: bool,
     /// Layers to run on the GPU, llama.cpp's `-ngl`: the last `gpu_layers` blocks, the
-    /// output head counting as one more. Default 0, all on the CPU. (See the `gpu` module:
-    /// more than 0 is refused with the reason until the forward pass runs on a device.)
+    /// output head counting as one more. Default 0, all on the CPU. A build without the
+    /// `cuda` feature, or a machine without a GPU, refuses more than 0 with the reason.
     pub gpu_layers: usize,
 }
 

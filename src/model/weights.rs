@@ -135,7 +135,7 @@ impl Weights {
     /// Locates and checks every tensor of `cfg.arch`'s table in `file`.
     pub fn load(file: &GgufFile, cfg: &Config, opts: &super::LoadOptions) -> Result<Weights, ModelError> {
         // Blocks offloaded to a GPU are never run by the CPU: no packed copy for them.
-        let cpu_layers = cfg.n_layer - opts.gpu_layers.min(cfg.n_layer);
+        let cpu_layers = super::gpu::Offload::new(opts.gpu_layers, cfg.n_layer).first;
         let l = Loader { file, cfg, spec: cfg.arch.spec(), pack: opts.repack, cpu_layers };
         Ok(Weights {
             model: l.tensors(None)?,

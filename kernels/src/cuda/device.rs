@@ -38,12 +38,19 @@ impl DeviceInfo {
 /// Finds device `ordinal` without compiling anything: fails with a [`GpuError`] naming the
 /// missing library, or saying how many devices there are.
 pub fn probe(ordinal: usize) -> Result<DeviceInfo, GpuError> {
+    context(ordinal).map(|(_, info)| info)
+}
+
+/// Device `ordinal`'s primary context and what it is.
+fn context(ordinal: usize) -> Result<(Arc<CudaContext>, DeviceInfo), GpuError> {
     libs::require(libs::DRIVER)?;
     let count = CudaContext::device_count()? as usize;
     if ordinal >= count {
         return Err(GpuError::NoDevice { ordinal, count });
     }
-    info(&CudaContext::new(ordinal)?, ordinal)
+    let ctx = CudaContext::new(ordinal)?;
+    let info = info(&ctx, ordinal)?;
+    Ok((ctx, info))
 }
 
 fn info(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<DeviceInfo, GpuError> {
@@ -133,13 +140,12 @@ impl Gpu {
     /// Opens device `ordinal`: checks the driver, NVRTC and cuBLAS are there, compiles the
     /// kernels for the device (or takes them from the cache) and loads them.
     pub fn open(ordinal: usize) -> Result<Gpu, GpuError> {
-        let info = probe(ordinal)?;
+        let (ctx, info) = context(ordinal)?;
         if info.compute.0 < 8 {
             return Err(GpuError::TooOld { name: info.name, major: info.compute.0, minor: info.compute.1 });
         }
         libs::require(libs::NVRTC)?;
         libs::require(libs::CUBLAS)?;
-        let ctx = CudaContext::new(ordinal)?;
         // SAFETY: pupil queues all work on one stream, so cudarc's cross-stream events (which
         // this turns off) are never needed, and every buffer is used in stream order.
         unsafe { ctx.disable_event_tracking() };

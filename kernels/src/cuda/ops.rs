@@ -113,30 +113,48 @@ impl Gpu {
         out: &mut CudaSlice<f32>,
         s: &mut MatmulScratch,
     ) -> Result<(), GpuError> {
-        check("matmul", "x", n * w.cols, x.len())?;
-        check("matmul", "out", n * w.rows, out.len())?;
-        if n == 0 {
-            return Ok(());
+        self.matmul_many(x, n, &mut [(w, out)], s)
+    }
+
+    /// [`Self::matmul`] of several weights of one input (Q, K and V; gate and up): on the
+    /// mat-vec path the input is quantized to q8_1 once per group of tokens for every
+    /// quantized weight of its width, not once per weight.
+    pub fn matmul_many(
+        &self,
+        x: &CudaSlice<f32>,
+        n: usize,
+        jobs: &mut [(&GpuWeight, &mut CudaSlice<f32>)],
+        s: &mut MatmulScratch,
+    ) -> Result<(), GpuError> {
+        for (w, out) in jobs.iter() {
+            check("matmul", "x", n * w.cols, x.len())?;
+            check("matmul", "out", n * w.rows, out.len())?;
         }
         if n > MAX_MATVEC_TOKENS && self.gemm_prompts {
-            return self.gemm(w, x, n, out, s);
+            return jobs.iter_mut().try_for_each(|(w, out)| self.gemm(w, x, n, out, s));
         }
         for first in (0..n).step_by(MAX_MATVEC_TOKENS) {
-            self.matvec(w, x, first, (n - first).min(MAX_MATVEC_TOKENS), out, s)?;
+            let group = (first, (n - first).min(MAX_MATVEC_TOKENS));
+            // The width of the q8_1 copy of this group in `s.q8`, once made.
+            let mut quantized = None;
+            for (w, out) in jobs.iter_mut() {
+                self.matvec(w, x, group, out, s, &mut quantized)?;
+            }
         }
         Ok(())
     }
 
     /// [`Self::matmul`] of tokens `first..first + n` (`n <= MAX_MATVEC_TOKENS`) through the
-    /// mat-vec kernels; the caller checked the buffers for all of them.
+    /// mat-vec kernels; the caller checked the buffers for all of them. `quantized` is the
+    /// width of the group's q8_1 copy already in `s.q8` (`None`: none yet).
     fn matvec(
         &self,
         w: &GpuWeight,
         x: &CudaSlice<f32>,
-        first: usize,
-        n: usize,
+        (first, n): (usize, usize),
         out: &mut CudaSlice<f32>,
         s: &mut MatmulScratch,
+        quantized: &mut Option<usize>,
     ) -> Result<(), GpuError> {
         let (rows, cols, nn) = (int("matmul", "rows", w.rows)?, int("matmul", "cols", w.cols)?, n as i32);
         let f32s = std::mem::size_of::<f32>() as u64;
@@ -146,7 +164,10 @@ impl Gpu {
         let block = (32, 4, 1);
         macro_rules! q8 {
             ($f:ident) => {{
-                self.quantize_rows(px, n, w.cols, &mut s.q8)?;
+                if *quantized != Some(w.cols) {
+                    self.quantize_rows(px, n, w.cols, &mut s.q8)?;
+                    *quantized = Some(w.cols);
+                }
                 let pq = self.ptr(&s.q8);
                 launch!(self, $f, grid, block, 0, [pw, pq, po, rows, cols, nn])
             }};

@@ -2,13 +2,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use pupil_kernels::cuda::{CudaSlice, Gpu, GpuWeight, supports};
+use pupil_kernels::cuda::{CudaSlice, Gpu, GpuWeight};
 
 use super::Offload;
 use crate::gguf::GgufFile;
+use crate::model::Config;
 use crate::model::arch::Role;
 use crate::model::weights::{Tensor, Tensors, Weights};
-use crate::model::{Config, Model};
 
 /// One block's (or the head's) tensors on the device, by role.
 #[derive(Debug, Default)]
@@ -41,11 +41,8 @@ impl GpuTensors {
             }
             match tensor {
                 Tensor::Matrix(m) => {
-                    let w = m.weight(file);
-                    if !supports(w.dtype) {
-                        return Err(format!("{role:?} is {}, which has no GPU kernel", w.dtype));
-                    }
-                    out.mats.push((role, gpu.upload_weight(&w).map_err(|e| e.to_string())?));
+                    let w = gpu.upload_weight(&m.weight(file)).map_err(|e| format!("{role:?}: {e}"))?;
+                    out.mats.push((role, w));
                 }
                 Tensor::Vector(v) => out.vecs.push((role, gpu.upload(v).map_err(|e| e.to_string())?)),
             }
@@ -84,11 +81,8 @@ impl GpuModel {
             .collect::<Result<_, _>>()?;
         let head = if offload.head {
             let output = weights.output().map_err(|e| e.to_string())?.weight(file);
-            if !supports(output.dtype) {
-                return Err(format!("the output matrix is {}, which has no GPU kernel", output.dtype));
-            }
             let mut t = GpuTensors::upload(&gpu, file, &weights.model, Some(&[Role::OutputNorm, Role::OutputBias]))?;
-            t.mats.push((Role::Output, gpu.upload_weight(&output).map_err(|e| e.to_string())?));
+            t.mats.push((Role::Output, gpu.upload_weight(&output).map_err(|e| format!("the output matrix: {e}"))?));
             Some(t)
         } else {
             None
@@ -105,12 +99,5 @@ impl GpuModel {
     pub fn largest_matrix(&self) -> usize {
         let all = self.layers.iter().chain(&self.head);
         all.flat_map(|t| t.mats.iter().map(|(_, w)| w.rows * w.cols)).max().unwrap_or(0)
-    }
-}
-
-impl Model {
-    /// The GPU part, if any block is offloaded.
-    pub(crate) fn gpu(&self) -> Option<&GpuModel> {
-        self.gpu.as_ref()
     }
 }

@@ -27,7 +27,6 @@ use super::Config;
 use super::ModelError;
 
 /// Which part of the model runs on the GPU.
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Offload {
     /// The first block on the GPU (`n_layer`: none).
@@ -36,7 +35,6 @@ pub(crate) struct Offload {
     pub head: bool,
 }
 
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 impl Offload {
     /// llama.cpp's split for `-ngl layers` of a model with `n_layer` blocks.
     pub fn new(layers: usize, n_layer: usize) -> Offload {

@@ -2,14 +2,14 @@
 //! [`GpuScratch`]'s buffers, the offloaded weights and the device cache; and the part of a
 //! forward pass that runs there ([`run`]).
 
-use pupil_kernels::cuda::{GpuError, GpuWeight};
+use pupil_kernels::cuda::GpuError;
 
 use super::GpuModel;
 use super::state::{GpuKv, GpuScratch};
 use crate::model::arch::{FfnAct, Role};
-use crate::model::block::{Buf, Device, Job, block};
-use crate::model::cpu::Rows;
-use crate::model::{Batch, Config, ModelError, Scratch};
+use crate::model::block::{Buf, Device, Job, aliased, block};
+use crate::model::cpu::Layout;
+use crate::model::{Batch, Config, Model, ModelError, Scratch};
 
 fn device(e: GpuError) -> ModelError {
     ModelError::Device { reason: e.to_string() }
@@ -20,31 +20,41 @@ fn missing(reason: String) -> ModelError {
 }
 
 /// One forward pass's offloaded blocks.
-struct GpuPass<'a, 'r, L: Fn(usize) -> Rows<'r>> {
+struct GpuPass<'a> {
     g: &'a GpuModel,
     cfg: &'a Config,
     batch: &'a Batch,
-    layout: L,
+    layout: Layout<'a>,
+    /// RoPE pairs `(i, i + n_rot/2)` rather than `(2i, 2i + 1)`.
     neox: bool,
     kv: &'a mut GpuKv,
     s: &'a mut GpuScratch,
 }
 
-impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
+impl Device for GpuPass<'_> {
     fn norm(&mut self, il: usize, role: Role, from: Buf, to: Buf, n: usize) -> Result<(), ModelError> {
         let (g, cfg) = (self.g, self.cfg);
         let w = g.layer(il).vector(role).map_err(missing)?;
-        let [x, out] = self.s.bufs.get_disjoint_mut([from as usize, to as usize]).map_err(|_| same())?;
+        let [x, out] = self.s.bufs.get_disjoint_mut([from as usize, to as usize]).map_err(|_| aliased())?;
         g.gpu.rms_norm(x, w, cfg.n_embd, n, cfg.rms_eps, out).map_err(device)
     }
 
     fn project<const N: usize>(&mut self, il: usize, from: Buf, n: usize, jobs: [Job; N]) -> Result<(), ModelError> {
         let (g, s) = (self.g, &mut *self.s);
         let layer = g.layer(il);
-        for (w, bias, to) in jobs {
-            let w: &GpuWeight = layer.matrix(w).map_err(missing)?;
-            let [x, out] = s.bufs.get_disjoint_mut([from as usize, to as usize]).map_err(|_| same())?;
-            g.gpu.matmul(w, x, n, out, &mut s.matmul).map_err(device)?;
+        for (w, _, _) in &jobs {
+            layer.matrix(*w).map_err(missing)?;
+        }
+        // Each buffer taken once: the input and the outputs are disjoint borrows.
+        let mut bufs = s.bufs.each_mut().map(Some);
+        let x = bufs[from as usize].take().ok_or_else(aliased)?;
+        let products = jobs.map(|(w, _, to)| Some((layer.matrix(w).ok()?, bufs[to as usize].take()?)));
+        if products.iter().any(Option::is_none) {
+            return Err(aliased());
+        }
+        let mut products = products.map(|p| p.expect("none missing: checked above"));
+        g.gpu.matmul_many(x, n, &mut products, &mut s.matmul).map_err(device)?;
+        for ((w, out), (_, bias, _)) in products.iter_mut().zip(jobs) {
             if let Some(b) = bias.and_then(|b| layer.optional(b)) {
                 g.gpu.add_bias(out, b, w.rows, n).map_err(device)?;
             }
@@ -57,7 +67,7 @@ impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
         let layer = g.layer(il);
         let (hd, eps) = (cfg.head_dim, cfg.rms_eps);
         let s = &mut *self.s;
-        let [q, k] = s.bufs.get_disjoint_mut([Buf::Q as usize, Buf::K as usize]).map_err(|_| same())?;
+        let [q, k] = s.bufs.get_disjoint_mut([Buf::Q as usize, Buf::K as usize]).map_err(|_| aliased())?;
         if let Some(w) = layer.optional(Role::AttnQNorm) {
             g.gpu.rms_norm_in_place(q, w, hd, n * cfg.n_head, eps).map_err(device)?;
         }
@@ -75,7 +85,7 @@ impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
 
     fn attend(&mut self, il: usize, n: usize) -> Result<(), ModelError> {
         let (g, cfg, batch) = (self.g, self.cfg, self.batch);
-        let rows = (self.layout)(il);
+        let rows = self.layout.layer(il);
         let window = if cfg.swa_layers[il] { cfg.sliding_window } else { None };
         let s = &mut *self.s;
         // The same rows and spans the host cache would use (the pass checked them).
@@ -97,7 +107,7 @@ impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
         let [q, k, v, attn] = s
             .bufs
             .get_disjoint_mut([Buf::Q as usize, Buf::K as usize, Buf::V as usize, Buf::Attn as usize])
-            .map_err(|_| same())?;
+            .map_err(|_| aliased())?;
         g.gpu.kv_write(k, v, &s.rows, n, cfg.kv_dim(), kc, vc).map_err(device)?;
         let kq_scale = if cfg.arch.spec().attn_scale.on_queries() { 1.0 } else { cfg.attn_scale };
         let heads = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
@@ -107,7 +117,7 @@ impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
 
     fn glu(&mut self, n: usize) -> Result<(), ModelError> {
         let (g, count) = (self.g, n * self.cfg.n_ff);
-        let [gate, up] = self.s.bufs.get_disjoint_mut([Buf::Gate as usize, Buf::Up as usize]).map_err(|_| same())?;
+        let [gate, up] = self.s.bufs.get_disjoint_mut([Buf::Gate as usize, Buf::Up as usize]).map_err(|_| aliased())?;
         match self.cfg.arch.spec().ffn_act {
             FfnAct::Silu => g.gpu.silu(gate, count),
             FfnAct::GeluTanh => g.gpu.gelu_tanh(gate, count),
@@ -120,8 +130,11 @@ impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
         let (g, cfg) = (self.g, self.cfg);
         let e = cfg.n_embd;
         let post_norm = g.layer(il).optional(post_norm);
-        let [x, xn, out] =
-            self.s.bufs.get_disjoint_mut([Buf::X as usize, Buf::Xn as usize, Buf::Out as usize]).map_err(|_| same())?;
+        let [x, xn, out] = self
+            .s
+            .bufs
+            .get_disjoint_mut([Buf::X as usize, Buf::Xn as usize, Buf::Out as usize])
+            .map_err(|_| aliased())?;
         match post_norm {
             Some(w) => {
                 g.gpu.rms_norm(out, w, e, n, cfg.rms_eps, xn).map_err(device)?;
@@ -132,38 +145,24 @@ impl<'r, L: Fn(usize) -> Rows<'r>> Device for GpuPass<'_, 'r, L> {
     }
 }
 
-fn same() -> ModelError {
-    ModelError::Mismatch { what: "GPU block buffers" }
-}
-
-/// What the GPU part of a pass needs of the host's.
-pub(crate) struct Host<'a, 'r, L: Fn(usize) -> Rows<'r>> {
-    pub cfg: &'a Config,
-    pub neox: bool,
-    pub batch: &'a Batch,
-    pub layout: L,
-    /// Rows per slot of every layer, and the slots (to size the device cache).
-    pub cache_rows: &'a [usize],
-    pub n_seq: usize,
-    pub _r: std::marker::PhantomData<&'r ()>,
-}
-
 /// Runs the offloaded blocks on the residual stream in `s.x` (blocks before them already
 /// ran on the CPU), then the head if it is offloaded too: its logits come back into
 /// `logits` and this returns `true`; otherwise the residual stream comes back into `s.x`
 /// for the host's head, and this returns `false`.
-pub(crate) fn run<'r, L: Fn(usize) -> Rows<'r>>(
-    g: &GpuModel,
-    host: Host<'_, 'r, L>,
+/// `layout` and `n_seq` are the host cache's (the device cache is made to match).
+pub(crate) fn run(
+    (model, g): (&Model, &GpuModel),
+    batch: &Batch,
+    (layout, n_seq): (Layout<'_>, usize),
     kv: &mut Option<GpuKv>,
     s: &mut Scratch,
     logits: &mut [f32],
 ) -> Result<bool, ModelError> {
-    let Host { cfg, neox, batch, layout, cache_rows, n_seq, .. } = host;
+    let (cfg, neox) = (model.config(), model.ropes.rotation().neox);
     let _one_at_a_time = g.busy.lock().unwrap_or_else(|p| p.into_inner());
     let (n, e, r) = (batch.len(), cfg.n_embd, cfg.n_rot);
     if kv.as_ref().is_none_or(|kv| !kv.fits(g.offload.first, cfg.n_layer)) {
-        *kv = Some(GpuKv::new(g, cache_rows, n_seq, cfg.kv_dim()).map_err(device)?);
+        *kv = Some(GpuKv::new(g, layout.rows, n_seq, cfg.kv_dim()).map_err(device)?);
     }
     if s.gpu.as_ref().is_none_or(|gs| gs.max_batch < s.max_batch || gs.max_span < s.n_ctx) {
         s.gpu = Some(Box::new(GpuScratch::new(g, cfg, s.max_batch, s.n_ctx).map_err(device)?));
@@ -183,7 +182,7 @@ pub(crate) fn run<'r, L: Fn(usize) -> Rows<'r>>(
     // The wanted rows, gathered into `Out`, normed into `Xn`, projected into the logits.
     let mut j = 0;
     {
-        let [x, out] = gs.bufs.get_disjoint_mut([Buf::X as usize, Buf::Out as usize]).map_err(|_| same())?;
+        let [x, out] = gs.bufs.get_disjoint_mut([Buf::X as usize, Buf::Out as usize]).map_err(|_| aliased())?;
         for (t, _) in batch.want_logits().iter().enumerate().filter(|(_, w)| **w) {
             g.gpu.copy(x, t * e, out, j * e, e).map_err(device)?;
             j += 1;
@@ -192,7 +191,7 @@ pub(crate) fn run<'r, L: Fn(usize) -> Rows<'r>>(
     if j == 0 {
         return Ok(true);
     }
-    let [out, xn] = gs.bufs.get_disjoint_mut([Buf::Out as usize, Buf::Xn as usize]).map_err(|_| same())?;
+    let [out, xn] = gs.bufs.get_disjoint_mut([Buf::Out as usize, Buf::Xn as usize]).map_err(|_| aliased())?;
     g.gpu.rms_norm(out, head.vector(Role::OutputNorm).map_err(missing)?, e, j, cfg.rms_eps, xn).map_err(device)?;
     let w = head.matrix(Role::Output).map_err(missing)?;
     g.gpu.matmul(w, xn, j, &mut gs.logits, &mut gs.matmul).map_err(device)?;
