@@ -69,6 +69,15 @@ struct deq_q8_0 {
     }
 };
 
+// Sub-block j's scale d·sc and offset dmin·m, for q4_k and q5_k (the same scales layout).
+template <typename B>
+__device__ __forceinline__ void k4_scale(const B* b, int j, float& dl, float& ml) {
+    int sc, m;
+    get_scale_min_k4(j, b->scales, sc, m);
+    dl = __fmul_rn(f16_to_f32(b->d), (float)sc);
+    ml = __fmul_rn(f16_to_f32(b->dmin), (float)m);
+}
+
 // Values e = 8k.. sit in sub-block j = e / 32 = k / 4: group g = j / 2, nibble j % 2, bytes
 // 32g + e % 32.. (pupil's qs_pos in quant/k_quants/q4_k.rs).
 struct deq_q4_k {
@@ -76,10 +85,8 @@ struct deq_q4_k {
     static constexpr int VALUES = 256;
     static __device__ __forceinline__ void eight(const block* b, int k, float (&v)[8]) {
         const int j = k / 4;
-        int sc, m;
-        get_scale_min_k4(j, b->scales, sc, m);
-        const float dl = __fmul_rn(f16_to_f32(b->d), (float)sc);
-        const float ml = __fmul_rn(f16_to_f32(b->dmin), (float)m);
+        float dl, ml;
+        k4_scale(b, j, dl, ml);
         const unsigned char* q = b->qs + 32 * (j / 2) + 8 * (k % 4);
         const int shift = 4 * (j % 2);
 #pragma unroll
@@ -93,10 +100,8 @@ struct deq_q5_k {
     static constexpr int VALUES = 256;
     static __device__ __forceinline__ void eight(const block* b, int k, float (&v)[8]) {
         const int j = k / 4;
-        int sc, m;
-        get_scale_min_k4(j, b->scales, sc, m);
-        const float dl = __fmul_rn(f16_to_f32(b->d), (float)sc);
-        const float ml = __fmul_rn(f16_to_f32(b->dmin), (float)m);
+        float dl, ml;
+        k4_scale(b, j, dl, ml);
         const int i0 = 8 * (k % 4);
         const unsigned char* q = b->qs + 32 * (j / 2) + i0;
         const unsigned char* qh = b->qh + i0;

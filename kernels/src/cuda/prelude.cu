@@ -139,19 +139,9 @@ __device__ __forceinline__ void get_scale_min_k4(int j, const unsigned char* s, 
 // ---------------------------------------------------------------------------------------------
 // Warp reductions (every lane gets the result).
 
-__device__ __forceinline__ float warp_reduce_sum(float v) {
-#pragma unroll
-    for (int o = WARP_SIZE / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ double warp_reduce_sum(double v) {
-#pragma unroll
-    for (int o = WARP_SIZE / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ int warp_reduce_sum(int v) {
+// For float, double and int.
+template <typename T>
+__device__ __forceinline__ T warp_reduce_sum(T v) {
 #pragma unroll
     for (int o = WARP_SIZE / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
