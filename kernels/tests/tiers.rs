@@ -595,6 +595,21 @@ fn tiers_have_their_kernels() {
             assert_ne!(fns(tier, t).1, fns(below, t).1, "{tier} has no {t} quantizer of its own");
         }
     }
+    // The AMX tier is the AVX-512 tier with GEMMs of its own.
+    if cpu::available_tiers().contains(&Tier::Amx) {
+        let gemms = |tier: Tier, t: DType| {
+            let o = cpu::ops_for(tier, t).unwrap();
+            (o.dot as usize, o.gemm.map(|g| g as usize), o.gemm_packed.map(|g| g as usize))
+        };
+        for t in [Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K] {
+            let (amx, avx512) = (gemms(Tier::Amx, t), gemms(Tier::Avx512, t));
+            assert_eq!(amx.0, avx512.0, "amx has the avx512 {t} dot");
+            assert_ne!(amx.1, avx512.1, "amx has no {t} gemm of its own");
+            if t != Q5_K {
+                assert_ne!(amx.2, avx512.2, "amx has no packed {t} gemm of its own");
+            }
+        }
+    }
 }
 
 #[test]
@@ -614,6 +629,8 @@ fn detected_tiers_follow_cpu_features() {
             _ => is_x86_feature_detected!("avx512vnni"),
         });
         assert_eq!(tiers.contains(&Tier::Avx512), avx2 && avx512);
+        // AMX also needs the OS's permission, which only the tier's own probe asks for.
+        assert!(!tiers.contains(&Tier::Amx) || tiers.contains(&Tier::Avx512), "amx without avx512");
     }
     for t in Tier::ALL {
         assert_eq!(cpu::ops_for(t, DType::Q4_K).is_some(), tiers.contains(&t), "{t}");

@@ -303,7 +303,7 @@ pub(in crate::cpu) struct Tile<'a> {
 /// sub-block and token the offset term, the scale and the scaled sum (see [`Tile`]).
 #[derive(Default)]
 struct Packed {
-    aq: Vec<i8>,
+    aq: Lines,
     off: Vec<i32>,
     da: Vec<f32>,
     dys: Vec<f32>,
@@ -317,7 +317,7 @@ impl Packed {
         let (s, per) = (W::S, W::SIZE / W::S);
         let nsb = nb * per;
         let tiles = (a.len() / nb.max(1)).div_ceil(T);
-        zeroed(&mut self.aq, tiles * nsb * T * s);
+        let aq = self.aq.zeroed::<i8>(tiles * nsb * T * s);
         zeroed(&mut self.off, tiles * nsb * T);
         zeroed(&mut self.da, tiles * nsb * T);
         zeroed(&mut self.dys, tiles * nsb * T);
@@ -328,7 +328,7 @@ impl Packed {
                 for j in 0..per {
                     let at = (g * nsb + b * per + j) * T + t;
                     let q = &qs[j * s..][..s];
-                    self.aq[at * s..][..s].copy_from_slice(q);
+                    aq[at * s..][..s].copy_from_slice(q);
                     self.off[at] = -W::OFF * sum_i8(q);
                     self.da[at] = d;
                     if W::MINS {
@@ -357,7 +357,7 @@ impl Packed {
             wq,
             s1,
             s2,
-            aq: &self.aq[g * nsb * t * s..][..nsb * t * s],
+            aq: &self.aq.get::<i8>()[g * nsb * t * s..][..nsb * t * s],
             off: &self.off[span.clone()],
             da: &self.da[span.clone()],
             dys: &self.dys[span],
@@ -374,7 +374,7 @@ struct Scratch {
     /// The last `n % T` tokens, one to a tile.
     tail: Packed,
     /// The panel's quants as `[cols / 4][L]` groups of four bytes.
-    wq: Vec<u32>,
+    wq: Lines,
     s1: Vec<f32>,
     s2: Vec<f32>,
     /// The panel's rows, decoded (`[L][cols]`), and one row's scales and mins.
@@ -385,6 +385,49 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// A buffer of 64-byte lines seen as a slice of `u8`, `i8`, `u32`...: the scratch the
+/// micro-kernels load whole vectors and AMX tiles from, aligned so that none of their 64-byte
+/// rows straddles two cache lines (a `Vec<u8>` of this size starts 16 bytes into a page,
+/// and every tile row would be split).
+#[derive(Default)]
+struct Lines {
+    lines: Vec<Line>,
+    /// The bytes in use.
+    len: usize,
+}
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+impl Default for Line {
+    fn default() -> Line {
+        Line([0; 64])
+    }
+}
+
+impl Lines {
+    /// `len` zeros of `T` (no reallocation once it has grown).
+    #[inline(always)]
+    fn zeroed<T: bytemuck::Pod>(&mut self, len: usize) -> &mut [T] {
+        self.len = len * size_of::<T>();
+        zeroed(&mut self.lines, self.len.div_ceil(64));
+        bytemuck::cast_slice_mut(&mut bytemuck::cast_slice_mut::<Line, u8>(&mut self.lines)[..self.len])
+    }
+
+    /// The slice [`zeroed`](Self::zeroed) gave, as it is now.
+    #[inline(always)]
+    fn get<T: bytemuck::Pod>(&self) -> &[T] {
+        bytemuck::cast_slice(&bytemuck::cast_slice::<Line, u8>(&self.lines)[..self.len])
+    }
+
+    /// The same, mutable.
+    #[inline(always)]
+    fn get_mut<T: bytemuck::Pod>(&mut self) -> &mut [T] {
+        bytemuck::cast_slice_mut(&mut bytemuck::cast_slice_mut::<Line, u8>(&mut self.lines)[..self.len])
+    }
 }
 
 /// `v` cleared and refilled with `len` zeros (no reallocation once it has grown).
@@ -431,7 +474,7 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
     sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
     sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
 
-    zeroed(&mut sc.wq, cols / 4 * L);
+    sc.wq.zeroed::<u32>(cols / 4 * L);
     zeroed(&mut sc.s1, nsb * L);
     zeroed(&mut sc.s2, nsb * L);
     zeroed(&mut sc.row_q, L * cols);
@@ -461,8 +504,8 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
                 sc.s2[sb * L + l] = sc.row_s2[sb];
             }
         }
-        transpose(bytemuck::cast_slice(&sc.row_q), cols / 4, &mut sc.wq);
-        let panel = Panel { wq: bytemuck::cast_slice(&sc.wq), s1: &sc.s1, s2: &sc.s2 };
+        transpose(bytemuck::cast_slice(&sc.row_q), cols / 4, sc.wq.get_mut());
+        let panel = Panel { wq: sc.wq.get(), s1: &sc.s1, s2: &sc.s2 };
         panel_tiles::<L, T>(&sc.main, &sc.tail, &panel, (nsb, s, n), (r0, width), out, ldo, &kernel, &kernel1);
     }
     SCRATCH.with_borrow_mut(|s| *s = sc);
@@ -590,12 +633,12 @@ pub(in crate::cpu) fn gemm_unpacking<W: GemmWeight, const L: usize, const T: usi
     let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
     sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
     sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
-    zeroed(&mut sc.wq, cols / 4 * L);
+    sc.wq.zeroed::<u32>(cols / 4 * L);
     zeroed(&mut sc.s1, nsb * L);
     zeroed(&mut sc.s2, nsb * L);
     for (p, panel) in panels.chunks_exact(words).enumerate().take(rows.div_ceil(L)) {
-        unpack(panel, bytemuck::cast_slice_mut(&mut sc.wq), &mut sc.s1, &mut sc.s2);
-        let panel = Panel { wq: bytemuck::cast_slice(&sc.wq), s1: &sc.s1, s2: &sc.s2 };
+        unpack(panel, sc.wq.get_mut(), &mut sc.s1, &mut sc.s2);
+        let panel = Panel { wq: sc.wq.get(), s1: &sc.s1, s2: &sc.s2 };
         let r0 = p * L;
         panel_tiles::<L, T>(
             &sc.main,

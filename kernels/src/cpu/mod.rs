@@ -33,14 +33,16 @@
 //! # Choosing a tier
 //!
 //! [`tier`] is the best tier the host supports, unless the environment variable
-//! `PUPIL_FORCE_TIER` (`scalar`, `avx2` or `avx512`, read once) asks for another: a lower one
+//! `PUPIL_FORCE_TIER` (`scalar`, `avx2`, `avx512` or `amx`, read once) asks for another: a lower one
 //! is used as asked; one the host lacks is clamped down to the best tier below it, with a
 //! warning on stderr (a forced tier is for comparing, and a run that fails because a tier is
 //! missing would compare nothing); an unknown value is ignored with a warning.
 //!
 //! Tier `avx2` needs AVX2, FMA and F16C (Haswell, Zen 1 and later). Tier `avx512` needs
 //! AVX-512 F, BW, VL and VNNI (Ice Lake, Cascade Lake, Zen 4 and later); a Skylake-X, which
-//! lacks VNNI, runs the `avx2` tier.
+//! lacks VNNI, runs the `avx2` tier. Tier `amx` is `avx512` with the prompt GEMM on AMX
+//! tiles (`amx`): it needs AMX-TILE and AMX-INT8 (Sapphire Rapids and later) and Linux's
+//! permission to use them, asked for once.
 //!
 //! ```
 //! use pupil_kernels::{DType, cpu};
@@ -57,6 +59,8 @@ use std::sync::OnceLock;
 #[cfg(target_arch = "x86_64")]
 #[macro_use]
 mod entry;
+#[cfg(target_arch = "x86_64")]
+mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -79,13 +83,16 @@ pub enum Tier {
     Avx2,
     /// x86-64 with AVX-512 F, BW, VL and VNNI (and everything `Avx2` needs).
     Avx512,
+    /// `Avx512` with the prompt GEMM on AMX tiles (AMX-TILE and AMX-INT8, and the OS's
+    /// permission): Sapphire Rapids and later.
+    Amx,
     /// aarch64 NEON. Reserved: no kernels yet, so never available.
     Neon,
 }
 
 impl Tier {
     /// Every tier, in the order [`available_tiers`] lists them.
-    pub const ALL: [Tier; 4] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Neon];
+    pub const ALL: [Tier; 5] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Amx, Tier::Neon];
 
     /// The name `PUPIL_FORCE_TIER` and the benches use.
     pub const fn name(self) -> &'static str {
@@ -93,6 +100,7 @@ impl Tier {
             Tier::Scalar => "scalar",
             Tier::Avx2 => "avx2",
             Tier::Avx512 => "avx512",
+            Tier::Amx => "amx",
             Tier::Neon => "neon",
         }
     }
@@ -172,7 +180,7 @@ pub fn choose_tier(request: Option<&str>, available: &[Tier]) -> (Tier, Option<S
 
 /// This architecture's tiers, worst to best.
 #[cfg(target_arch = "x86_64")]
-const LADDER: &[Tier] = &[Tier::Scalar, Tier::Avx2, Tier::Avx512];
+const LADDER: &[Tier] = &[Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Amx];
 #[cfg(target_arch = "aarch64")]
 const LADDER: &[Tier] = &[Tier::Scalar, Tier::Neon];
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -183,6 +191,7 @@ fn requirements(t: Tier) -> &'static str {
         Tier::Scalar => "nothing",
         Tier::Avx2 => "AVX2, FMA or F16C",
         Tier::Avx512 => "AVX-512 F, BW, VL or VNNI (or AVX2, FMA, F16C)",
+        Tier::Amx => "AMX-TILE, AMX-INT8 or the OS's permission to use them (or what AVX-512 needs)",
         Tier::Neon => "NEON kernels (none are written yet)",
     }
 }
@@ -258,7 +267,7 @@ fn build_kv(tier: Tier) -> KvOps {
         widen_f16: r::widen_f16,
     };
     #[cfg(target_arch = "x86_64")]
-    if matches!(tier, Tier::Avx2 | Tier::Avx512) {
+    if matches!(tier, Tier::Avx2 | Tier::Avx512 | Tier::Amx) {
         // SAFETY: `build_kv` runs only for tiers `detect` found on this host, and both imply
         // the AVX2 tier's features.
         unsafe { avx2::patch_kv(&mut ops) };
@@ -301,6 +310,9 @@ fn detect() -> Vec<Tier> {
         tiers.push(Tier::Avx2);
         if avx512::supported() {
             tiers.push(Tier::Avx512);
+            if amx::supported() {
+                tiers.push(Tier::Amx);
+            }
         }
     }
     tiers
@@ -335,6 +347,11 @@ unsafe fn patch(tier: Tier, ops: &mut Ops) {
             Tier::Avx512 => {
                 avx2::patch(ops);
                 avx512::patch(ops);
+            }
+            Tier::Amx => {
+                avx2::patch(ops);
+                avx512::patch(ops);
+                amx::patch(ops);
             }
             Tier::Scalar | Tier::Neon => {}
         }

@@ -106,7 +106,14 @@ fn sums_split<const K: usize>(w: &[__m512i; K], y: &[[i8; 4]], off: i32) -> __m5
 /// `acc + cvt(sum) · (s1 · da) (+ s2 · dys)`: a sub-block's sums into the accumulator.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn finish<const MINS: bool>(sum: __m512i, s1: __m512, s2: __m512, da: f32, dys: f32, acc: __m512) -> __m512 {
+pub(in crate::cpu) fn finish<const MINS: bool>(
+    sum: __m512i,
+    s1: __m512,
+    s2: __m512,
+    da: f32,
+    dys: f32,
+    acc: __m512,
+) -> __m512 {
     let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(s1, _mm512_set1_ps(da)), acc);
     if MINS { _mm512_fmadd_ps(s2, _mm512_set1_ps(dys), acc) } else { acc }
 }
@@ -157,10 +164,21 @@ fn transpose(src: &[u32], m: usize, dst: &mut [u32]) {
     }
 }
 
-/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `S / 4` words).
+/// The frame of this tier's GEMMs: nothing to set up.
+///
+/// # Safety
+/// None needed; `unsafe` as the AMX tier's frame is.
+unsafe fn no_frame(_s: usize) {}
+
+/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `S / 4` words), whose tiles of
+/// `T` tokens run `$tile` (this tier's [`tile`], or the AMX tier's) inside the frame `$frame(S)`
+/// (nothing, or the AMX tiles' configuration); the tail tokens run [`tile1`].
 macro_rules! gemm_kernel {
     ($name:ident, $b:ty) => {
-        /// Tiled GEMM: `out[t * ldo + r] = dot(w row r, a row t)` within float rounding.
+        gemm_kernel!($name, $b, tile, no_frame);
+    };
+    ($name:ident, $b:ty, $tile:ident, $frame:expr) => {
+        /// Tiled GEMM: `out[t * ldo + r] = dot(w row r, a row t)`, bit for bit.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         pub(in crate::cpu) unsafe fn $name(
             w: &[$b],
@@ -169,6 +187,10 @@ macro_rules! gemm_kernel {
             out: &mut [f32],
             ldo: usize,
         ) {
+            const K: usize = <$b as gemm::GemmWeight>::S / 4;
+            const MINS: bool = <$b as gemm::GemmWeight>::MINS;
+            // SAFETY: the caller's contract (the tier's host) covers the frame.
+            let _frame = unsafe { $frame(4 * K) };
             gemm::gemm::<$b, 16, T>(
                 w,
                 a,
@@ -177,8 +199,8 @@ macro_rules! gemm_kernel {
                 ldo,
                 |h| fp16(h),
                 |s, m, d| transpose(s, m, d),
-                |t, acc| tile::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
-                |t, acc| tile1::<{ <$b as gemm::GemmWeight>::S / 4 }, { <$b as gemm::GemmWeight>::MINS }>(t, acc),
+                |t, acc| $tile::<K, MINS>(t, acc),
+                |t, acc| tile1::<K, MINS>(t, acc),
             )
         }
     };
@@ -191,13 +213,27 @@ gemm_kernel!(gemm_q4_k, BlockQ4_K);
 gemm_kernel!(gemm_q5_k, BlockQ5_K);
 gemm_kernel!(gemm_q6_k, BlockQ6_K);
 
+// The AMX tier's: tiles of 16 tokens on the matrix unit, with the AMX tiles configured for
+// the call. Reachable only through that tier's table.
+use crate::cpu::amx::{Tiles, tile::tile as amx_tile};
+gemm_kernel!(amx_gemm_q4_0, BlockQ4_0, amx_tile, Tiles::configure);
+gemm_kernel!(amx_gemm_q5_0, BlockQ5_0, amx_tile, Tiles::configure);
+gemm_kernel!(amx_gemm_q8_0, BlockQ8_0, amx_tile, Tiles::configure);
+gemm_kernel!(amx_gemm_q4_k, BlockQ4_K, amx_tile, Tiles::configure);
+gemm_kernel!(amx_gemm_q5_k, BlockQ5_K, amx_tile, Tiles::configure);
+gemm_kernel!(amx_gemm_q6_k, BlockQ6_K, amx_tile, Tiles::configure);
+
 /// Defines `$name`, the GEMM over panels packed at load (`crate::cpu::nibble`: `$words`
 /// words a panel of `$b`), each panel turned into the decoded one by `$unpack(panel, blocks
 /// per row, wq, s1, s2)` once per call: for prompts, whose tiles reuse it across 16 tokens.
+/// `$tile` and `$frame` as in `gemm_kernel`.
 macro_rules! unpacking_kernel {
     ($name:ident, $b:ty, $words:path, $unpack:expr) => {
+        unpacking_kernel!($name, $b, $words, $unpack, tile, no_frame);
+    };
+    ($name:ident, $b:ty, $words:path, $unpack:expr, $tile:ident, $frame:expr) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        pub(super) fn $name(
+        pub(in crate::cpu) unsafe fn $name(
             p: &[u32],
             rows: usize,
             cols: usize,
@@ -210,6 +246,8 @@ macro_rules! unpacking_kernel {
             const MINS: bool = <$b as gemm::GemmWeight>::MINS;
             let nb = cols / <$b as crate::quant::Block>::SIZE;
             let unpack: fn(&[u32], usize, &mut [u8], &mut [f32], &mut [f32]) = $unpack;
+            // SAFETY: the caller's contract (the tier's host) covers the frame.
+            let _frame = unsafe { $frame(4 * K) };
             gemm::gemm_unpacking::<$b, 16, T>(
                 (p, $words(cols)),
                 rows,
@@ -220,7 +258,7 @@ macro_rules! unpacking_kernel {
                 ldo,
                 |h| fp16(h),
                 |panel, wq, s1, s2| unpack(panel, nb, wq, s1, s2),
-                |t, acc| tile::<K, MINS>(t, acc),
+                |t, acc| $tile::<K, MINS>(t, acc),
                 |t, acc| tile1::<K, MINS>(t, acc),
             )
         }
@@ -240,3 +278,45 @@ unpacking_kernel!(gemm_nibble_q4_k, BlockQ4_K, nibble::panel_words_q4_k, nibble:
 unpacking_kernel!(gemm_nibble_q6_k, BlockQ6_K, nibble::panel_words_q6_k, |p, nb, wq, s1, _| {
     nibble::unpack_panel_q6_k(p, nb, wq, s1)
 });
+
+// The AMX tier's.
+unpacking_kernel!(
+    amx_gemm_nibble_q4_0,
+    BlockQ4_0,
+    nibble::panel_words_q4_0,
+    |p, nb, wq, s1, _| { nibble::unpack_panel_q4_0(p, nb, wq, s1) },
+    amx_tile,
+    Tiles::configure
+);
+unpacking_kernel!(
+    amx_gemm_nibble_q5_0,
+    BlockQ5_0,
+    nibble::panel_words_q5_0,
+    |p, nb, wq, s1, _| { nibble::unpack_panel_q5_0(p, nb, wq, s1) },
+    amx_tile,
+    Tiles::configure
+);
+unpacking_kernel!(
+    amx_gemm_bytes_q8_0,
+    BlockQ8_0,
+    nibble::panel_words_q8_0,
+    |p, nb, wq, s1, _| { nibble::unpack_panel_q8_0(p, nb, wq, s1) },
+    amx_tile,
+    Tiles::configure
+);
+unpacking_kernel!(
+    amx_gemm_nibble_q4_k,
+    BlockQ4_K,
+    nibble::panel_words_q4_k,
+    nibble::unpack_panel_q4_k,
+    amx_tile,
+    Tiles::configure
+);
+unpacking_kernel!(
+    amx_gemm_nibble_q6_k,
+    BlockQ6_K,
+    nibble::panel_words_q6_k,
+    |p, nb, wq, s1, _| { nibble::unpack_panel_q6_k(p, nb, wq, s1) },
+    amx_tile,
+    Tiles::configure
+);

@@ -15,9 +15,9 @@
 //! entries on hosts where [`supported`] (and the AVX2 tier's test) holds.
 
 mod float;
-mod gemm;
+pub(in crate::cpu) mod gemm;
 mod legacy;
-mod nibble;
+pub(in crate::cpu) mod nibble;
 mod quantize;
 
 use super::avx2::canon;

@@ -120,7 +120,12 @@ macro_rules! packed_kernel {
             out: &mut [f32],
             ldo: usize,
         ) {
-            if n >= TILE_FROM { $tiles(p, rows, cols, a, n, out, ldo) } else { $tokens(p, rows, cols, a, n, out, ldo) }
+            if n >= TILE_FROM {
+                // SAFETY: the caller's contract (this kernel's tier, on its host) is the tiles'.
+                unsafe { $tiles(p, rows, cols, a, n, out, ldo) }
+            } else {
+                $tokens(p, rows, cols, a, n, out, ldo)
+            }
         }
     };
 }
@@ -130,6 +135,13 @@ packed_kernel!(gemm_packed_q5_0, BlockQ8_0, super::gemm::gemm_nibble_q5_0, legac
 packed_kernel!(gemm_packed_q8_0, BlockQ8_0, super::gemm::gemm_bytes_q8_0, q8_0_tokens);
 packed_kernel!(gemm_packed_q4_k, BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
 packed_kernel!(gemm_packed_q6_k, BlockQ8_K, super::gemm::gemm_nibble_q6_k, q6_k_tokens);
+
+// The AMX tier's: prompts' tiles on the matrix unit, small batches as above.
+packed_kernel!(amx_gemm_packed_q4_0, BlockQ8_0, super::gemm::amx_gemm_nibble_q4_0, legacy_tokens::<false>);
+packed_kernel!(amx_gemm_packed_q5_0, BlockQ8_0, super::gemm::amx_gemm_nibble_q5_0, legacy_tokens::<true>);
+packed_kernel!(amx_gemm_packed_q8_0, BlockQ8_0, super::gemm::amx_gemm_bytes_q8_0, q8_0_tokens);
+packed_kernel!(amx_gemm_packed_q4_k, BlockQ8_K, super::gemm::amx_gemm_nibble_q4_k, q4_k_tokens);
+packed_kernel!(amx_gemm_packed_q6_k, BlockQ8_K, super::gemm::amx_gemm_nibble_q6_k, q6_k_tokens);
 
 /// Every panel (`$words` words, `L` rows; `$rows` in all) against each of `$n` tokens, in
 /// groups of `$group` tokens, then of 2 and 1 for the rest: `$tile` (with `$panel`, the first
