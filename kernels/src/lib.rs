@@ -8,7 +8,7 @@
 //! - [`ops`], the operations of a forward pass (matmul, norms, RoPE, attention);
 //! - [`quant::ops`], the same kernels behind a type-erased table for callers that pick the
 //!   type at run time (a model loaded from a file);
-//! - [`cpu`], the SIMD tiers of those kernels (AVX2, AVX-512), chosen at run time for the host
+//! - [`cpu`], the SIMD tiers of those kernels (AVX2, AVX-512, AMX), chosen at run time for the host
 //!   and handed out as the same table by [`cpu::ops`], which the forward-pass ops use.
 //!
 //! ```
