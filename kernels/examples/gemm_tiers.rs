@@ -13,28 +13,18 @@ use pupil_kernels::ops::{self, Activations, PackedWeight, WeightRef};
 use pupil_kernels::{DType, cpu};
 use std::time::Instant;
 
+mod common;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let dtype = args
-        .get(1)
-        .map(|s| *DType::ALL.iter().find(|t| format!("{t}").eq_ignore_ascii_case(s)).expect("dtype"))
-        .unwrap_or(DType::Q4_K);
-    let rows: usize = args.get(2).map_or(2048, |s| s.parse().unwrap());
-    let cols: usize = args.get(3).map_or(2048, |s| s.parse().unwrap());
-    let n: usize = args.get(4).map_or(256, |s| s.parse().unwrap());
+    let (dtype, [rows, cols, n]) = common::args(DType::Q4_K, [2048, 2048, 256]);
     let ops = cpu::ops(dtype).unwrap();
-    let act_ops = cpu::ops(ops.act).unwrap();
-    let x: Vec<f32> = (0..rows.max(n) * cols).map(|i| ((i as f32) * 0.618).sin() * 0.1).collect();
+    let x = common::signal(rows.max(n) * cols);
     let rb = dtype.row_bytes(cols as u64).unwrap() as usize;
-    let mut w = vec![0u64; (rows * rb).div_ceil(8)];
-    let wb = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut w)[..rows * rb];
-    (ops.quantize.expect("a quantizer"))(&x[..rows * cols], wb).unwrap();
+    let w = common::quantized(dtype, &x[..rows * cols], rows);
+    let wb = &bytemuck::cast_slice::<u64, u8>(&w)[..rows * rb];
     let ab = ops.act.row_bytes(cols as u64).unwrap() as usize;
-    let mut a = vec![0u64; (n * ab).div_ceil(8)];
-    let abuf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut a)[..n * ab];
-    for (t, dst) in abuf.chunks_exact_mut(ab).enumerate() {
-        (act_ops.quantize.unwrap())(&x[t * cols..(t + 1) * cols], dst).unwrap();
-    }
+    let a = common::quantized(ops.act, &x[..n * cols], n);
+    let abuf = &bytemuck::cast_slice::<u64, u8>(&a)[..n * ab];
     println!("{dtype} {rows}x{cols}, {n} tokens, one thread");
     let time = |f: &mut dyn FnMut(&mut [f32])| {
         let mut out = vec![0f32; n * rows];

@@ -7,14 +7,10 @@
 use pupil_kernels::{DType, cpu};
 use std::time::Instant;
 
+mod common;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let dtype = args
-        .get(1)
-        .map(|s| *DType::ALL.iter().find(|t| format!("{t}").eq_ignore_ascii_case(s)).expect("dtype"))
-        .unwrap_or(DType::Q8_0);
-    let rows: usize = args.get(2).map_or(262_144, |s| s.parse().unwrap());
-    let cols: usize = args.get(3).map_or(640, |s| s.parse().unwrap());
+    let (dtype, [rows, cols]) = common::args(DType::Q8_0, [262_144, 640]);
     let ops = cpu::ops(dtype).unwrap();
     let act_ops = cpu::ops(ops.act).unwrap();
     let rb = dtype.row_bytes(cols as u64).unwrap() as usize;

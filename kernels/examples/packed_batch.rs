@@ -10,22 +10,17 @@ use pupil_kernels::ops::{PackedWeight, WeightRef};
 use pupil_kernels::{DType, cpu};
 use std::time::Instant;
 
+mod common;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let dtype = args
-        .get(1)
-        .map(|s| *DType::ALL.iter().find(|t| format!("{t}").eq_ignore_ascii_case(s)).expect("dtype"))
-        .unwrap_or(DType::Q4_K);
-    let rows: usize = args.get(2).map_or(1024, |s| s.parse().unwrap());
-    let cols: usize = args.get(3).map_or(2048, |s| s.parse().unwrap());
+    let (dtype, [rows, cols]) = common::args(DType::Q4_K, [1024, 2048]);
     let ops = cpu::ops(dtype).unwrap();
     let act_ops = cpu::ops(ops.act).unwrap();
     // Real blocks from a smooth signal: the packers read the scales.
-    let x: Vec<f32> = (0..rows * cols).map(|i| ((i as f32) * 0.618).sin() * 0.1).collect();
+    let x = common::signal(rows * cols);
     let rb = dtype.row_bytes(cols as u64).unwrap() as usize;
-    let mut w = vec![0u64; (rows * rb).div_ceil(8)];
-    let wb = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut w)[..rows * rb];
-    (ops.quantize.expect("a quantizer"))(&x, wb).unwrap();
+    let w = common::quantized(dtype, &x, rows);
+    let wb = &bytemuck::cast_slice::<u64, u8>(&w)[..rows * rb];
     let weight = WeightRef { dtype, rows, cols, data: wb, packed: None };
     let Some(packed) = PackedWeight::new(&weight).unwrap() else {
         println!("{dtype}: the {} tier does not pack it", cpu::tier());
