@@ -98,8 +98,8 @@ fn quantize(c: &mut Criterion) {
     for t in types() {
         let (mut out, len) = quantized(t, &x);
         g.throughput(Throughput::Elements(N as u64));
-        for (tier, ops) in tiers_with(t, |o| o.quantize.map(|q| q as usize)) {
-            let q = ops.quantize.unwrap();
+        for (tier, ops) in tiers_with(t, |o| o.activate.map(|q| q as usize)) {
+            let q = ops.activate.unwrap();
             g.bench_function(BenchmarkId::new(t.name(), tier), |b| {
                 b.iter(|| q(black_box(&x), &mut bytemuck::cast_slice_mut(&mut out)[..len]).unwrap())
             });

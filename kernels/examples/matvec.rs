@@ -31,7 +31,7 @@ fn main() {
     let mut a = vec![0u64; (ops.act.row_bytes(cols as u64).unwrap() as usize).div_ceil(8)];
     let a = {
         let ab = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut a)[..ops.act.row_bytes(cols as u64).unwrap() as usize];
-        (act_ops.quantize.unwrap())(&x, ab).unwrap();
+        (act_ops.activate.unwrap())(&x, ab).unwrap();
         &*ab
     };
     let mut out = vec![0f32; rows];

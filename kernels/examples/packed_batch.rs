@@ -34,7 +34,7 @@ fn main() {
         let mut a = vec![0u64; (n * ab).div_ceil(8)];
         let abuf = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut a)[..n * ab];
         for (t, dst) in abuf.chunks_exact_mut(ab).enumerate() {
-            (act_ops.quantize.unwrap())(&x[t * cols..(t + 1) * cols], dst).unwrap();
+            (act_ops.activate.unwrap())(&x[t * cols..(t + 1) * cols], dst).unwrap();
         }
         let mut out = vec![0f32; n * rows];
         let mut best = f64::MAX;

@@ -282,7 +282,7 @@ fn dot_matches_reference() {
 }
 
 /// Rows beyond `common::rows` that the activation quantizers must get exactly right: exact
-/// halves after scaling (`roundf` vs round-to-even), ties for the largest magnitude (whose
+/// halves after scaling (round-to-even for `Q8_0`/`Q8_1`, ties to even through the bit trick for `Q8_K`), ties for the largest magnitude (whose
 /// sign sets `d`), NaN and infinities mixed in.
 fn special_rows(n: usize) -> Vec<(String, Vec<f32>)> {
     let halves: Vec<f32> = (0..n).map(|i| if i % 32 == 0 { 127.0 } else { (i % 32) as f32 - 15.5 }).collect();
@@ -311,12 +311,14 @@ fn special_rows(n: usize) -> Vec<(String, Vec<f32>)> {
     .collect()
 }
 
+/// Each tier's activation quantizer (`activate`, what a matmul's input goes through) gives the
+/// reference's bytes.
 #[test]
-fn quantize_matches_reference_bytes() {
+fn activations_match_reference_bytes() {
     let tiers = simd_tiers();
     let mut checked = 0;
     for t in types() {
-        let Some(reference_q) = reference(t).quantize else { continue };
+        let Some(reference_q) = reference(t).activate else { continue };
         // The activation types on every length; the weight types' quantizers (reference in
         // every tier so far) on one.
         let counts: &[usize] = if matches!(t, DType::Q8_0 | DType::Q8_1 | DType::Q8_K) { &BLOCK_COUNTS } else { &[3] };
@@ -329,9 +331,9 @@ fn quantize_matches_reference_bytes() {
                 for tier in &tiers {
                     let mut ours = Buf::zeroed(theirs.len);
                     ours.bytes_mut().fill(0xa5); // no byte may be left unwritten
-                    (cpu::ops_for(*tier, t).unwrap().quantize.unwrap())(&x, ours.bytes_mut()).unwrap();
+                    (cpu::ops_for(*tier, t).unwrap().activate.unwrap())(&x, ours.bytes_mut()).unwrap();
                     assert_bytes_eq(
-                        &format!("{tier} {t} quantize, {nb} blocks, row {name}"),
+                        &format!("{tier} {t} activations, {nb} blocks, row {name}"),
                         ours.bytes(),
                         theirs.bytes(),
                         t.type_size(),
@@ -341,7 +343,7 @@ fn quantize_matches_reference_bytes() {
             }
         }
     }
-    eprintln!("{checked} quantized rows byte-exact across tiers {tiers:?}");
+    eprintln!("{checked} activation rows byte-exact across tiers {tiers:?}");
 }
 
 #[test]
@@ -379,7 +381,7 @@ fn entries_reject_bad_buffers() {
             if t.type_size() > 1 {
                 assert!((ops.dot)(&one.bytes()[1..], a_one.bytes()).is_err(), "{tier} {t}: partial block");
             }
-            if let Some(q) = ops.quantize {
+            for q in [ops.quantize, ops.activate].into_iter().flatten() {
                 let mut out = Buf::zeroed(t.type_size());
                 assert!(q(&vec![0.0; t.block_size() + 1], out.bytes_mut()).is_err(), "{tier} {t}: quantize length");
             }
@@ -571,7 +573,7 @@ fn tiers_have_their_kernels() {
     use DType::*;
     let fns = |tier: Tier, t: DType| {
         let o = cpu::ops_for(tier, t).unwrap();
-        (o.dot as usize, o.quantize.map(|q| q as usize))
+        (o.dot as usize, o.activate.map(|q| q as usize))
     };
     let cases: [(Tier, Tier, &[DType], &[DType]); 2] = [
         (
@@ -704,7 +706,7 @@ fn child_matmul() {
             let out = run_matmul(t, &w, &x);
             let ops = cpu::ops(t).unwrap();
             let mut a = Buf::zeroed(ops.act.row_bytes(COLS as u64).unwrap() as usize);
-            (cpu::ops(ops.act).unwrap().quantize.unwrap())(&x[..COLS], a.bytes_mut()).unwrap();
+            (cpu::ops(ops.act).unwrap().activate.unwrap())(&x[..COLS], a.bytes_mut()).unwrap();
             let rb = t.row_bytes(COLS as u64).unwrap() as usize;
             let direct = (ops.dot)(&w.bytes()[rb..2 * rb], a.bytes()).unwrap();
             assert_eq!(out[1].to_bits(), direct.to_bits(), "{t}: matmul is not the tier's dot");

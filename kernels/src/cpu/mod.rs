@@ -10,9 +10,11 @@
 //! ops ([`crate::ops::matmul`]) go through it, so a model never picks a tier itself.
 //!
 //! The tiers agree with the reference as follows (checked by `kernels/tests/tiers.rs`):
-//! - `quantize` (the activation quantizers `Q8_0`, `Q8_1`, `Q8_K` among them): the same bytes,
-//!   so a model produces the same activations, and the same tokens up to dot-product rounding,
-//!   whatever the tier; ggml's own AVX Q8_0 quantizer rounds differently, pupil's does not;
+//! - `activate` (the activation quantizers `Q8_0`, `Q8_1`, `Q8_K`): the same bytes, so a
+//!   model produces the same activations, and the same tokens up to dot-product rounding,
+//!   whatever the tier; and those bytes are ggml's CPU backend's on x86 (whose `Q8_0` and
+//!   `Q8_1` quantizers round differently from their `_ref`s), so pupil's matmuls start from
+//!   llama.cpp's activations. `quantize` (weights) is the reference's in every tier;
 //! - `dequantize`: the same bits;
 //! - `dot`: the same integer sums for any block bytes (no saturating or sign-trick shortcut
 //!   that breaks on `-128`), the float sums in another order.

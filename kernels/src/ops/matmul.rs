@@ -137,7 +137,7 @@ impl Activations {
             .row_bytes(cols as u64)
             .ok_or(KernelError::Length { what: "activation row (whole blocks)", expected: cols.next_multiple_of(dtype.block_size()), found: cols })?
             as usize;
-        let q = cpu::ops(dtype).and_then(|o| o.quantize).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
+        let q = cpu::ops(dtype).and_then(|o| o.activate).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
         self.data.resize(n * row_bytes, 0);
         if n >= PARALLEL_QUANTIZE_ROWS {
             // A prefill batch: the rows are independent, and done one by one they would be a

@@ -14,8 +14,13 @@ pub struct Ops {
     pub act: DType,
     /// Expand a row of blocks (bytes) to floats.
     pub dequantize: fn(&[u8], &mut [f32]) -> Result<(), KernelError>,
-    /// Quantize floats into a row of blocks, where a reference quantizer exists.
-    pub quantize: Option<fn(&[f32], &mut [u8]) -> Result<(), KernelError>>,
+    /// Quantize floats into a row of blocks, where a reference quantizer exists: ggml's
+    /// `quantize_row_*_ref`, as llama-quantize writes weights.
+    pub quantize: Option<Quantizer>,
+    /// Quantize a row of activations into this type before a matmul, as ggml's CPU backend
+    /// does on x86-64 ([`Quantize::quantize_activations`]): `quantize` but for `Q8_0` and
+    /// `Q8_1`. `None` where `quantize` is.
+    pub activate: Option<Quantizer>,
     /// Dot product of a weight row with an activation row of type `act`.
     pub dot: fn(&[u8], &[u8]) -> Result<f32, KernelError>,
     /// One weight row against four activation rows: `out[i] = dot(w, a[i])`, decoding the
@@ -55,6 +60,9 @@ pub struct Ops {
     pub packed_row: Option<PackedRow>,
 }
 
+/// The signature of [`Ops::quantize`] and [`Ops::activate`]: `(x, out)`.
+pub type Quantizer = fn(&[f32], &mut [u8]) -> Result<(), KernelError>;
+
 /// The signature of [`Ops::packed_row`]: `(packed, cols, row, first block, out)`.
 pub type PackedRow = fn(&[u32], usize, usize, usize, &mut [u8]) -> Result<(), KernelError>;
 
@@ -68,14 +76,15 @@ pub type GemmPacked = fn(&[u32], usize, usize, &[u8], usize, &mut [f32], usize) 
 /// The reference kernels for `dtype`, or `None` if pupil has none for it.
 pub fn ops(dtype: DType) -> Option<&'static Ops> {
     macro_rules! table {
-        ($($d:ident => $b:ty, $q:expr;)*) => {
+        ($($d:ident => $b:ty;)*) => {
             match dtype {
                 $(DType::$d => {
                     static OPS: Ops = Ops {
                         dtype: DType::$d,
                         act: <<$b as Block>::Act as Block>::DTYPE,
                         dequantize: dequantize_bytes::<$b>,
-                        quantize: $q,
+                        quantize: Some(quantize_bytes::<$b>),
+                        activate: Some(activate_bytes::<$b>),
                         dot: dot_bytes::<$b>,
                         dot_x4: None,
                         dot_rows: None,
@@ -93,21 +102,21 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
         };
     }
     table! {
-        F32 => f32, Some(quantize_bytes::<f32>);
-        F16 => f16, Some(quantize_bytes::<f16>);
-        BF16 => bf16, Some(quantize_bytes::<bf16>);
-        Q4_0 => BlockQ4_0, Some(quantize_bytes::<BlockQ4_0>);
-        Q4_1 => BlockQ4_1, Some(quantize_bytes::<BlockQ4_1>);
-        Q5_0 => BlockQ5_0, Some(quantize_bytes::<BlockQ5_0>);
-        Q5_1 => BlockQ5_1, Some(quantize_bytes::<BlockQ5_1>);
-        Q8_0 => BlockQ8_0, Some(quantize_bytes::<BlockQ8_0>);
-        Q8_1 => BlockQ8_1, Some(quantize_bytes::<BlockQ8_1>);
-        Q2_K => BlockQ2_K, Some(quantize_bytes::<BlockQ2_K>);
-        Q3_K => BlockQ3_K, Some(quantize_bytes::<BlockQ3_K>);
-        Q4_K => BlockQ4_K, Some(quantize_bytes::<BlockQ4_K>);
-        Q5_K => BlockQ5_K, Some(quantize_bytes::<BlockQ5_K>);
-        Q6_K => BlockQ6_K, Some(quantize_bytes::<BlockQ6_K>);
-        Q8_K => BlockQ8_K, Some(quantize_bytes::<BlockQ8_K>);
+        F32 => f32;
+        F16 => f16;
+        BF16 => bf16;
+        Q4_0 => BlockQ4_0;
+        Q4_1 => BlockQ4_1;
+        Q5_0 => BlockQ5_0;
+        Q5_1 => BlockQ5_1;
+        Q8_0 => BlockQ8_0;
+        Q8_1 => BlockQ8_1;
+        Q2_K => BlockQ2_K;
+        Q3_K => BlockQ3_K;
+        Q4_K => BlockQ4_K;
+        Q5_K => BlockQ5_K;
+        Q6_K => BlockQ6_K;
+        Q8_K => BlockQ8_K;
     }
 }
 
@@ -139,6 +148,13 @@ fn quantize_bytes<B: Quantize>(x: &[f32], bytes: &mut [u8]) -> Result<(), Kernel
     let out = blocks_mut::<B>(bytes)?;
     check_len("quantize input", out.len() * B::SIZE, x.len())?;
     B::quantize(x, out);
+    Ok(())
+}
+
+fn activate_bytes<B: Quantize>(x: &[f32], bytes: &mut [u8]) -> Result<(), KernelError> {
+    let out = blocks_mut::<B>(bytes)?;
+    check_len("quantize input", out.len() * B::SIZE, x.len())?;
+    B::quantize_activations(x, out);
     Ok(())
 }
 

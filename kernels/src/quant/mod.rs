@@ -21,7 +21,7 @@ mod legacy;
 pub(crate) use legacy::{unpack_5bit, unpack_nibbles};
 
 pub use blocks::*;
-pub use erased::{Gemm, GemmPacked, Ops, Pack, PackedRow, ops};
+pub use erased::{Gemm, GemmPacked, Ops, Pack, PackedRow, Quantizer, ops};
 
 use crate::DType;
 
@@ -51,4 +51,13 @@ pub trait Block: bytemuck::Pod + Send + Sync + 'static {
 pub trait Quantize: Block {
     /// Quantize `x` into `out`; `x.len()` must be `out.len() * Self::SIZE`.
     fn quantize(x: &[f32], out: &mut [Self]);
+
+    /// Quantize activations `x` into `out` as ggml's CPU backend does before a matmul on
+    /// x86-64 (the `from_float` of its CPU type traits), so that pupil's matmuls see the
+    /// activations llama.cpp's do. That is [`Quantize::quantize`] except for `Q8_0` and
+    /// `Q8_1`, whose CPU quantizers round differently from their `_ref`s (see
+    /// `legacy/q8.rs`).
+    fn quantize_activations(x: &[f32], out: &mut [Self]) {
+        Self::quantize(x, out)
+    }
 }

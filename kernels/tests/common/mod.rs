@@ -155,6 +155,13 @@ pub fn ours_quantize<B: pupil_kernels::quant::Quantize>(x: &[f32]) -> Vec<u8> {
     bytemuck::cast_slice(&out).to_vec()
 }
 
+/// pupil's typed reference activation quantizer (what a matmul's input goes through) as bytes.
+pub fn ours_activations<B: pupil_kernels::quant::Quantize>(x: &[f32]) -> Vec<u8> {
+    let mut out = vec![<B as pupil_kernels::quant::Block>::zeroed(); x.len() / B::SIZE];
+    B::quantize_activations(x, &mut out);
+    bytemuck::cast_slice(&out).to_vec()
+}
+
 /// pupil's typed reference dequantizer over block bytes.
 pub fn ours_dequantize<B: pupil_kernels::quant::Block>(bytes: &[u8]) -> Vec<f32> {
     let blocks = to_blocks::<B>(bytes);

@@ -46,15 +46,15 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
         DType::Q8_0 => {
             ops.dot = dot_entry!(BlockQ8_0, legacy::dot_q8_0);
-            ops.quantize = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
+            ops.activate = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
-        DType::Q8_1 => ops.quantize = quantize_entry!(BlockQ8_1, quantize::quantize_q8_1),
+        DType::Q8_1 => ops.activate = quantize_entry!(BlockQ8_1, quantize::quantize_q8_1),
         DType::Q2_K => ops.dot = dot_entry!(BlockQ2_K, k_small::dot_q2_k),
         DType::Q3_K => ops.dot = dot_entry!(BlockQ3_K, k_small::dot_q3_k),
         DType::Q4_K => ops.dot = dot_entry!(BlockQ4_K, canon::dot_q4_k),
         DType::Q5_K => ops.dot = dot_entry!(BlockQ5_K, canon::dot_q5_k),
         DType::Q6_K => ops.dot = dot_entry!(BlockQ6_K, canon::dot_q6_k),
-        DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
+        DType::Q8_K => ops.activate = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
     // The tiled GEMM (no `Q8_0`: its quants would saturate `maddubs`).

@@ -1,14 +1,17 @@
-//! The activation quantizers `Q8_0`, `Q8_1` and `Q8_K`, producing the reference's bytes
-//! exactly (`quantize_row_q8_{0,1,K}_ref`), for every input including NaN, infinities and
-//! subnormals.
+//! The activation quantizers `Q8_0`, `Q8_1` and `Q8_K`, producing the reference's
+//! activation bytes exactly ([`Quantize::quantize_activations`](crate::quant::Quantize):
+//! ggml's x86 `quantize_row_q8_{0,1}` and `quantize_row_q8_K_ref`), for every input including
+//! NaN, infinities and subnormals.
 //!
 //! What that takes, beside doing the reference's float operations in the same order:
 //! - the absolute maximum ignores NaN, as `f32::max` does: `max_ps(|x|, acc)` returns `acc`
 //!   when `|x|` is NaN;
-//! - `Q8_0` rounds half away from zero (`roundf`), not to even as `cvtps` would (ggml's own
-//!   AVX quantizer does the latter, and differs from its reference);
-//! - out-of-range and NaN conversions give `i32::MIN` (`cvttps`, as C on x86-64), and the
-//!   narrowing to i8 keeps the low byte (C's cast), so a saturating pack would be wrong.
+//! - `Q8_0`/`Q8_1` multiply by `127 / amax` and round half to even (`cvtps`, which gives
+//!   `i32::MIN` for NaN and out-of-range values), then narrow with saturating packs, as ggml's
+//!   AVX code does;
+//! - `Q8_K`'s out-of-range and NaN conversions give `i32::MIN` (`cvttps`, as C on x86-64),
+//!   and its narrowing to i8 keeps the low byte (C's cast), so a saturating pack would be
+//!   wrong there.
 
 use crate::quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K, QK, QK_K};
 use half::f16;
@@ -41,16 +44,6 @@ fn abs_max(x: &[[f32; 8]]) -> f32 {
     _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
 }
 
-/// `roundf`: halves away from zero. `v - trunc(v)` is exact, so the comparison with 0.5 is too.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn round_away(v: __m256) -> __m256 {
-    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-    let half_or_more = _mm256_cmp_ps::<_CMP_GE_OQ>(abs(_mm256_sub_ps(v, t)), _mm256_set1_ps(0.5));
-    let step = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0)), _mm256_set1_ps(1.0));
-    _mm256_add_ps(t, _mm256_and_ps(half_or_more, step))
-}
-
 /// The low bytes of 32 i32 lanes, in order (C's `(int8_t)` of each).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -66,24 +59,33 @@ fn low_bytes(v: [__m256i; 4], out: &mut [i8; 32]) {
     unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), bytes) }
 }
 
-/// `d` and the quants of one `Q8_0`/`Q8_1` block: `d = amax / 127`, `q = roundf(x / d)`.
+/// `d` and the quants of one `Q8_0`/`Q8_1` block as ggml's AVX quantizer makes them:
+/// `d = amax / 127`, `q = round_half_even(x * (127 / amax))` saturated to i8; returns `d` and
+/// the wrapping sum of the quants before saturation (`Q8_1`'s `s`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q8_block(x: &[f32; QK], qs: &mut [i8; QK]) -> f32 {
+fn q8_block(x: &[f32; QK], qs: &mut [i8; QK]) -> (f32, i32) {
     let x = x.as_chunks::<8>().0;
-    let d = abs_max(x) / 127.0;
-    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let q = std::array::from_fn(|i| _mm256_cvttps_epi32(round_away(_mm256_mul_ps(load8(&x[i]), id))));
-    low_bytes(q, qs);
-    d
+    let amax = abs_max(x);
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let q: [__m256i; 4] = std::array::from_fn(|i| _mm256_cvtps_epi32(_mm256_mul_ps(load8(&x[i]), id)));
+    let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let sum = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
+    let sum = _mm_add_epi32(sum, _mm_unpackhi_epi64(sum, sum));
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32::<0b01>(sum)));
+    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    // The packs work within 128-bit lanes: dwords come out as 0 2 4 6 1 3 5 7.
+    let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `qs` is 32 writable bytes; `storeu` needs no alignment.
+    unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), bytes) };
+    (amax / 127.0, sum)
 }
 
 /// `Q8_0` activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(in crate::cpu) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     for (x, b) in x.as_chunks::<QK>().0.iter().zip(out) {
-        let d = q8_block(x, &mut b.qs);
-        b.d = f16::from_f32(d);
+        b.d = f16::from_f32(q8_block(x, &mut b.qs).0);
     }
 }
 
@@ -91,10 +93,9 @@ pub(in crate::cpu) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(in crate::cpu) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
     for (x, b) in x.as_chunks::<QK>().0.iter().zip(out) {
-        let d = q8_block(x, &mut b.qs);
-        let sum: i32 = b.qs.iter().map(|&q| i32::from(q)).sum();
+        let (d, sum) = q8_block(x, &mut b.qs);
         b.d = f16::from_f32(d);
-        b.s = f16::from_f32(sum as f32 * d);
+        b.s = f16::from_f32(d * sum as f32);
     }
 }
 

@@ -48,9 +48,9 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q8_0 => {
             ops.dot = dot_entry!(BlockQ8_0, canon::dot_q8_0);
             ops.dot_rows = dot_rows_entry!(BlockQ8_0, canon::rows_q8_0);
-            ops.quantize = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
+            ops.activate = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
-        DType::Q8_K => ops.quantize = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
+        DType::Q8_K => ops.activate = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
     // The tiled GEMM.

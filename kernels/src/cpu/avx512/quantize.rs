@@ -35,25 +35,21 @@ fn store_low_bytes(v: __m512i, out: &mut [i8; 16]) -> __m512i {
     _mm512_cvtepi8_epi32(bytes)
 }
 
-/// `Q8_0` activations: `d = amax / 127`, `q = roundf(x / d)` (halves away from zero).
+/// `Q8_0` activations as ggml's AVX quantizer makes them: `d = amax / 127`,
+/// `q = round_half_even(x * (127 / amax))` (`cvtps`: `i32::MIN` for NaN and out of range),
+/// saturated to i8.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(in crate::cpu) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    let sign = _mm512_set1_epi32(i32::MIN);
-    let one = _mm512_set1_epi32(1f32.to_bits() as i32);
     for (x, b) in x.as_chunks::<QK>().0.iter().zip(out) {
         let x = x.as_chunks::<16>().0;
-        let d = abs_max(x) / 127.0;
-        let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let amax = abs_max(x);
+        let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
         for (x, q) in x.iter().zip(b.qs.as_chunks_mut::<16>().0) {
-            let v = _mm512_mul_ps(load16(x), id);
-            // roundf: truncate, then step away from zero where |v - trunc v| >= 0.5 (exact).
-            let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-            let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5));
-            let step = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sign), one));
-            let r = _mm512_mask_add_ps(t, up, t, step);
-            store_low_bytes(_mm512_cvttps_epi32(r), q);
+            let bytes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(load16(x), id)));
+            // SAFETY: `q` is 16 writable bytes; `storeu` needs no alignment.
+            unsafe { _mm_storeu_si128(q.as_mut_ptr().cast(), bytes) };
         }
-        b.d = f16::from_f32(d);
+        b.d = f16::from_f32(amax / 127.0);
     }
 }
 

@@ -9,10 +9,14 @@
 //! only an activation quantizer, with `vec_dot_type = Q8_1`. Pupil keeps that pairing and
 //! gives `Q8_1` the `Q8_0` kernels, ignoring `s`, so every type in the table has all three.
 //!
-//! These quantizers are the reference ones (`_ref`). ggml's CPU backend quantizes activations
-//! with SIMD versions that are not bit-identical to them: on x86 with AVX, `quantize_row_q8_0`
-//! multiplies by `127 / amax` instead of `1 / (amax / 127)` and rounds half to even instead of
-//! away from zero, so a few quants per row differ by one.
+//! [`Quantize::quantize`] is the reference quantizer (`_ref`), which llama-quantize uses for
+//! weights. ggml's CPU backend quantizes activations with SIMD versions that are not
+//! bit-identical to it: on x86 with AVX, `quantize_row_q8_{0,1}` (`ggml-cpu/arch/x86/quants.c`)
+//! multiply by `127 / amax` instead of `1 / (amax / 127)` and round half to even instead of
+//! away from zero, so a few quants per row differ by one. A quant one step off moves a
+//! matmul's output by ~1e-3 of its size, which the layers then amplify: pupil's activations
+//! ([`Quantize::quantize_activations`]) are therefore those of ggml on x86, so that its
+//! matmuls start from llama.cpp's bytes.
 
 use super::{c_float_to_int, inverse};
 use crate::DType;
@@ -26,6 +30,20 @@ fn quantize_q8(x: &[f32]) -> (f32, [i8; QK]) {
     let id = inverse(d);
     // `round` is C's `roundf`: halves away from zero.
     (d, std::array::from_fn(|j| c_float_to_int((x[j] * id).round()) as i8))
+}
+
+/// ggml's x86 activation quantizer for one block: `d = amax / 127` and
+/// `q = round_half_even(x * (127 / amax))`, as `i32` (`cvtps2dq`: `i32::MIN` for NaN or out of
+/// range, which happens only where `127 / amax` overflows on subnormal blocks).
+fn quantize_q8_x86(x: &[f32]) -> (f32, [i32; QK]) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    (amax / 127.0, std::array::from_fn(|j| c_float_to_int((x[j] * id).round_ties_even())))
+}
+
+/// The low byte of a quant, as the AVX code's saturating packs store it.
+fn pack(q: i32) -> i8 {
+    q.clamp(-128, 127) as i8
 }
 
 /// `Σ q_a * q_b` and the product of the two scales: the whole of a Q8 × Q8 block product.
@@ -64,6 +82,13 @@ impl Quantize for BlockQ8_0 {
             *b = BlockQ8_0 { d: f16::from_f32(d), qs };
         }
     }
+
+    fn quantize_activations(x: &[f32], out: &mut [Self]) {
+        for (x, b) in x.chunks_exact(QK).zip(out) {
+            let (d, q) = quantize_q8_x86(x);
+            *b = BlockQ8_0 { d: f16::from_f32(d), qs: q.map(pack) };
+        }
+    }
 }
 
 impl Block for BlockQ8_1 {
@@ -96,6 +121,15 @@ impl Quantize for BlockQ8_1 {
             // s uses the unrounded f32 d and the stored (converted) quants, as ggml does.
             let sum: i32 = qs.iter().map(|&q| i32::from(q)).sum();
             *b = BlockQ8_1 { d: f16::from_f32(d), s: f16::from_f32(sum as f32 * d), qs };
+        }
+    }
+
+    fn quantize_activations(x: &[f32], out: &mut [Self]) {
+        for (x, b) in x.chunks_exact(QK).zip(out) {
+            let (d, q) = quantize_q8_x86(x);
+            // s from the quants before packing, summed as the AVX code's wrapping adds do.
+            let sum = q.iter().fold(0i32, |s, &q| s.wrapping_add(q));
+            *b = BlockQ8_1 { d: f16::from_f32(d), s: f16::from_f32(d * sum as f32), qs: q.map(pack) };
         }
     }
 }
