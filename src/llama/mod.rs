@@ -11,7 +11,8 @@
 //! - [`LlamaVocab`]: its tokenizer, for the tokenizer oracle;
 //! - [`quantize`]: `llama_model_quantize`, llama-quantize's library call, for the quantizer
 //!   oracle;
-//! - [`native_check`]: whether the ggml linked in was compiled for this CPU.
+//! - [`native_check`]: whether the ggml linked in was compiled for this CPU;
+//! - [`Tracer`]: every named tensor of a forward pass, to compare with pupil's op by op.
 //!
 //! The backend is initialised once per process ([`backend`]) with llama.cpp's logging
 //! silenced. Errors are [`LlamaError`]s carrying llama.cpp's (or its binding's) message.
@@ -32,6 +33,7 @@
 mod runner;
 mod sys;
 mod system;
+mod trace;
 mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +45,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 pub use runner::LlamaRunner;
 pub use sys::{QuantizeParams, quantize};
 pub use system::{NativeCheck, native_check};
+pub use trace::{Probe, Tracer};
 pub use vocab::LlamaVocab;
 
 use crate::runner::{RunnerError, RunnerOptions};

@@ -1,6 +1,7 @@
 //! The llama.cpp calls `llama-cpp-2` does not wrap, made through the raw bindings
 //! (`llama-cpp-sys-2`, the same build): llama-quantize's library call and the system-info
-//! string. The only `unsafe` of the llama.cpp module is here.
+//! string. With `trace.rs` (the evaluation callback), the only `unsafe` of the llama.cpp
+//! module.
 
 use std::ffi::CString;
 use std::path::Path;

@@ -12,6 +12,7 @@ use super::arch::Role;
 use super::block::block;
 use super::cpu::{Cpu, Input, Layout};
 use super::kv_cache::{KvStore, Store};
+use super::probe::{ProbeFn, Probed};
 use super::{Batch, KvCache, Model, ModelError, Scratch};
 
 impl Model {
@@ -37,7 +38,7 @@ impl Model {
         // decode step then split work among the workers directly, instead of each being
         // handed over from a thread outside the pool and waited for (a futex round trip each).
         // Called from inside the pool, `join` runs it in place.
-        rayon::join(|| self.run(batch, cache, s, logits), || ()).0
+        rayon::join(|| self.run_probed(batch, cache, s, logits, None), || ()).0
     }
 
     /// [`Self::forward`] on the current thread, which should be a worker of the pool the
@@ -48,6 +49,18 @@ impl Model {
         cache: &mut KvCache,
         s: &mut Scratch,
         logits: &mut [f32],
+    ) -> Result<(), ModelError> {
+        self.run_probed(batch, cache, s, logits, None)
+    }
+
+    /// [`Self::run`], showing each CPU op's output to `probe` if there is one.
+    pub(super) fn run_probed(
+        &self,
+        batch: &Batch,
+        cache: &mut KvCache,
+        s: &mut Scratch,
+        logits: &mut [f32],
+        probe: Option<&mut ProbeFn<'_>>,
     ) -> Result<(), ModelError> {
         let cfg = &self.config;
         let expected = batch.n_wanted() * cfg.n_vocab;
@@ -71,8 +84,8 @@ impl Model {
         let first = self.gpu_first();
         let layout = Layout { rows: &cache.rows, oldest: &cache.oldest, n_ctx: cache.n_ctx };
         match &mut cache.store {
-            Store::F16(kv) => self.blocks(0..first, batch, kv, layout, s)?,
-            Store::F32(kv) => self.blocks(0..first, batch, kv, layout, s)?,
+            Store::F16(kv) => self.blocks(0..first, batch, kv, layout, s, probe)?,
+            Store::F32(kv) => self.blocks(0..first, batch, kv, layout, s, probe)?,
         }
         // The GPU runs the rest, and the head too if it has it.
         #[cfg(feature = "cuda")]
@@ -168,10 +181,22 @@ impl Model {
         kv: &mut KvStore<T>,
         layout: Layout<'_>,
         s: &mut Scratch,
+        probe: Option<&mut ProbeFn<'_>>,
     ) -> Result<(), ModelError> {
-        let mut cpu = Cpu { model: self, batch, kv, layout, s };
-        for il in layers {
-            block(&mut cpu, il, batch.len())?;
+        let cpu = Cpu { model: self, batch, kv, layout, s };
+        match probe {
+            None => {
+                let mut cpu = cpu;
+                for il in layers {
+                    block(&mut cpu, il, batch.len())?;
+                }
+            }
+            Some(on) => {
+                let mut probed = Probed { cpu, on };
+                for il in layers {
+                    block(&mut probed, il, batch.len())?;
+                }
+            }
         }
         Ok(())
     }

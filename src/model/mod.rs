@@ -46,6 +46,7 @@ mod error;
 mod forward;
 mod gpu;
 mod kv_cache;
+mod probe;
 mod rope;
 mod scratch;
 pub mod synth;
@@ -65,6 +66,7 @@ pub use config::Config;
 pub use context::{Context, ContextParams, Logits, Slot};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvType};
+pub use probe::ProbeFn;
 pub use scratch::Scratch;
 pub use threads::Threads;
 
