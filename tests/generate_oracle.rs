@@ -33,25 +33,6 @@ fn noise(ours: &[f32], reference: &[f32]) -> (f32, f32) {
     (sq.sqrt() as f32, var.sqrt() as f32)
 }
 
-const PROMPTS: [&str; 10] = [
-    "The capital of France is",
-    "Once upon a time, in a small village by the sea,",
-    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
-    "The three primary colors are",
-    "Water boils at a temperature of",
-    "In 1969, the first humans to walk on the Moon were",
-    "A recipe for pancakes:\n1.",
-    "The quick brown fox",
-    "Photosynthesis is the process by which",
-    "Dear Sir or Madam,\n\nI am writing to",
-];
-
-fn gemma() -> String {
-    let p = format!("{}/models/gemma-3-270m-q4_k_m.gguf", env!("CARGO_MANIFEST_DIR"));
-    assert!(std::path::Path::new(&p).exists(), "{p} is missing: run models/fetch-gemma3-270m.sh");
-    p
-}
-
 /// llama.cpp's greedy continuation, one decode step per token, with the logits of each step:
 /// a context of 512 positions, the prompt as one batch, 2 threads, llama.cpp's defaults
 /// otherwise (f16 cache, automatic flash attention).
@@ -74,12 +55,12 @@ fn llama_greedy(model: &LlamaModel, prompt: &[u32]) -> Vec<(u32, Vec<f32>)> {
 
 #[test]
 fn greedy_continuations_match_llama_cpp_on_gemma3_270m() {
-    let path = gemma();
+    let path = support::gemma();
     let llama = support::load(std::path::Path::new(&path));
     let engine = Arc::new(Engine::load(&path).unwrap());
 
     let (mut identical, mut near_ties) = (0, 0);
-    for prompt in PROMPTS {
+    for prompt in support::GREEDY_PROMPTS {
         let tokens = engine.tokenizer().encode(prompt, true, false);
         let theirs = support::tokenize(&llama, prompt);
         assert_eq!(tokens, theirs, "tokenization of {prompt:?}");
@@ -122,6 +103,6 @@ fn greedy_continuations_match_llama_cpp_on_gemma3_270m() {
             }
         }
     }
-    eprintln!("greedy 64-token continuations: {identical} identical, {near_ties} parted at near-ties, of {}", PROMPTS.len());
-    assert_eq!(identical + near_ties, PROMPTS.len());
+    eprintln!("greedy 64-token continuations: {identical} identical, {near_ties} parted at near-ties, of {}", support::GREEDY_PROMPTS.len());
+    assert_eq!(identical + near_ties, support::GREEDY_PROMPTS.len());
 }

@@ -30,26 +30,11 @@ mod support;
 /// Tokens generated per prompt.
 const N: usize = 32;
 
-const PROMPTS: [&str; 12] = [
-    "The capital of France is",
-    "Once upon a time, in a small village by the sea,",
-    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
-    "The three primary colors are",
-    "Water boils at a temperature of",
-    "In 1969, the first humans to walk on the Moon were",
-    "A recipe for pancakes:\n1.",
-    "The quick brown fox",
-    "Photosynthesis is the process by which",
-    "Dear Sir or Madam,\n\nI am writing to",
+/// Two prompts beside the greedy oracle's ten.
+const MORE_PROMPTS: [&str; 2] = [
     "The most important thing to remember when learning a new language is",
     "Q: What is the largest planet in the solar system?\nA:",
 ];
-
-fn gemma() -> String {
-    let p = format!("{}/models/gemma-3-270m-q4_k_m.gguf", env!("CARGO_MANIFEST_DIR"));
-    assert!(Path::new(&p).exists(), "{p} is missing: run models/fetch-gemma3-270m.sh");
-    p
-}
 
 /// The twelve prompts, then `extra` more: the first ten words of every 37th long line of the
 /// distilled pair's held-out text.
@@ -58,7 +43,7 @@ fn prompts(extra: usize) -> Vec<String> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let lines = text.lines().filter(|l| l.split_whitespace().count() > 12).step_by(37).take(extra);
     let more = lines.map(|l| l.split_whitespace().skip(1).take(10).collect::<Vec<_>>().join(" "));
-    PROMPTS.iter().map(|s| s.to_string()).chain(more).collect()
+    support::GREEDY_PROMPTS.iter().chain(&MORE_PROMPTS).map(|s| s.to_string()).chain(more).collect()
 }
 
 fn argmax(l: &[f32]) -> u32 {
@@ -150,9 +135,9 @@ fn rel_rms(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn ops_match_llama_cpp_from_the_same_input() {
-    let path = gemma();
+    let path = support::gemma();
     let llama = support::load(Path::new(&path));
-    let tokens = support::tokenize(&llama, PROMPTS[1]);
+    let tokens = support::tokenize(&llama, support::GREEDY_PROMPTS[1]);
     let mut tracer = Tracer::new(Path::new(&path), 512, 2, false).expect("llama.cpp tracer");
     let model = Model::open(&path).unwrap();
     let mut cache = model.new_cache(Some(512), 1, KvType::F16);
@@ -212,7 +197,7 @@ fn ops_match_llama_cpp_from_the_same_input() {
 #[test]
 #[ignore]
 fn study() {
-    let path = gemma();
+    let path = support::gemma();
     let llama = support::load(Path::new(&path));
     let model = Model::open(&path).unwrap();
     let prompts = prompts(36);

@@ -8,6 +8,27 @@ use pupil::llama::LlamaModel;
 use pupil::model::{KvType, Model};
 use pupil::runner::{Attention, PupilRunner, Runner, RunnerOptions};
 
+/// Gemma 3 270M Q4_K_M, the model the greedy oracles run (fetched by the test command).
+pub fn gemma() -> String {
+    let p = format!("{}/models/gemma-3-270m-q4_k_m.gguf", env!("CARGO_MANIFEST_DIR"));
+    assert!(Path::new(&p).exists(), "{p} is missing: run models/fetch-gemma3-270m.sh");
+    p
+}
+
+/// The prompts greedy continuations are compared on: prose, code, a list, a letter.
+pub const GREEDY_PROMPTS: [&str; 10] = [
+    "The capital of France is",
+    "Once upon a time, in a small village by the sea,",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "The three primary colors are",
+    "Water boils at a temperature of",
+    "In 1969, the first humans to walk on the Moon were",
+    "A recipe for pancakes:\n1.",
+    "The quick brown fox",
+    "Photosynthesis is the process by which",
+    "Dear Sir or Madam,\n\nI am writing to",
+];
+
 /// llama.cpp's model, loaded once per call site.
 pub fn load(path: &Path) -> LlamaModel {
     LlamaModel::load(path).unwrap_or_else(|e| panic!("{e}"))
