@@ -165,6 +165,13 @@ mod tests {
         BlockQ8_0::quantize(&x, &mut b);
         assert_eq!(b[0].d, h(1.0));
         assert_eq!(&b[0].qs[..4], &[127, 3, -3, 0]);
+        // Activations, as ggml's AVX quantizer makes them: halves to even.
+        BlockQ8_0::quantize_activations(&x, &mut b);
+        assert_eq!(b[0].d, h(1.0));
+        assert_eq!(&b[0].qs[..4], &[127, 2, -2, 0]);
+        let mut b1 = [BlockQ8_1::zeroed()];
+        BlockQ8_1::quantize_activations(&x, &mut b1);
+        assert_eq!((&b1[0].qs[..4], b1[0].s), (&[127i8, 2, -2, 0][..], h(127.0)));
     }
 
     #[test]
