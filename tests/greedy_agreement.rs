@@ -148,14 +148,10 @@ fn ops_match_llama_cpp_from_the_same_input() {
     for (pos, &token) in tokens.iter().enumerate() {
         let theirs = tracer.decode(&[token]).unwrap();
         let mut ours: Vec<(String, Vec<f32>)> = Vec::new();
-        let mut layer = 0;
         batch.clear();
         batch.push(token, pos as u32, 0, true);
-        let mut probe = |il: usize, name: &'static str, data: &[f32]| {
-            // The gated activation has no layer of its own: it belongs to the last one seen.
-            layer = if il == usize::MAX { layer } else { il };
-            ours.push((format!("{name}-{layer}"), data.to_vec()));
-        };
+        let mut probe =
+            |il: usize, name: &'static str, data: &[f32]| ours.push((format!("{name}-{il}"), data.to_vec()));
         model.forward_probed(&batch, &mut cache, &mut scratch, &mut logits, &mut probe).unwrap();
         let theirs_of = |name: &str| theirs.iter().rev().find(|p| p.name == name).map(|p| &p.data);
         // The same input bytes: the first norm is exact, the first projections differ by the

@@ -192,7 +192,7 @@ impl Model {
                 }
             }
             Some(on) => {
-                let mut probed = Probed { cpu, on };
+                let mut probed = Probed { cpu, on, layer: 0 };
                 for il in layers {
                     block(&mut probed, il, batch.len())?;
                 }

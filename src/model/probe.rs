@@ -17,10 +17,13 @@ pub type ProbeFn<'a> = dyn FnMut(usize, &'static str, &[f32]) + Send + 'a;
 pub(super) struct Probed<'d, 'p, T: KvScalar> {
     pub cpu: Cpu<'d, T>,
     pub on: &'p mut ProbeFn<'p>,
+    /// The layer of the last op that named one (the gated activation names none).
+    pub layer: usize,
 }
 
 impl<T: KvScalar> Probed<'_, '_, T> {
     fn show(&mut self, il: usize, name: &'static str, buf: Buf, n: usize) {
+        self.layer = il;
         let cfg = &self.cpu.model.config;
         let width = match buf {
             Buf::X | Buf::Xn | Buf::Out => cfg.n_embd,
@@ -83,8 +86,7 @@ impl<T: KvScalar> Device for Probed<'_, '_, T> {
             FfnAct::Silu => "ffn_swiglu",
             FfnAct::GeluTanh => "ffn_geglu",
         };
-        // The layer is not the op's to know: the next projection's probe names it.
-        self.show(usize::MAX, name, Buf::Gate, n);
+        self.show(self.layer, name, Buf::Gate, n);
         Ok(())
     }
 
@@ -102,8 +104,8 @@ impl Model {
     /// follow llama.cpp's graph: `attn_norm`, `Qcur_proj`, `Kcur_proj`, `Vcur`, `Qcur` (after
     /// RoPE and, on Gemma, the query scale), `Kcur`, `kqv_out`, `attn_out`, `sa_out`
     /// (residual stream after attention, post-norm included), `ffn_norm`, `ffn_gate`,
-    /// `ffn_up`, `ffn_geglu`/`ffn_swiglu` (layer `usize::MAX`: the gated activation),
-    /// `ffn_out`, `l_out`. Blocks offloaded to a GPU are not probed.
+    /// `ffn_up`, `ffn_geglu`/`ffn_swiglu` (the gated activation), `ffn_out`, `l_out`. Blocks
+    /// offloaded to a GPU are not probed.
     pub fn forward_probed(
         &self,
         batch: &Batch,
