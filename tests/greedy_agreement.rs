@@ -46,10 +46,6 @@ fn prompts(extra: usize) -> Vec<String> {
     support::GREEDY_PROMPTS.iter().chain(&MORE_PROMPTS).map(|s| s.to_string()).chain(more).collect()
 }
 
-fn argmax(l: &[f32]) -> u32 {
-    (0..l.len()).max_by(|&x, &y| l[x].total_cmp(&l[y]).then(y.cmp(&x))).unwrap() as u32
-}
-
 /// A greedy continuation of `N` tokens, the prompt fed in pieces of `step` tokens (its
 /// length: one batch).
 fn greedy(r: &mut dyn Runner, prompt: &[u32], step: usize) -> Vec<u32> {
@@ -62,7 +58,7 @@ fn greedy(r: &mut dyn Runner, prompt: &[u32], step: usize) -> Vec<u32> {
     }
     let mut out = Vec::with_capacity(N);
     for _ in 0..N {
-        let t = argmax(&logits);
+        let t = pupil::sample::argmax(&logits);
         out.push(t);
         r.forward(&[t], pos, 0..1, &mut logits).unwrap();
         pos += 1;

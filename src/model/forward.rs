@@ -183,22 +183,14 @@ impl Model {
         s: &mut Scratch,
         probe: Option<&mut ProbeFn<'_>>,
     ) -> Result<(), ModelError> {
-        let cpu = Cpu { model: self, batch, kv, layout, s };
+        let mut cpu = Cpu { model: self, batch, kv, layout, s };
         match probe {
-            None => {
-                let mut cpu = cpu;
-                for il in layers {
-                    block(&mut cpu, il, batch.len())?;
-                }
-            }
+            None => layers.into_iter().try_for_each(|il| block(&mut cpu, il, batch.len())),
             Some(on) => {
                 let mut probed = Probed { cpu, on, layer: 0 };
-                for il in layers {
-                    block(&mut probed, il, batch.len())?;
-                }
+                layers.into_iter().try_for_each(|il| block(&mut probed, il, batch.len()))
             }
         }
-        Ok(())
     }
 
     /// Final norm and output projection of the wanted tokens.
