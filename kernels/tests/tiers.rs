@@ -445,6 +445,11 @@ fn dot_rows_is_dot_bit_for_bit() {
         for t in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
             assert!(cpu::ops_for(tier, t).unwrap().dot_rows.is_some(), "{tier} has no {t} dot_rows");
         }
+        if matches!(tier, Tier::Avx512 | Tier::Amx) {
+            for t in [DType::F32, DType::F16, DType::BF16] {
+                assert!(cpu::ops_for(tier, t).unwrap().dot_rows.is_some(), "{tier} has no {t} dot_rows");
+            }
+        }
     }
     eprintln!("{checked} dot_rows outputs checked");
 }
@@ -461,8 +466,8 @@ fn gemm_matches_reference() {
     let mut checked = 0;
     for t in types() {
         let act = reference(t).act;
-        // Float rows (one element a block) also long enough for whole groups of 32 columns
-        // with 8-column chunks and single columns after them.
+        // Float rows (one element a block) also long enough for whole chunks of 16 and 32
+        // columns with partial chunks, 8-column chunks and single columns after them.
         let counts: &[usize] = if t.block_size() == 1 { &[1, 3, 20, 75, 141] } else { &[1, 3, 20] };
         for (i, &nb) in counts.iter().enumerate() {
             let mut r = rng(0x6e44 + i as u64);
@@ -582,9 +587,10 @@ fn tiers_have_their_kernels() {
             &[F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K],
             &[Q8_0, Q8_1, Q8_K],
         ),
-        // The types the GEMM covers take the AVX2 tier's dots in the GEMM's canonical order
-        // (batch invariance), but for `Q8_0`, which has no AVX2 GEMM.
-        (Tier::Avx512, Tier::Avx2, &[Q4_1, Q5_1, Q8_0], &[Q8_0, Q8_K]),
+        // The quantized types the GEMM covers take the AVX2 tier's dots in the GEMM's
+        // canonical order (batch invariance), but for `Q8_0`, which has no AVX2 GEMM; the
+        // floats have one 16-lane order of the tier's own for `dot`, `dot_rows` and `gemm`.
+        (Tier::Avx512, Tier::Avx2, &[Q4_1, Q5_1, Q8_0, F32, F16, BF16], &[Q8_0, Q8_K]),
     ];
     for (tier, below, dots, quantizers) in cases {
         if !cpu::available_tiers().contains(&tier) {

@@ -24,7 +24,8 @@
 //!   `gemm.rs`, with `avx512/gemm.rs` and `avx2/gemm.rs`): the same integer sums per weight
 //!   sub-block, and, for every type it covers, the same float operations in the same order as
 //!   the tier's `dot` (the canonical order of `gemm.rs`, which the dots of those types in
-//!   `avx2/canon.rs` follow): each output bit for bit the tier's `dot`, whatever the other
+//!   `avx2/canon.rs` follow; for the floats on AVX-512, the one 16-lane order of
+//!   `avx512/float.rs`): each output bit for bit the tier's `dot`, whatever the other
 //!   tokens of the call and the token's place among them.
 //!
 //! So within a tier a (row, token) output has the same bits whatever path its batch takes

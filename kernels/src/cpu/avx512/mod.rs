@@ -51,6 +51,19 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
             ops.activate = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
         DType::Q8_K => ops.activate = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
+        // Floats: one order of this tier's own for `dot`, `dot_rows` and `gemm` (`float`).
+        DType::F32 => {
+            ops.dot = dot_entry!(f32, float::dot::<f32>);
+            ops.dot_rows = dot_rows_entry!(f32, float::dot_rows::<f32>);
+        }
+        DType::F16 => {
+            ops.dot = dot_entry!(half::f16, float::dot::<half::f16>);
+            ops.dot_rows = dot_rows_entry!(half::f16, float::dot_rows::<half::f16>);
+        }
+        DType::BF16 => {
+            ops.dot = dot_entry!(half::bf16, float::dot::<half::bf16>);
+            ops.dot_rows = dot_rows_entry!(half::bf16, float::dot_rows::<half::bf16>);
+        }
         _ => {}
     }
     // The tiled GEMM.
