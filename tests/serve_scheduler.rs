@@ -63,6 +63,13 @@ fn requests_run_together_give_what_each_gives_alone_and_what_a_session_gives() {
     let together: Vec<_> = streams.into_iter().map(collect).collect();
     assert_eq!(together, alone);
 
+    // A large step but prompt chunks of at most 2 tokens while any request decodes.
+    let capped = SchedulerOptions { prefill_while_decoding: 2, ..opts(3) };
+    let capped = Scheduler::start(Arc::clone(&engine), capped, Threads::new(2).unwrap()).unwrap();
+    let streams: Vec<_> = prompts.iter().enumerate().map(|(i, p)| capped.submit(Submission::new(p.clone(), params(i))).unwrap()).collect();
+    let together: Vec<_> = streams.into_iter().map(collect).collect();
+    assert_eq!(together, alone);
+
     // Greedy and sampled alike match a plain session.
     for (i, p) in prompts.iter().enumerate() {
         let mut session = engine.session(SessionOptions { n_ctx: Some(256), ..SessionOptions::default() });

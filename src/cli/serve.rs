@@ -40,6 +40,11 @@ pub struct Args {
     /// Most tokens one step runs (decodes and prompt chunks together).
     #[arg(long, default_value_t = 512, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     batch: usize,
+    /// Most prompt tokens a step runs while requests are decoding (within --batch). Smaller
+    /// shortens the pause a new prompt puts in the running streams; larger gives more
+    /// throughput.
+    #[arg(long, value_name = "N", default_value_t = pupil::serve::scheduler::PREFILL_WHILE_DECODING, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
+    prefill_chunk: usize,
     /// Threads of the forward pass (default: all cores).
     #[arg(short = 't', long, allow_negative_numbers = true, value_parser = super::parse::at_least::<1>)]
     threads: Option<usize>,
@@ -123,6 +128,7 @@ pub fn run(args: Args) -> Result<()> {
         n_slots: args.slots,
         n_ctx: Some(args.ctx),
         step_tokens: args.batch,
+        prefill_while_decoding: args.prefill_chunk,
         max_queue: args.max_queue,
         ..SchedulerOptions::default()
     };

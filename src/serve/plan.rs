@@ -5,7 +5,10 @@
 //! 1. every decoding sequence gets its next token (decodes first, so a long prompt arriving
 //!    never freezes the streams already running);
 //! 2. sequences still reading their prompt get chunks of it, oldest first, under what is left
-//!    of the token budget (chunked prefill);
+//!    of the token budget (chunked prefill); while any sequence decodes, the prompt tokens of
+//!    a step are capped lower ([`Budget::prefill_while_decoding`]), so that a prompt arriving
+//!    delays the running streams' next token by a short chunk's time, not a whole prompt's
+//!    (Sarathi-Serve's stall-free batching);
 //! 3. waiting requests are admitted in arrival order while a slot is free and budget is left:
 //!    each goes to the free slot whose cached tokens share the longest prefix with its prompt
 //!    (a system prompt, the previous turn of a chat), the least recently used one on a tie,
@@ -17,9 +20,9 @@
 //! let running = [Running { slot: 0, prompt_left: 0 }, Running { slot: 1, prompt_left: 3000 }];
 //! let waiting = [Waiting { prompt_len: 40 }];
 //! let free = [FreeSlot { slot: 2, last_used: 0 }];
-//! let p = plan(&running, &waiting, &free, Budget { tokens: 512 }, |_, _| 0);
+//! let p = plan(&running, &waiting, &free, Budget { tokens: 512, prefill_while_decoding: 64 }, |_, _| 0);
 //! assert_eq!(p.decode, [0]);             // the stream keeps going
-//! assert_eq!(p.prefill, [(1, 511)]);     // the long prompt takes what is left
+//! assert_eq!(p.prefill, [(1, 64)]);      // the long prompt takes a chunk that keeps it going
 //! assert!(p.admit.is_empty());           // nothing left for the newcomer this step
 //! ```
 
@@ -28,6 +31,9 @@
 pub struct Budget {
     /// Most tokens one forward pass runs (decode tokens and prompt chunks together).
     pub tokens: usize,
+    /// Most prompt tokens one forward pass runs while any sequence is decoding (at least one
+    /// is always allowed, so prompts progress under any load).
+    pub prefill_while_decoding: usize,
 }
 
 /// A sequence holding a slot.
@@ -109,6 +115,9 @@ pub fn plan(
             left -= 1;
         }
     }
+    if !p.decode.is_empty() {
+        left = left.min(budget.prefill_while_decoding.max(1));
+    }
     for (i, r) in running.iter().enumerate() {
         if r.prompt_left > 0 && left > 0 {
             let n = r.prompt_left.min(left);
@@ -148,7 +157,7 @@ mod tests {
     #[test]
     fn decodes_come_first_and_a_long_prompt_is_chunked_under_the_budget() {
         let running: Vec<Running> = (0..8).map(decoding).chain([Running { slot: 8, prompt_left: 4000 }]).collect();
-        let p = plan(&running, &[], &[], Budget { tokens: 256 }, |_, _| 0);
+        let p = plan(&running, &[], &[], Budget { tokens: 256, prefill_while_decoding: 256 }, |_, _| 0);
         assert_eq!(p.decode, (0..8).collect::<Vec<_>>());
         assert_eq!(p.prefill, [(8, 248)]);
         assert_eq!(p.tokens(), 256);
@@ -157,7 +166,7 @@ mod tests {
     #[test]
     fn the_budget_caps_decodes_too() {
         let running: Vec<Running> = (0..10).map(decoding).collect();
-        let p = plan(&running, &[Waiting { prompt_len: 5 }], &[FreeSlot { slot: 10, last_used: 0 }], Budget { tokens: 4 }, |_, _| 0);
+        let p = plan(&running, &[Waiting { prompt_len: 5 }], &[FreeSlot { slot: 10, last_used: 0 }], Budget { tokens: 4, prefill_while_decoding: 4 }, |_, _| 0);
         assert_eq!((p.decode.len(), p.prefill.len(), p.admit.len()), (4, 0, 0));
     }
 
@@ -165,7 +174,7 @@ mod tests {
     fn admission_is_in_arrival_order_and_stops_when_slots_run_out() {
         let waiting = [Waiting { prompt_len: 10 }, Waiting { prompt_len: 20 }, Waiting { prompt_len: 30 }];
         let free = [FreeSlot { slot: 3, last_used: 5 }, FreeSlot { slot: 1, last_used: 2 }];
-        let p = plan(&[], &waiting, &free, Budget { tokens: 1000 }, |_, _| 0);
+        let p = plan(&[], &waiting, &free, Budget { tokens: 1000, prefill_while_decoding: 1000 }, |_, _| 0);
         // No prefix anywhere: the least recently used slot goes first.
         assert_eq!(p.admit, [Admit { waiting: 0, slot: 1, reuse: 0, chunk: 10 }, Admit { waiting: 1, slot: 3, reuse: 0, chunk: 20 }]);
     }
@@ -174,25 +183,43 @@ mod tests {
     fn a_request_goes_to_the_slot_with_the_longest_prefix_and_computes_only_the_rest() {
         let free = [FreeSlot { slot: 0, last_used: 1 }, FreeSlot { slot: 1, last_used: 9 }, FreeSlot { slot: 2, last_used: 3 }];
         let prefix = |_, slot| [0, 400, 12][slot];
-        let p = plan(&[], &[Waiting { prompt_len: 450 }], &free, Budget { tokens: 512 }, prefix);
+        let p = plan(&[], &[Waiting { prompt_len: 450 }], &free, Budget { tokens: 512, prefill_while_decoding: 512 }, prefix);
         assert_eq!(p.admit, [Admit { waiting: 0, slot: 1, reuse: 400, chunk: 50 }]);
     }
 
     #[test]
     fn the_last_prompt_token_is_always_computed() {
-        let p = plan(&[], &[Waiting { prompt_len: 7 }], &[FreeSlot { slot: 0, last_used: 0 }], Budget { tokens: 64 }, |_, _| 99);
+        let p = plan(&[], &[Waiting { prompt_len: 7 }], &[FreeSlot { slot: 0, last_used: 0 }], Budget { tokens: 64, prefill_while_decoding: 64 }, |_, _| 99);
         assert_eq!(p.admit, [Admit { waiting: 0, slot: 0, reuse: 6, chunk: 1 }]);
     }
 
     #[test]
     fn an_admitted_prompt_longer_than_the_budget_starts_with_a_chunk() {
-        let p = plan(&[decoding(0)], &[Waiting { prompt_len: 2048 }], &[FreeSlot { slot: 1, last_used: 0 }], Budget { tokens: 512 }, |_, _| 0);
+        let p = plan(&[decoding(0)], &[Waiting { prompt_len: 2048 }], &[FreeSlot { slot: 1, last_used: 0 }], Budget { tokens: 512, prefill_while_decoding: 512 }, |_, _| 0);
         assert_eq!(p.decode, [0]);
         assert_eq!(p.admit, [Admit { waiting: 0, slot: 1, reuse: 0, chunk: 511 }]);
     }
 
     #[test]
+    fn prompt_chunks_are_capped_while_streams_decode_and_never_starve() {
+        let running: Vec<Running> = (0..8).map(decoding).collect();
+        let free = [FreeSlot { slot: 8, last_used: 0 }];
+        let budget = Budget { tokens: 512, prefill_while_decoding: 96 };
+        let p = plan(&running, &[Waiting { prompt_len: 256 }], &free, budget, |_, _| 0);
+        assert_eq!(p.decode.len(), 8);
+        assert_eq!(p.admit, [Admit { waiting: 0, slot: 8, reuse: 0, chunk: 96 }]);
+        // Nothing decoding: the whole budget.
+        let p = plan(&[], &[Waiting { prompt_len: 600 }], &free, budget, |_, _| 0);
+        assert_eq!(p.admit[0].chunk, 512);
+        // A cap of zero still lets one prompt token through.
+        let p = plan(&running, &[], &[], budget, |_, _| 0);
+        assert_eq!(p.tokens(), 8);
+        let one = plan(&[decoding(0), Running { slot: 1, prompt_left: 50 }], &[], &[], Budget { prefill_while_decoding: 0, ..budget }, |_, _| 0);
+        assert_eq!(one.prefill, [(1, 1)]);
+    }
+
+    #[test]
     fn no_state_plans_nothing() {
-        assert!(plan(&[], &[], &[], Budget { tokens: 512 }, |_, _| 0).is_empty());
+        assert!(plan(&[], &[], &[], Budget { tokens: 512, prefill_while_decoding: 512 }, |_, _| 0).is_empty());
     }
 }

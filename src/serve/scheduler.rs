@@ -60,6 +60,10 @@ pub struct SchedulerOptions {
     pub n_ctx: Option<usize>,
     /// Most tokens one step runs, decodes and prompt chunks together.
     pub step_tokens: usize,
+    /// Most prompt tokens one step runs while any request is decoding (within
+    /// `step_tokens`): how long a new prompt may hold up the running streams' next token,
+    /// traded against throughput (see [`plan`]).
+    pub prefill_while_decoding: usize,
     /// Most requests waiting for a slot; past it, [`Scheduler::submit`] refuses.
     pub max_queue: usize,
     /// KV cache element type.
@@ -67,11 +71,25 @@ pub struct SchedulerOptions {
 }
 
 impl Default for SchedulerOptions {
-    /// 4 slots of 4096 positions, steps of 512 tokens, a queue of 64.
+    /// 4 slots of 4096 positions, steps of 512 tokens ([`PREFILL_WHILE_DECODING`] of them
+    /// prompt tokens while requests decode), a queue of 64.
     fn default() -> Self {
-        SchedulerOptions { n_slots: 4, n_ctx: Some(4096), step_tokens: 512, max_queue: 64, kv_type: KvType::F16 }
+        SchedulerOptions {
+            n_slots: 4,
+            n_ctx: Some(4096),
+            step_tokens: 512,
+            prefill_while_decoding: PREFILL_WHILE_DECODING,
+            max_queue: 64,
+            kv_type: KvType::F16,
+        }
     }
 }
+
+/// The default of [`SchedulerOptions::prefill_while_decoding`]. Gemma 3 270M, 2 threads, 8
+/// slots, 16 clients with 256-token prompts: against no cap (512), the same throughput
+/// within 2% and the streams' inter-token p99 0.62x (479 against 770 ms); 128 cut it to
+/// 300 ms for 9% less throughput, 64 to 198 ms for 16% less.
+pub const PREFILL_WHILE_DECODING: usize = 256;
 
 /// Most rows of prompt log-probabilities computed per step for one request (each row is a
 /// whole vocabulary of logits).
@@ -262,7 +280,10 @@ impl Scheduler {
             metrics: Metrics::new(),
             thread: Mutex::new(None),
         });
-        let budget = Budget { tokens: params.max_batch };
+        let budget = Budget {
+            tokens: params.max_batch,
+            prefill_while_decoding: opts.prefill_while_decoding,
+        };
         let worker = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("pupil-engine".into())
