@@ -247,8 +247,23 @@ impl Sampler {
 
     /// Choose the next token from `logits` (`[n_vocab]`). Does not [`accept`](Self::accept) it.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.sample_without(logits, &[])
+    }
+
+    /// [`sample`](Self::sample) as if the logits of the `banned` tokens were -inf (a request
+    /// with `ignore_eos` bans the end-of-generation tokens), without copying `logits`.
+    pub fn sample_without(&mut self, logits: &[f32], banned: &[u32]) -> u32 {
+        if self.cfg.temperature <= 0.0 && !self.cfg.penalties_on() {
+            // Greedy: straight from the logits, no candidate list to build.
+            return argmax_without(logits, banned);
+        }
         self.candidates.clear();
         self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        for &t in banned {
+            if let Some(c) = self.candidates.get_mut(t as usize) {
+                c.1 = f32::NEG_INFINITY;
+            }
+        }
         if self.cfg.penalties_on() {
             self.apply_penalties();
         }
@@ -369,9 +384,14 @@ impl Sampler {
 
 /// The index of the first largest value (greedy decoding's choice).
 pub fn argmax(x: &[f32]) -> u32 {
+    argmax_without(x, &[])
+}
+
+/// [`argmax`] over the tokens not in `banned`.
+fn argmax_without(x: &[f32], banned: &[u32]) -> u32 {
     let mut best = (0u32, f32::NEG_INFINITY);
     for (i, &v) in x.iter().enumerate() {
-        if v > best.1 {
+        if v > best.1 && !banned.contains(&(i as u32)) {
             best = (i as u32, v);
         }
     }
@@ -462,6 +482,29 @@ mod tests {
     fn greedy_takes_the_first_maximum() {
         let mut s = Sampler::new(SamplerConfig::greedy(), 4);
         assert_eq!(s.sample(&[1.0, 3.0, 3.0, 2.0]), 1);
+    }
+
+    #[test]
+    fn banned_tokens_are_never_chosen_and_the_rest_is_unchanged() {
+        let logits = [1.0, 9.0, 3.0, 3.0, 8.5];
+        let mut greedy = Sampler::new(SamplerConfig::greedy(), 5);
+        assert_eq!(greedy.sample_without(&logits, &[1]), 4);
+        assert_eq!(greedy.sample_without(&logits, &[1, 4]), 2); // the first of equal maxima
+        assert_eq!(greedy.sample_without(&logits, &[]), greedy.sample(&logits));
+        // With penalties, greedy goes through the candidate list: the same ban applies.
+        let cfg = SamplerConfig { repeat_penalty: 1.5, ..SamplerConfig::greedy() };
+        assert_eq!(Sampler::new(cfg, 5).sample_without(&logits, &[1, 4]), 2);
+        // Sampled: a banned token is never drawn, and the draws equal those from logits
+        // with the banned ones at -inf.
+        let cfg =
+            SamplerConfig { temperature: 2.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 3, ..SamplerConfig::default() };
+        let masked = [1.0, f32::NEG_INFINITY, 3.0, 3.0, 8.5];
+        let (mut a, mut b) = (Sampler::new(cfg.clone(), 5), Sampler::new(cfg, 5));
+        for _ in 0..200 {
+            let t = a.sample_without(&logits, &[1]);
+            assert_ne!(t, 1);
+            assert_eq!(t, b.sample(&masked));
+        }
     }
 
     #[test]

@@ -647,19 +647,19 @@ impl<'t> Loop<'t> {
                 return;
             }
             let row = &logits[(l.rows.end - 1) * n_vocab..l.rows.end * n_vocab];
-            let row = if l.sub.ignore_eos {
-                l.masked.clear();
-                l.masked.extend_from_slice(row);
-                for &t in eog {
-                    l.masked[t as usize] = f32::NEG_INFINITY;
-                }
-                &l.masked[..]
-            } else {
-                row
-            };
-            let t = l.sampler.sample(row);
+            let banned: &[u32] = if l.sub.ignore_eos { eog } else { &[] };
+            let t = l.sampler.sample_without(row, banned);
             l.sampler.accept(t);
             let lp = match l.sub.logprobs {
+                // The log-probabilities of what was sampled from: the banned tokens at -inf.
+                Some(n) if !banned.is_empty() => {
+                    l.masked.clear();
+                    l.masked.extend_from_slice(row);
+                    for &b in banned {
+                        l.masked[b as usize] = f32::NEG_INFINITY;
+                    }
+                    logprob_of(&l.masked, t, n)
+                }
                 Some(n) => logprob_of(row, t, n),
                 None => TokenLogprob { id: t, logprob: None, top: Vec::new() },
             };
