@@ -88,7 +88,9 @@ pub struct Plan {
 impl Plan {
     /// Tokens the step runs.
     pub fn tokens(&self) -> usize {
-        self.decode.len() + self.prefill.iter().map(|p| p.1).sum::<usize>() + self.admit.iter().map(|a| a.chunk).sum::<usize>()
+        self.decode.len()
+            + self.prefill.iter().map(|p| p.1).sum::<usize>()
+            + self.admit.iter().map(|a| a.chunk).sum::<usize>()
     }
 
     /// Whether the step runs nothing.
@@ -166,7 +168,13 @@ mod tests {
     #[test]
     fn the_budget_caps_decodes_too() {
         let running: Vec<Running> = (0..10).map(decoding).collect();
-        let p = plan(&running, &[Waiting { prompt_len: 5 }], &[FreeSlot { slot: 10, last_used: 0 }], Budget { tokens: 4, prefill_while_decoding: 4 }, |_, _| 0);
+        let p = plan(
+            &running,
+            &[Waiting { prompt_len: 5 }],
+            &[FreeSlot { slot: 10, last_used: 0 }],
+            Budget { tokens: 4, prefill_while_decoding: 4 },
+            |_, _| 0,
+        );
         assert_eq!((p.decode.len(), p.prefill.len(), p.admit.len()), (4, 0, 0));
     }
 
@@ -176,26 +184,51 @@ mod tests {
         let free = [FreeSlot { slot: 3, last_used: 5 }, FreeSlot { slot: 1, last_used: 2 }];
         let p = plan(&[], &waiting, &free, Budget { tokens: 1000, prefill_while_decoding: 1000 }, |_, _| 0);
         // No prefix anywhere: the least recently used slot goes first.
-        assert_eq!(p.admit, [Admit { waiting: 0, slot: 1, reuse: 0, chunk: 10 }, Admit { waiting: 1, slot: 3, reuse: 0, chunk: 20 }]);
+        assert_eq!(
+            p.admit,
+            [Admit { waiting: 0, slot: 1, reuse: 0, chunk: 10 }, Admit { waiting: 1, slot: 3, reuse: 0, chunk: 20 }]
+        );
     }
 
     #[test]
     fn a_request_goes_to_the_slot_with_the_longest_prefix_and_computes_only_the_rest() {
-        let free = [FreeSlot { slot: 0, last_used: 1 }, FreeSlot { slot: 1, last_used: 9 }, FreeSlot { slot: 2, last_used: 3 }];
+        let free = [
+            FreeSlot { slot: 0, last_used: 1 },
+            FreeSlot { slot: 1, last_used: 9 },
+            FreeSlot { slot: 2, last_used: 3 },
+        ];
         let prefix = |_, slot| [0, 400, 12][slot];
-        let p = plan(&[], &[Waiting { prompt_len: 450 }], &free, Budget { tokens: 512, prefill_while_decoding: 512 }, prefix);
+        let p = plan(
+            &[],
+            &[Waiting { prompt_len: 450 }],
+            &free,
+            Budget { tokens: 512, prefill_while_decoding: 512 },
+            prefix,
+        );
         assert_eq!(p.admit, [Admit { waiting: 0, slot: 1, reuse: 400, chunk: 50 }]);
     }
 
     #[test]
     fn the_last_prompt_token_is_always_computed() {
-        let p = plan(&[], &[Waiting { prompt_len: 7 }], &[FreeSlot { slot: 0, last_used: 0 }], Budget { tokens: 64, prefill_while_decoding: 64 }, |_, _| 99);
+        let p = plan(
+            &[],
+            &[Waiting { prompt_len: 7 }],
+            &[FreeSlot { slot: 0, last_used: 0 }],
+            Budget { tokens: 64, prefill_while_decoding: 64 },
+            |_, _| 99,
+        );
         assert_eq!(p.admit, [Admit { waiting: 0, slot: 0, reuse: 6, chunk: 1 }]);
     }
 
     #[test]
     fn an_admitted_prompt_longer_than_the_budget_starts_with_a_chunk() {
-        let p = plan(&[decoding(0)], &[Waiting { prompt_len: 2048 }], &[FreeSlot { slot: 1, last_used: 0 }], Budget { tokens: 512, prefill_while_decoding: 512 }, |_, _| 0);
+        let p = plan(
+            &[decoding(0)],
+            &[Waiting { prompt_len: 2048 }],
+            &[FreeSlot { slot: 1, last_used: 0 }],
+            Budget { tokens: 512, prefill_while_decoding: 512 },
+            |_, _| 0,
+        );
         assert_eq!(p.decode, [0]);
         assert_eq!(p.admit, [Admit { waiting: 0, slot: 1, reuse: 0, chunk: 511 }]);
     }
@@ -214,7 +247,13 @@ mod tests {
         // A cap of zero still lets one prompt token through.
         let p = plan(&running, &[], &[], budget, |_, _| 0);
         assert_eq!(p.tokens(), 8);
-        let one = plan(&[decoding(0), Running { slot: 1, prompt_left: 50 }], &[], &[], Budget { prefill_while_decoding: 0, ..budget }, |_, _| 0);
+        let one = plan(
+            &[decoding(0), Running { slot: 1, prompt_left: 50 }],
+            &[],
+            &[],
+            Budget { prefill_while_decoding: 0, ..budget },
+            |_, _| 0,
+        );
         assert_eq!(one.prefill, [(1, 1)]);
     }
 

@@ -280,10 +280,7 @@ impl Scheduler {
             metrics: Metrics::new(),
             thread: Mutex::new(None),
         });
-        let budget = Budget {
-            tokens: params.max_batch,
-            prefill_while_decoding: opts.prefill_while_decoding,
-        };
+        let budget = Budget { tokens: params.max_batch, prefill_while_decoding: opts.prefill_while_decoding };
         let worker = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("pupil-engine".into())
