@@ -176,11 +176,13 @@ pub fn measure_parallel(
     let mut secs = vec![vec![Vec::new(); counts.len()]; runners.len()];
     let most = counts.iter().copied().max().unwrap_or(1);
     let mut logits: Vec<Vec<f32>> = runners.iter().map(|r| vec![0.0; most * r.n_vocab()]).collect();
+    let spinning = runners.len() > 1 && runners.iter().any(|r| r.backend() == super::Backend::Llama);
     let mut done = 0;
     for round in 0..=par.repetitions {
         let repetition = round.checked_sub(1);
         for (c, &b) in counts.iter().enumerate() {
             for (i, r) in runners.iter_mut().enumerate() {
+                settle(spinning);
                 progress(&Progress { runner: r.backend().name(), test: Test::Sequences(b), repetition, done, total });
                 let n_vocab = r.n_vocab();
                 let t = parallel(&mut **r, b, &tokens.prompt, &tokens.generate, &mut logits[i][..b * n_vocab])?;
@@ -244,6 +246,20 @@ pub fn generate(r: &mut dyn Runner, tokens: &[u32], logits: &mut [f32]) -> Resul
     Ok(start.elapsed())
 }
 
+/// How long the CPU is left idle before each run when llama.cpp takes turns with pupil: ggml's
+/// thread pool keeps its workers spinning for work after a graph (`poll` 50: 50 · 2^17 rounds
+/// of `pause`, a few hundred milliseconds), and an engine run in that time shares its cores
+/// with them. Measured on 2 cores, the embedded F16 teacher's pp512: pupil 1334-1629 tok/s
+/// right after llama.cpp's runs, 2234-2722 alone.
+pub const SETTLE: Duration = Duration::from_millis(600);
+
+/// Waits [`SETTLE`] if llama.cpp takes turns with another engine (`spinning`).
+fn settle(spinning: bool) {
+    if spinning {
+        std::thread::sleep(SETTLE);
+    }
+}
+
 /// Runs `plan` on every runner (each sized for it: [`Plan::runner_options`]): a warm-up
 /// round, then `plan.repetitions` rounds, each running pp on every runner in turn, then tg.
 /// `progress` is called before every step (a bandwidth probe may read there, just before a
@@ -262,11 +278,13 @@ pub fn measure(
     // Per runner: pp seconds, TTFT seconds, tg seconds.
     let mut secs = vec![[Vec::new(), Vec::new(), Vec::new()]; runners.len()];
     let mut logits: Vec<Vec<f32>> = runners.iter().map(|r| vec![0.0; r.n_vocab()]).collect();
+    let spinning = runners.len() > 1 && runners.iter().any(|r| r.backend() == super::Backend::Llama);
     let mut done = 0;
     for round in 0..=plan.repetitions {
         let repetition = round.checked_sub(1);
         for &(test, toks) in &tests {
             for (i, r) in runners.iter_mut().enumerate() {
+                settle(spinning);
                 progress(&Progress { runner: r.backend().name(), test, repetition, done, total });
                 let times = match test {
                     Test::Prompt => {
@@ -315,11 +333,12 @@ mod tests {
     struct Recorder {
         calls: Vec<(usize, usize, std::ops::Range<usize>)>,
         clears: usize,
+        backend: crate::runner::Backend,
     }
 
     impl Runner for Recorder {
         fn backend(&self) -> crate::runner::Backend {
-            crate::runner::Backend::Pupil
+            self.backend
         }
         fn n_vocab(&self) -> usize {
             4
@@ -365,7 +384,7 @@ mod tests {
     fn pp_is_one_batch_and_tg_single_steps_from_an_empty_cache() {
         let plan = Plan { n_prompt: 6, n_gen: 3, repetitions: 2 };
         let tokens = Tokens::cycled(&[7, 8], &plan);
-        let mut r = Recorder { calls: Vec::new(), clears: 0 };
+        let mut r = Recorder { calls: Vec::new(), clears: 0, backend: crate::runner::Backend::Pupil };
         let m = measure(&plan, &tokens, &mut [&mut r], |_| {}).unwrap();
         // A warm-up round and two measured ones, each: pp then tg, each from an empty cache.
         assert_eq!(r.clears, 6);
@@ -375,6 +394,23 @@ mod tests {
         assert_eq!(m.pp.as_ref().unwrap().samples.len(), 2);
         assert_eq!(m.tg.as_ref().unwrap().samples.len(), 2);
         assert!(m.ttft.as_ref().unwrap().median > 0.0);
+    }
+
+    #[test]
+    fn runs_beside_llama_cpp_start_on_an_idle_cpu_and_pupil_alone_waits_for_nothing() {
+        use crate::runner::Backend;
+        let plan = Plan { n_prompt: 2, n_gen: 1, repetitions: 1 };
+        let tokens = Tokens::cycled(&[7, 8], &plan);
+        let recorder = |backend| Recorder { calls: Vec::new(), clears: 0, backend };
+        let (mut a, mut b) = (recorder(Backend::Pupil), recorder(Backend::Pupil));
+        let start = Instant::now();
+        measure(&plan, &tokens, &mut [&mut a, &mut b], |_| {}).unwrap();
+        assert!(start.elapsed() < SETTLE, "two pupil runners waited");
+        let (mut a, mut b) = (recorder(Backend::Pupil), recorder(Backend::Llama));
+        let start = Instant::now();
+        measure(&plan, &tokens, &mut [&mut a, &mut b], |_| {}).unwrap();
+        // Two rounds (warm-up, one measured) of pp and tg on both: eight runs, each after a wait.
+        assert!(start.elapsed() >= SETTLE * 8);
     }
 
     /// A small synthetic llama of `n_layer` layers of `dtype`, written into a directory of
