@@ -176,7 +176,7 @@ pub fn measure_parallel(
     let mut secs = vec![vec![Vec::new(); counts.len()]; runners.len()];
     let most = counts.iter().copied().max().unwrap_or(1);
     let mut logits: Vec<Vec<f32>> = runners.iter().map(|r| vec![0.0; most * r.n_vocab()]).collect();
-    let spinning = runners.len() > 1 && runners.iter().any(|r| r.backend() == super::Backend::Llama);
+    let spinning = beside_llama(runners);
     let mut done = 0;
     for round in 0..=par.repetitions {
         let repetition = round.checked_sub(1);
@@ -253,6 +253,11 @@ pub fn generate(r: &mut dyn Runner, tokens: &[u32], logits: &mut [f32]) -> Resul
 /// right after llama.cpp's runs, 2234-2722 alone.
 pub const SETTLE: Duration = Duration::from_millis(600);
 
+/// Whether llama.cpp takes turns with another engine among `runners`.
+fn beside_llama(runners: &[&mut dyn Runner]) -> bool {
+    runners.len() > 1 && runners.iter().any(|r| r.backend() == super::Backend::Llama)
+}
+
 /// Waits [`SETTLE`] if llama.cpp takes turns with another engine (`spinning`).
 fn settle(spinning: bool) {
     if spinning {
@@ -278,7 +283,7 @@ pub fn measure(
     // Per runner: pp seconds, TTFT seconds, tg seconds.
     let mut secs = vec![[Vec::new(), Vec::new(), Vec::new()]; runners.len()];
     let mut logits: Vec<Vec<f32>> = runners.iter().map(|r| vec![0.0; r.n_vocab()]).collect();
-    let spinning = runners.len() > 1 && runners.iter().any(|r| r.backend() == super::Backend::Llama);
+    let spinning = beside_llama(runners);
     let mut done = 0;
     for round in 0..=plan.repetitions {
         let repetition = round.checked_sub(1);

@@ -244,9 +244,10 @@ mod tests {
         // Nothing decoding: the whole budget.
         let p = plan(&[], &[Waiting { prompt_len: 600 }], &free, budget, |_, _| 0);
         assert_eq!(p.admit[0].chunk, 512);
-        // A cap of zero still lets one prompt token through.
+        // No prompt anywhere: only the decodes.
         let p = plan(&running, &[], &[], budget, |_, _| 0);
         assert_eq!(p.tokens(), 8);
+        // A cap of zero still lets one prompt token through.
         let one = plan(
             &[decoding(0), Running { slot: 1, prompt_left: 50 }],
             &[],

@@ -51,22 +51,23 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
             ops.activate = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
         DType::Q8_K => ops.activate = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
-        // Floats: one order of this tier's own for `dot`, `dot_rows` and `gemm` (`float`).
-        DType::F32 => {
-            ops.dot = dot_entry!(f32, float::dot::<f32>);
-            ops.dot_rows = dot_rows_entry!(f32, float::dot_rows::<f32>);
-        }
-        DType::F16 => {
-            ops.dot = dot_entry!(half::f16, float::dot::<half::f16>);
-            ops.dot_rows = dot_rows_entry!(half::f16, float::dot_rows::<half::f16>);
-        }
-        DType::BF16 => {
-            ops.dot = dot_entry!(half::bf16, float::dot::<half::bf16>);
-            ops.dot_rows = dot_rows_entry!(half::bf16, float::dot_rows::<half::bf16>);
-        }
         _ => {}
     }
-    // The tiled GEMM.
+    // Floats: one order of this tier's own for `dot`, `dot_rows` and `gemm` (`float`).
+    macro_rules! float {
+        ($x:ty) => {{
+            ops.dot = dot_entry!($x, float::dot::<$x>);
+            ops.dot_rows = dot_rows_entry!($x, float::dot_rows::<$x>);
+            ops.gemm = gemm_entry!($x, float::gemm_float::<$x>);
+        }};
+    }
+    match ops.dtype {
+        DType::F32 => float!(f32),
+        DType::F16 => float!(half::f16),
+        DType::BF16 => float!(half::bf16),
+        _ => {}
+    }
+    // The tiled GEMM of the quantized types.
     match ops.dtype {
         DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
         DType::Q5_0 => ops.gemm = gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
@@ -74,9 +75,6 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q4_K => ops.gemm = gemm_entry!(BlockQ4_K, gemm::gemm_q4_k),
         DType::Q5_K => ops.gemm = gemm_entry!(BlockQ5_K, gemm::gemm_q5_k),
         DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
-        DType::F32 => ops.gemm = gemm_entry!(f32, float::gemm_float::<f32>),
-        DType::F16 => ops.gemm = gemm_entry!(half::f16, float::gemm_float::<half::f16>),
-        DType::BF16 => ops.gemm = gemm_entry!(half::bf16, float::gemm_float::<half::bf16>),
         _ => {}
     }
     // Weights packed once at load into panels of their own stored bytes (`cpu::nibble`):
