@@ -46,14 +46,14 @@ fn aligned(bytes: &[u8]) -> Vec<u64> {
     words
 }
 
-/// `ROWS` weight rows of `cols` for type `t`: reference-quantized adversarial and random rows,
+/// `rows` weight rows of `cols` for type `t`: reference-quantized adversarial and random rows,
 /// and rows of random bytes (every quant and packed-scale pattern) with finite f16 scales.
-fn weights(t: DType, cols: usize, seed: u64) -> Vec<u8> {
+fn weights(t: DType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     let q = quant::ops(t).unwrap().quantize.expect("every weight type quantizes");
     let rb = t.row_bytes(cols as u64).unwrap() as usize;
     let adversarial = common::rows(cols, seed);
     let mut r = rng(seed ^ 0x77);
-    let mut out = vec![0u8; ROWS * rb];
+    let mut out = vec![0u8; rows * rb];
     for (k, dst) in out.chunks_exact_mut(rb).enumerate() {
         match k % 4 {
             0 | 1 => q(&adversarial[k % adversarial.len()].x, dst).unwrap(),
@@ -122,9 +122,10 @@ fn matmul_rows_do_not_depend_on_the_batch() {
     for t in types() {
         for (ci, cols) in [512usize, 768].into_iter().enumerate() {
             let seed = 0xba7c + 100 * t.id() as u64 + ci as u64;
-            let wb = aligned(&weights(t, cols, seed));
+            let wb = aligned(&weights(t, ROWS, cols, seed));
             let rb = t.row_bytes(cols as u64).unwrap() as usize;
-            let w = WeightRef { dtype: t, rows: ROWS, cols, data: &bytemuck::cast_slice(&wb)[..ROWS * rb], packed: None };
+            let w =
+                WeightRef { dtype: t, rows: ROWS, cols, data: &bytemuck::cast_slice(&wb)[..ROWS * rb], packed: None };
             let x = tokens(cols, seed + 1);
             // The same weights packed for the chosen tier, where it packs the type: its
             // batches read the packed copy and must give the bits of the unpacked token alone.
@@ -132,10 +133,14 @@ fn matmul_rows_do_not_depend_on_the_batch() {
             // Where the packed copy is all the tier reads (the stored pages are released at
             // load), the stored bytes given beside it are zeros: any read of them would show.
             let zeros = vec![0u64; wb.len()];
-            let stored = |p: &PackedWeight| if p.replaces_stored() { &bytemuck::cast_slice(&zeros)[..w.data.len()] } else { w.data };
+            let stored = |p: &PackedWeight| {
+                if p.replaces_stored() { &bytemuck::cast_slice(&zeros)[..w.data.len()] } else { w.data }
+            };
             let with_packed =
                 packed.as_ref().map(|p| (cpu::tier(), WeightRef { packed: Some(p), data: stored(p), ..w }, " packed"));
-            if let Some((_, wp, _)) = with_packed.filter(|(_, wp, _)| wp.packed.is_some_and(PackedWeight::replaces_stored)) {
+            if let Some((_, wp, _)) =
+                with_packed.filter(|(_, wp, _)| wp.packed.is_some_and(PackedWeight::replaces_stored))
+            {
                 // Row lookups (embeddings) from the packed copy alone.
                 let (mut got, mut want) = (vec![0f32; cols], vec![0f32; cols]);
                 for r in 0..ROWS {
@@ -150,8 +155,7 @@ fn matmul_rows_do_not_depend_on_the_batch() {
             }
             let plain = cpu::available_tiers().into_iter().map(|tier| (tier, w, ""));
             for (tier, wv, how) in plain.chain(with_packed) {
-                let alone: Vec<Vec<f32>> =
-                    (0..MAX_BATCH).map(|k| run(tier, &w, &x[k * cols..][..cols], 1)).collect();
+                let alone: Vec<Vec<f32>> = (0..MAX_BATCH).map(|k| run(tier, &w, &x[k * cols..][..cols], 1)).collect();
                 let w = wv;
                 let mut bad = None;
                 'batches: for n in 1..=MAX_BATCH {
@@ -160,7 +164,8 @@ fn matmul_rows_do_not_depend_on_the_batch() {
                     // positions over the sizes).
                     for shift in [0usize, 29] {
                         let pick = |p: usize| (p * 7 + shift * 13 + n) % MAX_BATCH;
-                        let batch: Vec<f32> = (0..n).flat_map(|p| x[pick(p) * cols..][..cols].iter().copied()).collect();
+                        let batch: Vec<f32> =
+                            (0..n).flat_map(|p| x[pick(p) * cols..][..cols].iter().copied()).collect();
                         let out = run(tier, &w, &batch, n);
                         for p in 0..n {
                             for r in 0..ROWS {
@@ -185,6 +190,40 @@ fn matmul_rows_do_not_depend_on_the_batch() {
     }
     eprintln!("{checked} matmul outputs checked");
     assert!(failures.is_empty(), "{} type/tier pairs depend on the batch:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A prompt's matmul over a matrix of many panels: the tiled GEMM runs each tile of tokens
+/// against a group of panels at a time, so the rows here span several groups, the last
+/// partial and ending in a partial panel. Every output, through every tier (and the packed
+/// copy), is the bits of its token alone.
+#[test]
+fn prompt_matmul_spans_groups_of_panels() {
+    // 16 panels of 16 rows make the largest group; 2 of them, then 9 rows.
+    const MANY: usize = 2 * 16 * 16 + 9;
+    let (cols, n) = (256usize, 40usize);
+    let mut checked = 0usize;
+    for t in types() {
+        let seed = 0x9a0e + t.id() as u64;
+        let wb = aligned(&weights(t, MANY, cols, seed));
+        let rb = t.row_bytes(cols as u64).unwrap() as usize;
+        let w = WeightRef { dtype: t, rows: MANY, cols, data: &bytemuck::cast_slice(&wb)[..MANY * rb], packed: None };
+        let x = tokens(cols, seed + 1);
+        let packed = PackedWeight::new(&w).unwrap();
+        let plain = cpu::available_tiers().into_iter().map(|tier| (tier, w, ""));
+        let with_packed = packed.as_ref().map(|p| (cpu::tier(), WeightRef { packed: Some(p), ..w }, " packed"));
+        for (tier, wv, how) in plain.chain(with_packed) {
+            let out = run(tier, &wv, &x[..n * cols], n);
+            for tok in [0, 1, 17, n - 1] {
+                let alone = run(tier, &w, &x[tok * cols..][..cols], 1);
+                for (r, want) in alone.iter().enumerate() {
+                    let got = out[tok * MANY + r];
+                    assert_eq!(got.to_bits(), want.to_bits(), "{tier}{how} {t}: token {tok} of {n}, row {r} of {MANY}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{checked} outputs checked");
 }
 
 /// Set in the child processes of [`attention_is_invariant_through_every_tier`].
