@@ -560,30 +560,27 @@ fn group_tiles<const L: usize, const T: usize>(
 ) {
     let (tiles, full) = (n / T, n / T * T);
     let (wq_len, s_len) = (nsb * s * L, nsb * L);
-    let panel = |p: usize| {
-        (&group.wq[p * wq_len..][..wq_len], &group.s1[p * s_len..][..s_len], &group.s2[p * s_len..][..s_len])
-    };
-    let store = |out: &mut [f32], t: usize, p: usize, acc: &[f32; L]| {
-        let r0 = g0 + p * L;
-        let width = L.min(rows - r0);
-        out[t * ldo + r0..][..width].copy_from_slice(&acc[..width]);
-    };
+    // Panel `p`'s quants, scales and mins, and its first row and width.
+    let (wq, s1, s2) = (&group.wq, &group.s1, &group.s2);
+    let span = |p: usize| (g0 + p * L, L.min(rows - (g0 + p * L)));
     let mut acc = [[0f32; L]; T];
     for g in 0..tiles {
         for p in 0..group.panels {
-            let (wq, s1, s2) = panel(p);
+            let (wq, s1, s2) = (&wq[p * wq_len..][..wq_len], &s1[p * s_len..][..s_len], &s2[p * s_len..][..s_len]);
             kernel(&main.tile(g, nsb, T, s, wq, s1, s2), &mut acc);
+            let (r0, width) = span(p);
             for (t, acc) in acc.iter().enumerate() {
-                store(out, g * T + t, p, acc);
+                out[(g * T + t) * ldo + r0..][..width].copy_from_slice(&acc[..width]);
             }
         }
     }
     let mut acc1 = [[0f32; L]; 1];
     for t in full..n {
         for p in 0..group.panels {
-            let (wq, s1, s2) = panel(p);
+            let (wq, s1, s2) = (&wq[p * wq_len..][..wq_len], &s1[p * s_len..][..s_len], &s2[p * s_len..][..s_len]);
             kernel1(&tail.tile(t - full, nsb, 1, s, wq, s1, s2), &mut acc1);
-            store(out, t, p, &acc1[0]);
+            let (r0, width) = span(p);
+            out[t * ldo + r0..][..width].copy_from_slice(&acc1[0][..width]);
         }
     }
 }

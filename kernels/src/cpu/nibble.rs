@@ -127,18 +127,22 @@ pub(in crate::cpu) fn pack_q5_0(w: &[BlockQ5_0], nb: usize) -> Vec<u32> {
 pub(in crate::cpu) fn unpack_panel_q5_0(panel: &[u32], nb: usize, wq: &mut [u8], s1: &mut [f32]) {
     let (quants, rest) = panel.split_at(nb * 64);
     let (planes, scales) = rest.split_at(nb * L);
-    let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
+    let scales: &[u16] = bytemuck::cast_slice(scales);
+    // Word by word (a row's four bytes of a column group), so that the loops vectorise: byte
+    // `i` of group `v` takes its fifth bits from plane bits `8i + v` (low nibble) and
+    // `8i + 4 + v` (high nibble), both moved to bit `8i + 4`.
+    const LOW: u32 = 0x0f0f_0f0f;
+    const FIFTH: u32 = 0x1010_1010;
+    let wq: &mut [u32] = bytemuck::cast_slice_mut(&mut wq[..nb * 512]);
     for b in 0..nb {
-        let (src, dst) = (&quants[b * 256..][..256], &mut wq[b * 512..][..512]);
+        let (src, dst) = (&quants[b * 64..][..64], &mut wq[b * 128..][..128]);
+        let planes = &planes[b * L..][..L];
         for v in 0..4 {
+            let (lo, hi) = dst.split_at_mut(64);
             for l in 0..L {
-                let p = planes[b * L + l];
-                for i in 0..4 {
-                    let x = src[v * 64 + l * 4 + i];
-                    let (lo, hi) = ((p >> (8 * i + v)) & 1, (p >> (8 * i + 4 + v)) & 1);
-                    dst[v * 64 + l * 4 + i] = (x & 0x0f) | (lo as u8) << 4;
-                    dst[256 + v * 64 + l * 4 + i] = (x >> 4) | (hi as u8) << 4;
-                }
+                let (x, p) = (src[v * L + l], planes[l]);
+                lo[v * L + l] = (x & LOW) | ((p << (4 - v)) & FIFTH);
+                hi[v * L + l] = ((x >> 4) & LOW) | ((p >> v) & FIFTH);
             }
         }
     }

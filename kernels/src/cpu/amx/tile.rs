@@ -8,6 +8,7 @@ use crate::cpu::avx512::gemm::finish;
 use crate::cpu::gemm::Tile;
 use std::arch::asm;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Tokens per tile (the rows of tiles A and C).
 const T: usize = 16;
@@ -32,9 +33,11 @@ pub(in crate::cpu) fn tile<const K: usize, const MINS: bool>(t: &Tile<'_>, out: 
     // The types with mins (`Q4_K`, `Q5_K`) have no offset: their sums start at zero.
     debug_assert!(!MINS || t.off.iter().all(|&o| o == 0));
     let mut acc = [_mm512_setzero_ps(); T];
-    let mut c = [Sums([[0; T * 16]; 4]), Sums([[0; T * 16]; 4])];
+    // Two buffers of sums, never zeroed (8 KiB a tile, which a narrow matrix's short tiles
+    // felt): the epilogue reads only sums a tile store has just written.
+    let mut c = [const { MaybeUninit::<Sums>::uninit() }; 2];
     let groups = t.nsb.div_ceil(4);
-    let issue = |g: usize, c: &mut Sums| {
+    let issue = |g: usize, c: *mut Sums| {
         let sb = 4 * g;
         let n = (t.nsb - sb).min(4);
         let (a, w) = (t.aq[sb * step..].as_ptr(), t.wq[sb * step..].as_ptr());
@@ -46,28 +49,30 @@ pub(in crate::cpu) fn tile<const K: usize, const MINS: bool>(t: &Tile<'_>, out: 
                 products4(a, w, 4 * K, step, c);
             } else {
                 for i in 0..n {
-                    products1(a.add(i * step), w.add(i * step), 4 * K, &mut c.0[i]);
+                    products1(a.add(i * step), w.add(i * step), 4 * K, c.cast::<[i32; T * 16]>().add(i));
                 }
             }
         }
     };
-    issue(0, &mut c[0]);
+    issue(0, c[0].as_mut_ptr());
     for g in 0..groups {
-        let (now, next) = c.split_at_mut(1);
-        let (now, next) = if g % 2 == 0 { (&now[0], &mut next[0]) } else { (&next[0], &mut now[0]) };
         if g + 1 < groups {
-            issue(g + 1, next);
+            issue(g + 1, c[(g + 1) % 2].as_mut_ptr());
         }
+        let now = c[g % 2].as_ptr().cast::<[i32; T * 16]>();
         let sb = 4 * g;
-        for (i, sums) in now.0[..(t.nsb - sb).min(4)].iter().enumerate() {
+        for i in 0..(t.nsb - sb).min(4) {
             let s = sb + i;
             // SAFETY: `s1` and `s2` hold 16 floats per sub-block; `loadu` needs no alignment.
             let (s1, s2) =
                 unsafe { (_mm512_loadu_ps(t.s1[s * 16..].as_ptr()), _mm512_loadu_ps(t.s2[s * 16..].as_ptr())) };
             let (off, da, dys) = (&t.off[s * T..][..T], &t.da[s * T..][..T], &t.dys[s * T..][..T]);
+            // SAFETY: sub-block `i`'s sums in `now`, which `issue` stored.
+            let sums = unsafe { now.add(i).cast::<i32>() };
             unroll!(j in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
-                // SAFETY: token `j`'s 16 sums; `load` reads 64 aligned bytes.
-                let sum = unsafe { _mm512_load_si512(sums[j * 16..].as_ptr().cast()) };
+                // SAFETY: token `j`'s 16 sums, written by a tile store; `load` reads 64
+                // aligned bytes.
+                let sum = unsafe { _mm512_load_si512(sums.add(j * 16).cast()) };
                 let sum = if MINS { sum } else { _mm512_add_epi32(sum, _mm512_set1_epi32(off[j])) };
                 acc[j] = finish::<MINS>(sum, s1, s2, da[j], dys[j], acc[j]);
             });
@@ -84,9 +89,10 @@ pub(in crate::cpu) fn tile<const K: usize, const MINS: bool>(t: &Tile<'_>, out: 
 /// loads do not wait on the previous product.
 ///
 /// # Safety
-/// Tiles configured for sub-blocks of `s` bytes; `a` and `w` readable for `4 step` bytes.
+/// Tiles configured for sub-blocks of `s` bytes; `a` and `w` readable for `4 step` bytes, `c`
+/// writable.
 #[inline(always)]
-unsafe fn products4(a: *const i8, w: *const u8, s: usize, step: usize, c: &mut Sums) {
+unsafe fn products4(a: *const i8, w: *const u8, s: usize, step: usize, c: *mut Sums) {
     // SAFETY: per the contract; `tilestored` writes 4 × 1 KiB into `c`.
     unsafe {
         asm!(
@@ -121,7 +127,7 @@ unsafe fn products4(a: *const i8, w: *const u8, s: usize, step: usize, c: &mut S
             "tilestored [{c} + {row}*1], tmm3",
             a = inout(reg) a => _,
             w = inout(reg) w => _,
-            c = inout(reg) c.0.as_mut_ptr() => _,
+            c = inout(reg) c => _,
             s = in(reg) s,
             step = in(reg) step,
             row = in(reg) 64usize,
@@ -135,7 +141,7 @@ unsafe fn products4(a: *const i8, w: *const u8, s: usize, step: usize, c: &mut S
 /// # Safety
 /// As [`products4`], for one sub-block.
 #[inline(always)]
-unsafe fn products1(a: *const i8, w: *const u8, s: usize, c: &mut [i32; T * 16]) {
+unsafe fn products1(a: *const i8, w: *const u8, s: usize, c: *mut [i32; T * 16]) {
     // SAFETY: per the contract; `tilestored` writes 1 KiB into `c`.
     unsafe {
         asm!(
@@ -146,7 +152,7 @@ unsafe fn products1(a: *const i8, w: *const u8, s: usize, c: &mut [i32; T * 16])
             "tilestored [{c} + {row}*1], tmm0",
             a = in(reg) a,
             w = in(reg) w,
-            c = in(reg) c.as_mut_ptr(),
+            c = in(reg) c,
             s = in(reg) s,
             row = in(reg) 64usize,
             options(nostack),
