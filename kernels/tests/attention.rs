@@ -133,6 +133,58 @@ fn multi_head_kv_kernels_match_reference() {
     }
 }
 
+/// The AVX-512 tiers' `scores` and `mix` are the AVX2 tier's arithmetic on wider vectors: the
+/// same bits, on head sizes with and without tails, rows odd and even, one to five heads, and
+/// keys holding infinities and NaN.
+#[test]
+fn wide_kv_kernels_give_the_avx2_bits() {
+    let Some(narrow) = cpu::kv_ops_for(Tier::Avx2) else { return };
+    let mut r = rng(12);
+    for tier in cpu::available_tiers().into_iter().filter(|&t| matches!(t, Tier::Avx512 | Tier::Amx)) {
+        let wide = cpu::kv_ops_for(tier).unwrap();
+        for hd in [8usize, 20, 40, 64, 72, 256] {
+            for n in [1usize, 3, 6, 13, 40] {
+                let stride = hd + 5;
+                let mut cache: Vec<f32> = (0..n * stride).map(|_| r.random_range(-3.0..3.0)).collect();
+                if n > 3 {
+                    cache[stride + 1] = f32::INFINITY;
+                    cache[2 * stride + hd - 1] = f32::NAN;
+                }
+                let cache_h: Vec<f16> = cache.iter().map(|&v| f16::from_f32(v)).collect();
+                for gp in 1..=5usize {
+                    let what = format!("{tier} hd={hd} n={n} heads={gp}");
+                    let q: Vec<f32> = (0..gp * hd).map(|_| r.random_range(-2.0..2.0)).collect();
+                    let p: Vec<f32> = (0..gp * n).map(|_| r.random_range(0.0..1.0)).collect();
+                    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                    let (mut a, mut b) = (vec![0f32; gp * n], vec![0f32; gp * n]);
+                    (wide.scores_f16)(&q, &cache_h, stride, n, 0.3, &mut a);
+                    (narrow.scores_f16)(&q, &cache_h, stride, n, 0.3, &mut b);
+                    assert!(same(&a, &b), "scores f16 {what}");
+                    (wide.scores_f32)(&q, &cache, stride, n, 0.3, &mut a);
+                    (narrow.scores_f32)(&q, &cache, stride, n, 0.3, &mut b);
+                    assert!(same(&a, &b), "scores f32 {what}");
+                    let start: Vec<f32> = (0..gp * hd).map(|_| r.random_range(-1.0..1.0)).collect();
+                    let (mut a, mut b) = (start.clone(), start.clone());
+                    (wide.mix_f16)(&p, &cache_h, stride, n, &mut a);
+                    (narrow.mix_f16)(&p, &cache_h, stride, n, &mut b);
+                    assert!(same(&a, &b), "mix f16 {what}");
+                    (wide.mix_f32)(&p, &cache, stride, n, &mut a);
+                    (narrow.mix_f32)(&p, &cache, stride, n, &mut b);
+                    assert!(same(&a, &b), "mix f32 {what}");
+                    let (mut a, mut b) = (start.clone(), start.clone());
+                    (wide.mix_acc_f16)(&p, &cache_h, stride, n, &mut a);
+                    (narrow.mix_acc_f16)(&p, &cache_h, stride, n, &mut b);
+                    assert!(same(&a, &b), "mix_acc f16 {what}");
+                    let (mut a, mut b) = (start.clone(), start);
+                    (wide.mix_acc_f32)(&p, &cache, stride, n, &mut a);
+                    (narrow.mix_acc_f32)(&p, &cache, stride, n, &mut b);
+                    assert!(same(&a, &b), "mix_acc f32 {what}");
+                }
+            }
+        }
+    }
+}
+
 /// Plain attention in f64 for one token: `q` `[n_head, hd]`, cache rows `span`.
 #[allow(clippy::too_many_arguments)]
 fn naive<T: KvScalar>(

@@ -275,6 +275,11 @@ fn build_kv(tier: Tier) -> KvOps {
         // the AVX2 tier's features.
         unsafe { avx2::patch_kv(&mut ops) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(tier, Tier::Avx512 | Tier::Amx) {
+        // SAFETY: as above; both imply the AVX-512 tier's features.
+        unsafe { avx512::patch_kv(&mut ops) };
+    }
     let _ = tier;
     ops
 }

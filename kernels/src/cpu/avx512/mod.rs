@@ -16,9 +16,12 @@
 
 mod float;
 pub(in crate::cpu) mod gemm;
+mod kv;
 mod legacy;
 pub(in crate::cpu) mod nibble;
 mod quantize;
+
+pub(in crate::cpu) use kv::patch as patch_kv;
 
 use super::avx2::canon;
 use crate::DType;

@@ -1,0 +1,322 @@
+//! Attention's `scores` and `mix` on 512-bit vectors, with the AVX2 tier's arithmetic: every
+//! output gets the bits the AVX2 tier gives it (checked by `kernels/tests/attention.rs`), in
+//! half the instructions.
+//!
+//! - `scores`: each (head, key row) sum is one 8-lane accumulator over the chunks of 8 in
+//!   order, reduced by the AVX2 tier's `hsum_ps`, then the tail in order. Here two key rows
+//!   share a vector, one per 256-bit half, against the query chunk in both halves.
+//! - `mix`: each output element is its own chain of FMAs over the rows in order, so it makes
+//!   no difference to an element how many lanes are computed beside it: 32 (two vectors) at a
+//!   time here, then 16, then the AVX2 tier's 8 and its scalar tail.
+
+use crate::cpu::KvOps;
+use crate::cpu::avx2::hsum_ps;
+use half::f16;
+use std::arch::x86_64::*;
+
+/// A cache element, widened to f32 by the vector.
+trait Elem: Copy {
+    /// Elements `at..at + 8` of `a` in the low half, of `b` in the high half.
+    ///
+    /// # Safety
+    /// The caller has AVX-512F and F16C; `a` and `b` hold `at + 8` elements.
+    unsafe fn ld8x2(a: &[Self], b: &[Self], at: usize) -> __m512;
+    /// Elements `at..at + 16` of `x`.
+    ///
+    /// # Safety
+    /// As [`ld8x2`](Self::ld8x2), `x` holding `at + 16` elements.
+    unsafe fn ld16(x: &[Self], at: usize) -> __m512;
+    /// Elements `at..at + 8` of `x`.
+    ///
+    /// # Safety
+    /// As [`ld8x2`](Self::ld8x2).
+    unsafe fn ld8(x: &[Self], at: usize) -> __m256;
+    /// One element, widened.
+    fn f(self) -> f32;
+}
+
+impl Elem for f16 {
+    #[inline(always)]
+    unsafe fn ld8x2(a: &[f16], b: &[f16], at: usize) -> __m512 {
+        // SAFETY: the caller vouches for the features and the 16 bytes at `at` of each.
+        unsafe {
+            let lo = _mm256_castsi128_si256(_mm_loadu_si128(a.as_ptr().add(at).cast()));
+            _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(lo, _mm_loadu_si128(b.as_ptr().add(at).cast())))
+        }
+    }
+    #[inline(always)]
+    unsafe fn ld16(x: &[f16], at: usize) -> __m512 {
+        // SAFETY: the caller vouches for the features and the 32 bytes at `at`.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(at).cast())) }
+    }
+    #[inline(always)]
+    unsafe fn ld8(x: &[f16], at: usize) -> __m256 {
+        // SAFETY: the caller vouches for the features and the 16 bytes at `at`.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(at).cast())) }
+    }
+    fn f(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn ld8x2(a: &[f32], b: &[f32], at: usize) -> __m512 {
+        // SAFETY: the caller vouches for the features and the 8 floats at `at` of each.
+        unsafe {
+            let lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(a.as_ptr().add(at))));
+            let hi = _mm256_castps_pd(_mm256_loadu_ps(b.as_ptr().add(at)));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(lo, hi))
+        }
+    }
+    #[inline(always)]
+    unsafe fn ld16(x: &[f32], at: usize) -> __m512 {
+        // SAFETY: the caller vouches for the features and the 16 floats at `at`.
+        unsafe { _mm512_loadu_ps(x.as_ptr().add(at)) }
+    }
+    #[inline(always)]
+    unsafe fn ld8(x: &[f32], at: usize) -> __m256 {
+        // SAFETY: the caller vouches for the features and the 8 floats at `at`.
+        unsafe { _mm256_loadu_ps(x.as_ptr().add(at)) }
+    }
+    fn f(self) -> f32 {
+        self
+    }
+}
+
+/// Rows `j..j + 2P` (a last odd row paired with itself) for heads `g0..g0 + G`: per chunk of
+/// 8, each head's query chunk in both halves, each pair of key rows loaded once for the heads.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn scores_block<const G: usize, const P: usize, T: Elem>(
+    qs: [&[f32]; G],
+    k: &[T],
+    stride: usize,
+    j: usize,
+    n: usize,
+    scale: f32,
+    out: &mut [f32],
+    g0: usize,
+) {
+    let hd = qs[0].len();
+    let full = hd / 8 * 8;
+    let live = (n - j).min(2 * P);
+    let row = |r: usize| &k[(j + r.min(live - 1)) * stride..][..hd];
+    let pairs: [[&[T]; 2]; P] = std::array::from_fn(|p| [row(2 * p), row(2 * p + 1)]);
+    let mut acc = [[_mm512_setzero_ps(); P]; G];
+    for c in (0..full).step_by(8) {
+        // SAFETY (both blocks): AVX-512F and F16C are this function's features; `c + 8 <= hd`
+        // elements are in each query and row.
+        let x: [__m512; G] = std::array::from_fn(|g| unsafe {
+            _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(qs[g].as_ptr().add(c)))))
+        });
+        for p in 0..P {
+            let kv = unsafe { T::ld8x2(pairs[p][0], pairs[p][1], c) };
+            for g in 0..G {
+                acc[g][p] = _mm512_fmadd_ps(x[g], kv, acc[g][p]);
+            }
+        }
+    }
+    for g in 0..G {
+        for r in 0..live {
+            let (a, row) = (acc[g][r / 2], pairs[r / 2][r % 2]);
+            let half = if r % 2 == 0 {
+                _mm512_castps512_ps256(a)
+            } else {
+                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)))
+            };
+            let mut s = hsum_ps(half);
+            for i in full..hd {
+                s += qs[g][i] * row[i].f();
+            }
+            out[(g0 + g) * n + j + r] = s * scale;
+        }
+    }
+}
+
+/// Heads `g0..g0 + G` of `scores`, `2P` rows at a time.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn scores_heads<const G: usize, const P: usize, T: Elem>(
+    q: &[f32],
+    k: &[T],
+    stride: usize,
+    n: usize,
+    scale: f32,
+    out: &mut [f32],
+    g0: usize,
+) {
+    let hd = q.len() / (out.len() / n);
+    let qs: [&[f32]; G] = std::array::from_fn(|g| &q[(g0 + g) * hd..][..hd]);
+    for j in (0..n).step_by(2 * P) {
+        scores_block::<G, P, T>(qs, k, stride, j, n, scale, out, g0);
+    }
+}
+
+/// `kv_reference::scores`, heads four at a time.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn scores<T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    if n == 0 || out.is_empty() {
+        return;
+    }
+    let gp = out.len() / n;
+    for g0 in (0..gp).step_by(4) {
+        match gp - g0 {
+            1 => scores_heads::<1, 6, T>(q, k, stride, n, scale, out, g0),
+            2 => scores_heads::<2, 4, T>(q, k, stride, n, scale, out, g0),
+            3 => scores_heads::<3, 3, T>(q, k, stride, n, scale, out, g0),
+            _ => scores_heads::<4, 3, T>(q, k, stride, n, scale, out, g0),
+        }
+    }
+}
+
+/// Heads `g0..g0 + G` of `mix`: per slice of `W` vectors of 16 output elements, every head's
+/// slice in registers while the rows go by; each element summed over the rows in order,
+/// starting from 0, or from `out`'s value with `ACC`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn mix_slice<const G: usize, const W: usize, const ACC: bool, T: Elem>(
+    ps: [&[f32]; G],
+    v: &[T],
+    stride: usize,
+    (hd, c): (usize, usize),
+    out: &mut [f32],
+    g0: usize,
+) {
+    let n = ps[0].len();
+    let mut acc = [[_mm512_setzero_ps(); W]; G];
+    if ACC {
+        for (g, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `out` holds head `g0 + g`'s `c + 16 W` floats; `loadu` needs no alignment.
+            *a = std::array::from_fn(|w| unsafe { _mm512_loadu_ps(out.as_ptr().add((g0 + g) * hd + c + 16 * w)) });
+        }
+    }
+    for j in 0..n {
+        let row = &v[j * stride..][..hd];
+        // SAFETY: AVX-512F and F16C are this function's features; the row holds `c + 16 W`.
+        let x: [__m512; W] = std::array::from_fn(|w| unsafe { T::ld16(row, c + 16 * w) });
+        for g in 0..G {
+            let pj = _mm512_set1_ps(ps[g][j]);
+            for w in 0..W {
+                acc[g][w] = _mm512_fmadd_ps(pj, x[w], acc[g][w]);
+            }
+        }
+    }
+    for (g, a) in acc.iter().enumerate() {
+        for (w, a) in a.iter().enumerate() {
+            let o = &mut out[(g0 + g) * hd + c + 16 * w..][..16];
+            // SAFETY: `o` is 16 writable floats; `storeu` needs no alignment.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
+        }
+    }
+}
+
+/// Heads `g0..g0 + G` of `mix`: slices of 32 and 16 elements on 512-bit vectors, then the
+/// AVX2 tier's slice of 8 and scalar tail.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
+    p: &[f32],
+    v: &[T],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+    g0: usize,
+) {
+    let hd = out.len() / (p.len() / n);
+    let full = hd / 8 * 8;
+    let ps: [&[f32]; G] = std::array::from_fn(|g| &p[(g0 + g) * n..][..n]);
+    let mut c = 0;
+    while c + 32 <= full {
+        mix_slice::<G, 2, ACC, T>(ps, v, stride, (hd, c), out, g0);
+        c += 32;
+    }
+    if c + 16 <= full {
+        mix_slice::<G, 1, ACC, T>(ps, v, stride, (hd, c), out, g0);
+        c += 16;
+    }
+    if c < full {
+        let mut acc = [_mm256_setzero_ps(); G];
+        if ACC {
+            for (g, a) in acc.iter_mut().enumerate() {
+                // SAFETY: `out` holds head `g0 + g`'s `c + 8` floats.
+                *a = unsafe { _mm256_loadu_ps(out.as_ptr().add((g0 + g) * hd + c)) };
+            }
+        }
+        for j in 0..n {
+            // SAFETY: the row holds `c + 8` elements.
+            let x = unsafe { T::ld8(&v[j * stride..][..hd], c) };
+            for g in 0..G {
+                acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(ps[g][j]), x, acc[g]);
+            }
+        }
+        for (g, a) in acc.iter().enumerate() {
+            // SAFETY: `out` holds head `g0 + g`'s `c + 8` floats; `storeu` needs no alignment.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add((g0 + g) * hd + c), *a) };
+        }
+    }
+    for g in 0..G {
+        for i in full..hd {
+            let mut s = if ACC { out[(g0 + g) * hd + i] } else { 0f32 };
+            for j in 0..n {
+                s += ps[g][j] * v[j * stride + i].f();
+            }
+            out[(g0 + g) * hd + i] = s;
+        }
+    }
+}
+
+/// `kv_reference::mix` (`kv_reference::mix_acc` with `ACC`), heads four at a time.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn mix<const ACC: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
+    if n == 0 || p.is_empty() {
+        if !ACC {
+            out.fill(0.0);
+        }
+        return;
+    }
+    let gp = p.len() / n;
+    for g0 in (0..gp).step_by(4) {
+        match gp - g0 {
+            1 => mix_heads::<1, ACC, T>(p, v, stride, n, out, g0),
+            2 => mix_heads::<2, ACC, T>(p, v, stride, n, out, g0),
+            3 => mix_heads::<3, ACC, T>(p, v, stride, n, out, g0),
+            _ => mix_heads::<4, ACC, T>(p, v, stride, n, out, g0),
+        }
+    }
+}
+
+/// Replaces `ops`' `scores` and `mix` kernels with this tier's (the rest stays the AVX2
+/// tier's).
+///
+/// # Safety
+/// The entries written call AVX-512 code: the host must satisfy [`super::supported`] and the
+/// AVX2 tier's `supported`.
+pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
+    macro_rules! entries {
+        ($($field:ident: $name:ident = $f:ident $(::<$acc:literal>)? ($($arg:ident: $ty:ty),*);)*) => {$(
+            // Defined here so that it is reachable only through the table.
+            fn $name($($arg: $ty),*) {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+                fn inner($($arg: $ty),*) {
+                    $f$(::<$acc, _>)?($($arg),*)
+                }
+                // SAFETY: reachable only through a table built for a detected tier (see
+                // `patch`).
+                unsafe { inner($($arg),*) }
+            }
+            ops.$field = $name;
+        )*};
+    }
+    entries! {
+        scores_f16: e_scores_f16 = scores(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]);
+        scores_f32: e_scores_f32 = scores(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]);
+        mix_f16: e_mix_f16 = mix::<false>(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]);
+        mix_f32: e_mix_f32 = mix::<false>(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]);
+        mix_acc_f16: e_mix_acc_f16 = mix::<true>(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]);
+        mix_acc_f32: e_mix_acc_f32 = mix::<true>(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]);
+    }
+}
