@@ -365,8 +365,8 @@ impl Packed {
     }
 }
 
-/// Per-thread buffers: packed activations and one decoded group of panels, grown to the largest call
-/// and kept (nothing is allocated once they have grown).
+/// Per-thread buffers: packed activations and one decoded group of panels, grown to the
+/// largest call and kept (nothing is allocated once they have grown).
 #[derive(Default)]
 struct Scratch {
     /// The tokens of whole tiles.
