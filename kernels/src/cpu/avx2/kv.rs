@@ -93,7 +93,7 @@ unsafe fn axpy_f32(o: &mut [f32], p: f32, v: &[f32]) {
 }
 
 /// A cache element: eight of them widened to f32.
-trait Elem: Copy {
+pub(in crate::cpu) trait Elem: Copy {
     /// Elements `at..at + 8` of `x`, widened.
     ///
     /// # Safety
@@ -210,42 +210,69 @@ fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
     let full = hd / 8 * 8;
     let ps: [&[f32]; G] = std::array::from_fn(|g| &p[(g0 + g) * n..][..n]);
     let mut c = 0;
-    while c < full {
-        let two = c + 16 <= full;
+    while c + 16 <= full {
         let mut acc = [[_mm256_setzero_ps(); 2]; G];
         if ACC {
             for (g, a) in acc.iter_mut().enumerate() {
                 let o = &out[(g0 + g) * hd + c..];
-                a[0] = ld_f32(o[..8].try_into().unwrap());
-                if two {
-                    a[1] = ld_f32(o[8..16].try_into().unwrap());
-                }
+                *a = [ld_f32(o[..8].try_into().unwrap()), ld_f32(o[8..16].try_into().unwrap())];
             }
         }
         for j in 0..n {
             let row = &v[j * stride..][..hd];
-            // SAFETY: AVX2 and F16C are the callers' features; `c + 8` (`c + 16` with `two`)
-            // elements are in the row.
-            let (v0, v1) = unsafe { (T::ld8(row, c), if two { T::ld8(row, c + 8) } else { _mm256_setzero_ps() }) };
+            // SAFETY: AVX2 and F16C are the callers' features; `c + 16` elements are in the row.
+            let (v0, v1) = unsafe { (T::ld8(row, c), T::ld8(row, c + 8)) };
             for g in 0..G {
                 let pj = _mm256_set1_ps(ps[g][j]);
                 acc[g][0] = _mm256_fmadd_ps(pj, v0, acc[g][0]);
-                if two {
-                    acc[g][1] = _mm256_fmadd_ps(pj, v1, acc[g][1]);
-                }
+                acc[g][1] = _mm256_fmadd_ps(pj, v1, acc[g][1]);
             }
         }
         for g in 0..G {
             let o = &mut out[(g0 + g) * hd + c..];
-            // SAFETY: `o` holds `c + 8` (`c + 16` with `two`) floats; `storeu` needs no alignment.
+            // SAFETY: `o` holds `c + 16` floats; `storeu` needs no alignment.
             unsafe {
                 _mm256_storeu_ps(o.as_mut_ptr(), acc[g][0]);
-                if two {
-                    _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[g][1]);
-                }
+                _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[g][1]);
             }
         }
-        c += if two { 16 } else { 8 };
+        c += 16;
+    }
+    mix_rest::<G, ACC, T>(ps, v, stride, (hd, c), out, g0);
+}
+
+/// The end of [`mix_heads`] from element `c` (a multiple of 8) of each head: one slice of 8
+/// if whole ones remain, then the last `hd % 8` elements one at a time (a multiply, then an
+/// add). Shared with the AVX-512 tier, whose wider slices stop at the same place.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::cpu) fn mix_rest<const G: usize, const ACC: bool, T: Elem>(
+    ps: [&[f32]; G],
+    v: &[T],
+    stride: usize,
+    (hd, c): (usize, usize),
+    out: &mut [f32],
+    g0: usize,
+) {
+    let (n, full) = (ps[0].len(), hd / 8 * 8);
+    if c < full {
+        let mut acc = [_mm256_setzero_ps(); G];
+        if ACC {
+            for (g, a) in acc.iter_mut().enumerate() {
+                *a = ld_f32(out[(g0 + g) * hd + c..][..8].try_into().unwrap());
+            }
+        }
+        for j in 0..n {
+            // SAFETY: AVX2 and F16C are this function's features; the row holds `c + 8`.
+            let x = unsafe { T::ld8(&v[j * stride..][..hd], c) };
+            for g in 0..G {
+                acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(ps[g][j]), x, acc[g]);
+            }
+        }
+        for (g, a) in acc.iter().enumerate() {
+            // SAFETY: `out` holds head `g0 + g`'s `c + 8` floats; `storeu` needs no alignment.
+            unsafe { _mm256_storeu_ps(out[(g0 + g) * hd + c..][..8].as_mut_ptr(), *a) };
+        }
     }
     for g in 0..G {
         for i in full..hd {
@@ -258,6 +285,34 @@ fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
     }
 }
 
+/// Runs `$body` for heads four at a time: `$g0` the first head of the group, `$G` (a
+/// constant) its size, 1 to 4.
+macro_rules! by_fours {
+    ($gp:expr, |$g0:ident, $G:ident| $body:expr) => {
+        for $g0 in (0..$gp).step_by(4) {
+            match $gp - $g0 {
+                1 => {
+                    const $G: usize = 1;
+                    $body
+                }
+                2 => {
+                    const $G: usize = 2;
+                    $body
+                }
+                3 => {
+                    const $G: usize = 3;
+                    $body
+                }
+                _ => {
+                    const $G: usize = 4;
+                    $body
+                }
+            }
+        }
+    };
+}
+pub(in crate::cpu) use by_fours;
+
 /// `kv_reference::scores`, heads four at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -265,15 +320,8 @@ fn scores<T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out:
     if n == 0 || out.is_empty() {
         return;
     }
-    let gp = out.len() / n;
-    for g0 in (0..gp).step_by(4) {
-        match gp - g0 {
-            1 => scores_heads::<1, 8, T>(q, k, stride, n, scale, out, g0),
-            2 => scores_heads::<2, 4, T>(q, k, stride, n, scale, out, g0),
-            3 => scores_heads::<3, 2, T>(q, k, stride, n, scale, out, g0),
-            _ => scores_heads::<4, 2, T>(q, k, stride, n, scale, out, g0),
-        }
-    }
+    // Rows per block by heads: enough FMA chains in flight for one head, registers for four.
+    by_fours!(out.len() / n, |g0, G| scores_heads::<G, { [8, 4, 2, 2][G - 1] }, T>(q, k, stride, n, scale, out, g0));
 }
 
 /// `kv_reference::mix` (`kv_reference::mix_acc` with `ACC`), heads four at a time.
@@ -286,15 +334,7 @@ fn mix<const ACC: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, ou
         }
         return;
     }
-    let gp = p.len() / n;
-    for g0 in (0..gp).step_by(4) {
-        match gp - g0 {
-            1 => mix_heads::<1, ACC, T>(p, v, stride, n, out, g0),
-            2 => mix_heads::<2, ACC, T>(p, v, stride, n, out, g0),
-            3 => mix_heads::<3, ACC, T>(p, v, stride, n, out, g0),
-            _ => mix_heads::<4, ACC, T>(p, v, stride, n, out, g0),
-        }
-    }
+    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, T>(p, v, stride, n, out, g0));
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

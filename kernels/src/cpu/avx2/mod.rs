@@ -17,7 +17,7 @@ mod float;
 mod gemm;
 mod k_quants;
 mod k_small;
-mod kv;
+pub(in crate::cpu) mod kv;
 mod legacy;
 mod quantize;
 

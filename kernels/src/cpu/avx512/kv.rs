@@ -11,11 +11,13 @@
 
 use crate::cpu::KvOps;
 use crate::cpu::avx2::hsum_ps;
+use crate::cpu::avx2::kv::{Elem as Narrow, by_fours, mix_rest};
 use half::f16;
 use std::arch::x86_64::*;
 
-/// A cache element, widened to f32 by the vector.
-trait Elem: Copy {
+/// A cache element, widened to f32 sixteen at a time (eight and one at a time: the AVX2
+/// tier's [`Elem`](Narrow)).
+trait Elem: Narrow {
     /// Elements `at..at + 8` of `a` in the low half, of `b` in the high half.
     ///
     /// # Safety
@@ -26,13 +28,6 @@ trait Elem: Copy {
     /// # Safety
     /// As [`ld8x2`](Self::ld8x2), `x` holding `at + 16` elements.
     unsafe fn ld16(x: &[Self], at: usize) -> __m512;
-    /// Elements `at..at + 8` of `x`.
-    ///
-    /// # Safety
-    /// As [`ld8x2`](Self::ld8x2).
-    unsafe fn ld8(x: &[Self], at: usize) -> __m256;
-    /// One element, widened.
-    fn f(self) -> f32;
 }
 
 impl Elem for f16 {
@@ -48,14 +43,6 @@ impl Elem for f16 {
     unsafe fn ld16(x: &[f16], at: usize) -> __m512 {
         // SAFETY: the caller vouches for the features and the 32 bytes at `at`.
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(at).cast())) }
-    }
-    #[inline(always)]
-    unsafe fn ld8(x: &[f16], at: usize) -> __m256 {
-        // SAFETY: the caller vouches for the features and the 16 bytes at `at`.
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(at).cast())) }
-    }
-    fn f(self) -> f32 {
-        self.to_f32()
     }
 }
 
@@ -73,14 +60,6 @@ impl Elem for f32 {
     unsafe fn ld16(x: &[f32], at: usize) -> __m512 {
         // SAFETY: the caller vouches for the features and the 16 floats at `at`.
         unsafe { _mm512_loadu_ps(x.as_ptr().add(at)) }
-    }
-    #[inline(always)]
-    unsafe fn ld8(x: &[f32], at: usize) -> __m256 {
-        // SAFETY: the caller vouches for the features and the 8 floats at `at`.
-        unsafe { _mm256_loadu_ps(x.as_ptr().add(at)) }
-    }
-    fn f(self) -> f32 {
-        self
     }
 }
 
@@ -161,15 +140,7 @@ fn scores<T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out:
     if n == 0 || out.is_empty() {
         return;
     }
-    let gp = out.len() / n;
-    for g0 in (0..gp).step_by(4) {
-        match gp - g0 {
-            1 => scores_heads::<1, 6, T>(q, k, stride, n, scale, out, g0),
-            2 => scores_heads::<2, 4, T>(q, k, stride, n, scale, out, g0),
-            3 => scores_heads::<3, 3, T>(q, k, stride, n, scale, out, g0),
-            _ => scores_heads::<4, 3, T>(q, k, stride, n, scale, out, g0),
-        }
-    }
+    by_fours!(out.len() / n, |g0, G| scores_heads::<G, { [6, 4, 3, 3][G - 1] }, T>(q, k, stride, n, scale, out, g0));
 }
 
 /// Heads `g0..g0 + G` of `mix`: per slice of `W` vectors of 16 output elements, every head's
@@ -237,35 +208,7 @@ fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
         mix_slice::<G, 1, ACC, T>(ps, v, stride, (hd, c), out, g0);
         c += 16;
     }
-    if c < full {
-        let mut acc = [_mm256_setzero_ps(); G];
-        if ACC {
-            for (g, a) in acc.iter_mut().enumerate() {
-                // SAFETY: `out` holds head `g0 + g`'s `c + 8` floats.
-                *a = unsafe { _mm256_loadu_ps(out.as_ptr().add((g0 + g) * hd + c)) };
-            }
-        }
-        for j in 0..n {
-            // SAFETY: the row holds `c + 8` elements.
-            let x = unsafe { T::ld8(&v[j * stride..][..hd], c) };
-            for g in 0..G {
-                acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(ps[g][j]), x, acc[g]);
-            }
-        }
-        for (g, a) in acc.iter().enumerate() {
-            // SAFETY: `out` holds head `g0 + g`'s `c + 8` floats; `storeu` needs no alignment.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add((g0 + g) * hd + c), *a) };
-        }
-    }
-    for g in 0..G {
-        for i in full..hd {
-            let mut s = if ACC { out[(g0 + g) * hd + i] } else { 0f32 };
-            for j in 0..n {
-                s += ps[g][j] * v[j * stride + i].f();
-            }
-            out[(g0 + g) * hd + i] = s;
-        }
-    }
+    mix_rest::<G, ACC, T>(ps, v, stride, (hd, c), out, g0);
 }
 
 /// `kv_reference::mix` (`kv_reference::mix_acc` with `ACC`), heads four at a time.
@@ -278,15 +221,7 @@ fn mix<const ACC: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, ou
         }
         return;
     }
-    let gp = p.len() / n;
-    for g0 in (0..gp).step_by(4) {
-        match gp - g0 {
-            1 => mix_heads::<1, ACC, T>(p, v, stride, n, out, g0),
-            2 => mix_heads::<2, ACC, T>(p, v, stride, n, out, g0),
-            3 => mix_heads::<3, ACC, T>(p, v, stride, n, out, g0),
-            _ => mix_heads::<4, ACC, T>(p, v, stride, n, out, g0),
-        }
-    }
+    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, T>(p, v, stride, n, out, g0));
 }
 
 /// Replaces `ops`' `scores` and `mix` kernels with this tier's (the rest stays the AVX2
