@@ -384,6 +384,19 @@ struct Scratch {
     row_s2: Vec<f32>,
 }
 
+impl Scratch {
+    /// Sizes the group buffers for panels of `L` of `rows` rows of `cols` columns (`nsb`
+    /// sub-blocks) and returns the panels in a group.
+    #[inline(always)]
+    fn group<const L: usize>(&mut self, rows: usize, cols: usize, nsb: usize) -> usize {
+        let group = group_panels(cols, L).min(rows.div_ceil(L));
+        self.wq.zeroed::<u32>(group * cols / 4 * L);
+        zeroed(&mut self.s1, group * nsb * L);
+        zeroed(&mut self.s2, group * nsb * L);
+        group
+    }
+}
+
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
@@ -475,10 +488,7 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
     sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
     sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
 
-    let group = group_panels(cols, L).min(rows.div_ceil(L));
-    sc.wq.zeroed::<u32>(group * cols / 4 * L);
-    zeroed(&mut sc.s1, group * nsb * L);
-    zeroed(&mut sc.s2, group * nsb * L);
+    let group = sc.group::<L>(rows, cols, nsb);
     zeroed(&mut sc.row_q, L * cols);
     zeroed(&mut sc.row_s1, nsb);
     zeroed(&mut sc.row_s2, nsb);
@@ -543,6 +553,15 @@ struct Group<'a> {
     panels: usize,
 }
 
+impl Group<'_> {
+    /// Panel `p`'s quants, scales and mins, for panels of `nsb` sub-blocks of `s` columns.
+    #[inline(always)]
+    fn panel<const L: usize>(&self, p: usize, nsb: usize, s: usize) -> (&[u8], &[f32], &[f32]) {
+        let (wq_len, s_len) = (nsb * s * L, nsb * L);
+        (&self.wq[p * wq_len..][..wq_len], &self.s1[p * s_len..][..s_len], &self.s2[p * s_len..][..s_len])
+    }
+}
+
 /// Every token of `main` (whole tiles) and `tail` (one-token tiles) against every panel of
 /// `group`, whose first row is `g0` of `rows` (`out[t * ldo + r]`); `shape` is `(nsb, S, n)`.
 #[allow(clippy::too_many_arguments)]
@@ -559,14 +578,12 @@ fn group_tiles<const L: usize, const T: usize>(
     kernel1: &impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
 ) {
     let (tiles, full) = (n / T, n / T * T);
-    let (wq_len, s_len) = (nsb * s * L, nsb * L);
-    // Panel `p`'s quants, scales and mins, and its first row and width.
-    let (wq, s1, s2) = (&group.wq, &group.s1, &group.s2);
+    // Panel `p`'s first row and width.
     let span = |p: usize| (g0 + p * L, L.min(rows - (g0 + p * L)));
     let mut acc = [[0f32; L]; T];
     for g in 0..tiles {
         for p in 0..group.panels {
-            let (wq, s1, s2) = (&wq[p * wq_len..][..wq_len], &s1[p * s_len..][..s_len], &s2[p * s_len..][..s_len]);
+            let (wq, s1, s2) = group.panel::<L>(p, nsb, s);
             kernel(&main.tile(g, nsb, T, s, wq, s1, s2), &mut acc);
             let (r0, width) = span(p);
             for (t, acc) in acc.iter().enumerate() {
@@ -577,7 +594,7 @@ fn group_tiles<const L: usize, const T: usize>(
     let mut acc1 = [[0f32; L]; 1];
     for t in full..n {
         for p in 0..group.panels {
-            let (wq, s1, s2) = (&wq[p * wq_len..][..wq_len], &s1[p * s_len..][..s_len], &s2[p * s_len..][..s_len]);
+            let (wq, s1, s2) = group.panel::<L>(p, nsb, s);
             kernel1(&tail.tile(t - full, nsb, 1, s, wq, s1, s2), &mut acc1);
             let (r0, width) = span(p);
             out[t * ldo + r0..][..width].copy_from_slice(&acc1[0][..width]);
@@ -665,10 +682,7 @@ pub(in crate::cpu) fn gemm_unpacking<W: GemmWeight, const L: usize, const T: usi
     sc.main.pack::<W, T>(&a[..full * nb], nb, fp16);
     sc.tail.pack::<W, 1>(&a[full * nb..], nb, fp16);
     let total = rows.div_ceil(L);
-    let group = group_panels(cols, L).min(total);
-    sc.wq.zeroed::<u32>(group * cols / 4 * L);
-    zeroed(&mut sc.s1, group * nsb * L);
-    zeroed(&mut sc.s2, group * nsb * L);
+    let group = sc.group::<L>(rows, cols, nsb);
     for first in (0..total).step_by(group) {
         let panels = (total - first).min(group);
         for p in 0..panels {

@@ -289,8 +289,9 @@ pub(in crate::cpu) fn mix_rest<const G: usize, const ACC: bool, T: Elem>(
 /// constant) its size, 1 to 4.
 macro_rules! by_fours {
     ($gp:expr, |$g0:ident, $G:ident| $body:expr) => {
-        for $g0 in (0..$gp).step_by(4) {
-            match $gp - $g0 {
+        let gp: usize = $gp;
+        for $g0 in (0..gp).step_by(4) {
+            match gp - $g0 {
                 1 => {
                     const $G: usize = 1;
                     $body
