@@ -115,12 +115,45 @@ fn embedded_pair_logits_match_the_cpu() {
     }
 }
 
+/// The 1B shape's random weights make its logits fragile: the CPU's own quantized path (q8_K
+/// activations) is already about 4e-3 nats from the same weights in F32 (`pupil compare`
+/// measured 4.1e-3, top-1 92%), so the GPU's (q8_1 activations, as llama.cpp's CUDA) cannot
+/// be within 1e-3 of the CPU's while both are that far from the exact logits. The reference
+/// is therefore the exact one, the weights dequantized to F32 on the CPU: the GPU must be
+/// within the bounds of the CPU, or no further from the exact logits than the CPU is.
 #[test]
 fn llama_1b_shape_logits_match_the_cpu() {
     if !gpu() {
         return;
     }
-    full_offload_matches_cpu(&synth("llama-1b:Q4_K_M"), 48, 32);
+    use pupil::gguf::FileType;
+    use pupil::quantize::{Options, Quantizer};
+    let path = synth("llama-1b:Q4_K_M");
+    let dir = tempfile::tempdir().unwrap();
+    let exact_path = dir.path().join("llama-1b-f32.gguf");
+    let options = Options { allow_requantize: true, ..Options::new(FileType::F32) };
+    Quantizer::open(&path, &options).unwrap().write(&exact_path, |_| {}).unwrap();
+    let (exact, cpu) = (open(&exact_path, 0), open(&path, 0));
+    let gpu = open(&path, cpu.config().n_layer + 1);
+    let (v, t) = (cpu.config().n_vocab, tokens(48, cpu.config().n_vocab));
+    let (e, c, g) = (logits(&exact, &t, 32), logits(&cpu, &t, 32), logits(&gpu, &t, 32));
+    let (kl, top1) = compare(&c, &g, v);
+    let (kl_cpu, top1_cpu) = compare(&e, &c, v);
+    let (kl_gpu, top1_gpu) = compare(&e, &g, v);
+    println!("{}: mean KL {kl:.2e}, top-1 {:.1}% (GPU against the CPU)", path.display(), 100.0 * top1);
+    println!(
+        "  against the exact (F32) logits: CPU mean KL {kl_cpu:.2e}, top-1 {:.1}%; GPU mean KL {kl_gpu:.2e}, top-1 {:.1}%",
+        100.0 * top1_cpu,
+        100.0 * top1_gpu
+    );
+    let within = kl <= KL_BOUND && top1 >= TOP1_BOUND;
+    // "No further": the GPU's KL at most half again the CPU's (two independent roundings of
+    // similar size), and at most 5 of the 48 positions' argmax lost beyond the CPU's.
+    let no_further = kl_gpu <= KL_BOUND.max(1.5 * kl_cpu) && top1_gpu >= TOP1_BOUND.min(top1_cpu - 0.1);
+    assert!(
+        within || no_further,
+        "GPU against the CPU: KL {kl:.3e}, top-1 {top1:.3}; against F32: CPU {kl_cpu:.3e} / {top1_cpu:.3}, GPU {kl_gpu:.3e} / {top1_gpu:.3}"
+    );
 }
 
 #[test]
@@ -283,4 +316,58 @@ fn a_sequences_logits_do_not_depend_on_its_batch() {
         alone.len() - same,
         alone.len()
     );
+}
+
+/// A decode step recorded and replayed as a CUDA graph computes the bits its ops queued one
+/// by one compute: twelve single-token steps (recorded, replayed, and recorded again when the
+/// attention parts grow past 256 rows) against the same twelve tokens as one batch of more
+/// than eight, which is never recorded; batch invariance makes each token's bits the same.
+#[test]
+fn replayed_decode_steps_equal_queued_ops() {
+    if !gpu() {
+        return;
+    }
+    let model = open(&distill("student-q4_0.gguf"), 999);
+    let v = model.config().n_vocab;
+    let (prompt, all) = (250, 262);
+    let toks = tokens(all, v);
+    // As `logits`, keeping the scratch to see that the steps were recorded.
+    let mut cache = model.new_cache(Some(all.next_multiple_of(64)), 1, KvType::F16);
+    let mut scratch = model.new_scratch(prompt, &cache);
+    let mut out = vec![0.0; all * v];
+    let mut batch = Batch::new();
+    batch.push_sequence(&toks[..prompt], 0, 0, true);
+    model.forward(&batch, &mut cache, &mut scratch, &mut out[..prompt * v]).expect("prompt");
+    for (p, &t) in toks.iter().enumerate().skip(prompt) {
+        batch.clear();
+        batch.push(t, p as u32, 0, true);
+        model.forward(&batch, &mut cache, &mut scratch, &mut out[p * v..][..v]).expect("step");
+    }
+    // `PUPIL_GPU_GRAPHS=0` (the comparison run) queues every op: then this checks nothing new.
+    let graphs = std::env::var_os("PUPIL_GPU_GRAPHS").is_none_or(|v| v.is_empty() || v != "0");
+    let recorded = if graphs { 2 } else { 0 };
+    assert_eq!(scratch.recorded_steps(), recorded, "steps up to 256 rows and past them, each recorded once");
+    let replayed = &out[prompt * v..];
+
+    let mut cache = model.new_cache(Some(all.next_multiple_of(64)), 1, KvType::F16);
+    let mut scratch = model.new_scratch(prompt, &cache);
+    let mut queued = vec![0.0; all * v];
+    batch.clear();
+    batch.push_sequence(&toks[..prompt], 0, 0, true);
+    model.forward(&batch, &mut cache, &mut scratch, &mut queued[..prompt * v]).expect("prompt");
+    batch.clear();
+    for (p, &t) in toks.iter().enumerate().skip(prompt) {
+        batch.push(t, p as u32, 0, true);
+    }
+    model.forward(&batch, &mut cache, &mut scratch, &mut queued[prompt * v..]).expect("batch");
+    assert_eq!(scratch.recorded_steps(), 0, "batches of more than eight tokens are queued, not recorded");
+    let same = replayed.iter().zip(&queued[prompt * v..]).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+    assert_eq!(
+        same,
+        replayed.len(),
+        "{} of {} logits differ, replayed against queued",
+        replayed.len() - same,
+        replayed.len()
+    );
+    eprintln!("replayed decode steps: {} logits of {} steps, all the bits of the queued ops", same, all - prompt);
 }

@@ -322,3 +322,11 @@ impl ModelError {
         }
     }
 }
+
+/// GPU faults inside a forward pass: the device's message.
+#[cfg(feature = "cuda")]
+impl From<pupil_kernels::cuda::GpuError> for ModelError {
+    fn from(e: pupil_kernels::cuda::GpuError) -> ModelError {
+        ModelError::Device { reason: e.to_string() }
+    }
+}

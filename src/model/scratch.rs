@@ -46,6 +46,17 @@ impl Scratch {
         Scratch::for_threads(cfg, max_batch, cache, rayon::current_num_threads())
     }
 
+    /// How many GPU decode steps this scratch holds recorded for replay (CUDA graphs): 0
+    /// without offload, with `PUPIL_GPU_GRAPHS=0`, or where recording failed (a warning
+    /// says why); for tests and diagnostics.
+    pub fn recorded_steps(&self) -> usize {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.gpu {
+            return g.graphs.len();
+        }
+        0
+    }
+
     /// [`Scratch::new`] for a pool of `threads` workers. Converts a zero buffer to size the
     /// activations, which runs parallel loops: call it inside the pool that will run it.
     pub(crate) fn for_threads(cfg: &Config, max_batch: usize, cache: &KvCache, threads: usize) -> Scratch {

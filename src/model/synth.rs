@@ -24,6 +24,7 @@
 use std::path::Path;
 
 use pupil_kernels::{DType, KernelError, quant};
+use rayon::prelude::*;
 
 use super::arch::{Arch, Kind, Need, Role};
 use super::{Config, ModelError};
@@ -125,12 +126,16 @@ pub struct SynthModel {
     pub tensors: Vec<SynthTensor>,
 }
 
-/// SplitMix64 with Box–Muller normals: deterministic, no dependency.
+/// SplitMix64 with Box–Muller normals: deterministic, no dependency. Its state moves by a
+/// constant per draw, so a stream can be cut into pieces that start anywhere ([`Rng::normals`]).
 struct Rng(u64);
+
+/// SplitMix64's step.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GOLDEN);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -144,6 +149,22 @@ impl Rng {
     fn normal(&mut self) -> f32 {
         let (u, v) = (self.uniform(), self.uniform());
         ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+
+    /// `f` of each of the next `n` normals: the values `n` calls of [`Rng::normal`] would
+    /// give, drawn in parallel pieces (each normal takes two steps, so piece `c` starts
+    /// `2 * c * PIECE` steps on). A 1B-parameter model is otherwise minutes of one core.
+    fn normals(&mut self, n: usize, f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+        const PIECE: usize = 1 << 16;
+        let start = self.0;
+        let at = |draws: usize| start.wrapping_add((2 * draws as u64).wrapping_mul(GOLDEN));
+        let mut out = vec![0f32; n];
+        out.par_chunks_mut(PIECE).enumerate().for_each(|(c, piece)| {
+            let mut rng = Rng(at(c * PIECE));
+            piece.iter_mut().for_each(|v| *v = f(rng.normal()));
+        });
+        self.0 = at(n);
+        out
     }
 }
 
@@ -249,8 +270,8 @@ fn values(rng: &mut Rng, cfg: &Config, role: Role, n: usize, cols: usize) -> Vec
     // A rising curve over the pairs: 1 for the fast-turning pairs, `top` for the slow ones.
     let rising = |top: f32| (0..n).map(|i| 1.0 + (top - 1.0) * (i as f32 / (n.max(2) - 1) as f32).powi(2)).collect();
     match role.def().kind {
-        Kind::Norm => (0..n).map(|_| 1.0 + 0.1 * rng.normal()).collect(),
-        Kind::Bias => (0..n).map(|_| 0.2 * rng.normal()).collect(),
+        Kind::Norm => rng.normals(n, |z| 1.0 + 0.1 * z),
+        Kind::Bias => rng.normals(n, |z| 0.2 * z),
         // Llama 3's and LongRoPE's long factors stretch the slow pairs up to 8 times; the
         // short ones less, so that a wrong choice between the two shows in the logits.
         Kind::RopeFactors if role == Role::RopeFactorsShort => rising(1.5),
@@ -259,8 +280,8 @@ fn values(rng: &mut Rng, cfg: &Config, role: Role, n: usize, cols: usize) -> Vec
         // peaked enough for KL divergence to mean something. Embeddings stay small: tied to
         // the output and scaled up on Gemma they would drown the blocks, and every position
         // would just predict its own input token.
-        Kind::Matrix if role == Role::Output => (0..n).map(|_| 3.0 / (cols as f32).sqrt() * rng.normal()).collect(),
-        Kind::Matrix => (0..n).map(|_| rng.normal() / (cols as f32).sqrt()).collect(),
+        Kind::Matrix if role == Role::Output => rng.normals(n, |z| 3.0 / (cols as f32).sqrt() * z),
+        Kind::Matrix => rng.normals(n, |z| z / (cols as f32).sqrt()),
         Kind::Fused(parts) => {
             let mut out = Vec::with_capacity(n);
             for &p in parts {
@@ -284,9 +305,8 @@ fn encode(x: &[f32], cols: usize, dtype: DType) -> Result<Vec<u8>, ModelError> {
     // Blocks need their natural alignment; a u64 buffer has more than any of them.
     let mut buf = vec![0u64; (rows * row_bytes).div_ceil(8)];
     let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..rows * row_bytes];
-    for (src, dst) in x.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
-        q(src, dst)?;
-    }
+    // Rows are independent: quantized in parallel, the bytes are the same.
+    x.par_chunks_exact(cols).zip(bytes.par_chunks_exact_mut(row_bytes)).try_for_each(|(src, dst)| q(src, dst))?;
     Ok(bytes.to_vec())
 }
 

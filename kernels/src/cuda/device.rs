@@ -128,6 +128,8 @@ pub struct Gpu {
     /// Prompts through the f16 cuBLAS GEMM (`PUPIL_GPU_GEMM=1`) rather than the
     /// batch-invariant mat-vec kernels.
     pub(crate) gemm_prompts: bool,
+    /// Decode steps recorded and replayed as CUDA graphs (`PUPIL_GPU_GRAPHS=0`: not).
+    pub(crate) graphs: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -153,8 +155,10 @@ impl Gpu {
         let k = Kernels::load(&module)?;
         let stream = ctx.new_stream()?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| GpuError::Cublas(format!("{e:?}")))?;
-        let gemm_prompts = std::env::var_os("PUPIL_GPU_GEMM").is_some_and(|v| !v.is_empty() && v != "0");
-        Ok(Gpu { ctx, stream, blas, k, info, gemm_prompts })
+        let flag = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(|v| v != "0");
+        let gemm_prompts = flag("PUPIL_GPU_GEMM").unwrap_or(false);
+        let graphs = flag("PUPIL_GPU_GRAPHS").unwrap_or(true);
+        Ok(Gpu { ctx, stream, blas, k, info, gemm_prompts, graphs })
     }
 
     /// Whether prompts go through the f16 cuBLAS GEMM (`PUPIL_GPU_GEMM=1`) rather than the

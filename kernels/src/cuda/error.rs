@@ -79,6 +79,9 @@ pub enum GpuError {
         /// What was given.
         found: usize,
     },
+    /// A recorded op sequence (CUDA graph) could not be made.
+    #[error("CUDA graph: {0}")]
+    Graph(&'static str),
     /// No GPU kernel for this weight type.
     #[error("no GPU {op} kernel for type {dtype}")]
     Unsupported {

@@ -17,6 +17,7 @@
 pub mod compile;
 mod device;
 mod error;
+mod graph;
 pub mod libs;
 mod ops;
 
@@ -24,6 +25,7 @@ pub use compile::KernelStats;
 pub use cudarc::driver::CudaSlice;
 pub use device::{DeviceInfo, Gpu, probe};
 pub use error::GpuError;
+pub use graph::GpuGraph;
 pub use ops::{ATTENTION_CHUNK, GpuWeight, MAX_MATVEC_TOKENS, MatmulScratch, Q8_1_BYTES, supports};
 
 /// The names of every kernel entry point, as [`Gpu::open`] loads them.

@@ -2,10 +2,10 @@
 //! [`GpuScratch`]'s buffers, the offloaded weights and the device cache; and the part of a
 //! forward pass that runs there ([`run`]).
 
-use pupil_kernels::cuda::GpuError;
+use pupil_kernels::cuda::{Gpu, GpuError, MAX_MATVEC_TOKENS};
 
 use super::GpuModel;
-use super::state::{GpuKv, GpuScratch};
+use super::state::{GpuKv, GpuScratch, MAX_GRAPHS, MAX_TABLES, StepKey, Table};
 use crate::model::arch::{FfnAct, Role};
 use crate::model::block::{Buf, Device, Job, aliased, block};
 use crate::model::cpu::Layout;
@@ -24,7 +24,6 @@ struct GpuPass<'a> {
     g: &'a GpuModel,
     cfg: &'a Config,
     batch: &'a Batch,
-    layout: Layout<'a>,
     /// RoPE pairs `(i, i + n_rot/2)` rather than `(2i, 2i + 1)`.
     neox: bool,
     kv: &'a mut GpuKv,
@@ -84,35 +83,20 @@ impl Device for GpuPass<'_> {
     }
 
     fn attend(&mut self, il: usize, n: usize) -> Result<(), ModelError> {
-        let (g, cfg, batch) = (self.g, self.cfg, self.batch);
-        let rows = self.layout.layer(il);
-        let window = if cfg.swa_layers[il] { cfg.sliding_window } else { None };
-        let s = &mut *self.s;
-        // The same rows and spans the host cache would use (the pass checked them).
-        s.host_rows.clear();
-        s.host_spans.clear();
-        let mut longest = 1;
-        for (&pos, &seq) in batch.positions().iter().zip(batch.seqs()) {
-            let pos = pos as usize;
-            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let (a, b) = (rows.of(seq, first), rows.of(seq, pos) + 1);
-            s.host_rows.push(rows.of(seq, pos) as i32);
-            s.host_spans.extend([a as i32, b as i32]);
-            longest = longest.max(b - a);
-        }
-        g.gpu.write(&s.host_rows, &mut s.rows).map_err(device)?;
-        g.gpu.write(&s.host_spans, &mut s.spans).map_err(device)?;
+        let (g, cfg) = (self.g, self.cfg);
         let i = il - g.offload.first;
+        // The rows and spans the host cache would use, uploaded before the blocks ([`tables`]).
+        let GpuScratch { bufs, tables, layer_table, partial, .. } = &mut *self.s;
+        let table = &tables[layer_table[i]];
         let (kc, vc) = (&mut self.kv.k[i], &mut self.kv.v[i]);
-        let [q, k, v, attn] = s
-            .bufs
+        let [q, k, v, attn] = bufs
             .get_disjoint_mut([Buf::Q as usize, Buf::K as usize, Buf::V as usize, Buf::Attn as usize])
             .map_err(|_| aliased())?;
-        g.gpu.kv_write(k, v, &s.rows, n, cfg.kv_dim(), kc, vc).map_err(device)?;
+        g.gpu.kv_write(k, v, &table.rows, n, cfg.kv_dim(), kc, vc).map_err(device)?;
         let kq_scale = if cfg.arch.spec().attn_scale.on_queries() { 1.0 } else { cfg.attn_scale };
         let heads = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
         let scores = (kq_scale, cfg.attn_softcap.unwrap_or(0.0));
-        g.gpu.attend(q, kc, vc, &s.spans, longest, n, heads, scores, &mut s.partial, attn).map_err(device)
+        g.gpu.attend(q, kc, vc, &table.spans, table.longest, n, heads, scores, partial, attn).map_err(device)
     }
 
     fn glu(&mut self, n: usize) -> Result<(), ModelError> {
@@ -145,11 +129,103 @@ impl Device for GpuPass<'_> {
     }
 }
 
+/// Fills and uploads the pass's tables: for each kind of offloaded layer (rows per slot,
+/// window), each token's cache row and attention span, as the host cache has them (the pass
+/// checked them); `layer_table` says which table each layer reads.
+fn tables(g: &GpuModel, cfg: &Config, batch: &Batch, layout: Layout<'_>, s: &mut GpuScratch) -> Result<(), ModelError> {
+    s.layer_table.clear();
+    for il in g.offload.first..cfg.n_layer {
+        let kind = (layout.rows[il], if cfg.swa_layers[il] { cfg.sliding_window } else { None });
+        let t = match s.tables.iter().position(|t| t.kind == kind) {
+            Some(t) => t,
+            None => {
+                s.tables.push(Table::new(&g.gpu, kind, il, s.max_batch).map_err(device)?);
+                s.tables.len() - 1
+            }
+        };
+        s.layer_table.push(t);
+    }
+    for (i, t) in s.tables.iter_mut().enumerate() {
+        if !s.layer_table.contains(&i) {
+            continue;
+        }
+        let (rows, window) = (layout.layer(t.layer), t.kind.1);
+        t.host_rows.clear();
+        t.host_spans.clear();
+        t.longest = 1;
+        for (&pos, &seq) in batch.positions().iter().zip(batch.seqs()) {
+            let pos = pos as usize;
+            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let (a, b) = (rows.of(seq, first), rows.of(seq, pos) + 1);
+            t.host_rows.push(rows.of(seq, pos) as i32);
+            t.host_spans.extend([a as i32, b as i32]);
+            t.longest = t.longest.max(b - a);
+        }
+        g.gpu.write(&t.host_rows, &mut t.rows).map_err(device)?;
+        g.gpu.write(&t.host_spans, &mut t.spans).map_err(device)?;
+    }
+    Ok(())
+}
+
+/// The key a recording of this pass would have, if it can be recorded: decode-sized
+/// batches (mat-vec kernels only), with graphs on and few enough kinds of layer.
+fn step_key(g: &GpuModel, batch: &Batch, kv: &GpuKv, s: &GpuScratch) -> Option<StepKey> {
+    let n = batch.len();
+    if !g.gpu.graphs() || s.graphs_off || n > MAX_MATVEC_TOKENS || s.tables.len() > MAX_TABLES {
+        return None;
+    }
+    let want = batch.want_logits().iter().enumerate().fold(0u64, |m, (t, &w)| m | (u64::from(w) << t));
+    let mut splits = [0; MAX_TABLES];
+    for (split, t) in splits.iter_mut().zip(&s.tables) {
+        *split = Gpu::attention_split(t.longest);
+    }
+    Some(StepKey { n, want, kv: kv.id, splits })
+}
+
+/// Queues the offloaded blocks and, with the head offloaded, the wanted rows normed and
+/// projected into `s.logits` (`j` rows).
+fn queue(pass: &mut GpuPass<'_>, n: usize) -> Result<(), ModelError> {
+    let (g, cfg) = (pass.g, pass.cfg);
+    for il in g.offload.first..cfg.n_layer {
+        block(pass, il, n)?;
+    }
+    let Some(head) = &g.head else { return Ok(()) };
+    let (e, gs) = (cfg.n_embd, &mut *pass.s);
+    // The wanted rows, gathered into `Out`, normed into `Xn`, projected into the logits.
+    let mut j = 0;
+    {
+        let [x, out] = gs.bufs.get_disjoint_mut([Buf::X as usize, Buf::Out as usize]).map_err(|_| aliased())?;
+        for (t, _) in pass.batch.want_logits().iter().enumerate().filter(|(_, w)| **w) {
+            g.gpu.copy(x, t * e, out, j * e, e).map_err(device)?;
+            j += 1;
+        }
+    }
+    if j == 0 {
+        return Ok(());
+    }
+    let [out, xn] = gs.bufs.get_disjoint_mut([Buf::Out as usize, Buf::Xn as usize]).map_err(|_| aliased())?;
+    g.gpu.rms_norm(out, head.vector(Role::OutputNorm).map_err(missing)?, e, j, cfg.rms_eps, xn).map_err(device)?;
+    let w = head.matrix(Role::Output).map_err(missing)?;
+    g.gpu.matmul(w, xn, j, &mut gs.logits, &mut gs.matmul).map_err(device)?;
+    let v = cfg.n_vocab;
+    if let Some(b) = head.optional(Role::OutputBias) {
+        g.gpu.add_bias(&mut gs.logits, b, v, j).map_err(device)?;
+    }
+    if let Some(cap) = cfg.final_softcap {
+        g.gpu.softcap(&mut gs.logits, cap, j * v).map_err(device)?;
+    }
+    Ok(())
+}
+
 /// Runs the offloaded blocks on the residual stream in `s.x` (blocks before them already
 /// ran on the CPU), then the head if it is offloaded too: its logits come back into
 /// `logits` and this returns `true`; otherwise the residual stream comes back into `s.x`
 /// for the host's head, and this returns `false`.
 /// `layout` and `n_seq` are the host cache's (the device cache is made to match).
+///
+/// A decode step's few hundred launches are recorded once (a CUDA graph) and replayed by
+/// later steps with the same [`StepKey`]: the inputs are uploaded into the same buffers
+/// first, so a replay computes exactly what queuing the ops again would.
 pub(crate) fn run(
     (model, g): (&Model, &GpuModel),
     batch: &Batch,
@@ -171,37 +247,37 @@ pub(crate) fn run(
     g.gpu.write(&s.x[..n * e], &mut gs.bufs[Buf::X as usize]).map_err(device)?;
     g.gpu.write(&s.rope[..n * r], &mut gs.angles).map_err(device)?;
     g.gpu.write(&s.rope_swa[..n * r], &mut gs.angles_swa).map_err(device)?;
-    let mut pass = GpuPass { g, cfg, batch, layout, neox, kv, s: gs };
-    for il in g.offload.first..cfg.n_layer {
-        block(&mut pass, il, n)?;
+    tables(g, cfg, batch, layout, gs)?;
+    match step_key(g, batch, kv, gs) {
+        Some(key) => match gs.graphs.iter().position(|(k, _)| *k == key) {
+            Some(i) => g.gpu.replay(&gs.graphs[i].1).map_err(device)?,
+            None => {
+                let recorded = g.gpu.record(|| queue(&mut GpuPass { g, cfg, batch, neox, kv, s: gs }, n));
+                match recorded {
+                    Ok(graph) => {
+                        g.gpu.replay(&graph).map_err(device)?;
+                        if gs.graphs.len() == MAX_GRAPHS {
+                            gs.graphs.remove(0);
+                        }
+                        gs.graphs.push((key, graph));
+                    }
+                    Err(e) => {
+                        // Queue the ops one by one from now on: slower, the same results (and
+                        // a real fault shows itself again, unrecorded).
+                        tracing::warn!("recording a decode step as a CUDA graph failed, running without: {e}");
+                        gs.graphs_off = true;
+                        queue(&mut GpuPass { g, cfg, batch, neox, kv, s: gs }, n)?;
+                    }
+                }
+            }
+        },
+        None => queue(&mut GpuPass { g, cfg, batch, neox, kv, s: gs }, n)?,
     }
-    let Some(head) = &g.head else {
+    let Some(_) = &g.head else {
         g.gpu.read(&gs.bufs[Buf::X as usize], &mut s.x[..n * e]).map_err(device)?;
         return Ok(false);
     };
-    // The wanted rows, gathered into `Out`, normed into `Xn`, projected into the logits.
-    let mut j = 0;
-    {
-        let [x, out] = gs.bufs.get_disjoint_mut([Buf::X as usize, Buf::Out as usize]).map_err(|_| aliased())?;
-        for (t, _) in batch.want_logits().iter().enumerate().filter(|(_, w)| **w) {
-            g.gpu.copy(x, t * e, out, j * e, e).map_err(device)?;
-            j += 1;
-        }
-    }
-    if j == 0 {
-        return Ok(true);
-    }
-    let [out, xn] = gs.bufs.get_disjoint_mut([Buf::Out as usize, Buf::Xn as usize]).map_err(|_| aliased())?;
-    g.gpu.rms_norm(out, head.vector(Role::OutputNorm).map_err(missing)?, e, j, cfg.rms_eps, xn).map_err(device)?;
-    let w = head.matrix(Role::Output).map_err(missing)?;
-    g.gpu.matmul(w, xn, j, &mut gs.logits, &mut gs.matmul).map_err(device)?;
-    let v = cfg.n_vocab;
-    if let Some(b) = head.optional(Role::OutputBias) {
-        g.gpu.add_bias(&mut gs.logits, b, v, j).map_err(device)?;
-    }
-    if let Some(cap) = cfg.final_softcap {
-        g.gpu.softcap(&mut gs.logits, cap, j * v).map_err(device)?;
-    }
-    g.gpu.read(&gs.logits, &mut logits[..j * v]).map_err(device)?;
+    let j = batch.want_logits().iter().filter(|w| **w).count();
+    g.gpu.read(&gs.logits, &mut logits[..j * cfg.n_vocab]).map_err(device)?;
     Ok(true)
 }
