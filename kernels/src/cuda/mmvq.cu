@@ -1,12 +1,12 @@
 // mmvq.cu: quantized weight × q8_1 activations for decode (1 ≤ n ≤ MMVQ_MAX_TOKENS tokens),
 // integer dot products with dp4a, after llama.cpp's MMVQ (ggml-cuda/mmvq.cu, vecdotq.cuh).
 //
-// mmvq_<type>(w [rows, cols] blocks, x [n, cols/32] q8_1, out [n, rows] f32, rows, cols, n):
-//   out[t * rows + r] = Σ_c W[r][c] · X[t][c].
-// Launch: grid ceil(rows / 4), block (32, 4). Warp threadIdx.y of block b owns row
-// b * 4 + threadIdx.y; its lanes share out the row's blocks (LANES lanes per weight block, each
-// with a fixed part of it), keep one float per token in registers, and meet in a shuffle sum.
-// Each weight byte is read once for all n tokens.
+// mmvq_<type>(w [rows, cols] blocks, x [n, cols/32] q8_1, out [n, rows] f32, rows, cols, n,
+// split): out[t * rows + r] = Σ_c W[r][c] · X[t][c].
+// Launch: grid ceil(rows / (4 / split)), block (32, 4), split ∈ {1, 2, 4} warps per row (the
+// host gives long rows 4). The lanes of a row's warps share out its blocks (LANES lanes per
+// weight block, each with a fixed part of it), keep one float per token in registers, and
+// meet in shuffle sums, then in shared memory. Each weight byte is read once for all n tokens.
 //
 // Where ggml folds the constant offsets (q4_0's -8, q5_0's -16, the k-quants' mins) into the
 // f16 sum s of the q8_1 block, these kernels take the offset off each byte before the dp4a, or
@@ -233,38 +233,54 @@ struct vdot_q6_k {
     }
 };
 
-// The row loop shared by every type: the warp walks its row 32 / LANES blocks at a time.
+// The row loop shared by every type. `split` warps (1, 2 or 4) share a row, so that a long
+// row has four warps' loads in flight rather than one warp walking it alone; the block's four
+// warps hold 4 / split rows. Warp k of a row takes blocks k * 32 / LANES + ... in steps of
+// split * 32 / LANES (lanes keep their part of a block: 32 is a multiple of LANES), each warp
+// sums its share in a shuffle, and the row's first warp adds the shares in warp order. The
+// order depends on the row's shape only, never on n: a token's result is the same in any batch.
 template <class T>
-__device__ __forceinline__ void mmvq_rows(const void* w, const block_q8_1* x, float* out, int rows, int cols, int n) {
-    const int r = blockIdx.x * 4 + threadIdx.y;
-    if (r >= rows) return; // the whole warp leaves together: r depends on threadIdx.y only
+__device__ __forceinline__ void mmvq_rows(const void* w, const block_q8_1* x, float* out, int rows, int cols, int n,
+                                          int split) {
+    __shared__ float shares[4][MMVQ_MAX_TOKENS];
+    const int r = blockIdx.x * (4 / split) + threadIdx.y / split;
+    const int k = threadIdx.y % split;
     const int lane = threadIdx.x;
     const int nb = cols / T::VALUES;
     const int xs = cols / 32; // q8_1 blocks per token
-    const typename T::block* row = (const typename T::block*)w + (size_t)r * nb;
 
     float acc[MMVQ_MAX_TOKENS];
 #pragma unroll
     for (int t = 0; t < MMVQ_MAX_TOKENS; ++t) acc[t] = 0.0f;
 
-    const int part = lane % T::LANES;
-    for (int ib = lane / T::LANES; ib < nb; ib += WARP_SIZE / T::LANES) {
-        T::dot(row + ib, part, x + (size_t)ib * (T::VALUES / 32), xs, n, acc);
+    if (r < rows) {
+        const typename T::block* row = (const typename T::block*)w + (size_t)r * nb;
+        const int part = lane % T::LANES;
+        const int step = split * (WARP_SIZE / T::LANES);
+        for (int ib = (k * WARP_SIZE + lane) / T::LANES; ib < nb; ib += step) {
+            T::dot(row + ib, part, x + (size_t)ib * (T::VALUES / 32), xs, n, acc);
+        }
     }
 
 #pragma unroll
     for (int t = 0; t < MMVQ_MAX_TOKENS; ++t) {
         if (t < n) {
             const float s = warp_reduce_sum(acc[t]);
-            if (lane == 0) out[(size_t)t * rows + r] = s;
+            if (lane == 0) shares[threadIdx.y][t] = s;
         }
+    }
+    __syncthreads(); // every thread gets here: rows past the end only skip their loads
+    if (r < rows && k == 0 && lane < n) {
+        float s = shares[threadIdx.y][lane];
+        for (int j = 1; j < split; ++j) s += shares[threadIdx.y + j][lane];
+        out[(size_t)lane * rows + r] = s;
     }
 }
 
 #define MMVQ_KERNEL(name, T)                                                                        \
     extern "C" __global__ void __launch_bounds__(128)                                               \
-        name(const void* w, const block_q8_1* x, float* out, int rows, int cols, int n) {           \
-        mmvq_rows<T>(w, x, out, rows, cols, n);                                                     \
+        name(const void* w, const block_q8_1* x, float* out, int rows, int cols, int n, int split) { \
+        mmvq_rows<T>(w, x, out, rows, cols, n, split);                                              \
     }
 
 MMVQ_KERNEL(mmvq_q4_0, vdot_q4_0)

@@ -162,6 +162,14 @@ impl Gpu {
         let (pw, po) = (self.ptr(&w.data), self.ptr(out) + (first * w.rows) as u64 * f32s);
         let grid = (w.rows.div_ceil(4) as u32, 1, 1);
         let block = (32, 4, 1);
+        // Warps per row for the q8 kernels: one pass of a warp covers 512 values of a row
+        // (16 blocks of 32, or 2 of 256), so longer rows get 2 or 4 warps to read them.
+        let split: i32 = match w.cols {
+            ..=512 => 1,
+            513..=1024 => 2,
+            _ => 4,
+        };
+        let q8_grid = (w.rows.div_ceil(4 / split as usize) as u32, 1, 1);
         macro_rules! q8 {
             ($f:ident) => {{
                 if *quantized != Some(w.cols) {
@@ -169,7 +177,7 @@ impl Gpu {
                     *quantized = Some(w.cols);
                 }
                 let pq = self.ptr(&s.q8);
-                launch!(self, $f, grid, block, 0, [pw, pq, po, rows, cols, nn])
+                launch!(self, $f, q8_grid, block, 0, [pw, pq, po, rows, cols, nn, split])
             }};
         }
         match w.dtype {
