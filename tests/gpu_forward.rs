@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use pupil::model::{Batch, Context, ContextParams, KvType, LoadOptions, Logits, Model, Threads};
+use pupil::model::{Batch, Context, ContextParams, KvType, LoadOptions, Logits, Model, Scratch, Threads};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 // Counts every allocation of every thread, for the decode test.
@@ -63,6 +63,11 @@ fn tokens(n: usize, n_vocab: usize) -> Vec<u32> {
 
 /// Every position's logits: the first `prompt` tokens in one batch, the rest one at a time.
 fn logits(m: &Model, tokens: &[u32], prompt: usize) -> Vec<f32> {
+    logits_and_scratch(m, tokens, prompt).0
+}
+
+/// [`logits`], and the scratch the passes ran on.
+fn logits_and_scratch(m: &Model, tokens: &[u32], prompt: usize) -> (Vec<f32>, Scratch) {
     let v = m.config().n_vocab;
     let mut cache = m.new_cache(Some(tokens.len().next_multiple_of(64)), 1, KvType::F16);
     let mut scratch = m.new_scratch(prompt.max(1), &cache);
@@ -75,7 +80,7 @@ fn logits(m: &Model, tokens: &[u32], prompt: usize) -> Vec<f32> {
         batch.push(t, p as u32, 0, true);
         m.forward(&batch, &mut cache, &mut scratch, &mut out[p * v..][..v]).expect("step");
     }
-    out
+    (out, scratch)
 }
 
 /// Mean KL(reference ‖ ours) per position and the fraction of positions whose argmax agrees.
@@ -331,18 +336,7 @@ fn replayed_decode_steps_equal_queued_ops() {
     let v = model.config().n_vocab;
     let (prompt, all) = (250, 262);
     let toks = tokens(all, v);
-    // As `logits`, keeping the scratch to see that the steps were recorded.
-    let mut cache = model.new_cache(Some(all.next_multiple_of(64)), 1, KvType::F16);
-    let mut scratch = model.new_scratch(prompt, &cache);
-    let mut out = vec![0.0; all * v];
-    let mut batch = Batch::new();
-    batch.push_sequence(&toks[..prompt], 0, 0, true);
-    model.forward(&batch, &mut cache, &mut scratch, &mut out[..prompt * v]).expect("prompt");
-    for (p, &t) in toks.iter().enumerate().skip(prompt) {
-        batch.clear();
-        batch.push(t, p as u32, 0, true);
-        model.forward(&batch, &mut cache, &mut scratch, &mut out[p * v..][..v]).expect("step");
-    }
+    let (out, scratch) = logits_and_scratch(&model, &toks, prompt);
     // `PUPIL_GPU_GRAPHS=0` (the comparison run) queues every op: then this checks nothing new.
     let graphs = std::env::var_os("PUPIL_GPU_GRAPHS").is_none_or(|v| v.is_empty() || v != "0");
     let recorded = if graphs { 2 } else { 0 };
@@ -352,7 +346,7 @@ fn replayed_decode_steps_equal_queued_ops() {
     let mut cache = model.new_cache(Some(all.next_multiple_of(64)), 1, KvType::F16);
     let mut scratch = model.new_scratch(prompt, &cache);
     let mut queued = vec![0.0; all * v];
-    batch.clear();
+    let mut batch = Batch::new();
     batch.push_sequence(&toks[..prompt], 0, 0, true);
     model.forward(&batch, &mut cache, &mut scratch, &mut queued[..prompt * v]).expect("prompt");
     batch.clear();
