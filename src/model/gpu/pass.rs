@@ -183,7 +183,7 @@ fn step_key(g: &GpuModel, batch: &Batch, kv: &GpuKv, s: &GpuScratch) -> Option<S
 }
 
 /// Queues the offloaded blocks and, with the head offloaded, the wanted rows normed and
-/// projected into `s.logits` (`j` rows).
+/// projected into `s.logits` (one row per wanted token, in batch order).
 fn queue(pass: &mut GpuPass<'_>, n: usize) -> Result<(), ModelError> {
     let (g, cfg) = (pass.g, pass.cfg);
     for il in g.offload.first..cfg.n_layer {
@@ -273,10 +273,10 @@ pub(crate) fn run(
         },
         None => queue(&mut GpuPass { g, cfg, batch, neox, kv, s: gs }, n)?,
     }
-    let Some(_) = &g.head else {
+    if g.head.is_none() {
         g.gpu.read(&gs.bufs[Buf::X as usize], &mut s.x[..n * e]).map_err(device)?;
         return Ok(false);
-    };
+    }
     let j = batch.want_logits().iter().filter(|w| **w).count();
     g.gpu.read(&gs.logits, &mut logits[..j * cfg.n_vocab]).map_err(device)?;
     Ok(true)
