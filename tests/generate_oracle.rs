@@ -13,7 +13,7 @@
 #![cfg(feature = "llama")]
 
 use pupil::generate::{Engine, GenerateParams, SessionOptions};
-use pupil::llama::LlamaModel;
+use pupil::llama::{LlamaModel, LlamaRunner};
 use pupil::runner::{Runner, RunnerOptions};
 use std::sync::Arc;
 
@@ -41,12 +41,17 @@ fn noise(ours: &[f32], reference: &[f32]) -> (f32, f32) {
     (sq.sqrt() as f32, var.sqrt() as f32)
 }
 
-/// llama.cpp's greedy continuation, one decode step per token, with the logits of each step:
-/// a context of 512 positions, the prompt as one batch, 2 threads, llama.cpp's defaults
-/// otherwise (f16 cache, automatic flash attention).
-fn llama_greedy(model: &LlamaModel, prompt: &[u32]) -> Vec<(u32, Vec<f32>)> {
+/// A llama.cpp context of 512 positions, 2 threads, llama.cpp's defaults otherwise (f16
+/// cache, automatic flash attention).
+fn llama_runner(model: &LlamaModel) -> LlamaRunner<'_> {
     let opts = RunnerOptions { threads: Some(2), ..RunnerOptions::new(512, 512) };
-    let mut r = model.runner(&opts).expect("llama.cpp context");
+    model.runner(&opts).expect("llama.cpp context")
+}
+
+/// llama.cpp's greedy continuation, one decode step per token, with the logits of each step:
+/// the prompt as one batch in a [`llama_runner`] context.
+fn llama_greedy(model: &LlamaModel, prompt: &[u32]) -> Vec<(u32, Vec<f32>)> {
+    let mut r = llama_runner(model);
     let mut logits = vec![0.0; r.n_vocab()];
     let mut out = Vec::new();
     let n = prompt.len();
@@ -64,8 +69,7 @@ fn llama_greedy(model: &LlamaModel, prompt: &[u32]) -> Vec<(u32, Vec<f32>)> {
 /// llama.cpp's logits after `tokens` given as one batch: its prompt path at the point its
 /// decode path reached one token at a time.
 fn llama_batch_last(model: &LlamaModel, tokens: &[u32]) -> Vec<f32> {
-    let opts = RunnerOptions { threads: Some(2), ..RunnerOptions::new(512, 512) };
-    let mut r = model.runner(&opts).expect("llama.cpp context");
+    let mut r = llama_runner(model);
     let mut logits = vec![0.0; r.n_vocab()];
     let n = tokens.len();
     r.forward(tokens, 0, n - 1..n, &mut logits).expect("llama.cpp decode");

@@ -217,6 +217,32 @@ fn queue(pass: &mut GpuPass<'_>, n: usize) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Replays the step recorded under `key`, or records the pass's ops under it (evicting the
+/// oldest recording when [`MAX_GRAPHS`] are held) and replays that. If recording fails, the
+/// ops are queued one by one, now and from then on: slower, the same results, and a real
+/// fault shows itself again, unrecorded.
+fn replay_or_record(pass: &mut GpuPass<'_>, key: StepKey, n: usize) -> Result<(), ModelError> {
+    let g = pass.g;
+    if let Some((_, graph)) = pass.s.graphs.iter().find(|(k, _)| *k == key) {
+        return g.gpu.replay(graph).map_err(device);
+    }
+    match g.gpu.record(|| queue(pass, n)) {
+        Ok(graph) => {
+            g.gpu.replay(&graph).map_err(device)?;
+            if pass.s.graphs.len() == MAX_GRAPHS {
+                pass.s.graphs.remove(0);
+            }
+            pass.s.graphs.push((key, graph));
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!("recording a decode step as a CUDA graph failed, running without: {e}");
+            pass.s.graphs_off = true;
+            queue(pass, n)
+        }
+    }
+}
+
 /// Runs the offloaded blocks on the residual stream in `s.x` (blocks before them already
 /// ran on the CPU), then the head if it is offloaded too: its logits come back into
 /// `logits` and this returns `true`; otherwise the residual stream comes back into `s.x`
@@ -248,30 +274,11 @@ pub(crate) fn run(
     g.gpu.write(&s.rope[..n * r], &mut gs.angles).map_err(device)?;
     g.gpu.write(&s.rope_swa[..n * r], &mut gs.angles_swa).map_err(device)?;
     tables(g, cfg, batch, layout, gs)?;
-    match step_key(g, batch, kv, gs) {
-        Some(key) => match gs.graphs.iter().position(|(k, _)| *k == key) {
-            Some(i) => g.gpu.replay(&gs.graphs[i].1).map_err(device)?,
-            None => {
-                let recorded = g.gpu.record(|| queue(&mut GpuPass { g, cfg, batch, neox, kv, s: gs }, n));
-                match recorded {
-                    Ok(graph) => {
-                        g.gpu.replay(&graph).map_err(device)?;
-                        if gs.graphs.len() == MAX_GRAPHS {
-                            gs.graphs.remove(0);
-                        }
-                        gs.graphs.push((key, graph));
-                    }
-                    Err(e) => {
-                        // Queue the ops one by one from now on: slower, the same results (and
-                        // a real fault shows itself again, unrecorded).
-                        tracing::warn!("recording a decode step as a CUDA graph failed, running without: {e}");
-                        gs.graphs_off = true;
-                        queue(&mut GpuPass { g, cfg, batch, neox, kv, s: gs }, n)?;
-                    }
-                }
-            }
-        },
-        None => queue(&mut GpuPass { g, cfg, batch, neox, kv, s: gs }, n)?,
+    let key = step_key(g, batch, kv, gs);
+    let mut pass = GpuPass { g, cfg, batch, neox, kv, s: gs };
+    match key {
+        Some(key) => replay_or_record(&mut pass, key, n)?,
+        None => queue(&mut pass, n)?,
     }
     if g.head.is_none() {
         g.gpu.read(&gs.bufs[Buf::X as usize], &mut s.x[..n * e]).map_err(device)?;
