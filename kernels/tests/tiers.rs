@@ -458,8 +458,8 @@ fn dot_rows_is_dot_bit_for_bit() {
 /// of its row and token, on random, saturated and reference-quantized weight rows against
 /// random, quantized and extreme activation rows (-128 everywhere, +127/-128), for row and
 /// token counts below, at and past the tiles (1, odd, 16, 17, 33); the output between rows
-/// (`ldo` > rows) and past the last token is left alone. Tiers without VNNI skip `Q8_0`;
-/// every other type the GEMM covers has one in every SIMD tier.
+/// (`ldo` > rows) and past the last token is left alone. Every type the GEMM covers has one
+/// in every SIMD tier.
 #[test]
 fn gemm_matches_reference() {
     const GUARD: f32 = -7.25e30;
@@ -564,8 +564,7 @@ fn gemm_matches_reference() {
     }
     for tier in simd_tiers() {
         for t in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K] {
-            let has = cpu::ops_for(tier, t).unwrap().gemm.is_some();
-            assert!(has || (tier == Tier::Avx2 && t == DType::Q8_0), "{tier} has no {t} gemm");
+            assert!(cpu::ops_for(tier, t).unwrap().gemm.is_some(), "{tier} has no {t} gemm");
         }
     }
     eprintln!("{checked} gemm outputs checked");
@@ -587,10 +586,10 @@ fn tiers_have_their_kernels() {
             &[F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K],
             &[Q8_0, Q8_1, Q8_K],
         ),
-        // The quantized types the GEMM covers take the AVX2 tier's dots in the GEMM's
-        // canonical order (batch invariance), but for `Q8_0`, which has no AVX2 GEMM; the
-        // floats have one 16-lane order of the tier's own for `dot`, `dot_rows` and `gemm`.
-        (Tier::Avx512, Tier::Avx2, &[Q4_1, Q5_1, Q8_0, F32, F16, BF16], &[Q8_0, Q8_K]),
+        // The quantized types the GEMM covers keep the AVX2 tier's dots in the GEMM's
+        // canonical order (batch invariance); the floats have one 16-lane order of the
+        // tier's own for `dot`, `dot_rows` and `gemm`.
+        (Tier::Avx512, Tier::Avx2, &[Q4_1, Q5_1, F32, F16, BF16], &[Q8_0, Q8_K]),
     ];
     for (tier, below, dots, quantizers) in cases {
         if !cpu::available_tiers().contains(&tier) {

@@ -356,9 +356,18 @@ pub(in crate::cpu) unsafe fn rows_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K], out: &m
                     let ql = x.ql.as_chunks::<32>().0;
                     let (lo, hi, top) = (ld256(&ql[2 * h]), ld256(&ql[2 * h + 1]), ld256(&x.qh.as_chunks::<32>().0[h]));
                     let q = [
-                        _mm256_or_si256(_mm256_and_si256(lo, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(top, mask(0x03)))),
-                        _mm256_or_si256(_mm256_and_si256(hi, m4), _mm256_slli_epi16::<2>(_mm256_and_si256(top, mask(0x0c)))),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(lo), m4), _mm256_and_si256(top, mask(0x30))),
+                        _mm256_or_si256(
+                            _mm256_and_si256(lo, m4),
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(top, mask(0x03))),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(hi, m4),
+                            _mm256_slli_epi16::<2>(_mm256_and_si256(top, mask(0x0c))),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(lo), m4),
+                            _mm256_and_si256(top, mask(0x30)),
+                        ),
                         _mm256_or_si256(
                             _mm256_and_si256(_mm256_srli_epi16::<4>(hi), m4),
                             _mm256_srli_epi16::<2>(_mm256_and_si256(top, mask(0xc0))),

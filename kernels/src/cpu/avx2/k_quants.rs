@@ -33,4 +33,3 @@ pub(super) fn dot_offset_scaled_32(q: __m256i, y: &[i8; 32], off: i8, scales: __
     let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y), _mm256_maddubs_epi16(_mm256_set1_epi8(off), y));
     _mm256_madd_epi16(p, scales)
 }
-

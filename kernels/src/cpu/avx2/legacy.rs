@@ -1,12 +1,12 @@
-//! Dot products of the legacy blocks of 32 this tier has no GEMM for (`Q4_1`, `Q5_1`,
-//! `Q8_0`) with their `Q8_0`/`Q8_1` activations: one block's exact integer sum in 8 i32 lanes,
-//! converted and scaled by `d_w * d_a` into one of two float accumulators (after
-//! `ggml_vec_dot_q{4,5,8}_{0,1}_q8_{0,1}` in `ggml-cpu/arch/x86/quants.c`). Every batch of
-//! these types goes through the same `dot`, so they are batch invariant as they are; `Q4_0`
-//! and `Q5_0` are in `canon.rs`, in the GEMM's order.
+//! Dot products of the legacy blocks of 32 this tier has no GEMM for (`Q4_1`, `Q5_1`) with
+//! their `Q8_1` activations: one block's exact integer sum in 8 i32 lanes, converted and
+//! scaled by `d_w * d_a` into one of two float accumulators (after
+//! `ggml_vec_dot_q{4,5}_1_q8_1` in `ggml-cpu/arch/x86/quants.c`). Every batch of these types
+//! goes through the same `dot`, so they are batch invariant as they are; `Q4_0`, `Q5_0` and
+//! `Q8_0` are in `canon.rs`, in the GEMM's order.
 
 use super::{dot_u8_i8_offset, fifth_bits_32, fp16, hsum_ps, ld256, nibbles_32};
-use crate::quant::{BlockQ4_1, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+use crate::quant::{BlockQ4_1, BlockQ5_1, BlockQ8_1};
 use std::arch::x86_64::*;
 
 /// Runs `$blk(&w[i], &a[i], acc) -> acc` over the blocks, alternating two accumulators so that
@@ -29,13 +29,6 @@ macro_rules! two_acc {
     }};
 }
 
-/// `acc + d * sumi`, the lanes of `sumi` converted to float.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn scale_add(d: f32, sumi: __m256i, acc: __m256) -> __m256 {
-    _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc)
-}
-
 /// `Σ x * y` of two signed byte vectors in 8 i32 lanes, exact: widened to i16, then `madd`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -49,18 +42,6 @@ pub(super) fn dot_i8_i8(x: __m256i, y: __m256i) -> __m256i {
         _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(y)),
     );
     _mm256_add_epi32(lo, hi)
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn block_q8_0(x: &BlockQ8_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
-    scale_add(fp16(x.d) * fp16(y.d), dot_i8_i8(ld256(&x.qs), ld256(&y.qs)), acc)
-}
-
-/// `Q8_0 · Q8_0`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
-    hsum_ps(two_acc!(w, a, block_q8_0))
 }
 
 /// `d * sumi + m * s`: the `_1` types' block in lanes, the min term in lane 0. The FMA does

@@ -45,7 +45,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q5_0 => ops.dot = dot_entry!(BlockQ5_0, canon::dot_q5_0),
         DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
         DType::Q8_0 => {
-            ops.dot = dot_entry!(BlockQ8_0, legacy::dot_q8_0);
+            ops.dot = dot_entry!(BlockQ8_0, canon::dot_q8_0);
             ops.activate = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
         }
         DType::Q8_1 => ops.activate = quantize_entry!(BlockQ8_1, quantize::quantize_q8_1),
@@ -57,10 +57,11 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q8_K => ops.activate = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
-    // The tiled GEMM (no `Q8_0`: its quants would saturate `maddubs`).
+    // The tiled GEMM.
     match ops.dtype {
         DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
         DType::Q5_0 => ops.gemm = gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
+        DType::Q8_0 => ops.gemm = gemm_entry!(BlockQ8_0, gemm::gemm_q8_0),
         DType::Q4_K => ops.gemm = gemm_entry!(BlockQ4_K, gemm::gemm_q4_k),
         DType::Q5_K => ops.gemm = gemm_entry!(BlockQ5_K, gemm::gemm_q5_k),
         DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
@@ -72,7 +73,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q4_1 => ops.dot_rows = dot_rows_entry!(BlockQ4_1, rows::rows_q4_1),
         DType::Q5_0 => ops.dot_rows = dot_rows_entry!(BlockQ5_0, canon::rows_q5_0),
         DType::Q5_1 => ops.dot_rows = dot_rows_entry!(BlockQ5_1, rows::rows_q5_1),
-        DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, rows::rows_q8_0),
+        DType::Q8_0 => ops.dot_rows = dot_rows_entry!(BlockQ8_0, canon::rows_q8_0),
         DType::Q2_K => ops.dot_rows = dot_rows_entry!(BlockQ2_K, rows::rows_q2_k),
         DType::Q3_K => ops.dot_rows = dot_rows_entry!(BlockQ3_K, rows::rows_q3_k),
         DType::Q4_K => ops.dot_rows = dot_rows_entry!(BlockQ4_K, canon::rows_q4_k),
@@ -88,7 +89,6 @@ mod rows {
     use crate::quant::*;
     dot_rows_kernel!(rows_q4_1, BlockQ4_1, legacy::dot_q4_1, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q5_1, BlockQ5_1, legacy::dot_q5_1, "avx2,fma,f16c");
-    dot_rows_kernel!(rows_q8_0, BlockQ8_0, legacy::dot_q8_0, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q2_k, BlockQ2_K, k_small::dot_q2_k, "avx2,fma,f16c");
     dot_rows_kernel!(rows_q3_k, BlockQ3_K, k_small::dot_q3_k, "avx2,fma,f16c");
 }

@@ -23,7 +23,6 @@ mod quantize;
 
 pub(in crate::cpu) use kv::patch as patch_kv;
 
-use super::avx2::canon;
 use crate::DType;
 use crate::quant::*;
 use std::arch::x86_64::*;
@@ -42,17 +41,13 @@ pub(super) fn supported() -> bool {
 /// The entries written call AVX-512 code: the host must satisfy [`supported`] and the AVX2
 /// tier's `supported`.
 pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
-    // The types the GEMM below covers take the AVX2 tier's dots in the GEMM's canonical
-    // order (its `dot` and `dot_rows`, no `dot_x4`), so that a token gets the same bits alone
-    // and in any batch; `Q8_0`, which has no AVX2 GEMM, gets them here.
+    // The types the GEMM below covers keep the AVX2 tier's dots, in the GEMM's canonical
+    // order (its `dot` and `dot_rows`), so that a token gets the same bits alone and in any
+    // batch.
     match ops.dtype {
         DType::Q4_1 => ops.dot = dot_entry!(BlockQ4_1, legacy::dot_q4_1),
         DType::Q5_1 => ops.dot = dot_entry!(BlockQ5_1, legacy::dot_q5_1),
-        DType::Q8_0 => {
-            ops.dot = dot_entry!(BlockQ8_0, canon::dot_q8_0);
-            ops.dot_rows = dot_rows_entry!(BlockQ8_0, canon::rows_q8_0);
-            ops.activate = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0);
-        }
+        DType::Q8_0 => ops.activate = quantize_entry!(BlockQ8_0, quantize::quantize_q8_0),
         DType::Q8_K => ops.activate = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
