@@ -378,10 +378,8 @@ struct Scratch {
     wq: Lines,
     s1: Vec<f32>,
     s2: Vec<f32>,
-    /// The panel's rows, decoded (`[L][cols]`), and one row's scales and mins.
+    /// The panel's rows, decoded (`[L][cols]`), for tiers that transpose them.
     row_q: Vec<u8>,
-    row_s1: Vec<f32>,
-    row_s2: Vec<f32>,
 }
 
 impl Scratch {
@@ -454,11 +452,14 @@ fn zeroed<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
 /// `out[t * ldo + r] = w_r · a_t` for every row `r` of `w` and token `t < n` of `a`, where
 /// `a` holds `n` rows of equal length and `w` whole rows of that length (the caller checked).
 ///
-/// The tier supplies `fp16` (its f16 conversion), `transpose(src, m, dst)` (`dst[c * L + l] =
-/// src[l * m + c]`: `L` rows of `m` words to `m` rows of `L`) and two micro-kernels over a
-/// [`Tile`], `kernel` for `T` tokens and `kernel1` for one (the last `n % T` tokens), which
-/// must form each output the same way: then a (row, token) output has the same bits whatever
-/// the other tokens of the call, its place among them, and `n`.
+/// The tier supplies `fp16` (its f16 conversion), `decode(rows, width, scratch, wq, s1, s2)`
+/// (the panel of the `width <= L` rows of blocks `rows`: the unsigned quants as `[cols /
+/// 4][L][4]` bytes, the scales and mins as `[nsb][L]`, the rows past `width` zeros:
+/// [`unpack_transpose`] with the tier's transpose, or a decoder of its own) and two
+/// micro-kernels over a [`Tile`], `kernel` for `T` tokens and
+/// `kernel1` for one (the last `n % T` tokens), which must form each output the same way:
+/// then a (row, token) output has the same bits whatever the other tokens of the call, its
+/// place among them, and `n`.
 ///
 /// Inlined into each tier's `#[target_feature]` entry, so that the packing and decoding loops
 /// are compiled for the tier too (hence no closure around them: a closure is a function of
@@ -472,7 +473,7 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
     out: &mut [f32],
     ldo: usize,
     fp16: impl Fn(half::f16) -> f32 + Copy,
-    transpose: impl Fn(&[u32], usize, &mut [u32]),
+    decode: impl Fn(&[W], usize, &mut [u8], &mut [u32], &mut [f32], &mut [f32]),
     kernel: impl Fn(&Tile<'_>, &mut [[f32; L]; T]),
     kernel1: impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
 ) {
@@ -490,38 +491,15 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
 
     let group = sc.group::<L>(rows, cols, nsb);
     zeroed(&mut sc.row_q, L * cols);
-    zeroed(&mut sc.row_s1, nsb);
-    zeroed(&mut sc.row_s2, nsb);
     for g0 in (0..rows).step_by(group * L) {
         let panels = (rows - g0).div_ceil(L).min(group);
         for p in 0..panels {
-            // The panel of rows `r0..r0 + L`, decoded row by row (rows past the end are
-            // zeros), then interleaved by the tier's transpose.
+            // The panel of rows `r0..r0 + L` (rows past the end are zeros), by the tier.
             let r0 = g0 + p * L;
             let width = L.min(rows - r0);
             let (s1, s2) = (&mut sc.s1[p * nsb * L..][..nsb * L], &mut sc.s2[p * nsb * L..][..nsb * L]);
-            if width < L {
-                sc.row_q.fill(0);
-                s1.fill(0.0);
-                s2.fill(0.0);
-            }
-            for l in 0..width {
-                let row_q = &mut sc.row_q[l * cols..][..cols];
-                for (b, blk) in w[(r0 + l) * nb..][..nb].iter().enumerate() {
-                    blk.unpack(
-                        &mut row_q[b * W::SIZE..][..W::SIZE],
-                        &mut sc.row_s1[b * per..][..per],
-                        &mut sc.row_s2[b * per..][..per],
-                        fp16,
-                    );
-                }
-                for sb in 0..nsb {
-                    s1[sb * L + l] = sc.row_s1[sb];
-                    s2[sb * L + l] = sc.row_s2[sb];
-                }
-            }
             let wq = &mut sc.wq.get_mut::<u32>()[p * cols / 4 * L..][..cols / 4 * L];
-            transpose(bytemuck::cast_slice(&sc.row_q), cols / 4, wq);
+            decode(&w[r0 * nb..][..width * nb], width, &mut sc.row_q, wq, s1, s2);
         }
         let group = Group { wq: sc.wq.get(), s1: &sc.s1, s2: &sc.s2, panels };
         group_tiles::<L, T>(&sc.main, &sc.tail, &group, (nsb, s, n), (g0, rows), out, ldo, &kernel, &kernel1);
@@ -700,12 +678,39 @@ pub(in crate::cpu) fn gemm_unpacking<W: GemmWeight, const L: usize, const T: usi
     SCRATCH.with_borrow_mut(|s| *s = sc);
 }
 
-/// The portable [`gemm`] transpose: `dst[c * L + l] = src[l * m + c]`.
+/// The portable panel decoding of [`gemm`]: the `width` rows of blocks `rows` unpacked one
+/// by one, the quants into `scratch` (`[L][cols]` bytes, the rows past `width` zeros), then
+/// interleaved by `transpose(src, m, dst)` (`dst[c * L + l] = src[l * m + c]`: `L` rows of
+/// `m` words to `m` rows of `L`) into `wq`; the scales and mins into `s1`, `s2` (`[nsb][L]`).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(in crate::cpu) fn transpose_words<const L: usize>(src: &[u32], m: usize, dst: &mut [u32]) {
-    for (l, row) in src.chunks_exact(m).take(L).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            dst[c * L + l] = x;
+pub(in crate::cpu) fn unpack_transpose<W: GemmWeight, const L: usize>(
+    rows: &[W],
+    width: usize,
+    scratch: &mut [u8],
+    wq: &mut [u32],
+    s1: &mut [f32],
+    s2: &mut [f32],
+    fp16: impl Fn(half::f16) -> f32 + Copy,
+    transpose: impl Fn(&[u32], usize, &mut [u32]),
+) {
+    let cols = wq.len() * 4 / L;
+    let (nb, per) = (cols / W::SIZE, W::SIZE / W::S);
+    let scratch = &mut scratch[..L * cols];
+    scratch[width * cols..].fill(0);
+    if width < L {
+        s1.fill(0.0);
+        s2.fill(0.0);
+    }
+    let (mut b1, mut b2) = ([0f32; QK_K / 16], [0f32; QK_K / 16]);
+    for (l, row) in rows.chunks_exact(nb.max(1)).take(width).enumerate() {
+        for (b, blk) in row.iter().enumerate() {
+            blk.unpack(&mut scratch[l * cols + b * W::SIZE..][..W::SIZE], &mut b1, &mut b2, fp16);
+            for j in 0..per {
+                s1[(b * per + j) * L + l] = b1[j];
+                s2[(b * per + j) * L + l] = b2[j];
+            }
         }
     }
+    transpose(bytemuck::cast_slice(scratch), cols / 4, wq);
 }

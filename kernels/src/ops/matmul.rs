@@ -9,9 +9,9 @@
 
 use crate::cpu;
 use crate::quant::Ops;
-use std::ops::Range;
 use crate::{DType, KernelError};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// A weight matrix in its stored form: `rows` rows of `cols` elements of `dtype`, each row
 /// `dtype.row_bytes(cols)` bytes, rows back to back (a GGUF tensor with `ne = [cols, rows]`).
@@ -55,7 +55,14 @@ impl PackedWeight {
         let (Some(pack), Some(_)) = (ops.pack, ops.gemm_packed) else { return Ok(None) };
         w.check()?;
         let words = pack(w.data, w.cols)?;
-        Ok(Some(PackedWeight { dtype: w.dtype, rows: w.rows, cols: w.cols, tier: cpu::tier(), panel_rows: ops.panel_rows, words }))
+        Ok(Some(PackedWeight {
+            dtype: w.dtype,
+            rows: w.rows,
+            cols: w.cols,
+            tier: cpu::tier(),
+            panel_rows: ops.panel_rows,
+            words,
+        }))
     }
 
     /// The packed words, as the tier's [`Ops::gemm_packed`] takes them (benchmarks).
@@ -106,7 +113,11 @@ impl<'a> WeightRef<'a> {
     fn check(&self) -> Result<(), KernelError> {
         let expected = self.dtype.row_bytes(self.cols as u64).map(|b| b as usize * self.rows);
         if expected != Some(self.data.len()) {
-            return Err(KernelError::Length { what: "weight bytes", expected: expected.unwrap_or(0), found: self.data.len() });
+            return Err(KernelError::Length {
+                what: "weight bytes",
+                expected: expected.unwrap_or(0),
+                found: self.data.len(),
+            });
         }
         Ok(())
     }
@@ -133,10 +144,11 @@ impl Activations {
         if x.len() != n * cols {
             return Err(KernelError::Length { what: "activations", expected: n * cols, found: x.len() });
         }
-        let row_bytes = dtype
-            .row_bytes(cols as u64)
-            .ok_or(KernelError::Length { what: "activation row (whole blocks)", expected: cols.next_multiple_of(dtype.block_size()), found: cols })?
-            as usize;
+        let row_bytes = dtype.row_bytes(cols as u64).ok_or(KernelError::Length {
+            what: "activation row (whole blocks)",
+            expected: cols.next_multiple_of(dtype.block_size()),
+            found: cols,
+        })? as usize;
         let q = cpu::ops(dtype).and_then(|o| o.activate).ok_or(KernelError::Unsupported { op: "quantize", dtype })?;
         self.data.resize(n * row_bytes, 0);
         if n >= PARALLEL_QUANTIZE_ROWS {
@@ -227,7 +239,15 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
         if a.n < ROW_SPLIT_BELOW {
             return split_rows(w.rows, p.panel_rows, a.n, out, threads, |rows, part| {
                 let panels = rows.start / p.panel_rows..rows.end.div_ceil(p.panel_rows);
-                gemm_packed(&p.words[panels.start * words..panels.end * words], rows.len(), w.cols, &a.data, a.n, part, rows.len())
+                gemm_packed(
+                    &p.words[panels.start * words..panels.end * words],
+                    rows.len(),
+                    w.cols,
+                    &a.data,
+                    a.n,
+                    part,
+                    rows.len(),
+                )
             });
         }
         let per = a.n.div_ceil(threads);
@@ -239,7 +259,7 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
     }
     // Decoding (one token): split the weight rows across threads, in large runs so each
     // thread streams its own part of the matrix, one `dot_rows` call per run. Prefill of at
-    // least `gemm_min_tokens`: one run of tokens per thread through the tier's tiled GEMM.
+    // least `gemm_from` tokens: one run of tokens per thread through the tier's tiled GEMM.
     // Smaller batches: one run of tokens per thread and, within a run, each weight row once
     // per block of tokens (`dot_x4`, four at a time, where the tier has it), so the matrix is
     // read from memory once per thread instead of once per token. All three give every
@@ -259,7 +279,7 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
             }
             Ok(())
         })
-    } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= gemm_min_tokens(w.dtype) && a.n < ROW_SPLIT_BELOW) {
+    } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= ops.gemm_from && a.n < ROW_SPLIT_BELOW) {
         // A decode step of several sequences: too few tokens to give each thread its own, so
         // the threads split the weight rows and each runs the GEMM over all the tokens: each
         // weight row is read from memory once per step and decoded once for all its tokens.
@@ -267,7 +287,7 @@ fn matmul_with(ops: &Ops, w: &WeightRef<'_>, a: &Activations, out: &mut [f32]) -
         split_rows(w.rows, 16, a.n, out, threads, |rows, part| {
             gemm(&w.data[rows.start * rb..rows.end * rb], &a.data, a.n, part, rows.len())
         })
-    } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= gemm_min_tokens(w.dtype)) {
+    } else if let Some(gemm) = ops.gemm.filter(|_| a.n >= ops.gemm_from) {
         // Prefill of a batch worth tiling: each thread takes a run of tokens against every
         // weight row, the tier's register-tiled GEMM.
         let per = a.n.div_ceil(threads);
@@ -389,23 +409,12 @@ thread_local! {
 }
 
 /// Batches of fewer tokens than this go through [`split_rows`] (when the type has a
-/// GEMM and the batch is worth it, [`gemm_min_tokens`]); larger ones give each thread a run
+/// GEMM and the batch is worth it, [`Ops::gemm_from`]); larger ones give each thread a run
 /// of tokens, enough for whole tiles.
 const ROW_SPLIT_BELOW: usize = 32;
 
 /// Batches from this many rows on are quantized in parallel.
 const PARALLEL_QUANTIZE_ROWS: usize = 16;
-/// Batches from this many tokens on go through the tier's GEMM, where it has one. The GEMM
-/// and the tier's `dot`/`dot_rows` form every output in the same canonical order
-/// (`cpu::gemm`'s module docs), so the switch changes speed, not bits: it is where the GEMM's
-/// panel decoding (once per call) starts to pay, measured (`small_batch` bench, Zen 4) at 8
-/// tokens for the k-quants and past 15 for the legacy types.
-fn gemm_min_tokens(dtype: DType) -> usize {
-    match dtype {
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => 8,
-        _ => 16,
-    }
-}
 /// The largest batch in which every token's outputs are bit for bit those it gets alone (one
 /// token, the decode path): every batch, now that all paths share one float order per (row,
 /// token) (checked for every type and tier by `kernels/tests/batch_invariance.rs`). Kept so

@@ -58,6 +58,21 @@ pub struct Ops {
     /// a matrix whose map was released for its packed copy).
     /// `None` where the layout is not the only copy the tier reads.
     pub packed_row: Option<PackedRow>,
+    /// Batches of at least this many tokens go through [`Ops::gemm`] rather than a
+    /// [`Ops::dot_rows`] per token: where the GEMM's panel decoding (once per call) starts to
+    /// pay for the tier. Both form every output in the same canonical order, so the switch
+    /// changes speed, not bits.
+    pub gemm_from: usize,
+}
+
+/// [`Ops::gemm_from`] of a tier whose GEMM decodes its panels with the portable code
+/// (`cpu::gemm::unpack_transpose`): measured (`small_batch` bench, Zen 4) at 8 tokens for the
+/// k-quants and past 15 for the other types.
+pub const fn portable_gemm_from(dtype: DType) -> usize {
+    match dtype {
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => 8,
+        _ => 16,
+    }
 }
 
 /// The signature of [`Ops::quantize`] and [`Ops::activate`]: `(x, out)`.
@@ -94,6 +109,7 @@ pub fn ops(dtype: DType) -> Option<&'static Ops> {
                         panel_rows: 0,
                         packed_decode: false,
                         packed_row: None,
+                        gemm_from: portable_gemm_from(DType::$d),
                     };
                     Some(&OPS)
                 })*

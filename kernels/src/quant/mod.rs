@@ -21,7 +21,7 @@ mod legacy;
 pub(crate) use legacy::{unpack_5bit, unpack_nibbles};
 
 pub use blocks::*;
-pub use erased::{Gemm, GemmPacked, Ops, Pack, PackedRow, Quantizer, ops};
+pub use erased::{Gemm, GemmPacked, Ops, Pack, PackedRow, Quantizer, ops, portable_gemm_from};
 
 use crate::DType;
 

@@ -209,7 +209,7 @@ fn eight<B>(w: &[B], r0: usize, nb: usize) -> [&[B]; 8] {
 /// Eight rows' f16 scales as one vector (lane = row; exact, as `fp16`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scales8(d: [half::f16; 8]) -> __m256 {
+pub(super) fn scales8(d: [half::f16; 8]) -> __m256 {
     let b = d.map(|h| h.to_bits() as i16);
     _mm256_cvtph_ps(_mm_setr_epi16(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]))
 }
@@ -218,7 +218,7 @@ fn scales8(d: [half::f16; 8]) -> __m256 {
 /// row, row order) in its low half and column `2c + 1` in its high half.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn transpose_8x16(a: [__m128i; 8]) -> [__m128i; 8] {
+pub(super) fn transpose_8x16(a: [__m128i; 8]) -> [__m128i; 8] {
     let t: [__m128i; 8] = std::array::from_fn(|i| {
         let (x, y) = (a[i / 2 * 2], a[i / 2 * 2 + 1]);
         if i % 2 == 0 { _mm_unpacklo_epi8(x, y) } else { _mm_unpackhi_epi8(x, y) }
@@ -238,7 +238,7 @@ fn transpose_8x16(a: [__m128i; 8]) -> [__m128i; 8] {
 /// Column `k` of [`transpose_8x16`]'s output, widened (unsigned) to floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn column_u(cols: &[__m128i; 8], k: usize) -> __m256 {
+pub(super) fn column_u(cols: &[__m128i; 8], k: usize) -> __m256 {
     let c = cols[k / 2];
     let c = if k.is_multiple_of(2) { c } else { _mm_unpackhi_epi64(c, c) };
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c))
@@ -247,7 +247,7 @@ fn column_u(cols: &[__m128i; 8], k: usize) -> __m256 {
 /// Column `k` of [`transpose_8x16`]'s output, widened (signed) to floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn column_i(cols: &[__m128i; 8], k: usize) -> __m256 {
+pub(super) fn column_i(cols: &[__m128i; 8], k: usize) -> __m256 {
     let c = cols[k / 2];
     let c = if k.is_multiple_of(2) { c } else { _mm_unpackhi_epi64(c, c) };
     _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c))
@@ -257,7 +257,7 @@ fn column_i(cols: &[__m128i; 8], k: usize) -> __m256 {
 /// a register.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scales_mins_reg(s: &[u8; 12]) -> __m128i {
+pub(super) fn scales_mins_reg(s: &[u8; 12]) -> __m128i {
     let [a, b, c, d] = super::scales_mins_words(s);
     _mm_setr_epi32(a as i32, b as i32, c as i32, d as i32)
 }

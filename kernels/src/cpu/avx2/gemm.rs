@@ -11,7 +11,9 @@
 //! (`maddubs(|w|, sign(y, w))`) cannot negate an activation of -128; so its tile widens both
 //! sides to i16 and multiplies with `madd` ([`tile_q8_0`]), exact for every byte.
 
-use crate::cpu::avx2::fp16;
+use crate::cpu::avx2::canon::{column_i, column_u, scales_mins_reg, scales8, transpose_8x16};
+use crate::cpu::avx2::k_quants::fifth_bits;
+use crate::cpu::avx2::{fifth_bits_32, fp16, ld128, ld256, nibbles_32};
 use crate::cpu::gemm::{self, GemmWeight, Tile};
 use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0};
 use std::arch::x86_64::*;
@@ -97,9 +99,12 @@ fn step<const K: usize, const MINS: bool, const G: usize>(
     if MINS { _mm256_fmadd_ps(s2, _mm256_set1_ps(dys), acc) } else { acc }
 }
 
-/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `S / 4` words).
+/// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `S / 4` words), whose panels
+/// [`decode`] forms with `$chunk` (`|block, c|`: the block's unsigned quants of columns
+/// `32 c..32 c + 32`, in element order) and `$scales` (`|eight blocks, s1, s2|`: their
+/// scales and mins, `[per][8]` each).
 macro_rules! gemm_kernel {
-    ($name:ident, $b:ty) => {
+    ($name:ident, $b:ty, |$x:ident, $c:ident| $chunk:expr, |$xs:ident, $s1:ident, $s2:ident| $scales:expr) => {
         /// Tiled GEMM: `out[t * ldo + r] = dot(w row r, a row t)` within float rounding.
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(in crate::cpu) unsafe fn $name(
@@ -117,7 +122,16 @@ macro_rules! gemm_kernel {
                 out,
                 ldo,
                 |h| fp16(h),
-                gemm::transpose_words::<8>,
+                |rows, width, _, wq, s1, s2| {
+                    decode(
+                        rows,
+                        width,
+                        wq,
+                        (s1, s2),
+                        |$x: &$b, $c: usize| $chunk,
+                        |$xs: [&$b; 8], $s1: &mut [f32], $s2: &mut [f32]| $scales,
+                    )
+                },
                 |t, acc| tile::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, G>(t, acc),
                 |t, acc| tile1::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, G>(t, acc),
             )
@@ -125,11 +139,165 @@ macro_rules! gemm_kernel {
     };
 }
 
-gemm_kernel!(gemm_q4_0, BlockQ4_0);
-gemm_kernel!(gemm_q5_0, BlockQ5_0);
-gemm_kernel!(gemm_q4_k, BlockQ4_K);
-gemm_kernel!(gemm_q5_k, BlockQ5_K);
-gemm_kernel!(gemm_q6_k, BlockQ6_K);
+gemm_kernel!(
+    gemm_q4_0,
+    BlockQ4_0,
+    |x, c| {
+        let _ = c;
+        nibbles_32(&x.qs)
+    },
+    |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2)
+);
+gemm_kernel!(
+    gemm_q5_0,
+    BlockQ5_0,
+    |x, c| {
+        let _ = c;
+        _mm256_or_si256(nibbles_32(&x.qs), fifth_bits_32(x.qh))
+    },
+    |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2)
+);
+gemm_kernel!(gemm_q4_k, BlockQ4_K, |x, c| k4_nibbles(x.qs.as_chunks::<32>().0[c / 2], c), |xs, s1, s2| k4_scales(
+    xs.map(|x| (x.d, x.dmin, &x.scales)),
+    s1,
+    s2
+));
+gemm_kernel!(
+    gemm_q5_k,
+    BlockQ5_K,
+    |x, c| _mm256_or_si256(k4_nibbles(x.qs.as_chunks::<32>().0[c / 2], c), fifth_bits(ld256(&x.qh), c)),
+    |xs, s1, s2| k4_scales(xs.map(|x| (x.d, x.dmin, &x.scales)), s1, s2)
+);
+gemm_kernel!(gemm_q6_k, BlockQ6_K, |x, c| q6_k_chunk(x, c), |xs, s1, s2| {
+    let _ = s2;
+    q6_k_scales(xs, s1)
+});
+
+/// The legacy types' scale per row (`s1`, `[1][8]`; no mins).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn d_scales(d: [half::f16; 8], s1: &mut [f32], _: &mut [f32]) {
+    // SAFETY: `s1` holds 8 floats; `storeu` needs no alignment.
+    unsafe { _mm256_storeu_ps(s1[..8].as_mut_ptr(), scales8(d)) };
+}
+
+/// `Q4_K`/`Q5_K` scales and mins of eight rows' blocks: `s1 = d · sc`, `s2 = -dmin · m` per
+/// sub-block (`[8][8]` each; exact, as `GemmWeight::scales`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_scales(x: [(half::f16, half::f16, &[u8; 12]); 8], s1: &mut [f32], s2: &mut [f32]) {
+    let sm = transpose_8x16(x.map(|(_, _, s)| scales_mins_reg(s)));
+    let d = scales8(x.map(|(d, _, _)| d));
+    let ndmin = _mm256_sub_ps(_mm256_setzero_ps(), scales8(x.map(|(_, m, _)| m)));
+    for j in 0..8 {
+        // SAFETY: `s1` and `s2` hold 64 floats; `storeu` needs no alignment.
+        unsafe {
+            _mm256_storeu_ps(s1[8 * j..][..8].as_mut_ptr(), _mm256_mul_ps(d, column_u(&sm, j)));
+            _mm256_storeu_ps(s2[8 * j..][..8].as_mut_ptr(), _mm256_mul_ps(ndmin, column_u(&sm, 8 + j)));
+        }
+    }
+}
+
+/// `Q6_K` scales of eight rows' blocks: `s1 = d · sc` per sub-block of 16 (`[16][8]`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_scales(x: [&BlockQ6_K; 8], s1: &mut [f32]) {
+    let sc = transpose_8x16(x.map(|x| ld128(bytemuck::cast_ref::<[i8; 16], [u8; 16]>(&x.scales))));
+    let d = scales8(x.map(|x| x.d));
+    for j in 0..16 {
+        // SAFETY: `s1` holds 128 floats; `storeu` needs no alignment.
+        unsafe { _mm256_storeu_ps(s1[8 * j..][..8].as_mut_ptr(), _mm256_mul_ps(d, column_i(&sc, j))) };
+    }
+}
+
+/// Sub-block `c` of a `Q4_K`/`Q5_K` block from its 32 bytes `qs` (`c / 2` of the block's
+/// four): the low nibbles for even `c`, the high ones for odd.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_nibbles(qs: [u8; 32], c: usize) -> __m256i {
+    let q = ld256(&qs);
+    let q = if c % 2 == 0 { q } else { _mm256_srli_epi16::<4>(q) };
+    _mm256_and_si256(q, _mm256_set1_epi8(0x0f))
+}
+
+/// Columns `32 c..32 c + 32` of a `Q6_K` block: element `128 h + 32 k + i` (`c = 4 h + k`)
+/// from the low nibbles of `ql` (bytes `64 h + 32 (k % 2) + i`, high nibbles for `k >= 2`) and
+/// bits `2 k..2 k + 2` of `qh[32 h + i]` (as `GemmWeight::unpack`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_chunk(x: &BlockQ6_K, c: usize) -> __m256i {
+    let (h, k) = (c / 4, c % 4);
+    let ql = ld256(&x.ql.as_chunks::<32>().0[2 * h + k % 2]);
+    let top = ld256(&x.qh.as_chunks::<32>().0[h]);
+    // Shifts by a count in a register, not a branch on `k`: the 16-bit shifts carry bits
+    // across bytes, which the masks then clear.
+    let m4 = _mm256_set1_epi8(0x0f);
+    let low = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k / 2) as i32)), m4);
+    let bits = _mm256_and_si256(_mm256_srl_epi16(top, _mm_cvtsi32_si128(2 * k as i32)), _mm256_set1_epi8(3));
+    _mm256_or_si256(low, _mm256_slli_epi16::<4>(bits))
+}
+
+/// The eight rows' words `k` as vector `k`: `r[l]` holds row `l`'s eight words (four bytes
+/// each), the result the same words by column (an 8 × 8 transpose of 32-bit words: unpack
+/// 32-bit, unpack 64-bit, then 128-bit lane swaps).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+        if i % 2 == 0 { _mm256_unpacklo_epi32(a, b) } else { _mm256_unpackhi_epi32(a, b) }
+    });
+    // `t[2 p]`: words 0, 1 | 4, 5 of rows 2p, 2p + 1 interleaved; `t[2 p + 1]`: 2, 3 | 6, 7.
+    let u: [__m256i; 8] = std::array::from_fn(|i| {
+        let (g, j) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + j / 2], t[4 * g + 2 + j / 2]);
+        if j % 2 == 0 { _mm256_unpacklo_epi64(a, b) } else { _mm256_unpackhi_epi64(a, b) }
+    });
+    // `u[4 g + j]`: word `j` | `4 + j` of rows `4 g..4 g + 4`.
+    std::array::from_fn(|k| {
+        let (lo, hi) = (u[k % 4], u[4 + k % 4]);
+        if k < 4 { _mm256_permute2x128_si256::<0x20>(lo, hi) } else { _mm256_permute2x128_si256::<0x31>(lo, hi) }
+    })
+}
+
+/// The panel decoding of this tier's GEMM: for every 32 columns, each of the `width` rows'
+/// unsigned quants in one vector (`chunk(block, c)`, zeros past `width`), the eight
+/// transposed into the `[cols / 4][8][4]` bytes of `wq`; per block, the eight rows' scales
+/// and mins by `scales` into `[nsb][8]` (zeros past `width`): what `gemm::unpack_transpose`
+/// gives, in registers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn decode<W: GemmWeight>(
+    rows: &[W],
+    width: usize,
+    wq: &mut [u32],
+    (s1, s2): (&mut [f32], &mut [f32]),
+    chunk: impl Fn(&W, usize) -> __m256i,
+    scales: impl Fn([&W; 8], &mut [f32], &mut [f32]),
+) {
+    let (per, sub) = (W::SIZE / 32, W::SIZE / W::S);
+    let nb = wq.len() / 64 / per;
+    let wq: &mut [u8] = bytemuck::cast_slice_mut(wq);
+    let zero = <W as bytemuck::Zeroable>::zeroed();
+    for b in 0..nb {
+        let mut blocks = [&zero; 8];
+        for (l, blk) in blocks.iter_mut().enumerate().take(width) {
+            *blk = &rows[l * nb + b];
+        }
+        for c in 0..per {
+            let mut r = [_mm256_setzero_si256(); 8];
+            for l in 0..width {
+                r[l] = chunk(blocks[l], c);
+            }
+            let dst = &mut wq[(b * per + c) * 256..][..256];
+            for (k, v) in transpose8(r).into_iter().enumerate() {
+                // SAFETY: `dst` holds eight vectors of 32 bytes; `storeu` needs no alignment.
+                unsafe { _mm256_storeu_si256(dst[32 * k..].as_mut_ptr().cast(), v) };
+            }
+        }
+        scales(blocks, &mut s1[b * sub * 8..][..sub * 8], &mut s2[b * sub * 8..][..sub * 8]);
+    }
+}
 
 /// A `Q8_0` tile of `N` tokens (the whole tiles and the one-token tail alike). Per group of
 /// four columns, the weight vector (eight rows' bytes `w + 128`) is turned back into signed
@@ -185,7 +353,16 @@ pub(in crate::cpu) unsafe fn gemm_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], n: usiz
         out,
         ldo,
         |h| fp16(h),
-        gemm::transpose_words::<8>,
+        |rows, width, _, wq, s1, s2| {
+            decode(
+                rows,
+                width,
+                wq,
+                (s1, s2),
+                |x: &BlockQ8_0, _| _mm256_xor_si256(ld256(&x.qs), _mm256_set1_epi8(i8::MIN)),
+                |xs: [&BlockQ8_0; 8], s1: &mut [f32], s2: &mut [f32]| d_scales(xs.map(|x| x.d), s1, s2),
+            )
+        },
         |t, acc| tile_q8_0::<T>(t, acc),
         |t, acc| tile_q8_0::<1>(t, acc),
     )

@@ -198,7 +198,18 @@ macro_rules! gemm_kernel {
                 out,
                 ldo,
                 |h| fp16(h),
-                |s, m, d| transpose(s, m, d),
+                |rows, width, scratch, wq, s1, s2| {
+                    gemm::unpack_transpose::<$b, 16>(
+                        rows,
+                        width,
+                        scratch,
+                        wq,
+                        s1,
+                        s2,
+                        |h| fp16(h),
+                        |s, m, d| transpose(s, m, d),
+                    )
+                },
                 |t, acc| $tile::<K, MINS>(t, acc),
                 |t, acc| tile1::<K, MINS>(t, acc),
             )

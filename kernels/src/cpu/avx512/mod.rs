@@ -65,7 +65,9 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::BF16 => float!(half::bf16),
         _ => {}
     }
-    // The tiled GEMM of the quantized types.
+    // The tiled GEMM of the quantized types (its panels decoded by the portable code, so
+    // from the batch sizes where that pays).
+    ops.gemm_from = portable_gemm_from(ops.dtype);
     match ops.dtype {
         DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
         DType::Q5_0 => ops.gemm = gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
