@@ -445,10 +445,8 @@ fn dot_rows_is_dot_bit_for_bit() {
         for t in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
             assert!(cpu::ops_for(tier, t).unwrap().dot_rows.is_some(), "{tier} has no {t} dot_rows");
         }
-        if matches!(tier, Tier::Avx512 | Tier::Amx) {
-            for t in [DType::F32, DType::F16, DType::BF16] {
-                assert!(cpu::ops_for(tier, t).unwrap().dot_rows.is_some(), "{tier} has no {t} dot_rows");
-            }
+        for t in [DType::F32, DType::F16, DType::BF16] {
+            assert!(cpu::ops_for(tier, t).unwrap().dot_rows.is_some(), "{tier} has no {t} dot_rows");
         }
     }
     eprintln!("{checked} dot_rows outputs checked");

@@ -37,9 +37,6 @@ pub(super) fn supported() -> bool {
 /// The entries written call AVX2/FMA/F16C code: the host must satisfy [`supported`].
 pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
     match ops.dtype {
-        DType::F32 => ops.dot = dot_entry!(f32, float::dot_f32),
-        DType::F16 => ops.dot = dot_entry!(f16, float::dot_f16),
-        DType::BF16 => ops.dot = dot_entry!(bf16, float::dot_bf16),
         DType::Q4_0 => ops.dot = dot_entry!(BlockQ4_0, canon::dot_q4_0),
         DType::Q4_1 => ops.dot = dot_entry!(BlockQ4_1, legacy::dot_q4_1),
         DType::Q5_0 => ops.dot = dot_entry!(BlockQ5_0, canon::dot_q5_0),
@@ -57,7 +54,21 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         DType::Q8_K => ops.activate = quantize_entry!(BlockQ8_K, quantize::quantize_q8_k),
         _ => {}
     }
-    // The tiled GEMM.
+    // Floats: one order for `dot`, `dot_rows` and `gemm` (`float`).
+    macro_rules! float {
+        ($x:ty) => {{
+            ops.dot = dot_entry!($x, float::dot::<$x>);
+            ops.dot_rows = dot_rows_entry!($x, float::dot_rows::<$x>);
+            ops.gemm = gemm_entry!($x, float::gemm_float::<$x>);
+        }};
+    }
+    match ops.dtype {
+        DType::F32 => float!(f32),
+        DType::F16 => float!(f16),
+        DType::BF16 => float!(bf16),
+        _ => {}
+    }
+    // The tiled GEMM of the quantized types.
     match ops.dtype {
         DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
         DType::Q5_0 => ops.gemm = gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
@@ -70,7 +81,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
     // Its panels are decoded in registers (`gemm::decode`), cheaply enough that the GEMM
     // wins from three tokens on (`gemm_tiers` example, 4096 × 2048, 2 threads, AVX2 EPYC:
     // `Q4_0` at 4 tokens 0.83 ms against 1.50 through `dot_rows`, about even at 2).
-    if ops.gemm.is_some() {
+    if ops.gemm.is_some() && ops.dtype.block_size() > 1 {
         ops.gemm_from = 3;
     }
     // `dot_rows` beside every dot above (each row bit for bit that `dot`).
