@@ -123,6 +123,27 @@ macro_rules! gemm_entry {
     }};
 }
 
+/// The float types' `dot`, `dot_rows` and `gemm` from a tier's module `$m` (its `dot`,
+/// `dot_rows` and `gemm_float`, generic over the element type), written into `$ops` when its
+/// type is `F32`, `F16` or `BF16`.
+macro_rules! float_entries {
+    ($ops:expr, $m:ident) => {{
+        macro_rules! float {
+            ($x:ty) => {{
+                $ops.dot = dot_entry!($x, $m::dot::<$x>);
+                $ops.dot_rows = dot_rows_entry!($x, $m::dot_rows::<$x>);
+                $ops.gemm = gemm_entry!($x, $m::gemm_float::<$x>);
+            }};
+        }
+        match $ops.dtype {
+            $crate::DType::F32 => float!(f32),
+            $crate::DType::F16 => float!(half::f16),
+            $crate::DType::BF16 => float!(half::bf16),
+            _ => {}
+        }
+    }};
+}
+
 /// A `pack` entry: the layout `$pack(blocks, blocks per row)` makes of whole rows of `$b`.
 macro_rules! pack_entry {
     ($b:ty, $pack:expr) => {{

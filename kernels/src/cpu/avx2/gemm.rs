@@ -99,12 +99,31 @@ fn step<const K: usize, const MINS: bool, const G: usize>(
     if MINS { _mm256_fmadd_ps(s2, _mm256_set1_ps(dys), acc) } else { acc }
 }
 
+/// `maddubs` results of weight type `W` that sum exactly in i16 (see the module docs).
+const fn g<W: GemmWeight>() -> usize {
+    (32767 / (256 * W::QMAX)) as usize
+}
+
 /// Defines `$name`, the GEMM of weight type `$b` (sub-blocks of `S / 4` words), whose panels
 /// [`decode`] forms with `$chunk` (`|block, c|`: the block's unsigned quants of columns
 /// `32 c..32 c + 32`, in element order) and `$scales` (`|eight blocks, s1, s2|`: their
-/// scales and mins, `[per][8]` each).
+/// scales and mins, `[per][8]` each), whose tiles are [`tile`] and [`tile1`] unless
+/// `tiles(T tokens, one token)` names others.
 macro_rules! gemm_kernel {
     ($name:ident, $b:ty, |$x:ident, $c:ident| $chunk:expr, |$xs:ident, $s1:ident, $s2:ident| $scales:expr) => {
+        gemm_kernel!(
+            $name,
+            $b,
+            |$x, $c| $chunk,
+            |$xs, $s1, $s2| $scales,
+            tiles(
+                tile::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, { g::<$b>() }>,
+                tile1::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, { g::<$b>() }>
+            )
+        );
+    };
+    ($name:ident, $b:ty, |$x:ident, $c:ident| $chunk:expr, |$xs:ident, $s1:ident, $s2:ident| $scales:expr,
+     tiles($tile:expr, $tile1:expr)) => {
         /// Tiled GEMM: `out[t * ldo + r] = dot(w row r, a row t)` within float rounding.
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(in crate::cpu) unsafe fn $name(
@@ -114,7 +133,6 @@ macro_rules! gemm_kernel {
             out: &mut [f32],
             ldo: usize,
         ) {
-            const G: usize = (32767 / (256 * <$b as GemmWeight>::QMAX)) as usize;
             gemm::gemm::<$b, 8, T>(
                 w,
                 a,
@@ -132,8 +150,8 @@ macro_rules! gemm_kernel {
                         |$xs: [&$b; 8], $s1: &mut [f32], $s2: &mut [f32]| $scales,
                     )
                 },
-                |t, acc| tile::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, G>(t, acc),
-                |t, acc| tile1::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, G>(t, acc),
+                |t, acc| $tile(t, acc),
+                |t, acc| $tile1(t, acc),
             )
         }
     };
@@ -343,27 +361,13 @@ fn tile_q8_0<const N: usize>(t: &Tile<'_>, out: &mut [[f32; 8]; N]) {
     }
 }
 
-/// Tiled `Q8_0` GEMM: `out[t * ldo + r] = dot(w row r, a row t)` within float rounding.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::cpu) unsafe fn gemm_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0], n: usize, out: &mut [f32], ldo: usize) {
-    gemm::gemm::<BlockQ8_0, 8, T>(
-        w,
-        a,
-        n,
-        out,
-        ldo,
-        |h| fp16(h),
-        |rows, width, _, wq, s1, s2| {
-            decode(
-                rows,
-                width,
-                wq,
-                (s1, s2),
-                |x: &BlockQ8_0, _| _mm256_xor_si256(ld256(&x.qs), _mm256_set1_epi8(i8::MIN)),
-                |xs: [&BlockQ8_0; 8], s1: &mut [f32], s2: &mut [f32]| d_scales(xs.map(|x| x.d), s1, s2),
-            )
-        },
-        |t, acc| tile_q8_0::<T>(t, acc),
-        |t, acc| tile_q8_0::<1>(t, acc),
-    )
-}
+gemm_kernel!(
+    gemm_q8_0,
+    BlockQ8_0,
+    |x, c| {
+        let _ = c;
+        _mm256_xor_si256(ld256(&x.qs), _mm256_set1_epi8(i8::MIN))
+    },
+    |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2),
+    tiles(tile_q8_0::<T>, tile_q8_0::<1>)
+);

@@ -23,7 +23,7 @@ mod quantize;
 
 use crate::DType;
 use crate::quant::*;
-use half::{bf16, f16};
+use half::f16;
 use std::arch::x86_64::*;
 
 /// Whether the host has what this tier's kernels are compiled for.
@@ -55,19 +55,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         _ => {}
     }
     // Floats: one order for `dot`, `dot_rows` and `gemm` (`float`).
-    macro_rules! float {
-        ($x:ty) => {{
-            ops.dot = dot_entry!($x, float::dot::<$x>);
-            ops.dot_rows = dot_rows_entry!($x, float::dot_rows::<$x>);
-            ops.gemm = gemm_entry!($x, float::gemm_float::<$x>);
-        }};
-    }
-    match ops.dtype {
-        DType::F32 => float!(f32),
-        DType::F16 => float!(f16),
-        DType::BF16 => float!(bf16),
-        _ => {}
-    }
+    float_entries!(ops, float);
     // The tiled GEMM of the quantized types.
     match ops.dtype {
         DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),

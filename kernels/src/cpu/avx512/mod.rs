@@ -52,19 +52,7 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
         _ => {}
     }
     // Floats: one order of this tier's own for `dot`, `dot_rows` and `gemm` (`float`).
-    macro_rules! float {
-        ($x:ty) => {{
-            ops.dot = dot_entry!($x, float::dot::<$x>);
-            ops.dot_rows = dot_rows_entry!($x, float::dot_rows::<$x>);
-            ops.gemm = gemm_entry!($x, float::gemm_float::<$x>);
-        }};
-    }
-    match ops.dtype {
-        DType::F32 => float!(f32),
-        DType::F16 => float!(half::f16),
-        DType::BF16 => float!(half::bf16),
-        _ => {}
-    }
+    float_entries!(ops, float);
     // The tiled GEMM of the quantized types (its panels decoded by the portable code, so
     // from the batch sizes where that pays).
     ops.gemm_from = portable_gemm_from(ops.dtype);
