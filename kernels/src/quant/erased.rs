@@ -68,7 +68,7 @@ pub struct Ops {
 /// [`Ops::gemm_from`] of a tier whose GEMM decodes its panels with the portable code
 /// (`cpu::gemm::unpack_transpose`): measured (`small_batch` bench, Zen 4) at 8 tokens for the
 /// k-quants and past 15 for the other types.
-pub const fn portable_gemm_from(dtype: DType) -> usize {
+pub(crate) const fn portable_gemm_from(dtype: DType) -> usize {
     match dtype {
         DType::Q4_K | DType::Q5_K | DType::Q6_K => 8,
         _ => 16,

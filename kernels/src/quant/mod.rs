@@ -21,7 +21,8 @@ mod legacy;
 pub(crate) use legacy::{unpack_5bit, unpack_nibbles};
 
 pub use blocks::*;
-pub use erased::{Gemm, GemmPacked, Ops, Pack, PackedRow, Quantizer, ops, portable_gemm_from};
+pub(crate) use erased::portable_gemm_from;
+pub use erased::{Gemm, GemmPacked, Ops, Pack, PackedRow, Quantizer, ops};
 
 use crate::DType;
 

@@ -24,8 +24,9 @@ const R: usize = 3;
 /// Tokens per GEMM tile: `R · T` accumulators, the `R` weight vectors and one activation
 /// vector fill the 16 registers.
 const T: usize = 4;
-/// Weight rows widened at a time (a multiple of `R`).
+/// Weight rows widened at a time.
 const PANEL: usize = 24;
+const _: () = assert!(PANEL.is_multiple_of(R), "a panel is whole tiles of rows");
 /// Rows `dot_rows` runs together: independent accumulator chains enough to cover the FMA
 /// latency.
 const ROWS: usize = 8;
@@ -196,15 +197,13 @@ pub(super) unsafe fn gemm_float<X: Lanes>(w: &[X], a: &[X], n: usize, out: &mut 
     let chunks = stride / LANES;
     let n_pad = n.next_multiple_of(T);
     WIDE.with_borrow_mut(|(aw, ww)| {
-        // Grow to the largest call once (never shrunk); no allocation after that. The panel
-        // is padded to whole tiles of rows (zeros past the last row).
-        let panel = PANEL.next_multiple_of(R);
-        for (v, len) in [(&mut *aw, n_pad * stride), (&mut *ww, panel * stride)] {
+        // Grow to the largest call once (never shrunk); no allocation after that.
+        for (v, len) in [(&mut *aw, n_pad * stride), (&mut *ww, PANEL * stride)] {
             if v.len() < len {
                 v.resize(len, 0.0);
             }
         }
-        let (aw, ww) = (&mut aw[..n_pad * stride], &mut ww[..panel * stride]);
+        let (aw, ww) = (&mut aw[..n_pad * stride], &mut ww[..PANEL * stride]);
         widen_rows(a, cols, stride, aw);
         for p0 in (0..rows).step_by(PANEL) {
             let live = PANEL.min(rows - p0);

@@ -157,24 +157,10 @@ macro_rules! gemm_kernel {
     };
 }
 
-gemm_kernel!(
-    gemm_q4_0,
-    BlockQ4_0,
-    |x, c| {
-        let _ = c;
-        nibbles_32(&x.qs)
-    },
-    |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2)
-);
-gemm_kernel!(
-    gemm_q5_0,
-    BlockQ5_0,
-    |x, c| {
-        let _ = c;
-        _mm256_or_si256(nibbles_32(&x.qs), fifth_bits_32(x.qh))
-    },
-    |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2)
-);
+gemm_kernel!(gemm_q4_0, BlockQ4_0, |x, _c| nibbles_32(&x.qs), |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2));
+gemm_kernel!(gemm_q5_0, BlockQ5_0, |x, _c| _mm256_or_si256(nibbles_32(&x.qs), fifth_bits_32(x.qh)), |xs, s1, s2| {
+    d_scales(xs.map(|x| x.d), s1, s2)
+});
 gemm_kernel!(gemm_q4_k, BlockQ4_K, |x, c| k4_nibbles(x.qs.as_chunks::<32>().0[c / 2], c), |xs, s1, s2| k4_scales(
     xs.map(|x| (x.d, x.dmin, &x.scales)),
     s1,
@@ -186,10 +172,7 @@ gemm_kernel!(
     |x, c| _mm256_or_si256(k4_nibbles(x.qs.as_chunks::<32>().0[c / 2], c), fifth_bits(ld256(&x.qh), c)),
     |xs, s1, s2| k4_scales(xs.map(|x| (x.d, x.dmin, &x.scales)), s1, s2)
 );
-gemm_kernel!(gemm_q6_k, BlockQ6_K, |x, c| q6_k_chunk(x, c), |xs, s1, s2| {
-    let _ = s2;
-    q6_k_scales(xs, s1)
-});
+gemm_kernel!(gemm_q6_k, BlockQ6_K, |x, c| q6_k_chunk(x, c), |xs, s1, _s2| q6_k_scales(xs, s1));
 
 /// The legacy types' scale per row (`s1`, `[1][8]`; no mins).
 #[inline]
@@ -317,9 +300,10 @@ fn decode<W: GemmWeight>(
     }
 }
 
-/// A `Q8_0` tile of `N` tokens (the whole tiles and the one-token tail alike). Per group of
-/// four columns, the weight vector (eight rows' bytes `w + 128`) is turned back into signed
-/// bytes and widened to i16 once, rows 0–3 and 4–7 apart, for all the tokens; a token's four
+/// A `Q8_0` tile of `N` tokens (the whole tiles and the one-token tail alike), over a panel of
+/// the stored signed quants (see [`gemm_q8_0`]). Per group of four columns, the weight vector
+/// (eight rows' bytes) is widened to i16 once, rows 0–3 and 4–7 apart, for all the tokens; a
+/// token's four
 /// activation bytes, widened and repeated, meet them in `madd`, two columns to an i32 lane.
 /// At the end of the sub-block a horizontal add pairs each row's two lanes into its exact
 /// `Σ w y` (which is the canonical `Σ (q - 128) y`: the tile's offset term is not needed),
@@ -327,7 +311,6 @@ fn decode<W: GemmWeight>(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q8_0<const N: usize>(t: &Tile<'_>, out: &mut [[f32; 8]; N]) {
-    let flip = _mm256_set1_epi8(i8::MIN);
     let mut acc = [_mm256_setzero_ps(); N];
     for sb in 0..t.nsb {
         let wq = &t.wq[sb * 256..][..256];
@@ -335,7 +318,7 @@ fn tile_q8_0<const N: usize>(t: &Tile<'_>, out: &mut [[f32; 8]; N]) {
         let (mut lo, mut hi) = ([_mm256_setzero_si256(); N], [_mm256_setzero_si256(); N]);
         for k in 0..8 {
             // SAFETY: `wq` holds eight vectors of 32 bytes; `loadu` needs no alignment.
-            let w = _mm256_xor_si256(unsafe { _mm256_loadu_si256(wq[32 * k..].as_ptr().cast()) }, flip);
+            let w = unsafe { _mm256_loadu_si256(wq[32 * k..].as_ptr().cast()) };
             let (wl, wh) = (
                 _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
                 _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(w)),
@@ -361,13 +344,13 @@ fn tile_q8_0<const N: usize>(t: &Tile<'_>, out: &mut [[f32; 8]; N]) {
     }
 }
 
+// The one panel of this tier that holds signed bytes: the stored `Q8_0` quants as they are,
+// which only `tile_q8_0` reads (the GEMM's unsigned form, `q + 128`, would be flipped back
+// there for every tile).
 gemm_kernel!(
     gemm_q8_0,
     BlockQ8_0,
-    |x, c| {
-        let _ = c;
-        _mm256_xor_si256(ld256(&x.qs), _mm256_set1_epi8(i8::MIN))
-    },
+    |x, _c| ld256(&x.qs),
     |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2),
     tiles(tile_q8_0::<T>, tile_q8_0::<1>)
 );

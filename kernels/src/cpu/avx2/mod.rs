@@ -56,20 +56,21 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
     }
     // Floats: one order for `dot`, `dot_rows` and `gemm` (`float`).
     float_entries!(ops, float);
-    // The tiled GEMM of the quantized types.
-    match ops.dtype {
-        DType::Q4_0 => ops.gemm = gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
-        DType::Q5_0 => ops.gemm = gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
-        DType::Q8_0 => ops.gemm = gemm_entry!(BlockQ8_0, gemm::gemm_q8_0),
-        DType::Q4_K => ops.gemm = gemm_entry!(BlockQ4_K, gemm::gemm_q4_k),
-        DType::Q5_K => ops.gemm = gemm_entry!(BlockQ5_K, gemm::gemm_q5_k),
-        DType::Q6_K => ops.gemm = gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
-        _ => {}
-    }
-    // Its panels are decoded in registers (`gemm::decode`), cheaply enough that the GEMM
-    // wins from three tokens on (`gemm_tiers` example, 4096 × 2048, 2 threads, AVX2 EPYC:
-    // `Q4_0` at 4 tokens 0.83 ms against 1.50 through `dot_rows`, about even at 2).
-    if ops.gemm.is_some() && ops.dtype.block_size() > 1 {
+    // The tiled GEMM of the quantized types. Its panels are decoded in registers
+    // (`gemm::decode`), cheaply enough that it wins from three tokens on (`gemm_tiers`
+    // example, 4096 × 2048, 2 threads, AVX2 EPYC: `Q4_0` at 4 tokens 0.83 ms against 1.50
+    // through `dot_rows`, about even at 2).
+    let gemm = match ops.dtype {
+        DType::Q4_0 => gemm_entry!(BlockQ4_0, gemm::gemm_q4_0),
+        DType::Q5_0 => gemm_entry!(BlockQ5_0, gemm::gemm_q5_0),
+        DType::Q8_0 => gemm_entry!(BlockQ8_0, gemm::gemm_q8_0),
+        DType::Q4_K => gemm_entry!(BlockQ4_K, gemm::gemm_q4_k),
+        DType::Q5_K => gemm_entry!(BlockQ5_K, gemm::gemm_q5_k),
+        DType::Q6_K => gemm_entry!(BlockQ6_K, gemm::gemm_q6_k),
+        _ => None,
+    };
+    if gemm.is_some() {
+        ops.gemm = gemm;
         ops.gemm_from = 3;
     }
     // `dot_rows` beside every dot above (each row bit for bit that `dot`).
