@@ -1,9 +1,11 @@
-//! Decode matvec timing: `dot` per row against `dot_rows`, on one row-split thread each (the
-//! minimum of many runs, interleaved, so a noisy machine hurts both alike).
+//! Decode matvec timing: `dot` per row against `dot_rows` and, where the tier packs the type at
+//! load, its packed kernel, on one thread and on the pool's row-split threads (the minimum of
+//! many runs, interleaved, so a noisy machine hurts all alike).
 //!
 //! `cargo run --release -p pupil-kernels --example matvec -- [dtype] [rows] [cols]`
 //! (default `Q8_0 262144 640`: Gemma 3 270M's output projection).
 
+use pupil_kernels::ops::{PackedWeight, WeightRef};
 use pupil_kernels::{DType, cpu};
 use std::time::Instant;
 
@@ -35,8 +37,16 @@ fn main() {
         &*ab
     };
     let mut out = vec![0f32; rows];
-    let (mut best_dot, mut best_rows) = (f64::MAX, f64::MAX);
+    let packed = PackedWeight::new(&WeightRef { dtype, rows, cols, data: w, packed: None }).unwrap();
+    let gemm_packed = ops.gemm_packed.filter(|_| packed.is_some());
+    let words = packed.as_ref().map_or(&[][..], |p| p.words());
+    let (mut best_dot, mut best_rows, mut best_packed) = (f64::MAX, f64::MAX, f64::MAX);
     for _ in 0..15 {
+        if let Some(gemm_packed) = gemm_packed {
+            let t = Instant::now();
+            gemm_packed(words, rows, cols, a, 1, &mut out, rows).unwrap();
+            best_packed = best_packed.min(t.elapsed().as_secs_f64());
+        }
         let t = Instant::now();
         for (r, y) in out.iter_mut().enumerate() {
             *y = (ops.dot)(&w[r * rb..(r + 1) * rb], a).unwrap();
@@ -51,8 +61,19 @@ fn main() {
     // The same across the rayon pool, split as `ops::matmul` splits decode rows.
     use rayon::prelude::*;
     let chunk = rows.div_ceil(rayon::current_num_threads() * 4).max(16);
-    let (mut par_dot, mut par_rows) = (f64::MAX, f64::MAX);
+    let (mut par_dot, mut par_rows, mut par_packed) = (f64::MAX, f64::MAX, f64::MAX);
+    let panel_words = words.len() / rows.div_ceil(16).max(1);
+    let panel_chunk = chunk.next_multiple_of(16);
     for _ in 0..15 {
+        if let Some(gemm_packed) = gemm_packed {
+            let t = Instant::now();
+            out.par_chunks_mut(panel_chunk).enumerate().for_each(|(c, o)| {
+                let p0 = c * panel_chunk / 16;
+                let p = &words[p0 * panel_words..(p0 + o.len().div_ceil(16)) * panel_words];
+                gemm_packed(p, o.len(), cols, a, 1, o, o.len()).unwrap();
+            });
+            par_packed = par_packed.min(t.elapsed().as_secs_f64());
+        }
         let t = Instant::now();
         out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
             for (i, y) in o.iter_mut().enumerate() {
@@ -71,20 +92,25 @@ fn main() {
         }
     }
     let gb = (rows * rb) as f64 / 1e9;
+    let packed_note = |t: f64| {
+        if gemm_packed.is_some() { format!(", packed {:.3} ms ({:.1} GB/s)", t * 1e3, gb / t) } else { String::new() }
+    };
     println!(
-        "{} threads: dot loop {:.3} ms ({:.1} GB/s), dot_rows {:.3} ms ({:.1} GB/s)",
+        "{} threads: dot loop {:.3} ms ({:.1} GB/s), dot_rows {:.3} ms ({:.1} GB/s){}",
         rayon::current_num_threads(),
         par_dot * 1e3,
         gb / par_dot,
         par_rows * 1e3,
-        gb / par_rows
+        gb / par_rows,
+        packed_note(par_packed)
     );
     println!(
-        "{dtype} {rows}x{cols} ({} tier): dot loop {:.3} ms ({:.1} GB/s), dot_rows {:.3} ms ({:.1} GB/s)",
+        "{dtype} {rows}x{cols} ({} tier): dot loop {:.3} ms ({:.1} GB/s), dot_rows {:.3} ms ({:.1} GB/s){}",
         cpu::tier(),
         best_dot * 1e3,
         gb / best_dot,
         best_rows * 1e3,
-        gb / best_rows
+        gb / best_rows,
+        packed_note(best_packed)
     );
 }

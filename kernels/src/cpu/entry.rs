@@ -258,3 +258,41 @@ macro_rules! unroll {
         })*
     };
 }
+
+/// Every panel (`$words` words, `L` rows; `$rows` in all) against each of `$n` tokens, in
+/// groups of `$group` tokens, then of 2 and 1 for the rest: `$tile` (with `$panel`, the first
+/// token `$t0` and the group's size as the constant `$T` in scope) gives the panel's outputs
+/// for each token of the group (one accumulator each), which `$store(dst, &acc)` writes to
+/// `dst = out[t * ldo + r0..]`, as many as there are rows left (the small-batch kernels over
+/// packed panels, `cpu::nibble`).
+macro_rules! each_panel {
+    ($store:expr, $p:expr, $words:expr, $rows:expr, $n:expr, $out:expr, $ldo:expr, $group:literal,
+     |$panel:ident, $t0:ident, $T:ident| $tile:expr) => {{
+        use $crate::cpu::nibble::L;
+        let (rows, n, ldo, out): (usize, usize, usize, &mut [f32]) = ($rows, $n, $ldo, $out);
+        for (pi, $panel) in $p.chunks_exact($words).enumerate().take(rows.div_ceil(L)) {
+            let r0 = pi * L;
+            let live = L.min(rows - r0);
+            let mut store = |t: usize, accs: &[_]| {
+                for (i, acc) in accs.iter().enumerate() {
+                    $store(&mut out[(t + i) * ldo + r0..][..live], acc);
+                }
+            };
+            let mut $t0 = 0;
+            while $t0 + $group <= n {
+                const $T: usize = $group;
+                store($t0, &$tile);
+                $t0 += $T;
+            }
+            if $group > 2 && $t0 + 2 <= n {
+                const $T: usize = 2;
+                store($t0, &$tile);
+                $t0 += $T;
+            }
+            if $t0 < n {
+                const $T: usize = 1;
+                store($t0, &$tile);
+            }
+        }
+    }};
+}

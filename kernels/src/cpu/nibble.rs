@@ -35,7 +35,48 @@
 //! tier's `dot` and of the GEMM.
 
 use super::gemm::{huge_zeroed, par_panels};
-use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ6_K, BlockQ8_0};
+use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ6_K, BlockQ8_0, BlockQ8_K};
+
+/// `f(offs, das)` with each activation block's `-off Σ y` and scale, in a per-thread buffer
+/// that grows to the largest call once (no allocation after that): what the small-batch
+/// kernels over legacy panels need per token and block.
+#[inline(always)]
+pub(in crate::cpu) fn with_legacy_terms(a: &[BlockQ8_0], off: i32, f: impl FnOnce(&[i32], &[f32])) {
+    thread_local! {
+        static TERMS: std::cell::RefCell<(Vec<i32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    TERMS.with_borrow_mut(|(offs, das)| {
+        offs.clear();
+        das.clear();
+        offs.extend(a.iter().map(|y| -off * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
+        das.extend(a.iter().map(|y| y.d.to_f32()));
+        f(offs, das)
+    })
+}
+
+/// `f(dys)` with each `Q8_K` activation block's `d · Σ y` per sub-block of 32 (from its stated
+/// sums), `[block][8]`, in a per-thread buffer that grows to the largest call once: the mins'
+/// terms of the `Q4_K` small-batch kernels.
+#[inline(always)]
+pub(in crate::cpu) fn with_sub_sums(a: &[BlockQ8_K], f: impl FnOnce(&[f32])) {
+    thread_local! {
+        static DYS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    DYS.with_borrow_mut(|dys| {
+        dys.clear();
+        for y in a {
+            let sums = y.bsums.as_chunks::<2>().0;
+            dys.extend(sums.iter().map(|s| y.d * (i32::from(s[0]) + i32::from(s[1])) as f32));
+        }
+        f(dys)
+    })
+}
+
+/// `T` consecutive rows of `nb` items from row `t0` of `x`.
+#[inline(always)]
+pub(in crate::cpu) fn rows_of<X, const T: usize>(x: &[X], nb: usize, t0: usize) -> [&[X]; T] {
+    std::array::from_fn(|t| &x[(t0 + t) * nb..][..nb])
+}
 
 /// Rows per panel.
 pub(in crate::cpu) const L: usize = 16;

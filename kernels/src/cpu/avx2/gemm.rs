@@ -15,6 +15,7 @@ use crate::cpu::avx2::canon::{column_i, column_u, scales_mins_reg, scales8, tran
 use crate::cpu::avx2::k_quants::fifth_bits;
 use crate::cpu::avx2::{fifth_bits_32, fp16, ld128, ld256, nibbles_32};
 use crate::cpu::gemm::{self, GemmWeight, Tile};
+use crate::cpu::nibble;
 use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0};
 use std::arch::x86_64::*;
 
@@ -22,48 +23,53 @@ use std::arch::x86_64::*;
 const T: usize = 4;
 const _: () = assert!(T == 4, "`tile` unrolls 4 tokens");
 
-/// One tile: `K = S / 4` weight vectors per sub-block, `G` i16 sums per widening.
+/// One tile of `L` rows (8, or 16 for the panels packed at load, as two halves of 8): `K = S /
+/// 4` weight vectors per sub-block, `G` i16 sums per widening.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile<const K: usize, const MINS: bool, const G: usize>(t: &Tile<'_>, out: &mut [[f32; 8]; T]) {
-    let mut acc = [_mm256_setzero_ps(); T];
-    for sb in 0..t.nsb {
-        let (w, s1, s2) = weights::<K>(t, sb);
-        let y = t.aq[sb * T * 4 * K..][..T * 4 * K].as_chunks::<4>().0;
-        let (off, da, dys) = (&t.off[sb * T..][..T], &t.da[sb * T..][..T], &t.dys[sb * T..][..T]);
-        unroll!(j in [0, 1, 2, 3] {
-            acc[j] = step::<K, MINS, G>(&w, s1, s2, &y[j * K..][..K], off[j], da[j], dys[j], acc[j]);
-        });
-    }
-    for (o, a) in out.iter_mut().zip(acc) {
-        // SAFETY: `o` is 8 floats.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+fn tile<const K: usize, const MINS: bool, const G: usize, const L: usize>(t: &Tile<'_>, out: &mut [[f32; L]; T]) {
+    for h in 0..L / 8 {
+        let mut acc = [_mm256_setzero_ps(); T];
+        for sb in 0..t.nsb {
+            let (w, s1, s2) = weights::<K, L>(t, sb, h);
+            let y = t.aq[sb * T * 4 * K..][..T * 4 * K].as_chunks::<4>().0;
+            let (off, da, dys) = (&t.off[sb * T..][..T], &t.da[sb * T..][..T], &t.dys[sb * T..][..T]);
+            unroll!(j in [0, 1, 2, 3] {
+                acc[j] = step::<K, MINS, G>(&w, s1, s2, &y[j * K..][..K], off[j], da[j], dys[j], acc[j]);
+            });
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: `o[8h..]` holds 8 floats.
+            unsafe { _mm256_storeu_ps(o[8 * h..][..8].as_mut_ptr(), a) };
+        }
     }
 }
 
 /// A tile of one token, formed as [`tile`] forms each of its tokens.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile1<const K: usize, const MINS: bool, const G: usize>(t: &Tile<'_>, out: &mut [[f32; 8]; 1]) {
-    let mut acc = _mm256_setzero_ps();
-    for sb in 0..t.nsb {
-        let (w, s1, s2) = weights::<K>(t, sb);
-        let y = t.aq[sb * 4 * K..][..4 * K].as_chunks::<4>().0;
-        acc = step::<K, MINS, G>(&w, s1, s2, y, t.off[sb], t.da[sb], t.dys[sb], acc);
+fn tile1<const K: usize, const MINS: bool, const G: usize, const L: usize>(t: &Tile<'_>, out: &mut [[f32; L]; 1]) {
+    for h in 0..L / 8 {
+        let mut acc = _mm256_setzero_ps();
+        for sb in 0..t.nsb {
+            let (w, s1, s2) = weights::<K, L>(t, sb, h);
+            let y = t.aq[sb * 4 * K..][..4 * K].as_chunks::<4>().0;
+            acc = step::<K, MINS, G>(&w, s1, s2, y, t.off[sb], t.da[sb], t.dys[sb], acc);
+        }
+        // SAFETY: `out[0][8h..]` holds 8 floats.
+        unsafe { _mm256_storeu_ps(out[0][8 * h..][..8].as_mut_ptr(), acc) };
     }
-    // SAFETY: `out[0]` is 8 floats.
-    unsafe { _mm256_storeu_ps(out[0].as_mut_ptr(), acc) };
 }
 
-/// Sub-block `sb`'s weight vectors, scales and mins.
+/// Sub-block `sb`'s weight vectors, scales and mins for rows `8h..8h + 8` of a panel of `L`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn weights<const K: usize>(t: &Tile<'_>, sb: usize) -> ([__m256i; K], __m256, __m256) {
-    let wq = &t.wq[sb * 32 * K..][..32 * K];
-    let (s1, s2) = (&t.s1[sb * 8..][..8], &t.s2[sb * 8..][..8]);
-    // SAFETY: `wq` holds `K` vectors of 32 bytes, `s1` and `s2` 8 floats each; `loadu`
-    // needs no alignment.
-    let w = std::array::from_fn(|k| unsafe { _mm256_loadu_si256(wq[32 * k..].as_ptr().cast()) });
+fn weights<const K: usize, const L: usize>(t: &Tile<'_>, sb: usize, h: usize) -> ([__m256i; K], __m256, __m256) {
+    let wq = &t.wq[sb * 4 * K * L..][..4 * K * L];
+    let (s1, s2) = (&t.s1[sb * L + 8 * h..][..8], &t.s2[sb * L + 8 * h..][..8]);
+    // SAFETY: `wq` holds `K` groups of `4 L` bytes, each with 32 at `32 h`; `s1` and `s2` 8
+    // floats each; `loadu` needs no alignment.
+    let w = std::array::from_fn(|k| unsafe { _mm256_loadu_si256(wq[4 * L * k + 32 * h..][..32].as_ptr().cast()) });
     unsafe { (w, _mm256_loadu_ps(s1.as_ptr()), _mm256_loadu_ps(s2.as_ptr())) }
 }
 
@@ -117,8 +123,8 @@ macro_rules! gemm_kernel {
             |$x, $c| $chunk,
             |$xs, $s1, $s2| $scales,
             tiles(
-                tile::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, { g::<$b>() }>,
-                tile1::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, { g::<$b>() }>
+                tile::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, { g::<$b>() }, 8>,
+                tile1::<{ <$b as GemmWeight>::S / 4 }, { <$b as GemmWeight>::MINS }, { g::<$b>() }, 8>
             )
         );
     };
@@ -354,3 +360,49 @@ gemm_kernel!(
     |xs, s1, s2| d_scales(xs.map(|x| x.d), s1, s2),
     tiles(tile_q8_0::<T>, tile_q8_0::<1>)
 );
+
+/// Defines `$name`, the GEMM over panels packed at load (`crate::cpu::nibble`: `$words` words
+/// a panel of 16 rows of `$b`), each panel turned into the decoded one by `$unpack(panel,
+/// blocks per row, wq, s1, s2)` once per call, and its tiles run as two halves of 8 rows: for
+/// prompts, whose tiles reuse it across [`T`] tokens.
+macro_rules! unpacking_kernel {
+    ($name:ident, $b:ty, $words:path, $unpack:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(in crate::cpu) unsafe fn $name(
+            p: &[u32],
+            rows: usize,
+            cols: usize,
+            a: &[<$b as crate::quant::Block>::Act],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            const K: usize = <$b as GemmWeight>::S / 4;
+            const MINS: bool = <$b as GemmWeight>::MINS;
+            const G: usize = g::<$b>();
+            let nb = cols / <$b as crate::quant::Block>::SIZE;
+            let unpack: fn(&[u32], usize, &mut [u8], &mut [f32], &mut [f32]) = $unpack;
+            gemm::gemm_unpacking::<$b, 16, T>(
+                (p, $words(cols)),
+                rows,
+                cols,
+                a,
+                n,
+                out,
+                ldo,
+                |h| fp16(h),
+                |panel, wq, s1, s2| unpack(panel, nb, wq, s1, s2),
+                |t, acc| tile::<K, MINS, G, 16>(t, acc),
+                |t, acc| tile1::<K, MINS, G, 16>(t, acc),
+            )
+        }
+    };
+}
+
+unpacking_kernel!(gemm_nibble_q4_0, BlockQ4_0, nibble::panel_words_q4_0, |p, nb, wq, s1, _| {
+    nibble::unpack_panel_q4_0(p, nb, wq, s1)
+});
+unpacking_kernel!(gemm_nibble_q5_0, BlockQ5_0, nibble::panel_words_q5_0, |p, nb, wq, s1, _| {
+    nibble::unpack_panel_q5_0(p, nb, wq, s1)
+});
+unpacking_kernel!(gemm_nibble_q4_k, BlockQ4_K, nibble::panel_words_q4_k, nibble::unpack_panel_q4_k);

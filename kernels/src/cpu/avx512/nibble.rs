@@ -13,7 +13,8 @@
 //! (`avx512::gemm`), the same bits.
 
 use crate::cpu::nibble::{
-    L, Q6_K_WORDS, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q6_k, panel_words_q8_0,
+    L, Q6_K_WORDS, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q6_k, panel_words_q8_0, rows_of,
+    with_legacy_terms, with_sub_sums,
 };
 use crate::quant::{BlockQ8_0, BlockQ8_K};
 use std::arch::x86_64::*;
@@ -98,11 +99,6 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
     acc
 }
 
-thread_local! {
-    /// Per thread: each token's per-block `-8 Σ y` and activation scale.
-    static SCRATCH: std::cell::RefCell<(Vec<i32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
-}
-
 /// Defines `$name(p, rows, cols, a, n, out, ldo)`: `out[t * ldo + r] = dot(row r, a row t)`
 /// for the `rows` rows held in panels `p` and the `n` activation rows of `a`, each bit for bit
 /// the canonical `dot`: from [`TILE_FROM`] tokens through the tiled GEMM (`$tiles`), below
@@ -143,62 +139,12 @@ packed_kernel!(amx_gemm_packed_q8_0, BlockQ8_0, super::gemm::amx_gemm_bytes_q8_0
 packed_kernel!(amx_gemm_packed_q4_k, BlockQ8_K, super::gemm::amx_gemm_nibble_q4_k, q4_k_tokens);
 packed_kernel!(amx_gemm_packed_q6_k, BlockQ8_K, super::gemm::amx_gemm_nibble_q6_k, q6_k_tokens);
 
-/// Every panel (`$words` words, `L` rows; `$rows` in all) against each of `$n` tokens, in
-/// groups of `$group` tokens, then of 2 and 1 for the rest: `$tile` (with `$panel`, the first
-/// token `$t0` and the group's size as the constant `$T` in scope) gives the panel's sixteen
-/// outputs for each token of the group, stored at `out[t * ldo + r0..]` (the rows past `$rows`
-/// left out).
-macro_rules! each_panel {
-    ($p:expr, $words:expr, $rows:expr, $n:expr, $out:expr, $ldo:expr, $group:literal,
-     |$panel:ident, $t0:ident, $T:ident| $tile:expr) => {{
-        let (rows, n, ldo, out): (usize, usize, usize, &mut [f32]) = ($rows, $n, $ldo, $out);
-        for (pi, $panel) in $p.chunks_exact($words).enumerate().take(rows.div_ceil(L)) {
-            let r0 = pi * L;
-            let live = L.min(rows - r0);
-            let mut store = |t: usize, accs: &[__m512]| {
-                for (i, acc) in accs.iter().enumerate() {
-                    let dst = &mut out[(t + i) * ldo + r0..][..live];
-                    // SAFETY: `dst` holds `live <= 16` floats, the ones the mask writes; the
-                    // caller's features include AVX-512F.
-                    unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << live) - 1) as u16, *acc) };
-                }
-            };
-            let mut $t0 = 0;
-            while $t0 + $group <= n {
-                const $T: usize = $group;
-                store($t0, &$tile);
-                $t0 += $T;
-            }
-            if $group > 2 && $t0 + 2 <= n {
-                const $T: usize = 2;
-                store($t0, &$tile);
-                $t0 += $T;
-            }
-            if $t0 < n {
-                const $T: usize = 1;
-                store($t0, &$tile);
-            }
-        }
-    }};
-}
-
-/// `f(offs, das)` with each activation block's `-off Σ y` and scale, in a per-thread buffer
-/// that grows to the largest call once (no allocation after that).
+/// `acc`'s lanes into `dst` (the first `dst.len() <= 16`).
 #[inline(always)]
-fn with_legacy_terms(a: &[BlockQ8_0], off: i32, f: impl FnOnce(&[i32], &[f32])) {
-    SCRATCH.with_borrow_mut(|(offs, das)| {
-        offs.clear();
-        das.clear();
-        offs.extend(a.iter().map(|y| -off * y.qs.iter().map(|&q| i32::from(q)).sum::<i32>()));
-        das.extend(a.iter().map(|y| y.d.to_f32()));
-        f(offs, das)
-    })
-}
-
-/// `T` consecutive rows of `nb` items from row `t0` of `x`.
-#[inline(always)]
-fn rows_of<X, const T: usize>(x: &[X], nb: usize, t0: usize) -> [&[X]; T] {
-    std::array::from_fn(|t| &x[(t0 + t) * nb..][..nb])
+fn store(dst: &mut [f32], acc: &__m512) {
+    // SAFETY: `dst` holds the `dst.len() <= 16` floats the mask writes; the callers' features
+    // include AVX-512F.
+    unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << dst.len()) - 1) as u16, *acc) };
 }
 
 /// A small batch over `Q4_0` (or, `FIFTH`, `Q5_0`) nibble panels, four tokens at a time.
@@ -216,7 +162,7 @@ fn legacy_tokens<const FIFTH: bool>(
     let nb = cols / 32;
     let (words, off) = if FIFTH { (panel_words_q5_0(cols), 16) } else { (panel_words_q4_0(cols), 8) };
     with_legacy_terms(a, off, |offs, das| {
-        each_panel!(p, words, rows, n, out, ldo, 4, |panel, t0, T| {
+        each_panel!(store, p, words, rows, n, out, ldo, 4, |panel, t0, T| {
             let (quants, rest) = panel.split_at(nb * 64);
             let (planes, scales) = if FIFTH { rest.split_at(nb * L) } else { (&rest[..0], rest) };
             let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
@@ -291,24 +237,13 @@ fn panel_q4_k<const T: usize>(
     acc
 }
 
-thread_local! {
-    /// Per thread: each token's per-sub-block `d_a · Σ y`.
-    static DYS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// A small batch over `Q4_K` nibble panels, four tokens at a time.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn q4_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
     let nb = cols / 256;
-    DYS.with_borrow_mut(|dys| {
-        // Grows to the largest call once; no allocation after that.
-        dys.clear();
-        for y in a {
-            let sums = y.bsums.as_chunks::<2>().0;
-            dys.extend(sums.iter().map(|s| y.d * (i32::from(s[0]) + i32::from(s[1])) as f32));
-        }
-        each_panel!(p, panel_words_q4_k(cols), rows, n, out, ldo, 4, |panel, t0, T| {
+    with_sub_sums(a, |dys| {
+        each_panel!(store, p, panel_words_q4_k(cols), rows, n, out, ldo, 4, |panel, t0, T| {
             let (quants, rest) = panel.split_at(nb * 512);
             let (halves, bytes) = rest.split_at(nb * 16);
             let (quants, halves, bytes): (&[u8], &[u16], &[u8]) =
@@ -365,7 +300,7 @@ fn panel_q8_0<const T: usize>(
 fn q8_0_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_0], n: usize, out: &mut [f32], ldo: usize) {
     let nb = cols / 32;
     with_legacy_terms(a, 128, |offs, das| {
-        each_panel!(p, panel_words_q8_0(cols), rows, n, out, ldo, 4, |panel, t0, T| {
+        each_panel!(store, p, panel_words_q8_0(cols), rows, n, out, ldo, 4, |panel, t0, T| {
             let (quants, scales) = panel.split_at(nb * 128);
             let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
             panel_q8_0::<T>(quants, scales, rows_of(a, nb, t0), rows_of(offs, nb, t0), rows_of(das, nb, t0))
@@ -460,7 +395,7 @@ fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn q6_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
     let nb = cols / 256;
-    each_panel!(p, panel_words_q6_k(cols), rows, n, out, ldo, 4, |panel, t0, T| {
+    each_panel!(store, p, panel_words_q6_k(cols), rows, n, out, ldo, 4, |panel, t0, T| {
         panel_q6_k::<T>(panel, rows_of(a, nb, t0))
     });
 }
