@@ -296,3 +296,98 @@ macro_rules! each_panel {
         }
     }};
 }
+
+/// Defines a tier's small-batch drivers over nibble panels (`cpu::nibble`), compiled for
+/// `$feat`: `legacy_tokens::<FIFTH>` (`Q4_0`, or `Q5_0`) and `q4_k_tokens`, which run the
+/// tier's `panel_legacy::<T, FIFTH>` and `panel_q4_k::<T>` over every panel in groups of
+/// `$legacy` and `$k` tokens and write each token's outputs with the tier's `store`.
+macro_rules! nibble_drivers {
+    ($feat:literal, $legacy:literal, $k:literal) => {
+        /// A small batch over `Q4_0` (or, `FIFTH`, `Q5_0`) nibble panels.
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $feat)]
+        fn legacy_tokens<const FIFTH: bool>(
+            p: &[u32],
+            rows: usize,
+            cols: usize,
+            a: &[BlockQ8_0],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            let nb = cols / 32;
+            let (words, off) = if FIFTH { (panel_words_q5_0(cols), 16) } else { (panel_words_q4_0(cols), 8) };
+            with_legacy_terms(a, off, |offs, das| {
+                each_panel!(store, p, words, rows, n, out, ldo, $legacy, |panel, t0, T| {
+                    let (quants, rest) = panel.split_at(nb * 64);
+                    let (planes, scales) = if FIFTH { rest.split_at(nb * L) } else { (&rest[..0], rest) };
+                    let (quants, scales): (&[u8], &[u16]) =
+                        (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
+                    panel_legacy::<T, FIFTH>(
+                        quants,
+                        planes,
+                        scales,
+                        rows_of(a, nb, t0),
+                        rows_of(offs, nb, t0),
+                        rows_of(das, nb, t0),
+                    )
+                })
+            });
+        }
+
+        /// A small batch over `Q4_K` nibble panels.
+        #[target_feature(enable = $feat)]
+        fn q4_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
+            let nb = cols / 256;
+            with_sub_sums(a, |dys| {
+                each_panel!(store, p, panel_words_q4_k(cols), rows, n, out, ldo, $k, |panel, t0, T| {
+                    let (quants, rest) = panel.split_at(nb * 512);
+                    let (halves, bytes) = rest.split_at(nb * 16);
+                    let (quants, halves, bytes): (&[u8], &[u16], &[u8]) =
+                        (bytemuck::cast_slice(quants), bytemuck::cast_slice(halves), bytemuck::cast_slice(bytes));
+                    panel_q4_k::<T>(quants, halves, bytes, rows_of(a, nb, t0), rows_of(dys, nb * 8, t0))
+                })
+            });
+        }
+    };
+}
+
+/// Writes into `$ops` the nibble panels of `$b` (`cpu::nibble`'s `$pack`, `$words` and
+/// `$row`) with the tier's kernel over them, `$kernel`: the copy is the file's size and every
+/// batch size and row lookup reads it, so the mapped pages are released.
+macro_rules! nibble_entries {
+    ($ops:expr, $b:ty, $pack:ident, $kernel:path, $words:ident, $row:ident) => {{
+        use $crate::cpu::nibble as n;
+        $ops.pack = pack_entry!($b, n::$pack);
+        $ops.gemm_packed = gemm_packed_entry!($b, 16, $kernel, n::$words);
+        $ops.panel_rows = n::L;
+        $ops.packed_decode = true;
+        $ops.packed_row = Some(n::$row);
+    }};
+}
+
+/// Defines `$name(p, rows, cols, a, n, out, ldo)`, compiled for `$feat`: `out[t * ldo + r] =
+/// dot(row r, a row t)` for the `rows` rows held in nibble panels `p` and the `n` activation
+/// rows of `a`, each bit for bit the canonical `dot`: from the tier's `TILE_FROM` tokens
+/// through its tiled GEMM (`$tiles`), below per panel in small groups of tokens (`$tokens`).
+macro_rules! packed_kernel {
+    ($feat:literal, $name:ident, $act:ty, $tiles:path, $tokens:expr) => {
+        #[target_feature(enable = $feat)]
+        pub(in crate::cpu) unsafe fn $name(
+            p: &[u32],
+            rows: usize,
+            cols: usize,
+            a: &[$act],
+            n: usize,
+            out: &mut [f32],
+            ldo: usize,
+        ) {
+            if n >= TILE_FROM {
+                // SAFETY: the caller's contract (this kernel's tier, on its host) is the tiles'.
+                unsafe { $tiles(p, rows, cols, a, n, out, ldo) }
+            } else {
+                $tokens(p, rows, cols, a, n, out, ldo)
+            }
+        }
+    };
+}

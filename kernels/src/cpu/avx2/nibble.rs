@@ -155,37 +155,6 @@ fn store(dst: &mut [f32], acc: &Acc) {
     dst.copy_from_slice(&all[..dst.len()]);
 }
 
-/// A small batch over `Q4_0` (or, `FIFTH`, `Q5_0`) nibble panels, one token at a time (two
-/// at a time spill: `packed_batch`, two tokens took 3× one's time against 1.95×).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn legacy_tokens<const FIFTH: bool>(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let nb = cols / 32;
-    let (words, off) = if FIFTH { (panel_words_q5_0(cols), 16) } else { (panel_words_q4_0(cols), 8) };
-    with_legacy_terms(a, off, |offs, das| {
-        each_panel!(store, p, words, rows, n, out, ldo, 1, |panel, t0, T| {
-            let (quants, rest) = panel.split_at(nb * 64);
-            let (planes, scales) = if FIFTH { rest.split_at(nb * L) } else { (&rest[..0], rest) };
-            let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
-            panel_legacy::<T, FIFTH>(
-                quants,
-                planes,
-                scales,
-                rows_of(a, nb, t0),
-                rows_of(offs, nb, t0),
-                rows_of(das, nb, t0),
-            )
-        })
-    });
-}
-
 /// Eight `f32(bytes[at..at + 8])` (unsigned).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -252,47 +221,10 @@ fn panel_q4_k<const T: usize>(
     acc
 }
 
-/// A small batch over `Q4_K` nibble panels, two tokens at a time.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
-    let nb = cols / 256;
-    with_sub_sums(a, |dys| {
-        each_panel!(store, p, panel_words_q4_k(cols), rows, n, out, ldo, 2, |panel, t0, T| {
-            let (quants, rest) = panel.split_at(nb * 512);
-            let (halves, bytes) = rest.split_at(nb * 16);
-            let (quants, halves, bytes): (&[u8], &[u16], &[u8]) =
-                (bytemuck::cast_slice(quants), bytemuck::cast_slice(halves), bytemuck::cast_slice(bytes));
-            panel_q4_k::<T>(quants, halves, bytes, rows_of(a, nb, t0), rows_of(dys, nb * 8, t0))
-        })
-    });
-}
+// The drivers: `Q4_0`/`Q5_0` one token at a time (two at a time spill: `packed_batch`, two
+// tokens took 3× one's time against 1.95×), `Q4_K` two at a time.
+nibble_drivers!("avx2,fma,f16c", 1, 2);
 
-/// Defines `$name(p, rows, cols, a, n, out, ldo)`: `out[t * ldo + r] = dot(row r, a row t)`
-/// for the `rows` rows held in panels `p` and the `n` activation rows of `a`, each bit for bit
-/// the canonical `dot`: from [`TILE_FROM`] tokens through the tiled GEMM (`$tiles`), below
-/// per panel in small groups of tokens (`$tokens`).
-macro_rules! packed_kernel {
-    ($name:ident, $act:ty, $tiles:path, $tokens:expr) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub(in crate::cpu) unsafe fn $name(
-            p: &[u32],
-            rows: usize,
-            cols: usize,
-            a: &[$act],
-            n: usize,
-            out: &mut [f32],
-            ldo: usize,
-        ) {
-            if n >= TILE_FROM {
-                // SAFETY: the caller's contract (this kernel's tier, on its host) is the tiles'.
-                unsafe { $tiles(p, rows, cols, a, n, out, ldo) }
-            } else {
-                $tokens(p, rows, cols, a, n, out, ldo)
-            }
-        }
-    };
-}
-
-packed_kernel!(gemm_packed_q4_0, BlockQ8_0, super::gemm::gemm_nibble_q4_0, legacy_tokens::<false>);
-packed_kernel!(gemm_packed_q5_0, BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
-packed_kernel!(gemm_packed_q4_k, BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
+packed_kernel!("avx2,fma,f16c", gemm_packed_q4_0, BlockQ8_0, super::gemm::gemm_nibble_q4_0, legacy_tokens::<false>);
+packed_kernel!("avx2,fma,f16c", gemm_packed_q5_0, BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
+packed_kernel!("avx2,fma,f16c", gemm_packed_q4_k, BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);

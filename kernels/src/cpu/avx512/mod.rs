@@ -67,22 +67,12 @@ pub(super) unsafe fn patch(ops: &mut crate::quant::Ops) {
     }
     // Weights packed once at load into panels of their own stored bytes (`cpu::nibble`):
     // the file's size, read by every batch size and row lookup, so the map is released.
-    macro_rules! packed {
-        ($b:ty, $pack:ident, $kernel:ident, $words:ident, $row:ident) => {{
-            use crate::cpu::nibble as n;
-            ops.pack = pack_entry!($b, n::$pack);
-            ops.gemm_packed = gemm_packed_entry!($b, 16, nibble::$kernel, n::$words);
-            ops.panel_rows = n::L;
-            ops.packed_decode = true;
-            ops.packed_row = Some(n::$row);
-        }};
-    }
     match ops.dtype {
-        DType::Q4_0 => packed!(BlockQ4_0, pack_q4_0, gemm_packed_q4_0, panel_words_q4_0, row_q4_0),
-        DType::Q5_0 => packed!(BlockQ5_0, pack_q5_0, gemm_packed_q5_0, panel_words_q5_0, row_q5_0),
-        DType::Q8_0 => packed!(BlockQ8_0, pack_q8_0, gemm_packed_q8_0, panel_words_q8_0, row_q8_0),
-        DType::Q4_K => packed!(BlockQ4_K, pack_q4_k, gemm_packed_q4_k, panel_words_q4_k, row_q4_k),
-        DType::Q6_K => packed!(BlockQ6_K, pack_q6_k, gemm_packed_q6_k, panel_words_q6_k, row_q6_k),
+        DType::Q4_0 => nibble_entries!(ops, BlockQ4_0, pack_q4_0, nibble::gemm_packed_q4_0, panel_words_q4_0, row_q4_0),
+        DType::Q5_0 => nibble_entries!(ops, BlockQ5_0, pack_q5_0, nibble::gemm_packed_q5_0, panel_words_q5_0, row_q5_0),
+        DType::Q8_0 => nibble_entries!(ops, BlockQ8_0, pack_q8_0, nibble::gemm_packed_q8_0, panel_words_q8_0, row_q8_0),
+        DType::Q4_K => nibble_entries!(ops, BlockQ4_K, pack_q4_k, nibble::gemm_packed_q4_k, panel_words_q4_k, row_q4_k),
+        DType::Q6_K => nibble_entries!(ops, BlockQ6_K, pack_q6_k, nibble::gemm_packed_q6_k, panel_words_q6_k, row_q6_k),
         _ => {}
     }
     // `dot_rows` beside every dot above (each row bit for bit that `dot`).

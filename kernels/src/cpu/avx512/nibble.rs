@@ -99,45 +99,78 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
     acc
 }
 
-/// Defines `$name(p, rows, cols, a, n, out, ldo)`: `out[t * ldo + r] = dot(row r, a row t)`
-/// for the `rows` rows held in panels `p` and the `n` activation rows of `a`, each bit for bit
-/// the canonical `dot`: from [`TILE_FROM`] tokens through the tiled GEMM (`$tiles`), below
-/// in groups of tokens per panel (`$tokens`).
-macro_rules! packed_kernel {
-    ($name:ident, $act:ty, $tiles:path, $tokens:expr) => {
-        #[allow(clippy::too_many_arguments)]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        pub(in crate::cpu) unsafe fn $name(
-            p: &[u32],
-            rows: usize,
-            cols: usize,
-            a: &[$act],
-            n: usize,
-            out: &mut [f32],
-            ldo: usize,
-        ) {
-            if n >= TILE_FROM {
-                // SAFETY: the caller's contract (this kernel's tier, on its host) is the tiles'.
-                unsafe { $tiles(p, rows, cols, a, n, out, ldo) }
-            } else {
-                $tokens(p, rows, cols, a, n, out, ldo)
-            }
-        }
-    };
-}
-
-packed_kernel!(gemm_packed_q4_0, BlockQ8_0, super::gemm::gemm_nibble_q4_0, legacy_tokens::<false>);
-packed_kernel!(gemm_packed_q5_0, BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
-packed_kernel!(gemm_packed_q8_0, BlockQ8_0, super::gemm::gemm_bytes_q8_0, q8_0_tokens);
-packed_kernel!(gemm_packed_q4_k, BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
-packed_kernel!(gemm_packed_q6_k, BlockQ8_K, super::gemm::gemm_nibble_q6_k, q6_k_tokens);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    gemm_packed_q4_0,
+    BlockQ8_0,
+    super::gemm::gemm_nibble_q4_0,
+    legacy_tokens::<false>
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    gemm_packed_q5_0,
+    BlockQ8_0,
+    super::gemm::gemm_nibble_q5_0,
+    legacy_tokens::<true>
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    gemm_packed_q8_0,
+    BlockQ8_0,
+    super::gemm::gemm_bytes_q8_0,
+    q8_0_tokens
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    gemm_packed_q4_k,
+    BlockQ8_K,
+    super::gemm::gemm_nibble_q4_k,
+    q4_k_tokens
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    gemm_packed_q6_k,
+    BlockQ8_K,
+    super::gemm::gemm_nibble_q6_k,
+    q6_k_tokens
+);
 
 // The AMX tier's: prompts' tiles on the matrix unit, small batches as above.
-packed_kernel!(amx_gemm_packed_q4_0, BlockQ8_0, super::gemm::amx_gemm_nibble_q4_0, legacy_tokens::<false>);
-packed_kernel!(amx_gemm_packed_q5_0, BlockQ8_0, super::gemm::amx_gemm_nibble_q5_0, legacy_tokens::<true>);
-packed_kernel!(amx_gemm_packed_q8_0, BlockQ8_0, super::gemm::amx_gemm_bytes_q8_0, q8_0_tokens);
-packed_kernel!(amx_gemm_packed_q4_k, BlockQ8_K, super::gemm::amx_gemm_nibble_q4_k, q4_k_tokens);
-packed_kernel!(amx_gemm_packed_q6_k, BlockQ8_K, super::gemm::amx_gemm_nibble_q6_k, q6_k_tokens);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    amx_gemm_packed_q4_0,
+    BlockQ8_0,
+    super::gemm::amx_gemm_nibble_q4_0,
+    legacy_tokens::<false>
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    amx_gemm_packed_q5_0,
+    BlockQ8_0,
+    super::gemm::amx_gemm_nibble_q5_0,
+    legacy_tokens::<true>
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    amx_gemm_packed_q8_0,
+    BlockQ8_0,
+    super::gemm::amx_gemm_bytes_q8_0,
+    q8_0_tokens
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    amx_gemm_packed_q4_k,
+    BlockQ8_K,
+    super::gemm::amx_gemm_nibble_q4_k,
+    q4_k_tokens
+);
+packed_kernel!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+    amx_gemm_packed_q6_k,
+    BlockQ8_K,
+    super::gemm::amx_gemm_nibble_q6_k,
+    q6_k_tokens
+);
 
 /// `acc`'s lanes into `dst` (the first `dst.len() <= 16`).
 #[inline(always)]
@@ -145,37 +178,6 @@ fn store(dst: &mut [f32], acc: &__m512) {
     // SAFETY: `dst` holds the `dst.len() <= 16` floats the mask writes; the callers' features
     // include AVX-512F.
     unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << dst.len()) - 1) as u16, *acc) };
-}
-
-/// A small batch over `Q4_0` (or, `FIFTH`, `Q5_0`) nibble panels, four tokens at a time.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn legacy_tokens<const FIFTH: bool>(
-    p: &[u32],
-    rows: usize,
-    cols: usize,
-    a: &[BlockQ8_0],
-    n: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
-    let nb = cols / 32;
-    let (words, off) = if FIFTH { (panel_words_q5_0(cols), 16) } else { (panel_words_q4_0(cols), 8) };
-    with_legacy_terms(a, off, |offs, das| {
-        each_panel!(store, p, words, rows, n, out, ldo, 4, |panel, t0, T| {
-            let (quants, rest) = panel.split_at(nb * 64);
-            let (planes, scales) = if FIFTH { rest.split_at(nb * L) } else { (&rest[..0], rest) };
-            let (quants, scales): (&[u8], &[u16]) = (bytemuck::cast_slice(quants), bytemuck::cast_slice(scales));
-            panel_legacy::<T, FIFTH>(
-                quants,
-                planes,
-                scales,
-                rows_of(a, nb, t0),
-                rows_of(offs, nb, t0),
-                rows_of(das, nb, t0),
-            )
-        })
-    });
 }
 
 /// `T` tokens' outputs for one `Q4_K` panel, sub-block after sub-block:
@@ -237,22 +239,6 @@ fn panel_q4_k<const T: usize>(
     acc
 }
 
-/// A small batch over `Q4_K` nibble panels, four tokens at a time.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn q4_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
-    let nb = cols / 256;
-    with_sub_sums(a, |dys| {
-        each_panel!(store, p, panel_words_q4_k(cols), rows, n, out, ldo, 4, |panel, t0, T| {
-            let (quants, rest) = panel.split_at(nb * 512);
-            let (halves, bytes) = rest.split_at(nb * 16);
-            let (quants, halves, bytes): (&[u8], &[u16], &[u8]) =
-                (bytemuck::cast_slice(quants), bytemuck::cast_slice(halves), bytemuck::cast_slice(bytes));
-            panel_q4_k::<T>(quants, halves, bytes, rows_of(a, nb, t0), rows_of(dys, nb * 8, t0))
-        })
-    });
-}
-
 /// `T` tokens' outputs for one `Q8_0` panel: `Σ_b fma(f32(Σ q y), d_w · d_a, acc)` per lane,
 /// the unsigned quants' offset (`q + 128`) taken off as `-128 Σ y`.
 #[inline]
@@ -293,6 +279,8 @@ fn panel_q8_0<const T: usize>(
     }
     acc
 }
+
+nibble_drivers!("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", 4, 4);
 
 /// A small batch over `Q8_0` byte panels, four tokens at a time.
 #[allow(clippy::too_many_arguments)]
