@@ -4,7 +4,7 @@
 //! shift give their unsigned quants; `maddubs` against the activation's four bytes broadcast
 //! puts each row's products, in pairs, into its own two i16 lanes. The pairs of a sub-block
 //! add up in i16 exactly (at most `32767 / (256 · QMAX)` of them: 8 for 4-bit quants, 4 for
-//! 5-bit, 2 for 6-bit) and one `madd` by ones widens them into each row's exact i32 sum: no
+//! 5-bit) and one `madd` by ones widens them into each row's exact i32 sum: no
 //! horizontal sums, where the row-major kernels (`canon::rows_*`) need a reduction per block.
 //! Then the canonical FMAs (`cpu::gemm`), so every output has the bits of the tier's `dot`.
 //!
@@ -13,10 +13,10 @@
 //! tokens after the first; from [`TILE_FROM`] tokens each panel is decoded once into the
 //! tiled GEMM's layout (`gemm::gemm_nibble_*`), the same bits.
 //!
-//! `Q6_K` is not packed on this tier: its panels' kernel here (three loads and fourteen
-//! operations per four quant vectors, as on AVX-512) streamed at 0.7–0.8× the row-major
-//! `canon::rows_q6_k` (`matvec` example, 65536 × 2048, 2 threads), whose eight row streams
-//! keep more of this machine's memory bandwidth busy.
+//! `Q6_K` is not packed on this tier: a kernel over its panels in this style (three loads and
+//! fourteen operations per four quant vectors, as on AVX-512; two pair sums per widening)
+//! streamed at 0.7–0.8× the row-major `canon::rows_q6_k` (`matvec` example, 65536 × 2048, 2
+//! threads), whose eight row streams keep more of this machine's memory bandwidth busy.
 
 use crate::cpu::nibble::{
     L, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, rows_of, with_legacy_terms, with_sub_sums,
