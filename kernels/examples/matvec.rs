@@ -62,14 +62,15 @@ fn main() {
     use rayon::prelude::*;
     let chunk = rows.div_ceil(rayon::current_num_threads() * 4).max(16);
     let (mut par_dot, mut par_rows, mut par_packed) = (f64::MAX, f64::MAX, f64::MAX);
-    let panel_words = words.len() / rows.div_ceil(16).max(1);
-    let panel_chunk = chunk.next_multiple_of(16);
+    let panel_rows = ops.panel_rows.max(1);
+    let panel_words = words.len() / rows.div_ceil(panel_rows);
+    let panel_chunk = chunk.next_multiple_of(panel_rows);
     for _ in 0..15 {
         if let Some(gemm_packed) = gemm_packed {
             let t = Instant::now();
             out.par_chunks_mut(panel_chunk).enumerate().for_each(|(c, o)| {
-                let p0 = c * panel_chunk / 16;
-                let p = &words[p0 * panel_words..(p0 + o.len().div_ceil(16)) * panel_words];
+                let p0 = c * panel_chunk / panel_rows;
+                let p = &words[p0 * panel_words..(p0 + o.len().div_ceil(panel_rows)) * panel_words];
                 gemm_packed(p, o.len(), cols, a, 1, o, o.len()).unwrap();
             });
             par_packed = par_packed.min(t.elapsed().as_secs_f64());

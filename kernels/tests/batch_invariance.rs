@@ -5,9 +5,10 @@
 //! however its prompt was chunked. That holds only if every kernel gives a (weight row,
 //! token) pair, or a query token's attention, the same bits whatever the batch. Here:
 //!
-//! - `matmul`, for every weight type and every tier this host supports: each token of a batch
-//!   of 1 to 64 tokens, at several positions in it, against the same token alone (`n = 1`,
-//!   the decode path), on random and adversarial weights and activations;
+//! - `matmul`, for every weight type and every tier this host supports (and each tier's copy
+//!   packed at load, where it packs the type): each token of a batch of 1 to 64 tokens, at
+//!   several positions in it, against the same token alone (`n = 1`, the decode path), on
+//!   random and adversarial weights and activations;
 //! - `attend_batch`, for f16 and f32 caches and several head shapes: each query token of a
 //!   batch of 1 to 64 tokens from two sequences, at random positions, against `attend` of that
 //!   token alone, through every tier (the attention kernels follow the process's tier, so each
@@ -127,19 +128,26 @@ fn matmul_rows_do_not_depend_on_the_batch() {
             let w =
                 WeightRef { dtype: t, rows: ROWS, cols, data: &bytemuck::cast_slice(&wb)[..ROWS * rb], packed: None };
             let x = tokens(cols, seed + 1);
-            // The same weights packed for the chosen tier, where it packs the type: its
-            // batches read the packed copy and must give the bits of the unpacked token alone.
-            let packed = PackedWeight::new(&w).unwrap();
+            // The same weights packed for each tier that packs the type: its batches read the
+            // packed copy and must give the bits of the unpacked token alone.
+            let packed: Vec<(Tier, PackedWeight)> = cpu::available_tiers()
+                .into_iter()
+                .filter_map(|tier| PackedWeight::new_on(tier, &w).unwrap().map(|p| (tier, p)))
+                .collect();
             // Where the packed copy is all the tier reads (the stored pages are released at
             // load), the stored bytes given beside it are zeros: any read of them would show.
             let zeros = vec![0u64; wb.len()];
             let stored = |p: &PackedWeight| {
                 if p.replaces_stored() { &bytemuck::cast_slice(&zeros)[..w.data.len()] } else { w.data }
             };
-            let with_packed =
-                packed.as_ref().map(|p| (cpu::tier(), WeightRef { packed: Some(p), data: stored(p), ..w }, " packed"));
-            if let Some((_, wp, _)) =
-                with_packed.filter(|(_, wp, _)| wp.packed.is_some_and(PackedWeight::replaces_stored))
+            let with_packed: Vec<_> = packed
+                .iter()
+                .map(|(tier, p)| (*tier, WeightRef { packed: Some(p), data: stored(p), ..w }, " packed"))
+                .collect();
+            // Row lookups go through the chosen tier's kernels.
+            if let Some((_, wp, _)) = with_packed
+                .iter()
+                .find(|(tier, wp, _)| *tier == cpu::tier() && wp.packed.is_some_and(PackedWeight::replaces_stored))
             {
                 // Row lookups (embeddings) from the packed copy alone.
                 let (mut got, mut want) = (vec![0f32; cols], vec![0f32; cols]);
@@ -208,9 +216,12 @@ fn prompt_matmul_spans_groups_of_panels() {
         let rb = t.row_bytes(cols as u64).unwrap() as usize;
         let w = WeightRef { dtype: t, rows: MANY, cols, data: &bytemuck::cast_slice(&wb)[..MANY * rb], packed: None };
         let x = tokens(cols, seed + 1);
-        let packed = PackedWeight::new(&w).unwrap();
+        let packed: Vec<(Tier, PackedWeight)> = cpu::available_tiers()
+            .into_iter()
+            .filter_map(|tier| PackedWeight::new_on(tier, &w).unwrap().map(|p| (tier, p)))
+            .collect();
         let plain = cpu::available_tiers().into_iter().map(|tier| (tier, w, ""));
-        let with_packed = packed.as_ref().map(|p| (cpu::tier(), WeightRef { packed: Some(p), ..w }, " packed"));
+        let with_packed = packed.iter().map(|(tier, p)| (*tier, WeightRef { packed: Some(p), ..w }, " packed"));
         for (tier, wv, how) in plain.chain(with_packed) {
             let out = run(tier, &wv, &x[..n * cols], n);
             for tok in [0, 1, 17, n - 1] {

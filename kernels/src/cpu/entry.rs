@@ -366,12 +366,13 @@ macro_rules! nibble_entries {
     }};
 }
 
-/// Defines `$name(p, rows, cols, a, n, out, ldo)`, compiled for `$feat`: `out[t * ldo + r] =
-/// dot(row r, a row t)` for the `rows` rows held in nibble panels `p` and the `n` activation
-/// rows of `a`, each bit for bit the canonical `dot`: from the tier's `TILE_FROM` tokens
-/// through its tiled GEMM (`$tiles`), below per panel in small groups of tokens (`$tokens`).
-macro_rules! packed_kernel {
-    ($feat:literal, $name:ident, $act:ty, $tiles:path, $tokens:expr) => {
+/// Defines, compiled for `$feat`, each `$name(p, rows, cols, a, n, out, ldo)`: `out[t * ldo
+/// + r] = dot(row r, a row t)` for the `rows` rows held in nibble panels `p` and the `n`
+/// activation rows of `a`, each bit for bit the canonical `dot`: from the tier's `TILE_FROM`
+/// tokens through its tiled GEMM (`$tiles`), below per panel in small groups of tokens
+/// (`$tokens`).
+macro_rules! packed_kernels {
+    ($feat:literal: $($name:ident($act:ty, $tiles:path, $tokens:expr);)*) => {$(
         #[target_feature(enable = $feat)]
         pub(in crate::cpu) unsafe fn $name(
             p: &[u32],
@@ -389,5 +390,5 @@ macro_rules! packed_kernel {
                 $tokens(p, rows, cols, a, n, out, ldo)
             }
         }
-    };
+    )*};
 }

@@ -51,18 +51,18 @@ impl PackedWeight {
     /// `w` packed for the chosen tier, or `None` where it has no packed kernels for
     /// `w.dtype`.
     pub fn new(w: &WeightRef<'_>) -> Result<Option<PackedWeight>, KernelError> {
-        let Some(ops) = cpu::ops(w.dtype) else { return Ok(None) };
+        PackedWeight::new_on(cpu::tier(), w)
+    }
+
+    /// `w` packed for `tier` rather than the chosen one, for [`matmul_on`] with that tier
+    /// (tests and benches comparing tiers): `None` where the host lacks the tier or the tier
+    /// has no packed kernels for `w.dtype`.
+    pub fn new_on(tier: cpu::Tier, w: &WeightRef<'_>) -> Result<Option<PackedWeight>, KernelError> {
+        let Some(ops) = cpu::ops_for(tier, w.dtype) else { return Ok(None) };
         let (Some(pack), Some(_)) = (ops.pack, ops.gemm_packed) else { return Ok(None) };
         w.check()?;
         let words = pack(w.data, w.cols)?;
-        Ok(Some(PackedWeight {
-            dtype: w.dtype,
-            rows: w.rows,
-            cols: w.cols,
-            tier: cpu::tier(),
-            panel_rows: ops.panel_rows,
-            words,
-        }))
+        Ok(Some(PackedWeight { dtype: w.dtype, rows: w.rows, cols: w.cols, tier, panel_rows: ops.panel_rows, words }))
     }
 
     /// The packed words, as the tier's [`Ops::gemm_packed`] takes them (benchmarks).

@@ -225,6 +225,9 @@ fn panel_q4_k<const T: usize>(
 // tokens took 3× one's time against 1.95×), `Q4_K` two at a time.
 nibble_drivers!("avx2,fma,f16c", 1, 2);
 
-packed_kernel!("avx2,fma,f16c", gemm_packed_q4_0, BlockQ8_0, super::gemm::gemm_nibble_q4_0, legacy_tokens::<false>);
-packed_kernel!("avx2,fma,f16c", gemm_packed_q5_0, BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
-packed_kernel!("avx2,fma,f16c", gemm_packed_q4_k, BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
+packed_kernels! {
+    "avx2,fma,f16c":
+    gemm_packed_q4_0(BlockQ8_0, super::gemm::gemm_nibble_q4_0, legacy_tokens::<false>);
+    gemm_packed_q5_0(BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
+    gemm_packed_q4_k(BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
+}

@@ -99,78 +99,20 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
     acc
 }
 
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    gemm_packed_q4_0,
-    BlockQ8_0,
-    super::gemm::gemm_nibble_q4_0,
-    legacy_tokens::<false>
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    gemm_packed_q5_0,
-    BlockQ8_0,
-    super::gemm::gemm_nibble_q5_0,
-    legacy_tokens::<true>
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    gemm_packed_q8_0,
-    BlockQ8_0,
-    super::gemm::gemm_bytes_q8_0,
-    q8_0_tokens
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    gemm_packed_q4_k,
-    BlockQ8_K,
-    super::gemm::gemm_nibble_q4_k,
-    q4_k_tokens
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    gemm_packed_q6_k,
-    BlockQ8_K,
-    super::gemm::gemm_nibble_q6_k,
-    q6_k_tokens
-);
-
-// The AMX tier's: prompts' tiles on the matrix unit, small batches as above.
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    amx_gemm_packed_q4_0,
-    BlockQ8_0,
-    super::gemm::amx_gemm_nibble_q4_0,
-    legacy_tokens::<false>
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    amx_gemm_packed_q5_0,
-    BlockQ8_0,
-    super::gemm::amx_gemm_nibble_q5_0,
-    legacy_tokens::<true>
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    amx_gemm_packed_q8_0,
-    BlockQ8_0,
-    super::gemm::amx_gemm_bytes_q8_0,
-    q8_0_tokens
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    amx_gemm_packed_q4_k,
-    BlockQ8_K,
-    super::gemm::amx_gemm_nibble_q4_k,
-    q4_k_tokens
-);
-packed_kernel!(
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-    amx_gemm_packed_q6_k,
-    BlockQ8_K,
-    super::gemm::amx_gemm_nibble_q6_k,
-    q6_k_tokens
-);
+packed_kernels! {
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c":
+    gemm_packed_q4_0(BlockQ8_0, super::gemm::gemm_nibble_q4_0, legacy_tokens::<false>);
+    gemm_packed_q5_0(BlockQ8_0, super::gemm::gemm_nibble_q5_0, legacy_tokens::<true>);
+    gemm_packed_q8_0(BlockQ8_0, super::gemm::gemm_bytes_q8_0, q8_0_tokens);
+    gemm_packed_q4_k(BlockQ8_K, super::gemm::gemm_nibble_q4_k, q4_k_tokens);
+    gemm_packed_q6_k(BlockQ8_K, super::gemm::gemm_nibble_q6_k, q6_k_tokens);
+    // The AMX tier's: prompts' tiles on the matrix unit, small batches as above.
+    amx_gemm_packed_q4_0(BlockQ8_0, super::gemm::amx_gemm_nibble_q4_0, legacy_tokens::<false>);
+    amx_gemm_packed_q5_0(BlockQ8_0, super::gemm::amx_gemm_nibble_q5_0, legacy_tokens::<true>);
+    amx_gemm_packed_q8_0(BlockQ8_0, super::gemm::amx_gemm_bytes_q8_0, q8_0_tokens);
+    amx_gemm_packed_q4_k(BlockQ8_K, super::gemm::amx_gemm_nibble_q4_k, q4_k_tokens);
+    amx_gemm_packed_q6_k(BlockQ8_K, super::gemm::amx_gemm_nibble_q6_k, q6_k_tokens);
+}
 
 /// `acc`'s lanes into `dst` (the first `dst.len() <= 16`).
 #[inline(always)]
