@@ -112,7 +112,7 @@ pub(super) unsafe fn dot_rows<X: Lanes>(w: &[X], a: &[X], out: &mut [f32]) {
     let mut groups = out.chunks_exact_mut(ROWS);
     for (g, o) in (&mut groups).enumerate() {
         let rows: [(&[[X; LANES]], &[X]); ROWS] =
-            std::array::from_fn(|r| w[(g * ROWS + r) * cols..][..cols].as_chunks::<LANES>());
+            arr!((&[][..], &[][..]); ROWS, |r| w[(g * ROWS + r) * cols..][..cols].as_chunks::<LANES>());
         let mut acc = [_mm256_setzero_ps(); ROWS];
         for (c, y) in ac.iter().enumerate() {
             // SAFETY: this function's features are `chunk`'s.
@@ -175,7 +175,7 @@ fn tile(w: &[f32], a: &[f32], stride: usize, chunks: usize) -> [[__m256; T]; R] 
         let at = c * LANES;
         // SAFETY: row `r < R` of `w` and `t < T` of `a` hold `stride >= at + 8` floats (the
         // assertion); `loadu` needs no alignment.
-        let wv: [__m256; R] = std::array::from_fn(|r| unsafe { _mm256_loadu_ps(wp.add(r * stride + at)) });
+        let wv = arr!(_mm256_setzero_ps(); R, |r| unsafe { _mm256_loadu_ps(wp.add(r * stride + at)) });
         for t in 0..T {
             // SAFETY: as above.
             let av = unsafe { _mm256_loadu_ps(ap.add(t * stride + at)) };

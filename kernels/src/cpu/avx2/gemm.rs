@@ -14,6 +14,7 @@
 use crate::cpu::avx2::canon::{column_i, column_u, scales_mins_reg, scales8, transpose_8x16};
 use crate::cpu::avx2::k_quants::fifth_bits;
 use crate::cpu::avx2::{fifth_bits_32, fp16, ld128, ld256, nibbles_32};
+use crate::cpu::entry::word;
 use crate::cpu::gemm::{self, GemmWeight, Tile};
 use crate::cpu::nibble;
 use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0};
@@ -69,7 +70,7 @@ fn weights<const K: usize, const L: usize>(t: &Tile<'_>, sb: usize, h: usize) ->
     let (s1, s2) = (&t.s1[sb * L + 8 * h..][..8], &t.s2[sb * L + 8 * h..][..8]);
     // SAFETY: `wq` holds `K` groups of `4 L` bytes, each with 32 at `32 h`; `s1` and `s2` 8
     // floats each; `loadu` needs no alignment.
-    let w = std::array::from_fn(|k| unsafe { _mm256_loadu_si256(wq[4 * L * k + 32 * h..][..32].as_ptr().cast()) });
+    let w = arr!(_mm256_setzero_si256(); K, |k| unsafe { _mm256_loadu_si256(wq[4 * L * k + 32 * h..][..32].as_ptr().cast()) });
     unsafe { (w, _mm256_loadu_ps(s1.as_ptr()), _mm256_loadu_ps(s2.as_ptr())) }
 }
 
@@ -95,7 +96,7 @@ fn step<const K: usize, const MINS: bool, const G: usize>(
     while k < K {
         let mut p = _mm256_setzero_si256();
         for kk in k..(k + G).min(K) {
-            let a = _mm256_set1_epi32(i32::from_le_bytes(y[kk].map(|b| b as u8)));
+            let a = _mm256_set1_epi32(word(y[kk]));
             p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[kk], a));
         }
         sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, ones));
@@ -330,7 +331,7 @@ fn tile_q8_0<const N: usize>(t: &Tile<'_>, out: &mut [[f32; 8]; N]) {
                 _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(w)),
             );
             for j in 0..N {
-                let a = _mm256_cvtepi8_epi16(_mm_set1_epi32(i32::from_le_bytes(y[8 * j + k].map(|b| b as u8))));
+                let a = _mm256_cvtepi8_epi16(_mm_set1_epi32(word(y[8 * j + k])));
                 lo[j] = _mm256_add_epi32(lo[j], _mm256_madd_epi16(wl, a));
                 hi[j] = _mm256_add_epi32(hi[j], _mm256_madd_epi16(wh, a));
             }

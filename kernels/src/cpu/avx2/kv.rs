@@ -140,7 +140,7 @@ fn scores_heads<const G: usize, const R: usize, T: Elem>(
     g0: usize,
 ) {
     let hd = q.len() / (out.len() / n);
-    let qs: [&[f32]; G] = std::array::from_fn(|g| &q[(g0 + g) * hd..][..hd]);
+    let qs: [&[f32]; G] = arr!(&[][..]; G, |g| &q[(g0 + g) * hd..][..hd]);
     let mut j = 0;
     while j + R <= n {
         scores_block::<G, R, T>(qs, k, stride, j, n, scale, out, g0);
@@ -170,10 +170,10 @@ fn scores_block<const G: usize, const R: usize, T: Elem>(
 ) {
     let hd = qs[0].len();
     let full = hd / 8 * 8;
-    let rows: [&[T]; R] = std::array::from_fn(|r| &k[(j + r) * stride..][..hd]);
+    let rows: [&[T]; R] = arr!(&[][..]; R, |r| &k[(j + r) * stride..][..hd]);
     let mut acc = [[_mm256_setzero_ps(); R]; G];
     for c in (0..full).step_by(8) {
-        let x: [__m256; G] = std::array::from_fn(|g| ld_f32(qs[g][c..][..8].try_into().unwrap()));
+        let x = arr!(_mm256_setzero_ps(); G, |g| ld_f32(qs[g][c..][..8].try_into().unwrap()));
         for r in 0..R {
             // SAFETY: AVX2 and F16C are this function's features; `c + 8 <= hd` elements.
             let kv = unsafe { T::ld8(rows[r], c) };
@@ -208,7 +208,7 @@ fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
 ) {
     let hd = out.len() / (p.len() / n);
     let full = hd / 8 * 8;
-    let ps: [&[f32]; G] = std::array::from_fn(|g| &p[(g0 + g) * n..][..n]);
+    let ps: [&[f32]; G] = arr!(&[][..]; G, |g| &p[(g0 + g) * n..][..n]);
     let mut c = 0;
     while c + 16 <= full {
         let mut acc = [[_mm256_setzero_ps(); 2]; G];

@@ -99,11 +99,11 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
     let mut acc = [[_mm256_setzero_ps(); 2]; T];
     for b in 0..y[0].len() {
         let q = &quants[b * 256..][..256];
-        let yq: [&[i8]; T] = std::array::from_fn(|t| &y[t][b].qs[..]);
+        let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         for h in 0..2 {
-            let raw: [__m256i; 4] = std::array::from_fn(|v| ld(q, 64 * v + 32 * h));
-            let mut ql = raw.map(|r| _mm256_and_si256(r, m4));
-            let mut qh = raw.map(|r| _mm256_and_si256(_mm256_srli_epi16::<4>(r), m4));
+            let raw = arr!(_mm256_setzero_si256(); 4, |v| ld(q, 64 * v + 32 * h));
+            let mut ql = arr!(_mm256_setzero_si256(); 4, |v| _mm256_and_si256(raw[v], m4));
+            let mut qh = arr!(_mm256_setzero_si256(); 4, |v| _mm256_and_si256(_mm256_srli_epi16::<4>(raw[v]), m4));
             if FIFTH {
                 // SAFETY: `planes[b * 16 + 8h..]` holds 8 words; `loadu` needs no alignment.
                 let pl = unsafe { _mm256_loadu_si256(planes[b * L + 8 * h..][..8].as_ptr().cast()) };
@@ -122,8 +122,8 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
             }
             let d = ld_ph(scales, b * L + 8 * h);
             for t in 0..T {
-                let ylo: [__m256i; 4] = std::array::from_fn(|v| bcast(yq[t], v));
-                let yhi: [__m256i; 4] = std::array::from_fn(|v| bcast(yq[t], 4 + v));
+                let ylo = arr!(_mm256_setzero_si256(); 4, |v| bcast(yq[t], v));
+                let yhi = arr!(_mm256_setzero_si256(); 4, |v| bcast(yq[t], 4 + v));
                 // Eight pair sums of 4-bit quants fit in i16; of 5-bit ones, four.
                 let sum = if FIFTH {
                     _mm256_add_epi32(widened(ql, ylo), widened(qh, yhi))

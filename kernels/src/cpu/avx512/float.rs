@@ -143,7 +143,7 @@ pub(super) unsafe fn dot_rows<X: Lanes>(w: &[X], a: &[X], out: &mut [f32]) {
     let mut groups = out.chunks_exact_mut(ROWS);
     for (g, o) in (&mut groups).enumerate() {
         let rows: [(&[[X; LANES]], &[X]); ROWS] =
-            std::array::from_fn(|r| w[(g * ROWS + r) * cols..][..cols].as_chunks::<LANES>());
+            arr!((&[][..], &[][..]); ROWS, |r| w[(g * ROWS + r) * cols..][..cols].as_chunks::<LANES>());
         let mut acc = [_mm512_setzero_ps(); ROWS];
         for (c, y) in ac.iter().enumerate() {
             // SAFETY: this function's features are `chunk`'s.
@@ -209,7 +209,7 @@ fn tile(w: &[f32], a: &[f32], stride: usize, chunks: usize) -> [[__m512; T]; R] 
         let at = c * LANES;
         // SAFETY: row `r < R` of `w` and `t < T` of `a` hold `stride >= at + 16` floats (the
         // assertion); `loadu` needs no alignment.
-        let wv: [__m512; R] = std::array::from_fn(|r| unsafe { _mm512_loadu_ps(wp.add(r * stride + at)) });
+        let wv = arr!(_mm512_setzero_ps(); R, |r| unsafe { _mm512_loadu_ps(wp.add(r * stride + at)) });
         for t in 0..T {
             // SAFETY: as above.
             let av = unsafe { _mm512_loadu_ps(ap.add(t * stride + at)) };

@@ -8,6 +8,7 @@
 //! products to an i32 with no intermediate saturation: exact for every byte.
 
 use crate::cpu::avx2::fp16;
+use crate::cpu::entry::word;
 use crate::cpu::gemm::{self, Tile};
 use crate::cpu::nibble;
 use crate::quant::{BlockQ4_0, BlockQ4_K, BlockQ5_0, BlockQ5_K, BlockQ6_K, BlockQ8_0};
@@ -69,7 +70,7 @@ fn weights<const K: usize>(t: &Tile<'_>, sb: usize) -> ([__m512i; K], __m512, __
     let (s1, s2) = (&t.s1[sb * 16..][..16], &t.s2[sb * 16..][..16]);
     // SAFETY: `wq` holds `K` vectors of 64 bytes, `s1` and `s2` 16 floats each; `loadu`
     // needs no alignment.
-    let w = std::array::from_fn(|k| unsafe { _mm512_loadu_si512(wq[64 * k..].as_ptr().cast()) });
+    let w = arr!(_mm512_setzero_si512(); K, |k| unsafe { _mm512_loadu_si512(wq[64 * k..].as_ptr().cast()) });
     unsafe { (w, _mm512_loadu_ps(s1.as_ptr()), _mm512_loadu_ps(s2.as_ptr())) }
 }
 
@@ -80,7 +81,7 @@ fn weights<const K: usize>(t: &Tile<'_>, sb: usize) -> ([__m512i; K], __m512, __
 fn sums<const K: usize>(w: &[__m512i; K], y: &[[i8; 4]], off: i32) -> __m512i {
     let mut sum = _mm512_set1_epi32(off);
     for k in 0..K {
-        sum = _mm512_dpbusd_epi32(sum, w[k], _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8))));
+        sum = _mm512_dpbusd_epi32(sum, w[k], _mm512_set1_epi32(word(y[k])));
     }
     sum
 }
@@ -93,7 +94,7 @@ fn sums<const K: usize>(w: &[__m512i; K], y: &[[i8; 4]], off: i32) -> __m512i {
 fn sums_split<const K: usize>(w: &[__m512i; K], y: &[[i8; 4]], off: i32) -> __m512i {
     let (mut even, mut odd) = (_mm512_set1_epi32(off), _mm512_setzero_si512());
     for k in 0..K {
-        let yk = _mm512_set1_epi32(i32::from_le_bytes(y[k].map(|b| b as u8)));
+        let yk = _mm512_set1_epi32(word(y[k]));
         if k % 2 == 0 {
             even = _mm512_dpbusd_epi32(even, w[k], yk);
         } else {
@@ -125,16 +126,16 @@ pub(in crate::cpu) fn finish<const MINS: bool>(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn transpose(src: &[u32], m: usize, dst: &mut [u32]) {
     let full = m / 16 * 16;
-    let rows: [&[u32]; 16] = std::array::from_fn(|l| &src[l * m..][..m]);
+    let rows: [&[u32]; 16] = arr!(&[][..]; 16, |l| &src[l * m..][..m]);
     for c in (0..full).step_by(16) {
         // SAFETY: each row holds `c + 16` words; `loadu` needs no alignment.
-        let r: [__m512i; 16] = std::array::from_fn(|l| unsafe { _mm512_loadu_si512(rows[l][c..].as_ptr().cast()) });
-        let t: [__m512i; 16] = std::array::from_fn(|i| {
+        let r = arr!(_mm512_setzero_si512(); 16, |l| unsafe { _mm512_loadu_si512(rows[l][c..].as_ptr().cast()) });
+        let t = arr!(_mm512_setzero_si512(); 16, |i| {
             let (a, b) = (r[i & !1], r[i | 1]);
             if i % 2 == 0 { _mm512_unpacklo_epi32(a, b) } else { _mm512_unpackhi_epi32(a, b) }
         });
         // u[4i + j], lane k: rows 4i..4i + 4 of column 4k + j.
-        let u: [__m512i; 16] = std::array::from_fn(|x| {
+        let u = arr!(_mm512_setzero_si512(); 16, |x| {
             let (i, j) = (x / 4, x % 4);
             let (a, b) = (t[4 * i + j / 2], t[4 * i + j / 2 + 2]);
             if j % 2 == 0 { _mm512_unpacklo_epi64(a, b) } else { _mm512_unpackhi_epi64(a, b) }

@@ -82,12 +82,12 @@ fn scores_block<const G: usize, const P: usize, T: Elem>(
     let full = hd / 8 * 8;
     let live = (n - j).min(2 * P);
     let row = |r: usize| &k[(j + r.min(live - 1)) * stride..][..hd];
-    let pairs: [[&[T]; 2]; P] = std::array::from_fn(|p| [row(2 * p), row(2 * p + 1)]);
+    let pairs: [[&[T]; 2]; P] = arr!([&[][..]; 2]; P, |p| [row(2 * p), row(2 * p + 1)]);
     let mut acc = [[_mm512_setzero_ps(); P]; G];
     for c in (0..full).step_by(8) {
         // SAFETY (both blocks): AVX-512F and F16C are this function's features; `c + 8 <= hd`
         // elements are in each query and row.
-        let x: [__m512; G] = std::array::from_fn(|g| unsafe {
+        let x = arr!(_mm512_setzero_ps(); G, |g| unsafe {
             _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(qs[g].as_ptr().add(c)))))
         });
         for p in 0..P {
@@ -127,7 +127,7 @@ fn scores_heads<const G: usize, const P: usize, T: Elem>(
     g0: usize,
 ) {
     let hd = q.len() / (out.len() / n);
-    let qs: [&[f32]; G] = std::array::from_fn(|g| &q[(g0 + g) * hd..][..hd]);
+    let qs: [&[f32]; G] = arr!(&[][..]; G, |g| &q[(g0 + g) * hd..][..hd]);
     for j in (0..n).step_by(2 * P) {
         scores_block::<G, P, T>(qs, k, stride, j, n, scale, out, g0);
     }
@@ -161,13 +161,13 @@ fn mix_slice<const G: usize, const W: usize, const ACC: bool, T: Elem>(
     if ACC {
         for (g, a) in acc.iter_mut().enumerate() {
             // SAFETY: `out` holds head `g0 + g`'s `c + 16 W` floats; `loadu` needs no alignment.
-            *a = std::array::from_fn(|w| unsafe { _mm512_loadu_ps(out.as_ptr().add((g0 + g) * hd + c + 16 * w)) });
+            *a = arr!(_mm512_setzero_ps(); W, |w| unsafe { _mm512_loadu_ps(out.as_ptr().add((g0 + g) * hd + c + 16 * w)) });
         }
     }
     for j in 0..n {
         let row = &v[j * stride..][..hd];
         // SAFETY: AVX-512F and F16C are this function's features; the row holds `c + 16 W`.
-        let x: [__m512; W] = std::array::from_fn(|w| unsafe { T::ld16(row, c + 16 * w) });
+        let x = arr!(_mm512_setzero_ps(); W, |w| unsafe { T::ld16(row, c + 16 * w) });
         for g in 0..G {
             let pj = _mm512_set1_ps(ps[g][j]);
             for w in 0..W {
@@ -198,7 +198,7 @@ fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
 ) {
     let hd = out.len() / (p.len() / n);
     let full = hd / 8 * 8;
-    let ps: [&[f32]; G] = std::array::from_fn(|g| &p[(g0 + g) * n..][..n]);
+    let ps: [&[f32]; G] = arr!(&[][..]; G, |g| &p[(g0 + g) * n..][..n]);
     let mut c = 0;
     while c + 32 <= full {
         mix_slice::<G, 2, ACC, T>(ps, v, stride, (hd, c), out, g0);

@@ -64,10 +64,10 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
         // SAFETY: with `FIFTH`, `planes[b * 16..]` holds 16 words; `loadu` needs no alignment.
         let pl =
             if FIFTH { unsafe { _mm512_loadu_si512(planes[b * L..].as_ptr().cast()) } } else { _mm512_setzero_si512() };
-        let yq: [&[i8]; T] = std::array::from_fn(|t| &y[t][b].qs[..]);
+        let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         // Two chains per token (low nibbles, high nibbles); the i32 sums are exact, so how
         // they are split changes no bit.
-        let mut lo: [__m512i; T] = std::array::from_fn(|t| _mm512_set1_epi32(offs[t][b]));
+        let mut lo = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(offs[t][b]));
         let mut hi = splat::<_, T>(_mm512_setzero_si512());
         unroll!(v in [0, 1, 2, 3] {
             // SAFETY: `q` holds four vectors of 64 bytes; `loadu` needs no alignment.
@@ -146,8 +146,8 @@ fn panel_q4_k<const T: usize>(
         };
         // `-dmin` by the sign bit (xor in the integer domain: `xorps` on zmm is AVX512DQ).
         let ndmin = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(ndmin), sign));
-        let da: [__m512; T] = std::array::from_fn(|t| _mm512_set1_ps(y[t][b].d));
-        let yq: [&[i8]; T] = std::array::from_fn(|t| &y[t][b].qs[..]);
+        let da = arr!(_mm512_setzero_ps(); T, |t| _mm512_set1_ps(y[t][b].d));
+        let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         let col = |j: usize| {
             // SAFETY: 16 bytes at `bytes[b * 256 + 16 j..]`, inside the super-block's 256.
             let x = unsafe { _mm_loadu_si128(bytes[b * 256 + 16 * j..].as_ptr().cast()) };
@@ -199,8 +199,8 @@ fn panel_q8_0<const T: usize>(
             // A hint that never faults, whatever the address.
             _mm_prefetch::<_MM_HINT_T0>(q.as_ptr().wrapping_add(PREFETCH + 64 * c).cast());
         }
-        let yq: [&[i8]; T] = std::array::from_fn(|t| &y[t][b].qs[..]);
-        let mut even: [__m512i; T] = std::array::from_fn(|t| _mm512_set1_epi32(offs[t][b]));
+        let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
+        let mut even = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(offs[t][b]));
         let mut odd = splat::<_, T>(_mm512_setzero_si512());
         for v in (0..8).step_by(2) {
             // SAFETY: `q` holds eight vectors of 64 bytes; `loadu` needs no alignment.
@@ -260,8 +260,8 @@ fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T
         };
         // SAFETY: the scales (256 bytes) and `d` (16 halves) lie at words 768 and 832.
         let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(sb[832..].as_ptr().cast()) });
-        let da: [__m512; T] = std::array::from_fn(|t| _mm512_set1_ps(y[t][b].d));
-        let yq: [&[i8]; T] = std::array::from_fn(|t| &y[t][b].qs[..]);
+        let da = arr!(_mm512_setzero_ps(); T, |t| _mm512_set1_ps(y[t][b].d));
+        let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         let scale_bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
         for h in 0..2 {
             // Vector `v` of half `h` holds, in quarter `k` (elements `128h + 32k..`), four
@@ -270,9 +270,9 @@ fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T
             // time (four per token), and the sub-blocks are finished in order once both are.
             let mut even = splat::<_, T>(splat::<_, 4>(_mm512_setzero_si512()));
             for parity in 0..2 {
-                let mut isum: [[__m512i; 4]; T] = std::array::from_fn(|t| {
-                    std::array::from_fn(|k| _mm512_set1_epi32(-32 * i32::from(y[t][b].bsums[8 * h + 2 * k + parity])))
-                });
+                let mut isum = arr!([_mm512_setzero_si512(); 4]; T, |t| arr!(_mm512_setzero_si512(); 4, |k| {
+                    _mm512_set1_epi32(-32 * i32::from(y[t][b].bsums[8 * h + 2 * k + parity]))
+                }));
                 for v in 4 * parity..4 * parity + 4 {
                     let (qa, qb, top) =
                         (load((16 * h + v) * L), load((16 * h + 8 + v) * L), load(512 + (8 * h + v) * L));
