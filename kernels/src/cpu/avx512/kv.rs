@@ -6,8 +6,11 @@
 //!   order, reduced by the AVX2 tier's `hsum_ps`, then the tail in order. Here two key rows
 //!   share a vector, one per 256-bit half, against the query chunk in both halves.
 //! - `mix`: each output element is its own chain of FMAs over the rows in order, so it makes
-//!   no difference to an element how many lanes are computed beside it: 32 (two vectors) at a
-//!   time here, then 16, then the AVX2 tier's 8 and its scalar tail.
+//!   no difference to an element how many lanes are computed beside it: 64 (four vectors) at a
+//!   time here, then 32 and 16, then the AVX2 tier's 8 and its scalar tail. Each slice is a
+//!   pass over the value rows, so wider slices read them in fewer passes of longer runs: a
+//!   decode step of eight Gemma 3 270M sequences at depth 512 (head size 256, four query
+//!   heads per value head) ran 1.12–1.14× faster with 64 than with 32 (AVX-512 EPYC).
 
 use crate::cpu::KvOps;
 use crate::cpu::avx2::hsum_ps;
@@ -184,7 +187,7 @@ fn mix_slice<const G: usize, const W: usize, const ACC: bool, T: Elem>(
     }
 }
 
-/// Heads `g0..g0 + G` of `mix`: slices of 32 and 16 elements on 512-bit vectors, then the
+/// Heads `g0..g0 + G` of `mix`: slices of 64, 32 and 16 elements on 512-bit vectors, then the
 /// AVX2 tier's slice of 8 and scalar tail.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -200,7 +203,11 @@ fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
     let full = hd / 8 * 8;
     let ps: [&[f32]; G] = arr!(&[][..]; G, |g| &p[(g0 + g) * n..][..n]);
     let mut c = 0;
-    while c + 32 <= full {
+    while c + 64 <= full {
+        mix_slice::<G, 4, ACC, T>(ps, v, stride, (hd, c), out, g0);
+        c += 64;
+    }
+    if c + 32 <= full {
         mix_slice::<G, 2, ACC, T>(ps, v, stride, (hd, c), out, g0);
         c += 32;
     }
