@@ -22,16 +22,12 @@ use std::arch::x86_64::*;
 /// Batches from this many tokens go through the tiled GEMM.
 const TILE_FROM: usize = 16;
 
-/// How far ahead of the quants being summed the next ones are asked for, into L2 (bytes), by
-/// the `Q4_0`, `Q5_0`, `Q8_0` and `Q4_K` kernels. One core streaming a matrix far larger than
-/// the caches (`matvec` example, one token, AVX-512 EPYC, Zen 4) read `Q8_0` at 24–25 GB/s
-/// this way, against 12–14 with the L1 hint 2 KiB ahead; `Q4_0` 24 against 16, `Q4_K` 20
-/// against 14, `Q5_0` 21 against 16.
+/// How far ahead of the quants being summed the next ones are asked for, into L2 (bytes).
+/// One core streaming a matrix far larger than the caches (`matvec` example, one token,
+/// AVX-512 EPYC, Zen 4) read `Q8_0` at 24–25 GB/s this way, against 12–14 with the L1 hint
+/// 2 KiB ahead; `Q4_0` 24 against 16, `Q4_K` 20 against 14, `Q5_0` 21 against 16, `Q6_K`
+/// 13 against 8.
 const PREFETCH_L2: usize = 32768;
-
-/// `Q6_K`'s distance, into L1: its kernel does more per byte, and read 30–31 GB/s so (2–8
-/// KiB alike), but 18 with the L2 hint at 4–32 KiB.
-const PREFETCH: usize = 2048;
 
 /// `[x; T]` of one vector (the accumulators of a group of tokens).
 #[inline(always)]
@@ -259,7 +255,7 @@ fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T
         let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
         for c in 0..(Q6_K_WORDS * 4 / 64) {
             // A hint that never faults, whatever the address.
-            _mm_prefetch::<_MM_HINT_T0>(sb.as_ptr().cast::<u8>().wrapping_add(PREFETCH + 64 * c).cast());
+            _mm_prefetch::<_MM_HINT_T1>(sb.as_ptr().cast::<u8>().wrapping_add(PREFETCH_L2 + 64 * c).cast());
         }
         let load = |w: usize| {
             // SAFETY: every `w` used below is `16 g` for a vector `g` inside the super-block's
