@@ -271,8 +271,9 @@ macro_rules! unroll {
 /// `map`. Those take `$e` as a closure, and a closure in a `#[target_feature]` function has the
 /// function's features, which the generic, featureless `from_fn` lacks, so LLVM cannot inline
 /// the closure into it: without `-C target-cpu` (a plain `cargo build`) every element costs a
-/// call with its vectors through memory. The small-batch kernels ran at 0.55–0.65× of a
-/// native build's speed that way (`packed_batch`, `Q4_0`/`Q8_0`, AVX-512 EPYC).
+/// call with its vectors through memory. The small-batch kernels ran at 0.57–0.87× of a
+/// native build's speed that way (`packed_batch`, `Q4_0`/`Q8_0`, one and eight tokens,
+/// AVX-512 EPYC).
 macro_rules! arr {
     ($zero:expr; $n:expr, |$i:ident| $e:expr) => {{
         let mut a = [$zero; $n];

@@ -18,6 +18,7 @@
 //! streamed at 0.7–0.8× the row-major `canon::rows_q6_k` (`matvec` example, 65536 × 2048, 2
 //! threads), whose eight row streams keep more of this machine's memory bandwidth busy.
 
+use crate::cpu::entry::word;
 use crate::cpu::nibble::{
     L, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, rows_of, with_legacy_terms, with_sub_sums,
 };
@@ -38,7 +39,7 @@ type Acc = [__m256; 2];
 #[target_feature(enable = "avx2,fma,f16c")]
 fn bcast(qs: &[i8], k: usize) -> __m256i {
     let w = &qs[4 * k..4 * k + 4];
-    _mm256_set1_epi32(i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]))
+    _mm256_set1_epi32(word([w[0], w[1], w[2], w[3]]))
 }
 
 /// The 32 bytes at `b[at..]`.

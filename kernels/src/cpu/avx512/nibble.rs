@@ -12,6 +12,7 @@
 //! panel is decoded once into the tiled GEMM's layout and its tiles run over it
 //! (`avx512::gemm`), the same bits.
 
+use crate::cpu::entry::word;
 use crate::cpu::nibble::{
     L, Q6_K_WORDS, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q6_k, panel_words_q8_0, rows_of,
     with_legacy_terms, with_sub_sums,
@@ -40,7 +41,7 @@ fn splat<V: Copy, const T: usize>(x: V) -> [V; T] {
 #[target_feature(enable = "avx512f")]
 fn bcast(qs: &[i8], k: usize) -> __m512i {
     let w = &qs[4 * k..4 * k + 4];
-    _mm512_set1_epi32(i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]))
+    _mm512_set1_epi32(word([w[0], w[1], w[2], w[3]]))
 }
 
 /// `T` tokens' outputs for one `Q4_0` panel, or with `planes` a `Q5_0` one:
