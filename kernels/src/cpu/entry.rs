@@ -285,7 +285,7 @@ macro_rules! arr {
 }
 
 /// Every panel (`$words` words, `L` rows; `$rows` in all) against each of `$n` tokens, in
-/// groups of `$group` tokens, then of 2 and 1 for the rest: `$tile` (with `$panel`, the first
+/// groups of `$group` tokens (at most 8), then of 4, 2 and 1 for the rest: `$tile` (with `$panel`, the first
 /// token `$t0` and the group's size as the constant `$T` in scope) gives the panel's outputs
 /// for each token of the group (one accumulator each), which `$store(dst, &acc)` writes to
 /// `dst = out[t * ldo + r0..]`, as many as there are rows left (the small-batch kernels over
@@ -306,6 +306,11 @@ macro_rules! each_panel {
             let mut $t0 = 0;
             while $t0 + $group <= n {
                 const $T: usize = $group;
+                store($t0, &$tile);
+                $t0 += $T;
+            }
+            if $group > 4 && $t0 + 4 <= n {
+                const $T: usize = 4;
                 store($t0, &$tile);
                 $t0 += $T;
             }

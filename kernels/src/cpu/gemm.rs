@@ -565,7 +565,7 @@ fn group_tiles<const L: usize, const T: usize>(
             kernel(&main.tile(g, nsb, T, s, wq, s1, s2), &mut acc);
             let (r0, width) = span(p);
             for (t, acc) in acc.iter().enumerate() {
-                out[(g * T + t) * ldo + r0..][..width].copy_from_slice(&acc[..width]);
+                put(&mut out[(g * T + t) * ldo + r0..][..width], acc);
             }
         }
     }
@@ -575,8 +575,19 @@ fn group_tiles<const L: usize, const T: usize>(
             let (wq, s1, s2) = group.panel::<L>(p, nsb, s);
             kernel1(&tail.tile(t - full, nsb, 1, s, wq, s1, s2), &mut acc1);
             let (r0, width) = span(p);
-            out[t * ldo + r0..][..width].copy_from_slice(&acc1[0][..width]);
+            put(&mut out[t * ldo + r0..][..width], &acc1[0]);
         }
+    }
+}
+
+/// A panel's outputs for one token into `dst` (its first `dst.len() <= L`): a whole panel as
+/// one fixed-size copy, which compiles to vector moves, where a copy of a length known only
+/// at run time calls `memmove` (1.8-3% of a Gemma 3 270M prompt's time, AVX-512 EPYC).
+#[inline(always)]
+fn put<const L: usize>(dst: &mut [f32], src: &[f32; L]) {
+    match <&mut [f32; L]>::try_from(&mut *dst) {
+        Ok(whole) => *whole = *src,
+        Err(_) => dst.copy_from_slice(&src[..dst.len()]),
     }
 }
 

@@ -174,22 +174,25 @@ pub(in crate::cpu) fn unpack_panel_q5_0(panel: &[u32], nb: usize, wq: &mut [u8],
     // `8i + 4 + v` (high nibble), both moved to bit `8i + 4`.
     const LOW: u32 = 0x0f0f_0f0f;
     const FIFTH: u32 = 0x1010_1010;
+    // `v` unrolled, so that the shifts are constants: as a loop, they became per-lane
+    // variable shifts on 128-bit vectors, and with the scales converted one at a time this
+    // function (with the tiles inlined into it) took 4.7% of a Gemma 3 270M prompt's time,
+    // 2.7% now (AVX-512 EPYC).
     let wq: &mut [u32] = bytemuck::cast_slice_mut(&mut wq[..nb * 512]);
     for b in 0..nb {
         let (src, dst) = (&quants[b * 64..][..64], &mut wq[b * 128..][..128]);
         let planes = &planes[b * L..][..L];
-        for v in 0..4 {
-            let (lo, hi) = dst.split_at_mut(64);
+        let (lo, hi) = dst.split_at_mut(64);
+        unroll!(v in [0, 1, 2, 3] {
+            let (src, lo, hi) = (&src[v * L..][..L], &mut lo[v * L..][..L], &mut hi[v * L..][..L]);
             for l in 0..L {
-                let (x, p) = (src[v * L + l], planes[l]);
-                lo[v * L + l] = (x & LOW) | ((p << (4 - v)) & FIFTH);
-                hi[v * L + l] = ((x >> 4) & LOW) | ((p >> v) & FIFTH);
+                let (x, p) = (src[l], planes[l]);
+                lo[l] = (x & LOW) | ((p << (4 - v)) & FIFTH);
+                hi[l] = ((x >> 4) & LOW) | ((p >> v) & FIFTH);
             }
-        }
+        });
     }
-    for (d, &h) in s1.iter_mut().zip(&scales[..nb * L]) {
-        *d = half::f16::from_bits(h).to_f32();
-    }
+    widen(&scales[..nb * L], &mut s1[..nb * L]);
 }
 
 /// Blocks `first..first + out.len()` of row `r` of `Q5_0` nibble panels (`nb` blocks per
@@ -208,6 +211,14 @@ pub(in crate::cpu) fn unpack_row_q5_0(panels: &[u32], nb: usize, r: usize, first
         blk.qh = unplane(planes[b * L + l]).to_le_bytes();
         blk.d = half::f16::from_bits(scales[b * L + l]);
     }
+}
+
+/// f16 scales (as stored) to f32, the slice at once (the `half` crate's F16C path, looked up
+/// once per call rather than once per value).
+#[inline(always)]
+fn widen(halves: &[u16], out: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    bytemuck::cast_slice::<u16, half::f16>(halves).convert_to_f32_slice(out);
 }
 
 /// Words of one `Q8_0` panel of rows of `cols` columns: per block, 512 bytes of quants and
@@ -243,9 +254,7 @@ pub(in crate::cpu) fn unpack_panel_q8_0(panel: &[u32], nb: usize, wq: &mut [u8],
     let (quants, scales) = panel.split_at(nb * 128);
     wq[..nb * 512].copy_from_slice(bytemuck::cast_slice(quants));
     let scales: &[u16] = bytemuck::cast_slice(scales);
-    for (d, &h) in s1.iter_mut().zip(&scales[..nb * L]) {
-        *d = half::f16::from_bits(h).to_f32();
-    }
+    widen(&scales[..nb * L], &mut s1[..nb * L]);
 }
 
 /// Blocks `first..first + out.len()` of row `r` of `Q8_0` byte panels (`nb` blocks per row),
@@ -419,9 +428,7 @@ pub(in crate::cpu) fn unpack_panel_q4_0(panel: &[u32], nb: usize, wq: &mut [u8],
             dst[256 + i] = src[i] >> 4;
         }
     }
-    for (d, &h) in s1.iter_mut().zip(&scales[..nb * L]) {
-        *d = half::f16::from_bits(h).to_f32();
-    }
+    widen(&scales[..nb * L], &mut s1[..nb * L]);
 }
 
 /// A `Q4_K` panel (`nb` super-blocks per row) as the tiled GEMM's decoded panel: sub-block
