@@ -388,11 +388,32 @@ pub fn argmax(x: &[f32]) -> u32 {
 }
 
 /// [`argmax`] over the tokens not in `banned`.
+///
+/// A greedy step of a server looks at a whole vocabulary per sequence (262,144 logits for
+/// Gemma 3): each chunk's maximum is found sixteen lanes at a time (vector `max`es), and only
+/// a chunk holding a value above the best so far is scanned in order. A chunk whose maximum
+/// is no greater holds no candidate, so the answer is the plain scan's, NaNs skipped.
 fn argmax_without(x: &[f32], banned: &[u32]) -> u32 {
+    const CHUNK: usize = 256;
+    const LANES: usize = 16;
     let mut best = (0u32, f32::NEG_INFINITY);
-    for (i, &v) in x.iter().enumerate() {
-        if v > best.1 && !banned.contains(&(i as u32)) {
-            best = (i as u32, v);
+    for (c, chunk) in x.chunks(CHUNK).enumerate() {
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let mut rows = chunk.chunks_exact(LANES);
+        for row in &mut rows {
+            for (m, &v) in lanes.iter_mut().zip(row) {
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        let top = rows.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        if top <= best.1 || top.is_nan() {
+            continue;
+        }
+        for (i, &v) in chunk.iter().enumerate() {
+            let t = (c * CHUNK + i) as u32;
+            if v > best.1 && !banned.contains(&t) {
+                best = (t, v);
+            }
         }
     }
     best.0
@@ -559,6 +580,36 @@ mod tests {
             assert!((o - e / z).abs() < 1e-6, "{out:?}");
         }
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+    }
+
+    #[test]
+    fn argmax_is_the_plain_scan_with_ties_nans_and_bans() {
+        let plain = |x: &[f32], banned: &[u32]| {
+            let mut best = (0u32, f32::NEG_INFINITY);
+            for (i, &v) in x.iter().enumerate() {
+                if v > best.1 && !banned.contains(&(i as u32)) {
+                    best = (i as u32, v);
+                }
+            }
+            best.0
+        };
+        let mut rng = Rng::new(7);
+        for len in [0, 1, 15, 16, 17, 255, 256, 257, 1000, 4099] {
+            for case in 0..6 {
+                // Few distinct values, so that ties across lanes and chunks are common.
+                let mut x: Vec<f32> = (0..len).map(|_| (rng.next_f32() * 8.0).floor()).collect();
+                if case >= 2 && len > 0 {
+                    for _ in 0..len / 7 + 1 {
+                        x[rng.next_u64() as usize % len] = f32::NAN;
+                    }
+                }
+                if case == 4 {
+                    x.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+                }
+                let top: Vec<u32> = (0..len as u32).filter(|&i| x[i as usize] == 7.0).take(3 * (case % 2)).collect();
+                assert_eq!(argmax_without(&x, &top), plain(&x, &top), "len {len} case {case}");
+            }
+        }
     }
 
     #[test]
