@@ -597,8 +597,15 @@ impl<'t> Loop<'t> {
         }
         let n_vocab = self.ctx.model().config().n_vocab;
         let threads = self.ctx.threads().clone();
+        let started = Instant::now();
         let logits = self.ctx.forward()?;
         self.shared.metrics.steps.inc();
+        tracing::debug!(
+            decode = p.decode.len(),
+            prompt_tokens = self.live.iter().map(|l| l.chunk).sum::<usize>(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "step"
+        );
 
         // Bookkeeping of what the pass computed, then sampling in parallel.
         let mut computed = 0;
