@@ -26,25 +26,29 @@ const TILE_FROM: usize = 16;
 /// How far ahead of the quants being summed the next ones are asked for, into L2 and into L1
 /// (bytes): [`prefetch`].
 const PREFETCH_L2: usize = 32768;
-const PREFETCH_L1: usize = 8192;
+const Q4_0_L1: usize = 4096;
+const Q6_K_L1: usize = 8192;
 
-/// Asks for the line `PREFETCH_L2` bytes past `at` into L2 and, with `L1`, the one
-/// `PREFETCH_L1` past it into L1: the far hint keeps enough misses in flight to stream from
-/// memory; the near one has the line in L1 when the kernel gets there. One core streaming a
-/// matrix far larger than the caches (`matvec` example, one token, AVX-512 EPYC, Zen 4), the
-/// L2 hint against none: `Q8_0` 24-25 GB/s against 12-14 (an L1 hint 2 KiB ahead), `Q4_0` 24
-/// against 16, `Q4_K` 20 against 14, `Q5_0` 21 against 16, `Q6_K` 13 against 8. The L1 hint
-/// as well: `Q6_K` (65536 x 2048) 13.4-13.6 -> 16.5-16.8 GB/s on one thread and 24.1-24.4 ->
-/// 28.2-29.0 on two (16 KiB ahead: 15.2-15.7 and 25.6-26.9); the others within 1% or (`Q4_K`)
-/// 4% slower, so only `Q6_K` takes it.
+/// Asks for the line `PREFETCH_L2` bytes past `at` into L2 and, with `L1 > 0`, the one `L1`
+/// bytes past it into L1: the far hint keeps enough misses in flight to stream from memory;
+/// the near one has the line in L1 when the kernel gets there. One core streaming a matrix
+/// far larger than the caches (`matvec` example, 65536 x 2048, one token, AVX-512 EPYC, Zen
+/// 4), the L2 hint against none: `Q8_0` 24-25 GB/s against 12-14 (an L1 hint 2 KiB ahead),
+/// `Q4_0` 24 against 16, `Q4_K` 20 against 14, `Q5_0` 21 against 16, `Q6_K` 13 against 8. The
+/// L1 hint as well, one thread / two: `Q6_K` (8 KiB ahead) 13.4-13.6 -> 16.5-17.6 GB/s /
+/// 24.1-24.4 -> 28.2-29.0 (16 KiB: 15.2-15.7 / 25.6-26.9); `Q4_0` (4 KiB) 21.7-21.9 ->
+/// 23.7-23.9 / 41.7-43.3 -> 46.3-47.8, and 16384 x 8192 21.5-22.0 -> 24.4-25.0 / 32.7-33.9 ->
+/// 34.7-35.4. `Q4_K` ran 2-5% slower with it (2 and 4 KiB), `Q5_0` 4-5% on one thread, and
+/// `Q8_0`, 5-7% faster at 65536 x 2048, 4-8% slower as Gemma 3's output head (262144 x 640,
+/// whose panels are 10 KiB): they go without.
 #[inline(always)]
-fn prefetch<const L1: bool>(at: *const u8) {
+fn prefetch<const L1: usize>(at: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address (`wrapping_add` makes none out of
     // bounds in Rust's sense either); SSE is in every x86-64.
     unsafe {
         _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(PREFETCH_L2).cast());
-        if L1 {
-            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH_L1).cast());
+        if L1 > 0 {
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(L1).cast());
         }
     }
 }
@@ -82,7 +86,8 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
     for b in 0..y[0].len() {
         let q = &quants[b * 256..][..256];
         for c in 0..4 {
-            prefetch::<false>(q.as_ptr().wrapping_add(64 * c));
+            let at = q.as_ptr().wrapping_add(64 * c);
+            if FIFTH { prefetch::<0>(at) } else { prefetch::<Q4_0_L1>(at) }
         }
         // SAFETY: with `FIFTH`, `planes[b * 16..]` holds 16 words; `loadu` needs no alignment.
         let pl =
@@ -179,7 +184,7 @@ fn panel_q4_k<const T: usize>(
         for k in 0..4 {
             let qk = &q[512 * k..][..512];
             for c in 0..8 {
-                prefetch::<false>(qk.as_ptr().wrapping_add(64 * c));
+                prefetch::<0>(qk.as_ptr().wrapping_add(64 * c));
             }
             let (mut lo, mut hi) = (splat::<_, T>(_mm512_setzero_si512()), splat::<_, T>(_mm512_setzero_si512()));
             for v in 0..8 {
@@ -218,7 +223,7 @@ fn panel_q8_0<const T: usize>(
     for b in 0..y[0].len() {
         let q = &quants[b * 512..][..512];
         for c in 0..8 {
-            prefetch::<false>(q.as_ptr().wrapping_add(64 * c));
+            prefetch::<0>(q.as_ptr().wrapping_add(64 * c));
         }
         let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         let mut even = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(offs[t][b]));
@@ -275,7 +280,7 @@ fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T
     for b in 0..y[0].len() {
         let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
         for c in 0..(Q6_K_WORDS * 4 / 64) {
-            prefetch::<true>(sb.as_ptr().cast::<u8>().wrapping_add(64 * c));
+            prefetch::<Q6_K_L1>(sb.as_ptr().cast::<u8>().wrapping_add(64 * c));
         }
         let load = |w: usize| {
             // SAFETY: every `w` used below is `16 g` for a vector `g` inside the super-block's
