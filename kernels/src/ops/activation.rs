@@ -10,11 +10,41 @@ pub fn gelu_tanh(x: &mut [f32]) {
     }
 }
 
-/// SiLU (`x * sigmoid(x)`, the Llama/Qwen FFN activation), in place.
+/// SiLU (`x * sigmoid(x)`, the Llama/Qwen FFN activation), in place, through [`exp_neg`]
+/// of `-|x|` so that every lane takes the same steps: `x / (1 + e^-x)` for `x >= 0`, `x e^x /
+/// (1 + e^x)` below.
 pub fn silu(x: &mut [f32]) {
     for v in x {
-        *v /= 1.0 + (-*v).exp();
+        let e = exp_neg(-v.abs());
+        let sigmoid = if *v >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+        *v *= sigmoid;
     }
+}
+
+/// `e^x` for `x <= 0` (and NaN), in plain arithmetic that compiles to the same vector code
+/// on every tier and gives the same bits on every machine (Rust never fuses a multiply and
+/// an add), so that softmax and SiLU vectorise instead of calling libm once per element
+/// (which took 7% of a Llama 3.2 1B prompt's time, AVX-512 EPYC).
+///
+/// `x = n ln 2 + r` with `n` the nearest integer to `x / ln 2` (by the `1.5 · 2^23` rounding
+/// trick) and `|r| <= ln 2 / 2`, `ln 2` split in two so that `r` is exact to about 2^-32;
+/// `e^r` by its degree-6 Taylor polynomial (truncation below 1.2e-7 relative); `2^n` built
+/// in the exponent bits. Relative error within 3e-7 (tested against f64), `e^0 = 1` exactly;
+/// below -87.3 (where `2^n` would leave the normal range) and at `-inf` the result is 0.
+#[inline(always)]
+pub fn exp_neg(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75; // ln 2 with its low 12 bits cleared: `n LN2_HI` is exact
+    const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 - LN2_HI
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: `t + ROUND - ROUND` rounds `t` to an integer
+    const LOWEST: f32 = -87.3;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // `t`'s low mantissa bits hold `n` (offset by ROUND's bits): `(n + 127) << 23` is `2^n`.
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127u32.wrapping_sub(ROUND.to_bits())) << 23);
+    if x < LOWEST { 0.0 } else { p * scale }
 }
 
 /// Soft-capping `cap * tanh(x / cap)` (Gemma 2 attention and final logits), in place.
@@ -25,15 +55,35 @@ pub fn softcap(x: &mut [f32], cap: f32) {
 }
 
 /// Softmax over the whole slice, in place; `-inf` entries get probability 0.
+///
+/// Sixteen lanes at a time, in an order fixed by the slice alone: the maximum (exact in any
+/// order, NaNs skipped), [`exp_neg`] of each score less it, their sum in sixteen f64 lanes
+/// (element `i` into lane `i % 16`, the lanes then added in order, then the tail in order).
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    const LANES: usize = 16;
+    let mut top = [f32::NEG_INFINITY; LANES];
+    let mut rows = x.chunks_exact(LANES);
+    for row in &mut rows {
+        for (m, &v) in top.iter_mut().zip(row) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = rows.remainder().iter().chain(&top).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     if max == f32::NEG_INFINITY {
         x.fill(0.0);
         return;
     }
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
+    let mut lanes = [0f64; LANES];
+    let mut rows = x.chunks_exact_mut(LANES);
+    for row in &mut rows {
+        for (v, s) in row.iter_mut().zip(lanes.iter_mut()) {
+            *v = exp_neg(*v - max);
+            *s += f64::from(*v);
+        }
+    }
+    let mut sum: f64 = lanes.iter().sum();
+    for v in rows.into_remainder() {
+        *v = exp_neg(*v - max);
         sum += f64::from(*v);
     }
     let inv = (1.0 / sum) as f32;
@@ -86,5 +136,65 @@ mod tests {
         let mut c = [1000.0f32, -1000.0, 0.5];
         softcap(&mut c, 30.0);
         assert!((c[0] - 30.0).abs() < 1e-3 && (c[1] + 30.0).abs() < 1e-3 && (c[2] - 0.5).abs() < 1e-3);
+    }
+
+    #[test]
+    fn exp_neg_is_within_3e7_of_f64_over_its_range() {
+        assert_eq!(exp_neg(0.0), 1.0);
+        assert_eq!(exp_neg(-0.0), 1.0);
+        assert_eq!(exp_neg(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_neg(-88.0), 0.0);
+        assert!(exp_neg(f32::NAN).is_nan());
+        let mut worst = 0f64;
+        // Every float from -87.3 to 0 would be 10^9 of them: every 97th bit pattern.
+        let (lo, hi) = ((-87.29f32).to_bits(), (-1e-30f32).to_bits());
+        for bits in (hi..=lo).step_by(97) {
+            let x = f32::from_bits(bits);
+            let want = f64::from(x).exp();
+            worst = worst.max(((f64::from(exp_neg(x)) - want) / want).abs());
+        }
+        assert!(worst < 3e-7, "worst relative error {worst:e}");
+    }
+
+    #[test]
+    fn softmax_and_silu_against_f64() {
+        let mut state = 0x9e37_79b9u32;
+        for n in [1, 2, 15, 16, 17, 100, 1000, 4099] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    if i % 7 == 3 { f32::NEG_INFINITY } else { (state % 4000) as f32 / 100.0 - 20.0 }
+                })
+                .collect();
+            let mut p = x.clone();
+            softmax(&mut p);
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let z: f64 = x.iter().map(|&v| (f64::from(v) - f64::from(max)).exp()).sum();
+            for (&a, &v) in p.iter().zip(&x) {
+                if v == f32::NEG_INFINITY {
+                    assert_eq!(a, 0.0);
+                    continue;
+                }
+                let want = (f64::from(v) - f64::from(max)).exp() / z;
+                // The f32 difference `v - max` (up to 40 here) rounds by up to 2^-24 of it.
+                let bound = 1e-6 + f64::from(v - max).abs() * 2f64.powi(-24);
+                assert!((f64::from(a) - want).abs() <= bound * want + 1e-30, "n {n}: {a} against {want}");
+            }
+            let mut s: Vec<f32> = x.iter().map(|v| v.max(-1e4)).collect();
+            silu(&mut s);
+            for (&a, &v) in s.iter().zip(&x) {
+                let v = f64::from(v.max(-1e4));
+                let want = v / (1.0 + (-v).exp());
+                assert!((f64::from(a) - want).abs() <= 1e-6 * want.abs() + 1e-30, "silu({v}) = {a}, want {want}");
+            }
+        }
+        let mut all_masked = [f32::NEG_INFINITY; 3];
+        softmax(&mut all_masked);
+        assert_eq!(all_masked, [0.0; 3]);
+        let mut one = [5.0f32];
+        softmax(&mut one);
+        assert_eq!(one, [1.0]);
     }
 }
