@@ -25,6 +25,8 @@
 //! assert_eq!(err.to_string(), "top_p is 7, expected a number from 0 to 1");
 //! ```
 
+use pupil_kernels::ops::max_of;
+
 /// Sampling settings. `Default` follows llama.cpp's defaults; [`validate`](Self::validate)
 /// says whether each is in range.
 #[derive(Clone, Debug, PartialEq)]
@@ -390,23 +392,14 @@ pub fn argmax(x: &[f32]) -> u32 {
 /// [`argmax`] over the tokens not in `banned`.
 ///
 /// A greedy step of a server looks at a whole vocabulary per sequence (262,144 logits for
-/// Gemma 3): each chunk's maximum is found sixteen lanes at a time (vector `max`es), and only
-/// a chunk holding a value above the best so far is scanned in order. A chunk whose maximum
-/// is no greater holds no candidate, so the answer is the plain scan's, NaNs skipped.
+/// Gemma 3): each chunk's maximum is found sixteen lanes at a time ([`max_of`]), and only a
+/// chunk holding a value above the best so far is scanned in order. A chunk whose maximum is
+/// no greater holds no candidate, so the answer is the plain scan's, NaNs skipped.
 fn argmax_without(x: &[f32], banned: &[u32]) -> u32 {
     const CHUNK: usize = 256;
-    const LANES: usize = 16;
     let mut best = (0u32, f32::NEG_INFINITY);
     for (c, chunk) in x.chunks(CHUNK).enumerate() {
-        let mut lanes = [f32::NEG_INFINITY; LANES];
-        let mut rows = chunk.chunks_exact(LANES);
-        for row in &mut rows {
-            for (m, &v) in lanes.iter_mut().zip(row) {
-                *m = if v > *m { v } else { *m };
-            }
-        }
-        let top = rows.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        if top <= best.1 || top.is_nan() {
+        if max_of(chunk) <= best.1 {
             continue;
         }
         for (i, &v) in chunk.iter().enumerate() {

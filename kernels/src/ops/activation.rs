@@ -34,7 +34,7 @@ pub fn silu(x: &mut [f32]) {
 #[inline(always)]
 pub fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75; // ln 2 with its low 12 bits cleared: `n LN2_HI` is exact
+    const LN2_HI: f32 = 0.693_145_75; // ln 2 with its low nine bits cleared: `n LN2_HI` is exact
     const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 - LN2_HI
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: `t + ROUND - ROUND` rounds `t` to an integer
     const LOWEST: f32 = -87.3;
@@ -54,6 +54,22 @@ pub fn softcap(x: &mut [f32], cap: f32) {
     }
 }
 
+/// The largest value of `x`, NaNs skipped (`-inf` if there is none), sixteen lanes at a
+/// time: the vector `max`es a plain fold over `f32::max` does not compile to. The maximum is
+/// exact in any order, so it is the fold's.
+pub fn max_of(x: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let bigger = |m: f32, v: f32| if v > m { v } else { m };
+    let mut top = [f32::NEG_INFINITY; LANES];
+    let mut rows = x.chunks_exact(LANES);
+    for row in &mut rows {
+        for (m, &v) in top.iter_mut().zip(row) {
+            *m = bigger(*m, v);
+        }
+    }
+    rows.remainder().iter().chain(&top).fold(f32::NEG_INFINITY, |m, &v| bigger(m, v))
+}
+
 /// Softmax over the whole slice, in place; `-inf` entries get probability 0.
 ///
 /// Sixteen lanes at a time, in an order fixed by the slice alone: the maximum (exact in any
@@ -61,14 +77,7 @@ pub fn softcap(x: &mut [f32], cap: f32) {
 /// (element `i` into lane `i % 16`, the lanes then added in order, then the tail in order).
 pub fn softmax(x: &mut [f32]) {
     const LANES: usize = 16;
-    let mut top = [f32::NEG_INFINITY; LANES];
-    let mut rows = x.chunks_exact(LANES);
-    for row in &mut rows {
-        for (m, &v) in top.iter_mut().zip(row) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    let max = rows.remainder().iter().chain(&top).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let max = max_of(x);
     if max == f32::NEG_INFINITY {
         x.fill(0.0);
         return;

@@ -22,7 +22,7 @@ mod matmul;
 mod norm;
 mod rope;
 
-pub use activation::{add_assign, gelu_tanh, mul_assign, scale, silu, softcap, softmax};
+pub use activation::{add_assign, gelu_tanh, max_of, mul_assign, scale, silu, softcap, softmax};
 pub use attention::{KvScalar, attend, attend_batch};
 pub use gelu_f16::gelu_tanh_f16;
 pub use matmul::{Activations, EXACT_BATCH_TOKENS, PackedWeight, WeightRef, get_row, matmul, matmul_many, matmul_on};
