@@ -369,9 +369,10 @@ impl Packed {
 /// largest call and kept (nothing is allocated once they have grown).
 #[derive(Default)]
 struct Scratch {
-    /// The tokens of whole tiles.
+    /// The tokens of the `T`-token tiles ([`tiled_tokens`]; a padded last tile's extra tokens
+    /// are zeros).
     main: Packed,
-    /// The last `n % T` tokens, one to a tile.
+    /// The tokens after them, one to a tile.
     tail: Packed,
     /// A group of panels ([`group_panels`]): per panel its quants as `[cols / 4][L]` groups
     /// of four bytes, its scales `[nsb][L]` and mins `[nsb][L]`.
@@ -383,6 +384,20 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Packs the `n` token rows of `a` (`nb` blocks each) into `main` and `tail`.
+    #[inline(always)]
+    fn pack<W: GemmWeight, const T: usize>(
+        &mut self,
+        a: &[W::Act],
+        nb: usize,
+        n: usize,
+        fp16: impl Fn(half::f16) -> f32 + Copy,
+    ) {
+        let tiled = tiled_tokens::<T>(n).min(n);
+        self.main.pack::<W, T>(&a[..tiled * nb], nb, fp16);
+        self.tail.pack::<W, 1>(&a[tiled * nb..], nb, fp16);
+    }
+
     /// Sizes the group buffers for panels of `L` of `rows` rows of `cols` columns (`nsb`
     /// sub-blocks) and returns the panels in a group.
     #[inline(always)]
@@ -484,11 +499,8 @@ pub(in crate::cpu) fn gemm<W: GemmWeight, const L: usize, const T: usize>(
     let rows = w.len() / nb;
     let (s, per) = (W::S, W::SIZE / W::S);
     let (nsb, cols) = (nb * per, nb * W::SIZE);
-    // The tiles' tokens (their last tile padded with zeros by `pack`), then the rest.
-    let tiled = tiled_tokens::<T>(n).min(n);
     let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
-    sc.main.pack::<W, T>(&a[..tiled * nb], nb, fp16);
-    sc.tail.pack::<W, 1>(&a[tiled * nb..], nb, fp16);
+    sc.pack::<W, T>(a, nb, n, fp16);
 
     let group = sc.group::<L>(rows, cols, nsb);
     zeroed(&mut sc.row_q, L * cols);
@@ -556,11 +568,12 @@ fn group_tiles<const L: usize, const T: usize>(
     kernel: &impl Fn(&Tile<'_>, &mut [[f32; L]; T]),
     kernel1: &impl Fn(&Tile<'_>, &mut [[f32; L]; 1]),
 ) {
-    let full = tiled_tokens::<T>(n);
+    // A multiple of `T`, past `n` when the last tile is padded.
+    let tiled = tiled_tokens::<T>(n);
     // Panel `p`'s first row and width.
     let span = |p: usize| (g0 + p * L, L.min(rows - (g0 + p * L)));
     let mut acc = [[0f32; L]; T];
-    for g in 0..full.div_ceil(T) {
+    for g in 0..tiled / T {
         for p in 0..group.panels {
             let (wq, s1, s2) = group.panel::<L>(p, nsb, s);
             kernel(&main.tile(g, nsb, T, s, wq, s1, s2), &mut acc);
@@ -572,10 +585,10 @@ fn group_tiles<const L: usize, const T: usize>(
         }
     }
     let mut acc1 = [[0f32; L]; 1];
-    for t in full.min(n)..n {
+    for t in tiled.min(n)..n {
         for p in 0..group.panels {
             let (wq, s1, s2) = group.panel::<L>(p, nsb, s);
-            kernel1(&tail.tile(t - full, nsb, 1, s, wq, s1, s2), &mut acc1);
+            kernel1(&tail.tile(t - tiled, nsb, 1, s, wq, s1, s2), &mut acc1);
             let (r0, width) = span(p);
             put(&mut out[t * ldo + r0..][..width], &acc1[0]);
         }
@@ -683,11 +696,8 @@ pub(in crate::cpu) fn gemm_unpacking<W: GemmWeight, const L: usize, const T: usi
     }
     let (nb, s, per) = (a.len() / n, W::S, W::SIZE / W::S);
     let nsb = nb * per;
-    // The tiles' tokens (their last tile padded with zeros by `pack`), then the rest.
-    let tiled = tiled_tokens::<T>(n).min(n);
     let mut sc = SCRATCH.with_borrow_mut(std::mem::take);
-    sc.main.pack::<W, T>(&a[..tiled * nb], nb, fp16);
-    sc.tail.pack::<W, 1>(&a[tiled * nb..], nb, fp16);
+    sc.pack::<W, T>(a, nb, n, fp16);
     let total = rows.div_ceil(L);
     let group = sc.group::<L>(rows, cols, nsb);
     for first in (0..total).step_by(group) {

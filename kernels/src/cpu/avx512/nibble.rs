@@ -33,8 +33,9 @@ const Q6_K_L1: usize = 8192;
 /// bytes past it into L1: the far hint keeps enough misses in flight to stream from memory;
 /// the near one has the line in L1 when the kernel gets there. One core streaming a matrix
 /// far larger than the caches (`matvec` example, 65536 x 2048, one token, AVX-512 EPYC, Zen
-/// 4), the L2 hint against none: `Q8_0` 24-25 GB/s against 12-14 (an L1 hint 2 KiB ahead),
-/// `Q4_0` 24 against 16, `Q4_K` 20 against 14, `Q5_0` 21 against 16, `Q6_K` 13 against 8. The
+/// 4), the L2 hint against the L1 hint 2 KiB ahead it replaced: `Q8_0` 24-25 GB/s against
+/// 12-14, `Q4_0` 24 against 16, `Q4_K` 20 against 14, `Q5_0` 21 against 16, `Q6_K` 13 against
+/// 8 (and against no hint at all, `Q6_K` 13.4-13.6 against 8.4-8.6). The
 /// L1 hint as well, one thread / two: `Q6_K` (8 KiB ahead) 13.4-13.6 -> 16.5-17.6 GB/s /
 /// 24.1-24.4 -> 28.2-29.0 (16 KiB: 15.2-15.7 / 25.6-26.9); `Q4_0` (4 KiB) 21.7-21.9 ->
 /// 23.7-23.9 / 41.7-43.3 -> 46.3-47.8, and 16384 x 8192 21.5-22.0 -> 24.4-25.0 / 32.7-33.9 ->
