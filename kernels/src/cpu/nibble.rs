@@ -22,9 +22,14 @@
 //! vectors per block, vector `v` lane `l` holding row `l`'s quants `4v..4v + 4` as unsigned
 //! bytes (`q + 128`, the GEMM's form), then the f16 scales `[nb][L]`.
 //!
-//! `Q6_K` per super-block: its low-nibble bytes `ql` (32 vectors, vector `g` holding bytes
-//! `4g..4g + 4` of each row), its high-bit bytes `qh` (16 vectors), then the rows' sixteen
-//! scales (`[16][L]` bytes) and `d` (`[L]` f16): the file's 210 bytes per row.
+//! `Q6_K` per super-block: its sixteen sub-blocks of 16 columns in order, three vectors each
+//! (`[16][3][L][4]` bytes), then the rows' sixteen scales (`[16][L]` bytes) and `d` (`[L]`
+//! f16): the file's 210 bytes per row, its bits regrouped so that each sub-block's three
+//! loads give all of its sixteen columns. In sub-block `j`, byte `i` of a lane: in vector
+//! 0, the low four bits of columns `16j + i` (low nibble) and `16j + 4 + i` (high); in
+//! vector 1, those of `16j + 8 + i` and `16j + 12 + i`; in vector 2, the top two bits of
+//! the four, at bits 0, 2, 4 and 6. A small batch then keeps one sum per token live (a
+//! sub-block is finished before the next starts), not four.
 //!
 //! `Q4_K` the same way per super-block of 256: 32 vectors, vector `8k + v` holding bytes
 //! `32k + 4v..+ 4` of each row (low nibbles: sub-block `2k`, columns `4v..`; high: sub-block
@@ -276,14 +281,43 @@ pub(in crate::cpu) fn unpack_row_q8_0(panels: &[u32], nb: usize, r: usize, first
     }
 }
 
-/// Words of one `Q6_K` panel of rows of `cols` columns: per super-block, 2048 bytes of
-/// `ql`, 1024 of `qh`, 256 of scales and 32 of `d`.
+/// Words of one `Q6_K` panel of rows of `cols` columns: per super-block, 3072 bytes of
+/// quants, 256 of scales and 32 of `d`.
 pub(in crate::cpu) const fn panel_words_q6_k(cols: usize) -> usize {
     cols / 256 * Q6_K_WORDS
 }
 
-/// Words of one `Q6_K` super-block of a panel.
-pub(in crate::cpu) const Q6_K_WORDS: usize = 512 + 256 + 64 + 8;
+/// Words of one `Q6_K` super-block of a panel: 16 sub-blocks of [`Q6_K_SUB`], the scales at
+/// word 768, `d` at 832.
+pub(in crate::cpu) const Q6_K_WORDS: usize = 768 + 64 + 8;
+
+/// Words of one `Q6_K` sub-block of a panel: three vectors.
+pub(in crate::cpu) const Q6_K_SUB: usize = 3 * L;
+
+/// The three words of one row's `Q6_K` sub-block `j` in the panel layout (low nibbles of
+/// columns `0..4` / `4..8`, of `8..12` / `12..16`, then the top bits), from its 16 quants
+/// `q` (`0..64`).
+fn q6_k_words(q: &[u8]) -> [u32; 3] {
+    let mut w = [0u32; 3];
+    for i in 0..4 {
+        w[0] |= u32::from((q[i] & 0xf) | (q[4 + i] & 0xf) << 4) << (8 * i);
+        w[1] |= u32::from((q[8 + i] & 0xf) | (q[12 + i] & 0xf) << 4) << (8 * i);
+        for g in 0..4 {
+            w[2] |= u32::from(q[4 * g + i] >> 4) << (8 * i + 2 * g);
+        }
+    }
+    w
+}
+
+/// The 16 quants (`0..64`) of one row's `Q6_K` sub-block from its three panel words.
+fn q6_k_quants(w: [u32; 3]) -> [u8; 16] {
+    std::array::from_fn(|c| {
+        let (g, i) = (c / 4, c % 4);
+        let low = (w[g / 2] >> (8 * i + 4 * (g % 2))) & 0xf;
+        let top = (w[2] >> (8 * i + 2 * g)) & 3;
+        (low | top << 4) as u8
+    })
+}
 
 /// `w` (whole rows of `nb` super-blocks) in `Q6_K` nibble panels, back to back.
 pub(in crate::cpu) fn pack_q6_k(w: &[BlockQ6_K], nb: usize) -> Vec<u32> {
@@ -294,11 +328,11 @@ pub(in crate::cpu) fn pack_q6_k(w: &[BlockQ6_K], nb: usize) -> Vec<u32> {
         for l in 0..L.min(rows - p * L) {
             for (b, blk) in w[(p * L + l) * nb..][..nb].iter().enumerate() {
                 let sb = &mut panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
-                for (g, q) in blk.ql.as_chunks::<4>().0.iter().enumerate() {
-                    sb[g * L + l] = u32::from_le_bytes(*q);
-                }
-                for (g, q) in blk.qh.as_chunks::<4>().0.iter().enumerate() {
-                    sb[512 + g * L + l] = u32::from_le_bytes(*q);
+                let q: [u8; 256] = std::array::from_fn(|e| blk.stored(e));
+                for j in 0..16 {
+                    for (v, w) in q6_k_words(&q[16 * j..][..16]).into_iter().enumerate() {
+                        sb[j * Q6_K_SUB + v * L + l] = w;
+                    }
                 }
                 let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut sb[768..832]);
                 for (j, &sc) in blk.scales.iter().enumerate() {
@@ -316,11 +350,11 @@ pub(in crate::cpu) fn pack_q6_k(w: &[BlockQ6_K], nb: usize) -> Vec<u32> {
 fn q6_k_block(panel: &[u32], b: usize, l: usize) -> BlockQ6_K {
     let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
     let mut blk = BlockQ6_K { ql: [0; 128], qh: [0; 64], scales: [0; 16], d: half::f16::ZERO };
-    for g in 0..32 {
-        blk.ql[4 * g..4 * g + 4].copy_from_slice(&sb[g * L + l].to_le_bytes());
-    }
-    for g in 0..16 {
-        blk.qh[4 * g..4 * g + 4].copy_from_slice(&sb[512 + g * L + l].to_le_bytes());
+    for j in 0..16 {
+        let w = std::array::from_fn(|v| sb[j * Q6_K_SUB + v * L + l]);
+        for (c, q) in q6_k_quants(w).into_iter().enumerate() {
+            blk.store(16 * j + c, q);
+        }
     }
     let bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
     for j in 0..16 {
@@ -332,32 +366,28 @@ fn q6_k_block(panel: &[u32], b: usize, l: usize) -> BlockQ6_K {
 }
 
 /// A `Q6_K` panel (`nb` super-blocks per row) as the tiled GEMM's decoded panel, four
-/// quants (one word) at a time for all sixteen rows: column `128h + 32k + i` takes its low
-/// bits from `ql` byte `64h + i` (`k` even) or `64h + 32 + i` (`k` odd), low nibble for `k <
-/// 2`, and its high two from bits `2k..2k + 2` of `qh` byte `32h + i`, as
-/// `GemmWeight::unpack` does; `s1 = d · sc`.
+/// quants (one word) at a time for all sixteen rows: column group `g` of sub-block `j` takes
+/// its low bits from nibble `g % 2` of the sub-block's vector `g / 2` and its top two from
+/// bits `2g..2g + 2` of its vector 2 (see the module docs); `s1 = d · sc`.
 #[inline(always)]
 pub(in crate::cpu) fn unpack_panel_q6_k(panel: &[u32], nb: usize, wq: &mut [u8], s1: &mut [f32]) {
     const LOW: u32 = 0x0f0f_0f0f;
     let wq: &mut [u32] = bytemuck::cast_slice_mut(&mut wq[..nb * 256 * L]);
     for b in 0..nb {
         let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
-        for h in 0..2 {
-            for g in 0..8 {
-                // Columns `128h + 32k + 4g..+ 4`: sub-block `8h + 2k + g / 4`, group `g % 4`.
-                let (qa, qb, top) =
-                    (&sb[(16 * h + g) * L..][..L], &sb[(16 * h + 8 + g) * L..][..L], &sb[512 + (8 * h + g) * L..][..L]);
-                for k in 0..4 {
-                    let dst = &mut wq[((b * 16 + 8 * h + 2 * k + g / 4) * 4 + g % 4) * L..][..L];
-                    for l in 0..L {
-                        let (a, c, t) = (qa[l], qb[l], top[l]);
-                        dst[l] = match k {
-                            0 => (a & LOW) | (t & 0x0303_0303) << 4,
-                            1 => (c & LOW) | (t & 0x0c0c_0c0c) << 2,
-                            2 => ((a >> 4) & LOW) | (t & 0x3030_3030),
-                            _ => ((c >> 4) & LOW) | (t & 0xc0c0_c0c0) >> 2,
-                        };
-                    }
+        for j in 0..16 {
+            let sub = &sb[j * Q6_K_SUB..][..Q6_K_SUB];
+            let (qa, qb, top) = (&sub[..L], &sub[L..2 * L], &sub[2 * L..]);
+            for g in 0..4 {
+                let dst = &mut wq[((b * 16 + j) * 4 + g) * L..][..L];
+                for l in 0..L {
+                    let (a, c, t) = (qa[l], qb[l], top[l]);
+                    dst[l] = match g {
+                        0 => (a & LOW) | (t & 0x0303_0303) << 4,
+                        1 => ((a >> 4) & LOW) | (t & 0x0c0c_0c0c) << 2,
+                        2 => (c & LOW) | (t & 0x3030_3030),
+                        _ => ((c >> 4) & LOW) | (t & 0xc0c0_c0c0) >> 2,
+                    };
                 }
             }
         }

@@ -14,8 +14,8 @@
 
 use crate::cpu::entry::word;
 use crate::cpu::nibble::{
-    L, Q6_K_WORDS, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q6_k, panel_words_q8_0, rows_of,
-    with_legacy_terms, with_sub_sums,
+    L, Q6_K_SUB, Q6_K_WORDS, panel_words_q4_0, panel_words_q4_k, panel_words_q5_0, panel_words_q6_k, panel_words_q8_0,
+    rows_of, with_legacy_terms, with_sub_sums,
 };
 use crate::quant::{BlockQ8_0, BlockQ8_K};
 use std::arch::x86_64::*;
@@ -269,10 +269,13 @@ fn q8_0_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_0], n: usize, o
 
 /// `T` tokens' outputs for one `Q6_K` panel: per sub-block `j` of 16 (in order), `acc =
 /// fma(f32(Σ (q - 32) y), (d · sc_j) · d_a, acc)`, the offset taken off as `-32 Σ y` from the
-/// activation's stated sums.
+/// activation's stated sums. A sub-block's three vectors give its sixteen columns (four
+/// vectors of four); `S` sub-blocks are summed side by side (`S` sums live per token: more
+/// independent chains for small `T`, few enough registers for large `T`), then finished in
+/// order.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T] {
+fn panel_q6_k<const T: usize, const S: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T] {
     let m4 = _mm512_set1_epi8(0x0f);
     let mask = |m: u8| _mm512_set1_epi8(m as i8);
     let mut acc = splat::<_, T>(_mm512_setzero_ps());
@@ -281,66 +284,45 @@ fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T
         for c in 0..(Q6_K_WORDS * 4 / 64) {
             prefetch::<Q6_K_L1>(sb.as_ptr().cast::<u8>().wrapping_add(64 * c));
         }
-        let load = |w: usize| {
-            // SAFETY: every `w` used below is `16 g` for a vector `g` inside the super-block's
-            // words; `loadu` needs no alignment.
-            unsafe { _mm512_loadu_si512(sb[w..].as_ptr().cast()) }
-        };
         // SAFETY: the scales (256 bytes) and `d` (16 halves) lie at words 768 and 832.
         let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(sb[832..].as_ptr().cast()) });
         let da = arr!(_mm512_setzero_ps(); T, |t| _mm512_set1_ps(y[t][b].d));
         let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         let scale_bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
-        for h in 0..2 {
-            // Vector `v` of half `h` holds, in quarter `k` (elements `128h + 32k..`), four
-            // columns of sub-block `8h + 2k + v / 4`: the first four vectors finish the even
-            // sub-blocks, the last four the odd ones. Only one parity's sums are live at a
-            // time (four per token), and the sub-blocks are finished in order once both are.
-            let mut even = splat::<_, T>(splat::<_, 4>(_mm512_setzero_si512()));
-            for parity in 0..2 {
-                let mut isum = arr!([_mm512_setzero_si512(); 4]; T, |t| arr!(_mm512_setzero_si512(); 4, |k| {
-                    _mm512_set1_epi32(-32 * i32::from(y[t][b].bsums[8 * h + 2 * k + parity]))
-                }));
-                for v in 4 * parity..4 * parity + 4 {
-                    let (qa, qb, top) =
-                        (load((16 * h + v) * L), load((16 * h + 8 + v) * L), load(512 + (8 * h + v) * L));
-                    let q = [
-                        _mm512_or_si512(
-                            _mm512_and_si512(qa, m4),
-                            _mm512_slli_epi16::<4>(_mm512_and_si512(top, mask(0x03))),
-                        ),
-                        _mm512_or_si512(
-                            _mm512_and_si512(qb, m4),
-                            _mm512_slli_epi16::<2>(_mm512_and_si512(top, mask(0x0c))),
-                        ),
-                        _mm512_or_si512(
-                            _mm512_and_si512(_mm512_srli_epi16::<4>(qa), m4),
-                            _mm512_and_si512(top, mask(0x30)),
-                        ),
-                        _mm512_or_si512(
-                            _mm512_and_si512(_mm512_srli_epi16::<4>(qb), m4),
-                            _mm512_srli_epi16::<2>(_mm512_and_si512(top, mask(0xc0))),
-                        ),
-                    ];
-                    for k in 0..4 {
-                        for t in 0..T {
-                            isum[t][k] = _mm512_dpbusd_epi32(isum[t][k], q[k], bcast(yq[t], 32 * h + 8 * k + v));
-                        }
-                    }
-                }
-                if parity == 0 {
-                    even = isum;
-                    continue;
-                }
-                for m in 0..8 {
-                    let j = 8 * h + m;
-                    // SAFETY: 16 bytes at `scale_bytes[16 j..]`, inside its 256.
-                    let sc = unsafe { _mm_loadu_si128(scale_bytes[16 * j..].as_ptr().cast()) };
-                    let s1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+        for j0 in (0..16).step_by(S) {
+            let isum = arr!([_mm512_setzero_si512(); T]; S, |s| {
+                let j = j0 + s;
+                // SAFETY: the sub-block's three vectors lie at words `j · Q6_K_SUB..`, inside
+                // the super-block's; `loadu` needs no alignment.
+                let [qa, qb, top] = arr!(_mm512_setzero_si512(); 3, |v| unsafe {
+                    _mm512_loadu_si512(sb[j * Q6_K_SUB + v * L..].as_ptr().cast())
+                });
+                let q = [
+                    _mm512_or_si512(_mm512_and_si512(qa, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(top, mask(0x03)))),
+                    _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(qa), m4),
+                        _mm512_slli_epi16::<2>(_mm512_and_si512(top, mask(0x0c))),
+                    ),
+                    _mm512_or_si512(_mm512_and_si512(qb, m4), _mm512_and_si512(top, mask(0x30))),
+                    _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(qb), m4),
+                        _mm512_srli_epi16::<2>(_mm512_and_si512(top, mask(0xc0))),
+                    ),
+                ];
+                let mut sum = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(-32 * i32::from(y[t][b].bsums[j])));
+                for (g, q) in q.iter().enumerate() {
                     for t in 0..T {
-                        let sum = if m % 2 == 0 { even[t][m / 2] } else { isum[t][m / 2] };
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(s1, da[t]), acc[t]);
+                        sum[t] = _mm512_dpbusd_epi32(sum[t], *q, bcast(yq[t], 4 * j + g));
                     }
+                }
+                sum
+            });
+            for (s, isum) in isum.iter().enumerate() {
+                // SAFETY: 16 bytes at `scale_bytes[16 j..]`, inside its 256.
+                let sc = unsafe { _mm_loadu_si128(scale_bytes[16 * (j0 + s)..].as_ptr().cast()) };
+                let s1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+                for t in 0..T {
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(s1, da[t]), acc[t]);
                 }
             }
         }
@@ -348,12 +330,19 @@ fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T
     acc
 }
 
-/// A small batch over `Q6_K` nibble panels, four tokens at a time.
+/// A small batch over `Q6_K` nibble panels, eight tokens at a time.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn q6_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
     let nb = cols / 256;
-    each_panel!(store, p, panel_words_q6_k(cols), rows, n, out, ldo, 4, |panel, t0, T| {
-        panel_q6_k::<T>(panel, rows_of(a, nb, t0))
+    each_panel!(store, p, panel_words_q6_k(cols), rows, n, out, ldo, 8, |panel, t0, T| {
+        let y = rows_of(a, nb, t0);
+        if T <= 2 {
+            panel_q6_k::<T, 4>(panel, y)
+        } else if T <= 4 {
+            panel_q6_k::<T, 2>(panel, y)
+        } else {
+            panel_q6_k::<T, 1>(panel, y)
+        }
     });
 }

@@ -29,11 +29,20 @@ fn pos(e: usize) -> (usize, u32, usize, u32) {
 impl BlockQ6_K {
     /// The 256 quants, each in `-32..32`.
     fn quants(&self) -> [i8; QK_K] {
-        std::array::from_fn(|e| {
-            let (lb, ls, hb, hs) = pos(e);
-            let q = ((self.ql[lb] >> ls) & 0xf) | (((self.qh[hb] >> hs) & 3) << 4);
-            q as i8 - 32
-        })
+        std::array::from_fn(|e| self.stored(e) as i8 - 32)
+    }
+
+    /// Element `e`'s quant as stored, unsigned (`0..64`).
+    pub(crate) fn stored(&self, e: usize) -> u8 {
+        let (lb, ls, hb, hs) = pos(e);
+        ((self.ql[lb] >> ls) & 0xf) | (((self.qh[hb] >> hs) & 3) << 4)
+    }
+
+    /// Stores `q` (`0..64`) as element `e`'s quant, into a block whose bits for it are zero.
+    pub(crate) fn store(&mut self, e: usize, q: u8) {
+        let (lb, ls, hb, hs) = pos(e);
+        self.ql[lb] |= (q & 0xf) << ls;
+        self.qh[hb] |= (q >> 4) << hs;
     }
 }
 
@@ -106,10 +115,7 @@ fn quantize_block(x: &[f32; QK_K]) -> BlockQ6_K {
         }
     }
     for (e, &q) in l.iter().enumerate() {
-        let q = q as u8; // in 0..64
-        let (lb, ls, hb, hs) = pos(e);
-        y.ql[lb] |= (q & 0xf) << ls;
-        y.qh[hb] |= (q >> 4) << hs;
+        y.store(e, q as u8); // in 0..64
     }
     y
 }
