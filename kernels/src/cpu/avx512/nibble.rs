@@ -227,19 +227,23 @@ fn panel_q8_0<const T: usize>(
             prefetch::<0>(q.as_ptr().wrapping_add(64 * c));
         }
         let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
-        let mut isum = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(offs[t][b]));
-        for v in 0..8 {
+        let mut even = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(offs[t][b]));
+        let mut odd = splat::<_, T>(_mm512_setzero_si512());
+        for v in (0..8).step_by(2) {
             // SAFETY: `q` holds eight vectors of 64 bytes; `loadu` needs no alignment.
-            let w = unsafe { _mm512_loadu_si512(q[64 * v..].as_ptr().cast()) };
+            let (w0, w1) = unsafe {
+                (_mm512_loadu_si512(q[64 * v..].as_ptr().cast()), _mm512_loadu_si512(q[64 * v + 64..].as_ptr().cast()))
+            };
             for t in 0..T {
-                isum[t] = _mm512_dpbusd_epi32(isum[t], w, bcast(yq[t], v));
+                even[t] = _mm512_dpbusd_epi32(even[t], w0, bcast(yq[t], v));
+                odd[t] = _mm512_dpbusd_epi32(odd[t], w1, bcast(yq[t], v + 1));
             }
         }
         // SAFETY: `scales[b * 16..]` holds 16 halves (32 bytes); `loadu` needs no alignment.
         let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales[b * L..].as_ptr().cast()) });
         for t in 0..T {
             let s = _mm512_mul_ps(d, _mm512_set1_ps(das[t][b]));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), s, acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even[t], odd[t])), s, acc[t]);
         }
     }
     acc
