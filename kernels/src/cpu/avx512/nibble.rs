@@ -24,10 +24,11 @@ use std::arch::x86_64::*;
 const TILE_FROM: usize = 16;
 
 /// How far ahead of the quants being summed the next ones are asked for, into L2 and into L1
-/// (bytes): [`prefetch`].
+/// (bytes): [`prefetch`]. The L1 hint: [`L1_AHEAD`] for every group of two or more tokens and
+/// for `Q6_K`, [`Q4_0_L1`] for one token of `Q4_0`, none for one token of the others.
 const PREFETCH_L2: usize = 32768;
+const L1_AHEAD: usize = 16384;
 const Q4_0_L1: usize = 4096;
-const Q6_K_L1: usize = 8192;
 
 /// Asks for the line `PREFETCH_L2` bytes past `at` into L2 and, with `L1 > 0`, the one `L1`
 /// bytes past it into L1: the far hint keeps enough misses in flight to stream from memory;
@@ -39,9 +40,14 @@ const Q6_K_L1: usize = 8192;
 /// L1 hint as well, one thread / two: `Q6_K` (8 KiB ahead) 13.4-13.6 -> 16.5-17.6 GB/s /
 /// 24.1-24.4 -> 28.2-29.0 (16 KiB: 15.2-15.7 / 25.6-26.9); `Q4_0` (4 KiB) 21.7-21.9 ->
 /// 23.7-23.9 / 41.7-43.3 -> 46.3-47.8, and 16384 x 8192 21.5-22.0 -> 24.4-25.0 / 32.7-33.9 ->
-/// 34.7-35.4. `Q4_K` ran 2-5% slower with it (2 and 4 KiB), `Q5_0` 4-5% on one thread, and
-/// `Q8_0`, 5-7% faster at 65536 x 2048, 4-8% slower as Gemma 3's output head (262144 x 640,
-/// whose panels are 10 KiB): they go without.
+/// 34.7-35.4. For one token, `Q4_K` ran 2-5% slower with it (2 and 4 KiB), `Q5_0` 4-5% on
+/// one thread, and `Q8_0`, 5-7% faster at 65536 x 2048, 4-8% slower as Gemma 3's output head
+/// (262144 x 640, whose panels are 10 KiB), 10% slower at 16 KiB: they go without. For a
+/// group of tokens the kernel is longer per line and the L1 hint pays for every type
+/// (`packed_batch`, 65536 x 2048, one thread, GMAC/s without / with it 16 KiB ahead): two
+/// tokens `Q4_K` 72-76 -> 90-95, `Q5_0` 61-63 -> 64-67; four `Q4_K` 110-113 -> 133-134,
+/// `Q5_0` 94-99 -> 118-119; eight `Q4_K` 142 -> 154-156, `Q5_0` 135-137 -> 151-158, `Q8_0`
+/// 122-123 -> 139-140 (Gemma 3's head: 129-131 -> 147).
 #[inline(always)]
 fn prefetch<const L1: usize>(at: *const u8) {
     // SAFETY: a prefetch never faults, whatever the address (`wrapping_add` makes none out of
@@ -88,7 +94,13 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
         let q = &quants[b * 256..][..256];
         for c in 0..4 {
             let at = q.as_ptr().wrapping_add(64 * c);
-            if FIFTH { prefetch::<0>(at) } else { prefetch::<Q4_0_L1>(at) }
+            if T >= 2 {
+                prefetch::<L1_AHEAD>(at)
+            } else if FIFTH {
+                prefetch::<0>(at)
+            } else {
+                prefetch::<Q4_0_L1>(at)
+            }
         }
         // SAFETY: with `FIFTH`, `planes[b * 16..]` holds 16 words; `loadu` needs no alignment.
         let pl =
@@ -185,7 +197,8 @@ fn panel_q4_k<const T: usize>(
         for k in 0..4 {
             let qk = &q[512 * k..][..512];
             for c in 0..8 {
-                prefetch::<0>(qk.as_ptr().wrapping_add(64 * c));
+                let at = qk.as_ptr().wrapping_add(64 * c);
+                if T >= 2 { prefetch::<L1_AHEAD>(at) } else { prefetch::<0>(at) }
             }
             let (mut lo, mut hi) = (splat::<_, T>(_mm512_setzero_si512()), splat::<_, T>(_mm512_setzero_si512()));
             for v in 0..8 {
@@ -224,7 +237,8 @@ fn panel_q8_0<const T: usize>(
     for b in 0..y[0].len() {
         let q = &quants[b * 512..][..512];
         for c in 0..8 {
-            prefetch::<0>(q.as_ptr().wrapping_add(64 * c));
+            let at = q.as_ptr().wrapping_add(64 * c);
+            if T >= 2 { prefetch::<L1_AHEAD>(at) } else { prefetch::<0>(at) }
         }
         let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         let mut even = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(offs[t][b]));
@@ -285,8 +299,13 @@ fn panel_q6_k<const T: usize, const S: usize>(panel: &[u32], y: [&[BlockQ8_K]; T
     let mut acc = splat::<_, T>(_mm512_setzero_ps());
     for b in 0..y[0].len() {
         let sb = &panel[b * Q6_K_WORDS..][..Q6_K_WORDS];
-        for c in 0..(Q6_K_WORDS * 4 / 64) {
-            prefetch::<Q6_K_L1>(sb.as_ptr().cast::<u8>().wrapping_add(64 * c));
+        // The lines ahead are asked for as the sub-blocks are read (three each, the scales'
+        // here), not all 52 at the super-block's start: `packed_batch`, 65536 x 2048, one
+        // thread, GMAC/s one / two / four / eight tokens 20 / 36 / 62 / 91 -> 30 / 85 / 127 /
+        // 141 (with L1 hints 8 KiB ahead; 16 KiB: one token 26-35).
+        let ahead = |c: usize| prefetch::<L1_AHEAD>(sb.as_ptr().cast::<u8>().wrapping_add(64 * c));
+        for c in 48..(Q6_K_WORDS * 4 / 64) {
+            ahead(c);
         }
         // SAFETY: the scales (256 bytes) and `d` (16 halves) lie at words 768 and 832.
         let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(sb[832..].as_ptr().cast()) });
@@ -296,6 +315,9 @@ fn panel_q6_k<const T: usize, const S: usize>(panel: &[u32], y: [&[BlockQ8_K]; T
         for j0 in (0..16).step_by(S) {
             let isum = arr!([_mm512_setzero_si512(); T]; S, |s| {
                 let j = j0 + s;
+                for c in 3 * j..3 * j + 3 {
+                    ahead(c);
+                }
                 // SAFETY: the sub-block's three vectors lie at words `j · Q6_K_SUB..`, inside
                 // the super-block's; `loadu` needs no alignment.
                 let [qa, qb, top] = arr!(_mm512_setzero_si512(); 3, |v| unsafe {
