@@ -294,7 +294,7 @@ pub(in crate::cpu) const Q6_K_WORDS: usize = 768 + 64 + 8;
 /// Words of one `Q6_K` sub-block of a panel: three vectors.
 pub(in crate::cpu) const Q6_K_SUB: usize = 3 * L;
 
-/// The three words of one row's `Q6_K` sub-block `j` in the panel layout (low nibbles of
+/// The three words of one row's `Q6_K` sub-block in the panel layout (low nibbles of
 /// columns `0..4` / `4..8`, of `8..12` / `12..16`, then the top bits), from its 16 quants
 /// `q` (`0..64`).
 fn q6_k_words(q: &[u8]) -> [u32; 3] {
