@@ -60,6 +60,13 @@ fn prefetch<const L1: usize>(at: *const u8) {
     }
 }
 
+/// [`prefetch`] for a group of `T` tokens: the L1 hint [`L1_AHEAD`] from two tokens on,
+/// `ONE` bytes ahead (0: none) for one token.
+#[inline(always)]
+fn prefetch_for<const T: usize, const ONE: usize>(at: *const u8) {
+    if T >= 2 { prefetch::<L1_AHEAD>(at) } else { prefetch::<ONE>(at) }
+}
+
 /// `[x; T]` of one vector (the accumulators of a group of tokens).
 #[inline(always)]
 fn splat<V: Copy, const T: usize>(x: V) -> [V; T] {
@@ -94,13 +101,7 @@ fn panel_legacy<const T: usize, const FIFTH: bool>(
         let q = &quants[b * 256..][..256];
         for c in 0..4 {
             let at = q.as_ptr().wrapping_add(64 * c);
-            if T >= 2 {
-                prefetch::<L1_AHEAD>(at)
-            } else if FIFTH {
-                prefetch::<0>(at)
-            } else {
-                prefetch::<Q4_0_L1>(at)
-            }
+            if FIFTH { prefetch_for::<T, 0>(at) } else { prefetch_for::<T, Q4_0_L1>(at) }
         }
         // SAFETY: with `FIFTH`, `planes[b * 16..]` holds 16 words; `loadu` needs no alignment.
         let pl =
@@ -197,8 +198,7 @@ fn panel_q4_k<const T: usize>(
         for k in 0..4 {
             let qk = &q[512 * k..][..512];
             for c in 0..8 {
-                let at = qk.as_ptr().wrapping_add(64 * c);
-                if T >= 2 { prefetch::<L1_AHEAD>(at) } else { prefetch::<0>(at) }
+                prefetch_for::<T, 0>(qk.as_ptr().wrapping_add(64 * c));
             }
             let (mut lo, mut hi) = (splat::<_, T>(_mm512_setzero_si512()), splat::<_, T>(_mm512_setzero_si512()));
             for v in 0..8 {
@@ -237,8 +237,7 @@ fn panel_q8_0<const T: usize>(
     for b in 0..y[0].len() {
         let q = &quants[b * 512..][..512];
         for c in 0..8 {
-            let at = q.as_ptr().wrapping_add(64 * c);
-            if T >= 2 { prefetch::<L1_AHEAD>(at) } else { prefetch::<0>(at) }
+            prefetch_for::<T, 0>(q.as_ptr().wrapping_add(64 * c));
         }
         let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         let mut even = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(offs[t][b]));
@@ -290,12 +289,12 @@ fn q8_0_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_0], n: usize, o
 /// `T` tokens' outputs for one `Q6_K` panel: per sub-block `j` of 16 (in order), `acc =
 /// fma(f32(Σ (q - 32) y), (d · sc_j) · d_a, acc)`, the offset taken off as `-32 Σ y` from the
 /// activation's stated sums. A sub-block's three vectors give its sixteen columns (four
-/// vectors of four); `S` sub-blocks are summed side by side (`S` sums live per token: more
-/// independent chains for small `T`, few enough registers for large `T`), then finished in
-/// order.
+/// vectors of four), so each token has one sum live. (Two to four sub-blocks side by side for
+/// one to four tokens, more independent chains, were 15% faster in cache and no faster or
+/// slower from memory, where the weights are.)
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn panel_q6_k<const T: usize, const S: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T] {
+fn panel_q6_k<const T: usize>(panel: &[u32], y: [&[BlockQ8_K]; T]) -> [__m512; T] {
     let m4 = _mm512_set1_epi8(0x0f);
     let mask = |m: u8| _mm512_set1_epi8(m as i8);
     let mut acc = splat::<_, T>(_mm512_setzero_ps());
@@ -305,7 +304,7 @@ fn panel_q6_k<const T: usize, const S: usize>(panel: &[u32], y: [&[BlockQ8_K]; T
         // here), not all 52 at the super-block's start: `packed_batch`, 65536 x 2048, one
         // thread, GMAC/s one / two / four / eight tokens 20 / 36 / 62 / 91 -> 30 / 85 / 127 /
         // 141 (with L1 hints 8 KiB ahead; 16 KiB: one token 26-35).
-        let ahead = |c: usize| prefetch::<L1_AHEAD>(sb.as_ptr().cast::<u8>().wrapping_add(64 * c));
+        let ahead = |c: usize| prefetch_for::<T, L1_AHEAD>(sb.as_ptr().cast::<u8>().wrapping_add(64 * c));
         for c in 48..(Q6_K_WORDS * 4 / 64) {
             ahead(c);
         }
@@ -314,44 +313,36 @@ fn panel_q6_k<const T: usize, const S: usize>(panel: &[u32], y: [&[BlockQ8_K]; T
         let da = arr!(_mm512_setzero_ps(); T, |t| _mm512_set1_ps(y[t][b].d));
         let yq: [&[i8]; T] = arr!(&[][..]; T, |t| &y[t][b].qs[..]);
         let scale_bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
-        for j0 in (0..16).step_by(S) {
-            let isum = arr!([_mm512_setzero_si512(); T]; S, |s| {
-                let j = j0 + s;
-                for c in 3 * j..3 * j + 3 {
-                    ahead(c);
-                }
-                // SAFETY: the sub-block's three vectors lie at words `j · Q6_K_SUB..`, inside
-                // the super-block's; `loadu` needs no alignment.
-                let [qa, qb, top] = arr!(_mm512_setzero_si512(); 3, |v| unsafe {
-                    _mm512_loadu_si512(sb[j * Q6_K_SUB + v * L..].as_ptr().cast())
-                });
-                let q = [
-                    _mm512_or_si512(_mm512_and_si512(qa, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(top, mask(0x03)))),
-                    _mm512_or_si512(
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(qa), m4),
-                        _mm512_slli_epi16::<2>(_mm512_and_si512(top, mask(0x0c))),
-                    ),
-                    _mm512_or_si512(_mm512_and_si512(qb, m4), _mm512_and_si512(top, mask(0x30))),
-                    _mm512_or_si512(
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(qb), m4),
-                        _mm512_srli_epi16::<2>(_mm512_and_si512(top, mask(0xc0))),
-                    ),
-                ];
-                let mut sum = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(-32 * i32::from(y[t][b].bsums[j])));
-                for (g, q) in q.iter().enumerate() {
-                    for t in 0..T {
-                        sum[t] = _mm512_dpbusd_epi32(sum[t], *q, bcast(yq[t], 4 * j + g));
-                    }
-                }
-                sum
-            });
-            for (s, isum) in isum.iter().enumerate() {
-                // SAFETY: 16 bytes at `scale_bytes[16 j..]`, inside its 256.
-                let sc = unsafe { _mm_loadu_si128(scale_bytes[16 * (j0 + s)..].as_ptr().cast()) };
-                let s1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+        for j in 0..16 {
+            for c in 3 * j..3 * j + 3 {
+                ahead(c);
+            }
+            // SAFETY: the sub-block's three vectors lie at words `j · Q6_K_SUB..`, inside the
+            // super-block's; `loadu` needs no alignment.
+            let [qa, qb, top] = arr!(_mm512_setzero_si512(); 3, |v| unsafe { _mm512_loadu_si512(sb[j * Q6_K_SUB + v * L..].as_ptr().cast()) });
+            let q = [
+                _mm512_or_si512(_mm512_and_si512(qa, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(top, mask(0x03)))),
+                _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(qa), m4),
+                    _mm512_slli_epi16::<2>(_mm512_and_si512(top, mask(0x0c))),
+                ),
+                _mm512_or_si512(_mm512_and_si512(qb, m4), _mm512_and_si512(top, mask(0x30))),
+                _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(qb), m4),
+                    _mm512_srli_epi16::<2>(_mm512_and_si512(top, mask(0xc0))),
+                ),
+            ];
+            let mut isum = arr!(_mm512_setzero_si512(); T, |t| _mm512_set1_epi32(-32 * i32::from(y[t][b].bsums[j])));
+            for (g, q) in q.iter().enumerate() {
                 for t in 0..T {
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(s1, da[t]), acc[t]);
+                    isum[t] = _mm512_dpbusd_epi32(isum[t], *q, bcast(yq[t], 4 * j + g));
                 }
+            }
+            // SAFETY: 16 bytes at `scale_bytes[16 j..]`, inside its 256.
+            let sc = unsafe { _mm_loadu_si128(scale_bytes[16 * j..].as_ptr().cast()) };
+            let s1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+            for t in 0..T {
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(s1, da[t]), acc[t]);
             }
         }
     }
@@ -364,13 +355,6 @@ fn panel_q6_k<const T: usize, const S: usize>(panel: &[u32], y: [&[BlockQ8_K]; T
 fn q6_k_tokens(p: &[u32], rows: usize, cols: usize, a: &[BlockQ8_K], n: usize, out: &mut [f32], ldo: usize) {
     let nb = cols / 256;
     each_panel!(store, p, panel_words_q6_k(cols), rows, n, out, ldo, 8, |panel, t0, T| {
-        let y = rows_of(a, nb, t0);
-        if T <= 2 {
-            panel_q6_k::<T, 4>(panel, y)
-        } else if T <= 4 {
-            panel_q6_k::<T, 2>(panel, y)
-        } else {
-            panel_q6_k::<T, 1>(panel, y)
-        }
+        panel_q6_k::<T>(panel, rows_of(a, nb, t0))
     });
 }
