@@ -143,7 +143,7 @@ fn wide_kv_kernels_give_the_avx2_bits() {
     for tier in cpu::available_tiers().into_iter().filter(|&t| matches!(t, Tier::Avx512 | Tier::Amx)) {
         let wide = cpu::kv_ops_for(tier).unwrap();
         for hd in [8usize, 20, 40, 64, 72, 256] {
-            for n in [1usize, 3, 6, 13, 40] {
+            for n in [1usize, 3, 6, 8, 13, 40] {
                 let stride = hd + 5;
                 let mut cache: Vec<f32> = (0..n * stride).map(|_| r.random_range(-3.0..3.0)).collect();
                 if n > 3 {

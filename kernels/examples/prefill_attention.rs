@@ -1,0 +1,50 @@
+//! The tiled attention of a prompt (`ops::attend_batch` over an f16 cache, `n` tokens from an
+//! empty cache, causal) on one thread: the best time of several runs and its rate in
+//! multiply-adds (scores and mixes of the visible rows), for the GQA shapes of Gemma 3 270M
+//! (4 query heads on 1 KV head of 256) and Llama 3.2 1B (32 on 8, of 64).
+//!
+//! Then one token's attention at depth `n` (a decode step).
+//!
+//! `cargo run --release -p pupil-kernels --example prefill_attention -- [tokens]` (default 512).
+
+use half::f16;
+use pupil_kernels::ops;
+use std::time::Instant;
+
+fn main() {
+    let n: usize = std::env::args().nth(1).map_or(512, |s| s.parse().expect("tokens"));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    for (name, n_head, n_head_kv, hd) in [("gemma3-270m", 4, 1, 256), ("llama-1b", 32, 8, 64)] {
+        let (qd, kvd) = (n_head * hd, n_head_kv * hd);
+        let val = |i: usize, s: u32| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(s) >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        };
+        let k: Vec<f16> = (0..n * kvd).map(|i| f16::from_f32(val(i, 1))).collect();
+        let v: Vec<f16> = (0..n * kvd).map(|i| f16::from_f32(val(i, 2))).collect();
+        let q: Vec<f32> = (0..n * qd).map(|i| val(i, 3)).collect();
+        let spans: Vec<_> = (0..n).map(|i| 0..i + 1).collect();
+        let mut out = vec![0f32; n * qd];
+        let mut scores = vec![0f32; n * 4];
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut best = f64::MAX;
+        for _ in 0..20 {
+            let t = Instant::now();
+            pool.install(|| {
+                ops::attend_batch(&q, &k, &v, &spans, n_head, n_head_kv, hd, scale, None, &mut out, &mut scores)
+            });
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let macs = 2.0 * (n * (n + 1) / 2) as f64 * (n_head * hd) as f64;
+        let sum: f64 = out.iter().map(|&x| x as f64).sum();
+        println!("{name}: {n} tokens {:.2} ms, {:.1} GMAC/s (checksum {sum:.6})", best * 1e3, macs / best / 1e9);
+        // One decode step at depth `n`, as `attend` runs it per sequence.
+        let mut best1 = f64::MAX;
+        for _ in 0..200 {
+            let t = Instant::now();
+            ops::attend(&q[..qd], &k, &v, n_head, n_head_kv, hd, scale, None, &mut out[..qd], &mut scores);
+            best1 = best1.min(t.elapsed().as_secs_f64());
+        }
+        let macs1 = 2.0 * n as f64 * qd as f64;
+        println!("{name}: one token at depth {n} {:.1} us, {:.1} GMAC/s", best1 * 1e6, macs1 / best1 / 1e9);
+    }
+}
