@@ -392,10 +392,11 @@ pub(in crate::cpu) fn unpack_panel_q6_k(panel: &[u32], nb: usize, wq: &mut [u8],
             }
         }
         let bytes: &[u8] = bytemuck::cast_slice(&sb[768..832]);
-        let halves: &[u16] = bytemuck::cast_slice(&sb[832..]);
+        let mut d = [0f32; L];
+        widen(&bytemuck::cast_slice(&sb[832..])[..L], &mut d);
         for j in 0..16 {
             for l in 0..L {
-                s1[(b * 16 + j) * L + l] = half::f16::from_bits(halves[l]).to_f32() * f32::from(bytes[j * L + l] as i8);
+                s1[(b * 16 + j) * L + l] = d[l] * f32::from(bytes[j * L + l] as i8);
             }
         }
     }
@@ -479,12 +480,15 @@ pub(in crate::cpu) fn unpack_panel_q4_k(panel: &[u32], nb: usize, wq: &mut [u8],
                 dst[512 + i] = src[i] >> 4;
             }
         }
-        for l in 0..L {
-            let d = half::f16::from_bits(halves[b * 32 + l]).to_f32();
-            let dmin = half::f16::from_bits(halves[b * 32 + L + l]).to_f32();
-            for j in 0..8 {
-                s1[(b * 8 + j) * L + l] = d * f32::from(bytes[b * 256 + j * L + l]);
-                s2[(b * 8 + j) * L + l] = -dmin * f32::from(bytes[b * 256 + (8 + j) * L + l]);
+        // The sixteen rows' scales at once, then each sub-block's in order: vector loops (row
+        // by row, the conversions and strided stores took half of this function's time).
+        let (mut d, mut dmin) = ([0f32; L], [0f32; L]);
+        widen(&halves[b * 32..][..L], &mut d);
+        widen(&halves[b * 32 + L..][..L], &mut dmin);
+        for j in 0..8 {
+            for l in 0..L {
+                s1[(b * 8 + j) * L + l] = d[l] * f32::from(bytes[b * 256 + j * L + l]);
+                s2[(b * 8 + j) * L + l] = -dmin[l] * f32::from(bytes[b * 256 + (8 + j) * L + l]);
             }
         }
     }
