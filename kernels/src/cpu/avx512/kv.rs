@@ -72,8 +72,36 @@ impl Elem for f32 {
     }
 }
 
-/// Rows `j..j + 2P` (a last odd row paired with itself) for heads `g0..g0 + G`: per chunk of
-/// 8, each head's query chunk in both halves, each pair of key rows loaded once for the heads.
+/// The 8-lane sums of heads `qs` against row pairs `pairs` over elements `0..full` (a
+/// multiple of 8): per chunk of 8, each head's query chunk in both halves, each pair of key
+/// rows loaded once for the heads; `acc[g][p]` holds head `g` against `pairs[p][0]` in its
+/// low half and `pairs[p][1]` in its high half.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn sums<const G: usize, const P: usize, T: Elem>(
+    qs: [&[f32]; G],
+    pairs: [[&[T]; 2]; P],
+    full: usize,
+) -> [[__m512; P]; G] {
+    let mut acc = [[_mm512_setzero_ps(); P]; G];
+    for c in (0..full).step_by(8) {
+        // SAFETY (both blocks): AVX-512F and F16C are this function's features; `c + 8 <=
+        // full` elements are in each query and row.
+        let x = arr!(_mm512_setzero_ps(); G, |g| unsafe {
+            _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(qs[g].as_ptr().add(c)))))
+        });
+        for p in 0..P {
+            let kv = unsafe { T::ld8x2(pairs[p][0], pairs[p][1], c) };
+            for g in 0..G {
+                acc[g][p] = _mm512_fmadd_ps(x[g], kv, acc[g][p]);
+            }
+        }
+    }
+    acc
+}
+
+/// Rows `j..j + 2P` (the last live row standing in for those past `n`) for heads `g0..g0 +
+/// G`: the [`sums`] of the whole chunks, each reduced by `hsum_ps`, then the tail in order.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
@@ -92,20 +120,7 @@ fn scores_block<const G: usize, const P: usize, T: Elem>(
     let live = (n - j).min(2 * P);
     let row = |r: usize| &k[(j + r.min(live - 1)) * stride..][..hd];
     let pairs: [[&[T]; 2]; P] = arr!([&[][..]; 2]; P, |p| [row(2 * p), row(2 * p + 1)]);
-    let mut acc = [[_mm512_setzero_ps(); P]; G];
-    for c in (0..full).step_by(8) {
-        // SAFETY (both blocks): AVX-512F and F16C are this function's features; `c + 8 <= hd`
-        // elements are in each query and row.
-        let x = arr!(_mm512_setzero_ps(); G, |g| unsafe {
-            _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(qs[g].as_ptr().add(c)))))
-        });
-        for p in 0..P {
-            let kv = unsafe { T::ld8x2(pairs[p][0], pairs[p][1], c) };
-            for g in 0..G {
-                acc[g][p] = _mm512_fmadd_ps(x[g], kv, acc[g][p]);
-            }
-        }
-    }
+    let acc = sums::<G, P, T>(qs, pairs, full);
     for g in 0..G {
         for r in 0..live {
             let (a, row) = (acc[g][r / 2], pairs[r / 2][r % 2]);
@@ -148,20 +163,7 @@ fn scores_block8<const G: usize, T: Elem>(
     let live = (n - j).min(2 * P);
     let row = |r: usize| &k[(j + r.min(live - 1)) * stride..][..hd];
     let pairs: [[&[T]; 2]; P] = arr!([&[][..]; 2]; P, |p| [row(2 * p), row(2 * p + 1)]);
-    let mut acc = [[_mm512_setzero_ps(); P]; G];
-    for c in (0..hd).step_by(8) {
-        // SAFETY (both blocks): AVX-512F and F16C are this function's features; `c + 8 <= hd`
-        // elements are in each query and row.
-        let x = arr!(_mm512_setzero_ps(); G, |g| unsafe {
-            _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(qs[g].as_ptr().add(c)))))
-        });
-        for p in 0..P {
-            let kv = unsafe { T::ld8x2(pairs[p][0], pairs[p][1], c) };
-            for g in 0..G {
-                acc[g][p] = _mm512_fmadd_ps(x[g], kv, acc[g][p]);
-            }
-        }
-    }
+    let acc = sums::<G, P, T>(qs, pairs, hd);
     // `acc[g][p]`'s 128-bit lanes: rows 2p (lanes 0-3, 4-7) and 2p + 1 (the same). Lane `l`
     // plus lane `l + 4`: row `r` of `half[g][h]` in 128-bit lane `r - 4h`.
     let half = arr!([_mm512_setzero_ps(); 2]; G, |g| arr!(_mm512_setzero_ps(); 2, |h| {
