@@ -442,3 +442,47 @@ fn small_batches_are_exact_and_tiled_chunks_agree() {
     let long = causal(0, 8100, 8040, 48, None);
     check_tiled::<f16>("long context", 8, 1, 64, 8100, &long, None, 5);
 }
+
+/// Every tier's softmax gives the portable function's bits (a NaN for a NaN), on random
+/// scores of every length up to 70 and a few longer, with the adversarial ones attention can
+/// meet: masked (`-inf`) entries, all of them masked, infinities, NaNs, ties, signed zeros,
+/// huge spreads and values past `exp`'s range.
+#[test]
+fn softmax_gives_the_portable_bits_on_every_tier() {
+    let mut r = rng(31);
+    let same =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+    for tier in cpu::available_tiers() {
+        let kv = cpu::kv_ops_for(tier).unwrap();
+        for len in (0..=70).chain([127, 128, 257, 1000]) {
+            for case in 0..8 {
+                let mut x: Vec<f32> = (0..len)
+                    .map(|_| match case {
+                        0 => r.random_range(-30.0..10.0),
+                        1 => r.random_range(-200.0..200.0),
+                        2 => r.random_range(-1e-3..1e-3),
+                        _ => r.random_range(-12.0..12.0),
+                    })
+                    .collect();
+                for v in x.iter_mut() {
+                    let pick = r.random_range(0..100);
+                    *v = match (case, pick) {
+                        (3, 0..30) => f32::NEG_INFINITY,
+                        (4, _) => f32::NEG_INFINITY,
+                        (5, 0..3) => f32::NAN,
+                        (5, 3..6) => f32::INFINITY,
+                        (6, 0..20) => 0.0,
+                        (6, 20..40) => -0.0,
+                        (7, 0..50) => 7.0,
+                        _ => *v,
+                    };
+                }
+                let mut want = x.clone();
+                ops::softmax(&mut want);
+                let mut got = x.clone();
+                (kv.softmax)(&mut got);
+                assert!(same(&got, &want), "{tier} softmax, length {len}, case {case}: {got:?} vs {want:?}");
+            }
+        }
+    }
+}

@@ -231,6 +231,8 @@ pub struct KvOps {
     pub round_f16: fn(&mut [f32]),
     /// `out[i] = x[i]` widened to f32 (exactly), over the common length.
     pub widen_f16: fn(&[half::f16], &mut [f32]),
+    /// Softmax in place, bit for bit [`crate::ops::softmax`] (attention's probabilities).
+    pub softmax: fn(&mut [f32]),
 }
 
 /// [`KvOps::scores_f16`]'s shape: `(q, k, stride, n, scale, out)`.
@@ -268,6 +270,7 @@ fn build_kv(tier: Tier) -> KvOps {
         mix_acc_f32: r::mix_acc::<f32>,
         round_f16: r::round_f16,
         widen_f16: r::widen_f16,
+        softmax: crate::ops::softmax,
     };
     #[cfg(target_arch = "x86_64")]
     if matches!(tier, Tier::Avx2 | Tier::Avx512 | Tier::Amx) {

@@ -33,19 +33,25 @@ pub fn silu(x: &mut [f32]) {
 /// below -87.3 (where `2^n` would leave the normal range) and at `-inf` the result is 0.
 #[inline(always)]
 pub fn exp_neg(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75; // ln 2 with its low nine bits cleared: `n LN2_HI` is exact
-    const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 - LN2_HI
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: `t + ROUND - ROUND` rounds `t` to an integer
-    const LOWEST: f32 = -87.3;
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let t = x * EXP_LOG2E + EXP_ROUND;
+    let n = t - EXP_ROUND;
+    let r = (x - n * EXP_LN2_HI) - n * EXP_LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // `t`'s low mantissa bits hold `n` (offset by ROUND's bits): `(n + 127) << 23` is `2^n`.
-    let scale = f32::from_bits(t.to_bits().wrapping_add(127u32.wrapping_sub(ROUND.to_bits())) << 23);
-    if x < LOWEST { 0.0 } else { p * scale }
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127u32.wrapping_sub(EXP_ROUND.to_bits())) << 23);
+    if x < EXP_LOWEST { 0.0 } else { p * scale }
 }
+
+// [`exp_neg`]'s constants (shared with the SIMD tiers' copies of it, which must give its bits).
+pub(crate) const EXP_LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 with its low nine bits cleared: `n EXP_LN2_HI` is exact.
+pub(crate) const EXP_LN2_HI: f32 = 0.693_145_75;
+/// ln 2 - `EXP_LN2_HI`.
+pub(crate) const EXP_LN2_LO: f32 = 1.428_606_8e-6;
+/// 1.5 · 2^23: `t + EXP_ROUND - EXP_ROUND` rounds `t` to an integer.
+pub(crate) const EXP_ROUND: f32 = 12_582_912.0;
+/// Below this `2^n` would leave the normal range: the result is 0.
+pub(crate) const EXP_LOWEST: f32 = -87.3;
 
 /// Soft-capping `cap * tanh(x / cap)` (Gemma 2 attention and final logits), in place.
 pub fn softcap(x: &mut [f32], cap: f32) {

@@ -241,7 +241,7 @@ fn attend_heads<T: KvScalar>(
         if let Some(cap) = softcap {
             super::softcap(s, cap);
         }
-        super::softmax(s);
+        (crate::cpu::kv_ops().softmax)(s);
     }
     T::round(scores);
     T::mix(scores, &kv.v[base..], kv.kv_dim, n, oh);

@@ -239,7 +239,7 @@ fn query_tile<T: KvScalar>(
             if let Some(cap) = cx.softcap {
                 super::softcap(seen, cap);
             }
-            super::softmax(seen);
+            (crate::cpu::kv_ops().softmax)(seen);
             T::round(seen);
         }
     }

@@ -13,7 +13,7 @@
 //! assert!((y[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6);
 //! ```
 
-mod activation;
+pub(crate) mod activation;
 mod attention;
 mod attention_tiles;
 mod gelu_f16;

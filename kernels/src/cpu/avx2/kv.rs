@@ -483,6 +483,10 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         // SAFETY: as above.
         unsafe { round_f16(x) }
     }
+    fn e_softmax(x: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { super::softmax::softmax(x) }
+    }
     *ops = KvOps {
         round_f16: e_round_f16,
         dot_f16: e_dot_f16,
@@ -496,5 +500,6 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         mix_acc_f16: e_mix_acc_f16,
         mix_acc_f32: e_mix_acc_f32,
         widen_f16: e_widen_f16,
+        softmax: e_softmax,
     };
 }

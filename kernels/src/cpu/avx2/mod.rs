@@ -21,6 +21,7 @@ pub(in crate::cpu) mod kv;
 mod legacy;
 mod nibble;
 mod quantize;
+mod softmax;
 
 use crate::DType;
 use crate::quant::*;

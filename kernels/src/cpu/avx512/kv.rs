@@ -18,6 +18,7 @@
 //!   decode step of eight Gemma 3 270M sequences at depth 512 (head size 256, four query
 //!   heads per value head) ran 1.12–1.14× faster with 64 than with 32 (AVX-512 EPYC).
 
+use super::softmax::softmax;
 use crate::cpu::KvOps;
 use crate::cpu::avx2::hsum_ps;
 use crate::cpu::avx2::kv::{Elem as Narrow, by_fours, mix_rest};
@@ -315,8 +316,8 @@ fn mix<const ACC: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, ou
     by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, T>(p, v, stride, n, out, g0));
 }
 
-/// Replaces `ops`' `scores` and `mix` kernels with this tier's (the rest stays the AVX2
-/// tier's).
+/// Replaces `ops`' `scores`, `mix` and `softmax` kernels with this tier's (the rest stays the
+/// AVX2 tier's).
 ///
 /// # Safety
 /// The entries written call AVX-512 code: the host must satisfy [`super::supported`] and the
@@ -344,5 +345,6 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         mix_f32: e_mix_f32 = mix::<false>(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]);
         mix_acc_f16: e_mix_acc_f16 = mix::<true>(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]);
         mix_acc_f32: e_mix_acc_f32 = mix::<true>(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]);
+        softmax: e_softmax = softmax(x: &mut [f32]);
     }
 }

@@ -20,6 +20,7 @@ mod kv;
 mod legacy;
 pub(in crate::cpu) mod nibble;
 mod quantize;
+mod softmax;
 
 pub(in crate::cpu) use kv::patch as patch_kv;
 
