@@ -42,7 +42,8 @@ pub fn exp_neg(x: f32) -> f32 {
     if x < EXP_LOWEST { 0.0 } else { p * scale }
 }
 
-// [`exp_neg`]'s constants (shared with the SIMD tiers' copies of it, which must give its bits).
+// [`exp_neg`]'s constants, shared with the SIMD tiers' copies of it (which must give its bits).
+/// log2 e: `x log2 e` is `x / ln 2`.
 pub(crate) const EXP_LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 with its low nine bits cleared: `n EXP_LN2_HI` is exact.
 pub(crate) const EXP_LN2_HI: f32 = 0.693_145_75;

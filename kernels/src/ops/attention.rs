@@ -237,11 +237,12 @@ fn attend_heads<T: KvScalar>(
     T::round(oh);
     let base = rows.start * kv.kv_dim + kv.off;
     T::scores(oh, &kv.k[base..], kv.kv_dim, n, scale, scores);
+    let softmax = crate::cpu::kv_ops().softmax;
     for s in scores.chunks_exact_mut(n) {
         if let Some(cap) = softcap {
             super::softcap(s, cap);
         }
-        (crate::cpu::kv_ops().softmax)(s);
+        softmax(s);
     }
     T::round(scores);
     T::mix(scores, &kv.v[base..], kv.kv_dim, n, oh);

@@ -228,6 +228,7 @@ fn query_tile<T: KvScalar>(
     }
     // What `attend` does to one token's scores, on the same values: its keys' scores are a
     // slice of the row.
+    let softmax = crate::cpu::kv_ops().softmax;
     for (r, pr) in p.chunks_exact_mut(union).enumerate() {
         let span = &spans[r / gq];
         let (s0, s1) = if span.is_empty() { (0, 0) } else { (span.start - lo, span.end - lo) };
@@ -239,7 +240,7 @@ fn query_tile<T: KvScalar>(
             if let Some(cap) = cx.softcap {
                 super::softcap(seen, cap);
             }
-            (crate::cpu::kv_ops().softmax)(seen);
+            softmax(seen);
             T::round(seen);
         }
     }
