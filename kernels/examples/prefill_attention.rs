@@ -11,17 +11,17 @@ use half::f16;
 use pupil_kernels::ops;
 use std::time::Instant;
 
+mod common;
+
 fn main() {
     let n: usize = std::env::args().nth(1).map_or(512, |s| s.parse().expect("tokens"));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for (name, n_head, n_head_kv, hd) in [("gemma3-270m", 4, 1, 256), ("llama-1b", 32, 8, 64)] {
         let (qd, kvd) = (n_head * hd, n_head_kv * hd);
-        let val = |i: usize, s: u32| {
-            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(s) >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        };
-        let k: Vec<f16> = (0..n * kvd).map(|i| f16::from_f32(val(i, 1))).collect();
-        let v: Vec<f16> = (0..n * kvd).map(|i| f16::from_f32(val(i, 2))).collect();
-        let q: Vec<f32> = (0..n * qd).map(|i| val(i, 3)).collect();
+        // The speed does not depend on the values.
+        let k: Vec<f16> = common::signal(n * kvd).into_iter().map(f16::from_f32).collect();
+        let v: Vec<f16> = common::signal(n * kvd).iter().rev().map(|&x| f16::from_f32(x)).collect();
+        let q = common::signal(n * qd);
         let spans: Vec<_> = (0..n).map(|i| 0..i + 1).collect();
         let mut out = vec![0f32; n * qd];
         let mut scores = vec![0f32; n * 4];

@@ -481,7 +481,8 @@ pub(in crate::cpu) fn unpack_panel_q4_k(panel: &[u32], nb: usize, wq: &mut [u8],
             }
         }
         // The sixteen rows' scales at once, then each sub-block's in order: vector loops (row
-        // by row, the conversions and strided stores took half of this function's time).
+        // by row, the conversions and strided stores took a quarter of this function's
+        // samples in a 1B prompt).
         let (mut d, mut dmin) = ([0f32; L], [0f32; L]);
         widen(&halves[b * 32..][..L], &mut d);
         widen(&halves[b * 32 + L..][..L], &mut dmin);

@@ -73,6 +73,15 @@ impl Elem for f32 {
     }
 }
 
+/// Rows `j..j + 2P` of `k` (row `r` at `k[r * stride..][..hd]`) as `P` pairs, the last live
+/// row of `n` standing in for those past it, and how many rows are live.
+#[inline(always)]
+fn row_pairs<const P: usize, T>(k: &[T], stride: usize, j: usize, n: usize, hd: usize) -> (usize, [[&[T]; 2]; P]) {
+    let live = (n - j).min(2 * P);
+    let row = |r: usize| &k[(j + r.min(live - 1)) * stride..][..hd];
+    (live, arr!([&[][..]; 2]; P, |p| [row(2 * p), row(2 * p + 1)]))
+}
+
 /// The 8-lane sums of heads `qs` against row pairs `pairs` over elements `0..full` (a
 /// multiple of 8): per chunk of 8, each head's query chunk in both halves, each pair of key
 /// rows loaded once for the heads; `acc[g][p]` holds head `g` against `pairs[p][0]` in its
@@ -118,9 +127,7 @@ fn scores_block<const G: usize, const P: usize, T: Elem>(
 ) {
     let hd = qs[0].len();
     let full = hd / 8 * 8;
-    let live = (n - j).min(2 * P);
-    let row = |r: usize| &k[(j + r.min(live - 1)) * stride..][..hd];
-    let pairs: [[&[T]; 2]; P] = arr!([&[][..]; 2]; P, |p| [row(2 * p), row(2 * p + 1)]);
+    let (live, pairs) = row_pairs::<P, T>(k, stride, j, n, hd);
     let acc = sums::<G, P, T>(qs, pairs, full);
     for g in 0..G {
         for r in 0..live {
@@ -161,9 +168,7 @@ fn scores_block8<const G: usize, T: Elem>(
 ) {
     const P: usize = 4;
     let hd = qs[0].len();
-    let live = (n - j).min(2 * P);
-    let row = |r: usize| &k[(j + r.min(live - 1)) * stride..][..hd];
-    let pairs: [[&[T]; 2]; P] = arr!([&[][..]; 2]; P, |p| [row(2 * p), row(2 * p + 1)]);
+    let (live, pairs) = row_pairs::<P, T>(k, stride, j, n, hd);
     let acc = sums::<G, P, T>(qs, pairs, hd);
     // `acc[g][p]`'s 128-bit lanes: rows 2p (lanes 0-3, 4-7) and 2p + 1 (the same). Lane `l`
     // plus lane `l + 4`: row `r` of `half[g][h]` in 128-bit lane `r - 4h`.
