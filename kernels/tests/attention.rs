@@ -51,7 +51,8 @@ fn kv_kernels_match_reference_on_every_tier() {
 /// bit for bit the same whether it is computed alone or with others (a token must get the
 /// same bits decoded alone, where the heads are split across threads, as in a batch);
 /// `mix_acc` over the rows in two runs bit for bit `mix` over all of them (the tiled batch
-/// path sums a value tile at a time); `widen_f16` exact; and `round_f16` bit for bit
+/// path sums a value tile at a time); the streamed `scores` and `mix` bit for bit the plain
+/// ones; `widen_f16` exact; and `round_f16` bit for bit
 /// `f16::from_f32`.
 #[test]
 fn multi_head_kv_kernels_match_reference() {
@@ -59,7 +60,7 @@ fn multi_head_kv_kernels_match_reference() {
     for tier in cpu::available_tiers() {
         let k = cpu::kv_ops_for(tier).unwrap();
         for hd in [1usize, 8, 20, 33, 64, 256] {
-            for n in [1usize, 2, 7, 40] {
+            for n in [1usize, 2, 7, 40, 100] {
                 let stride = hd * 2 + 3;
                 let cache: Vec<f32> = (0..n * stride).map(|_| r.random_range(-2.0..2.0)).collect();
                 let cache_h: Vec<f16> = cache.iter().map(|&v| f16::from_f32(v)).collect();
@@ -78,6 +79,13 @@ fn multi_head_kv_kernels_match_reference() {
                         close(&format!("scores f16 {what} [{i}]"), ours[i], f64::from(want[i]), 4.0 * hd as f64);
                         close(&format!("scores f32 {what} [{i}]"), ours32[i], f64::from(want32[i]), 4.0 * hd as f64);
                     }
+                    // The streamed kernels (a decode step's, which ask for the rows ahead): the
+                    // same bits.
+                    let mut streamed = vec![0f32; gp * n];
+                    (k.scores_streamed_f16)(&q, &cache_h, stride, n, 0.5, &mut streamed);
+                    assert_eq!(streamed, ours, "scores_streamed f16 {what}");
+                    (k.scores_streamed_f32)(&q, &cache, stride, n, 0.5, &mut streamed);
+                    assert_eq!(streamed, ours32, "scores_streamed f32 {what}");
                     // Head by head alone: the same bits.
                     for g in 0..gp {
                         let mut one = vec![0f32; n];
@@ -94,6 +102,11 @@ fn multi_head_kv_kernels_match_reference() {
                         close(&format!("mix f16 {what} [{i}]"), ours[i], f64::from(want[i]), 2.0 * n as f64);
                         close(&format!("mix f32 {what} [{i}]"), ours32[i], f64::from(want32[i]), 2.0 * n as f64);
                     }
+                    let mut streamed = vec![9f32; gp * hd];
+                    (k.mix_streamed_f16)(&p, &cache_h, stride, n, &mut streamed);
+                    assert_eq!(streamed, ours, "mix_streamed f16 {what}");
+                    (k.mix_streamed_f32)(&p, &cache, stride, n, &mut streamed);
+                    assert_eq!(streamed, ours32, "mix_streamed f32 {what}");
                     for g in 0..gp {
                         let mut one = vec![0f32; hd];
                         (k.mix_f16)(&p[g * n..][..n], &cache_h, stride, n, &mut one);

@@ -222,6 +222,15 @@ pub struct KvOps {
     pub mix_f16: MixFn<half::f16>,
     /// The same over f32 values.
     pub mix_f32: MixFn<f32>,
+    /// [`scores_f16`](Self::scores_f16), the same bits, for key rows that come from memory (a
+    /// decode step's cache): the tier asks for the rows ahead of its sums where that pays.
+    pub scores_streamed_f16: ScoresFn<half::f16>,
+    /// The same over f32 keys.
+    pub scores_streamed_f32: ScoresFn<f32>,
+    /// [`mix_f16`](Self::mix_f16), the same bits, for value rows that come from memory.
+    pub mix_streamed_f16: MixFn<half::f16>,
+    /// The same over f32 values.
+    pub mix_streamed_f32: MixFn<f32>,
     /// [`mix_f16`](Self::mix_f16) adding to `out` (the sums go on from its values, as
     /// [`kv_reference::mix_acc`](crate::ops::kv_reference::mix_acc) defines them).
     pub mix_acc_f16: MixFn<half::f16>,
@@ -268,6 +277,10 @@ fn build_kv(tier: Tier) -> KvOps {
         mix_f32: r::mix::<f32>,
         mix_acc_f16: r::mix_acc::<half::f16>,
         mix_acc_f32: r::mix_acc::<f32>,
+        scores_streamed_f16: r::scores::<half::f16>,
+        scores_streamed_f32: r::scores::<f32>,
+        mix_streamed_f16: r::mix::<half::f16>,
+        mix_streamed_f32: r::mix::<f32>,
         round_f16: r::round_f16,
         widen_f16: r::widen_f16,
         softmax: crate::ops::softmax,

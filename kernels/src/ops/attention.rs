@@ -33,6 +33,12 @@ pub trait KvScalar: Copy + Send + Sync + bytemuck::Pod {
     /// Several heads' probability-weighted sums of a run of value rows, with the chosen tier's
     /// kernel (see [`kv_reference::mix`](super::kv_reference::mix)).
     fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
+    /// [`scores`](Self::scores), the same bits, for rows that come from memory (a decode
+    /// step's cache): the tier's streamed kernel.
+    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]);
+    /// [`mix`](Self::mix), the same bits, for rows that come from memory: the tier's streamed
+    /// kernel.
+    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
     /// [`mix`](Self::mix) adding to `out`, the sums going on from its values (see
     /// [`kv_reference::mix_acc`](super::kv_reference::mix_acc)).
     fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
@@ -64,6 +70,12 @@ impl KvScalar for f32 {
     fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
         (cpu::kv_ops().mix_acc_f32)(p, v, stride, n, out)
     }
+    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        (cpu::kv_ops().scores_streamed_f32)(q, k, stride, n, scale, out)
+    }
+    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
+        (cpu::kv_ops().mix_streamed_f32)(p, v, stride, n, out)
+    }
     fn round(_: &mut [f32]) {}
     fn widen(x: &[Self], out: &mut [f32]) {
         let n = x.len().min(out.len());
@@ -92,6 +104,12 @@ impl KvScalar for f16 {
     }
     fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
         (cpu::kv_ops().mix_acc_f16)(p, v, stride, n, out)
+    }
+    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        (cpu::kv_ops().scores_streamed_f16)(q, k, stride, n, scale, out)
+    }
+    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
+        (cpu::kv_ops().mix_streamed_f16)(p, v, stride, n, out)
     }
     fn round(x: &mut [f32]) {
         (cpu::kv_ops().round_f16)(x)
@@ -236,7 +254,9 @@ fn attend_heads<T: KvScalar>(
     oh.copy_from_slice(qh);
     T::round(oh);
     let base = rows.start * kv.kv_dim + kv.off;
-    T::scores(oh, &kv.k[base..], kv.kv_dim, n, scale, scores);
+    // The rows come from memory (a decode step's cache, or an unshared run of one): the
+    // streamed kernels, which ask for them ahead.
+    T::scores_streamed(oh, &kv.k[base..], kv.kv_dim, n, scale, scores);
     let softmax = crate::cpu::kv_ops().softmax;
     for s in scores.chunks_exact_mut(n) {
         if let Some(cap) = softcap {
@@ -245,7 +265,7 @@ fn attend_heads<T: KvScalar>(
         softmax(s);
     }
     T::round(scores);
-    T::mix(scores, &kv.v[base..], kv.kv_dim, n, oh);
+    T::mix_streamed(scores, &kv.v[base..], kv.kv_dim, n, oh);
 }
 
 #[cfg(test)]

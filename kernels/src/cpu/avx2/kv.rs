@@ -499,6 +499,10 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         mix_f32: e_mix_f32,
         mix_acc_f16: e_mix_acc_f16,
         mix_acc_f32: e_mix_acc_f32,
+        scores_streamed_f16: e_scores_f16,
+        scores_streamed_f32: e_scores_f32,
+        mix_streamed_f16: e_mix_f16,
+        mix_streamed_f32: e_mix_f32,
         widen_f16: e_widen_f16,
         softmax: e_softmax,
     };
