@@ -10,6 +10,10 @@
 //! head's output in registers across all the rows. Each head's numbers are formed the same way
 //! whatever the number of heads alongside it (the same operations in the same order), so a
 //! token gets the same bits however the heads are grouped.
+//!
+//! Their streamed versions (a decode step's, whose cache rows come from memory) do the same
+//! sums, each cache row asked for into L2 [`ROWS_AHEAD`] rows before it is summed
+//! ([`fetch`]); the AVX-512 tier's take the hints from here.
 
 use super::{fp16, hsum_ps};
 use crate::cpu::KvOps;
@@ -125,12 +129,52 @@ impl Elem for f32 {
     }
 }
 
+/// How many rows ahead of the one being summed the streamed kernels ask for a cache row
+/// ([`fetch`]).
+pub(in crate::cpu) const ROWS_AHEAD: usize = 64;
+
+/// Asks for the `stride` elements from row `j` of `x` (row `r` at `x[r * stride..]`) into L2,
+/// if that row is one of the `n`: the streamed kernels ask for the row [`ROWS_AHEAD`] rows
+/// past the one they sum, and for the first ones before they start.
+///
+/// A decode step's cache rows come from memory, and without the hints they came slowly: a
+/// head's slice is a line or two in every row of `stride` elements (a row holds every KV
+/// head), a pattern the hardware prefetchers follow poorly, and even contiguous rows streamed
+/// at a third of what a matmul reads. The whole row, not the head's slice: the other KV heads
+/// of the token, which the callers take next, then find their slices in L2. A decode step of
+/// eight sequences at depth 512 over sixteen layers' caches (`prefill_attention`, one thread,
+/// AVX-512 EPYC, the AVX-512 tier), per sequence and layer: Llama 3.2 1B's shape (8 KV heads of 64) 194–230 µs
+/// without hints, 165–172 with the head's slice, 123–138 with the row; Gemma 3 270M's (one
+/// KV head of 256) 79–90 µs without, 41–53 with. Rows already cached pay for the hints (in
+/// L2, one Llama-shaped token at depth 512 took 56–58 µs without them, 77–80 with), so the
+/// prompt's tiles, which hold their rows in L1, use the plain kernels.
+#[inline(always)]
+pub(in crate::cpu) fn fetch<T>(x: &[T], stride: usize, j: usize, n: usize) {
+    if j >= n {
+        return;
+    }
+    let row = x.as_ptr().wrapping_add(j * stride).cast::<u8>();
+    for b in (0..stride * size_of::<T>()).step_by(64) {
+        // SAFETY: a prefetch never faults, whatever the address (`wrapping_add` makes none
+        // out of bounds in Rust's sense either); SSE is in every x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(b).cast()) };
+    }
+}
+
+/// [`fetch`] of the rows a kernel sums first, before it sums them.
+#[inline(always)]
+pub(in crate::cpu) fn fetch_first<T>(x: &[T], stride: usize, n: usize) {
+    for j in 0..ROWS_AHEAD.min(n) {
+        fetch(x, stride, j, n);
+    }
+}
+
 /// Heads `g0..g0 + G` of [`scores`], `R` rows at a time (`G · R` accumulators, so that
 /// enough independent FMA chains are in flight however few heads there are), the last
 /// `n % R` rows one at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scores_heads<const G: usize, const R: usize, T: Elem>(
+fn scores_heads<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     q: &[f32],
     k: &[T],
     stride: usize,
@@ -141,24 +185,28 @@ fn scores_heads<const G: usize, const R: usize, T: Elem>(
 ) {
     let hd = q.len() / (out.len() / n);
     let qs: [&[f32]; G] = arr!(&[][..]; G, |g| &q[(g0 + g) * hd..][..hd]);
+    if FETCH {
+        fetch_first(k, stride, n);
+    }
     let mut j = 0;
     while j + R <= n {
-        scores_block::<G, R, T>(qs, k, stride, j, n, scale, out, g0);
+        scores_block::<G, R, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
         j += R;
     }
     for j in j..n {
-        scores_block::<G, 1, T>(qs, k, stride, j, n, scale, out, g0);
+        scores_block::<G, 1, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
     }
 }
 
-/// Rows `j..j + R` for heads `g0..g0 + G` (queries `qs`): per chunk of 8 the heads' query
+/// Rows `j..j + R` for heads `g0..g0 + G` (queries `qs`), with `FETCH` asking for the rows
+/// [`ROWS_AHEAD`] further on: per chunk of 8 the heads' query
 /// values are loaded once for the `R` rows and each key once for the `G` heads. Each (head,
 /// row) sum is one 8-lane accumulator over the chunks in order, then the tail in order,
 /// whatever `G` and `R` are.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn scores_block<const G: usize, const R: usize, T: Elem>(
+fn scores_block<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     qs: [&[f32]; G],
     k: &[T],
     stride: usize,
@@ -168,6 +216,9 @@ fn scores_block<const G: usize, const R: usize, T: Elem>(
     out: &mut [f32],
     g0: usize,
 ) {
+    if FETCH {
+        (j..j + R).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
+    }
     let hd = qs[0].len();
     let full = hd / 8 * 8;
     let rows: [&[T]; R] = arr!(&[][..]; R, |r| &k[(j + r) * stride..][..hd]);
@@ -230,7 +281,7 @@ fn hsum8(a: [__m256; 8]) -> __m256 {
 /// starting from 0, or from `out`'s value with `ACC`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
+fn mix_heads<const G: usize, const ACC: bool, const FETCH: bool, T: Elem>(
     p: &[f32],
     v: &[T],
     stride: usize,
@@ -250,7 +301,13 @@ fn mix_heads<const G: usize, const ACC: bool, T: Elem>(
                 *a = [ld_f32(o[..8].try_into().unwrap()), ld_f32(o[8..16].try_into().unwrap())];
             }
         }
+        if FETCH {
+            fetch_first(v, stride, n);
+        }
         for j in 0..n {
+            if FETCH {
+                fetch(v, stride, j + ROWS_AHEAD, n);
+            }
             let row = &v[j * stride..][..hd];
             // SAFETY: AVX2 and F16C are the callers' features; `c + 16` elements are in the row.
             let (v0, v1) = unsafe { (T::ld8(row, c), T::ld8(row, c + 8)) };
@@ -349,55 +406,77 @@ pub(in crate::cpu) use by_fours;
 /// `kv_reference::scores`, heads four at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scores<T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+fn scores<const FETCH: bool, T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
     if n == 0 || out.is_empty() {
         return;
     }
     // Rows per block by heads: enough FMA chains in flight for one head, registers for four.
-    by_fours!(out.len() / n, |g0, G| scores_heads::<G, { [8, 4, 2, 2][G - 1] }, T>(q, k, stride, n, scale, out, g0));
+    by_fours!(out.len() / n, |g0, G| scores_heads::<G, { [8, 4, 2, 2][G - 1] }, FETCH, T>(
+        q, k, stride, n, scale, out, g0
+    ));
 }
 
 /// `kv_reference::mix` (`kv_reference::mix_acc` with `ACC`), heads four at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mix<const ACC: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
+fn mix<const ACC: bool, const FETCH: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
     if n == 0 || p.is_empty() {
         if !ACC {
             out.fill(0.0);
         }
         return;
     }
-    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, T>(p, v, stride, n, out, g0));
+    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, FETCH, T>(p, v, stride, n, out, g0));
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores(q, k, stride, n, scale, out)
+    scores::<false, _>(q, k, stride, n, scale, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores(q, k, stride, n, scale, out)
+    scores::<false, _>(q, k, stride, n, scale, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, _>(p, v, stride, n, out)
+    mix::<false, false, _>(p, v, stride, n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, _>(p, v, stride, n, out)
+    mix::<false, false, _>(p, v, stride, n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<true, _>(p, v, stride, n, out)
+    mix::<true, false, _>(p, v, stride, n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<true, _>(p, v, stride, n, out)
+    mix::<true, false, _>(p, v, stride, n, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    scores::<true, _>(q, k, stride, n, scale, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    scores::<true, _>(q, k, stride, n, scale, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
+    mix::<false, true, _>(p, v, stride, n, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+    mix::<false, true, _>(p, v, stride, n, out)
 }
 
 /// Each value rounded to f16 and back (`vcvtps2ph` to nearest even, as `f16::from_f32`).
@@ -475,6 +554,22 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         // SAFETY: as above.
         unsafe { mix_acc_f32(p, v, stride, n, out) }
     }
+    fn e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { scores_streamed_f16(q, k, stride, n, scale, out) }
+    }
+    fn e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { scores_streamed_f32(q, k, stride, n, scale, out) }
+    }
+    fn e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { mix_streamed_f16(p, v, stride, n, out) }
+    }
+    fn e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { mix_streamed_f32(p, v, stride, n, out) }
+    }
     fn e_widen_f16(x: &[f16], out: &mut [f32]) {
         // SAFETY: as above.
         unsafe { widen_f16(x, out) }
@@ -499,10 +594,10 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         mix_f32: e_mix_f32,
         mix_acc_f16: e_mix_acc_f16,
         mix_acc_f32: e_mix_acc_f32,
-        scores_streamed_f16: e_scores_f16,
-        scores_streamed_f32: e_scores_f32,
-        mix_streamed_f16: e_mix_f16,
-        mix_streamed_f32: e_mix_f32,
+        scores_streamed_f16: e_scores_streamed_f16,
+        scores_streamed_f32: e_scores_streamed_f32,
+        mix_streamed_f16: e_mix_streamed_f16,
+        mix_streamed_f32: e_mix_streamed_f32,
         widen_f16: e_widen_f16,
         softmax: e_softmax,
     };

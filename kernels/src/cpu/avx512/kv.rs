@@ -12,7 +12,7 @@
 //!   1.17× faster in Gemma 3 270M's shape, 1.33× in Llama 3.2 1B's; one token at depth 512
 //!   1.14× and 1.37×).
 //! - streamed `scores` and `mix` (a decode step's, whose cache rows come from memory): the
-//!   same sums, each cache row asked for into L2 [`ROWS_AHEAD`] rows before it is summed
+//!   same sums, each cache row asked for ahead as the AVX2 tier's streamed kernels ask
 //!   ([`fetch`]).
 //! - `mix`: each output element is its own chain of FMAs over the rows in order, so it makes
 //!   no difference to an element how many lanes are computed beside it: 64 (four vectors) at a
@@ -24,7 +24,7 @@
 use super::softmax::softmax;
 use crate::cpu::KvOps;
 use crate::cpu::avx2::hsum_ps;
-use crate::cpu::avx2::kv::{Elem as Narrow, by_fours, mix_rest};
+use crate::cpu::avx2::kv::{Elem as Narrow, ROWS_AHEAD, by_fours, fetch, fetch_first, mix_rest};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -85,46 +85,6 @@ fn row_pairs<const P: usize, T>(k: &[T], stride: usize, j: usize, n: usize, hd: 
     (live, arr!([&[][..]; 2]; P, |p| [row(2 * p), row(2 * p + 1)]))
 }
 
-/// How many rows ahead of the one being summed the streamed kernels ask for a cache row
-/// ([`fetch`]).
-const ROWS_AHEAD: usize = 64;
-
-/// Asks for the `stride` elements from row `j` of `x` (row `r` at `x[r * stride..]`) into L2,
-/// if that row is one of the `n`: the streamed kernels ask for the row [`ROWS_AHEAD`] rows
-/// past the one they sum, and for the first ones before they start.
-///
-/// A decode step's cache rows come from memory, and without the hints they came slowly: a
-/// head's slice is a line or two in every row of `stride` elements (a row holds every KV
-/// head), a pattern the hardware prefetchers follow poorly, and even contiguous rows streamed
-/// at a third of what a matmul reads. The whole row, not the head's slice: the other KV heads
-/// of the token, which the callers take next, then find their slices in L2. A decode step of
-/// eight sequences at depth 512 over sixteen layers' caches (`prefill_attention`, one thread,
-/// AVX-512 EPYC), per sequence and layer: Llama 3.2 1B's shape (8 KV heads of 64) 194–230 µs
-/// without hints, 165–172 with the head's slice, 123–138 with the row; Gemma 3 270M's (one
-/// KV head of 256) 79–90 µs without, 41–53 with. Rows already cached pay for the hints (in
-/// L2, one Llama-shaped token at depth 512 took 56–58 µs without them, 77–80 with), so the
-/// prompt's tiles, which hold their rows in L1, use the plain kernels.
-#[inline(always)]
-fn fetch<T>(x: &[T], stride: usize, j: usize, n: usize) {
-    if j >= n {
-        return;
-    }
-    let row = x.as_ptr().wrapping_add(j * stride).cast::<u8>();
-    for b in (0..stride * size_of::<T>()).step_by(64) {
-        // SAFETY: a prefetch never faults, whatever the address (`wrapping_add` makes none
-        // out of bounds in Rust's sense either); SSE is in every x86-64.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(b).cast()) };
-    }
-}
-
-/// [`fetch`] of the rows a kernel sums first, before it sums them.
-#[inline(always)]
-fn fetch_first<T>(x: &[T], stride: usize, n: usize) {
-    for j in 0..ROWS_AHEAD.min(n) {
-        fetch(x, stride, j, n);
-    }
-}
-
 /// The 8-lane sums of heads `qs` against row pairs `pairs` over elements `0..full` (a
 /// multiple of 8): per chunk of 8, each head's query chunk in both halves, each pair of key
 /// rows loaded once for the heads; `acc[g][p]` holds head `g` against `pairs[p][0]` in its
@@ -154,11 +114,12 @@ fn sums<const G: usize, const P: usize, T: Elem>(
 }
 
 /// Rows `j..j + 2P` (the last live row standing in for those past `n`) for heads `g0..g0 +
-/// G`: the [`sums`] of the whole chunks, each reduced by `hsum_ps`, then the tail in order.
+/// G`, with `FETCH` asking for the rows [`ROWS_AHEAD`] further on: the [`sums`] of the whole
+/// chunks, each reduced by `hsum_ps`, then the tail in order.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn scores_block<const G: usize, const P: usize, T: Elem>(
+fn scores_block<const G: usize, const P: usize, const FETCH: bool, T: Elem>(
     qs: [&[f32]; G],
     k: &[T],
     stride: usize,
@@ -168,6 +129,9 @@ fn scores_block<const G: usize, const P: usize, T: Elem>(
     out: &mut [f32],
     g0: usize,
 ) {
+    if FETCH {
+        (j..j + 2 * P).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
+    }
     let hd = qs[0].len();
     let full = hd / 8 * 8;
     let (live, pairs) = row_pairs::<P, T>(k, stride, j, n, hd);
@@ -190,8 +154,9 @@ fn scores_block<const G: usize, const P: usize, T: Elem>(
 }
 
 /// Rows `j..j + 8` (the last live row standing in for those past `n`) for heads `g0..g0 + G`
-/// of a head size that is a multiple of 8: [`scores_block`]'s sums (its accumulators with
-/// `P = 4`), with the sixteen `hsum_ps` of a head reduced together. Each step adds what
+/// of a head size that is a multiple of 8 (with `FETCH`, asking for the rows [`ROWS_AHEAD`]
+/// further on): [`scores_block`]'s sums (its accumulators with `P = 4`), with the sixteen
+/// `hsum_ps` of a head reduced together. Each step adds what
 /// `hsum_ps` adds, a lane and the one four (then two, then one) places up, for many sums at
 /// once: 128-bit lanes of two accumulators shuffled into one vector against another, so that
 /// the products come out in the bits `hsum_ps` gives, a head's eight in two 128-bit lanes of a
@@ -199,7 +164,7 @@ fn scores_block<const G: usize, const P: usize, T: Elem>(
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-fn scores_block8<const G: usize, T: Elem>(
+fn scores_block8<const G: usize, const FETCH: bool, T: Elem>(
     qs: [&[f32]; G],
     k: &[T],
     stride: usize,
@@ -209,6 +174,9 @@ fn scores_block8<const G: usize, T: Elem>(
     out: &mut [f32],
     g0: usize,
 ) {
+    if FETCH {
+        (j..j + 8).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
+    }
     const P: usize = 4;
     let hd = qs[0].len();
     let (live, pairs) = row_pairs::<P, T>(k, stride, j, n, hd);
@@ -263,18 +231,12 @@ fn scores_heads<const G: usize, const P: usize, const FETCH: bool, T: Elem>(
     }
     if hd.is_multiple_of(8) {
         for j in (0..n).step_by(8) {
-            if FETCH {
-                (j..j + 8).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
-            }
-            scores_block8::<G, T>(qs, k, stride, j, n, scale, out, g0);
+            scores_block8::<G, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
         }
         return;
     }
     for j in (0..n).step_by(2 * P) {
-        if FETCH {
-            (j..j + 2 * P).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
-        }
-        scores_block::<G, P, T>(qs, k, stride, j, n, scale, out, g0);
+        scores_block::<G, P, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
     }
 }
 
