@@ -4,6 +4,11 @@
 //! `attend`, and as one batch through `attend_batch`, which tiles it), in the GQA shapes of Gemma 3
 //! 270M (4 query heads on 1 KV head of 256) and Llama 3.2 1B (32 on 8, of 64).
 //!
+//! At 512 positions, also a decode step of eight sequences as a model makes it (one
+//! `attend_batch` of eight tokens over a cache holding the eight sequences' rows), over sixteen
+//! layers' caches in turn: far more rows than the CPU caches hold, so they come from memory,
+//! as in a model's step, where the streamed kernels ask for them ahead.
+//!
 //! Throughput is in KV bytes read (keys and values of every visible row, once per query token).
 //! The 64-token block at 8192 positions takes seconds per iteration with the reference op, so
 //! it runs only with `PUPIL_BENCH_LONG=1`.
@@ -53,6 +58,9 @@ fn attention(c: &mut Criterion) {
                 black_box(&out);
             });
 
+            if ctx == 512 {
+                sequences_step(&mut g, (name, n_head, n_head_kv, hd), ctx, &q);
+            }
             if ctx > 2048 && !long {
                 continue;
             }
@@ -96,6 +104,51 @@ fn attention(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// A decode step of [`SEQS`] sequences at depth `ctx`, one `attend_batch` per layer over
+/// [`LAYERS`] layers' caches (each `[SEQS * ctx, kv_dim]`), on all threads.
+fn sequences_step(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    (name, n_head, n_head_kv, hd): (&str, usize, usize, usize),
+    ctx: usize,
+    q: &[f32],
+) {
+    const SEQS: usize = 8;
+    const LAYERS: usize = 16;
+    let (qd, kvd) = (n_head * hd, n_head_kv * hd);
+    let caches: Vec<(Vec<f16>, Vec<f16>)> = (0..LAYERS as u32)
+        .map(|l| {
+            let k = values(SEQS * ctx * kvd, 10 + l).map(f16::from_f32).collect();
+            (k, values(SEQS * ctx * kvd, 40 + l).map(f16::from_f32).collect())
+        })
+        .collect();
+    let spans: Vec<_> = (0..SEQS).map(|s| s * ctx..(s + 1) * ctx).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut scores = vec![0.0f32; ctx * 4 * threads];
+    let mut out = vec![0.0f32; SEQS * qd];
+    let scale = 1.0 / (hd as f32).sqrt();
+    g.throughput(Throughput::Bytes((LAYERS * SEQS * ctx * 2 * kvd * std::mem::size_of::<f16>()) as u64));
+    g.bench_function(BenchmarkId::new(format!("{name}/{SEQS}-sequence-step-{LAYERS}-layers"), ctx), |b| {
+        b.iter(|| {
+            for (k, v) in &caches {
+                ops::attend_batch(
+                    &q[..SEQS * qd],
+                    k,
+                    v,
+                    &spans,
+                    n_head,
+                    n_head_kv,
+                    hd,
+                    scale,
+                    None,
+                    &mut out,
+                    &mut scores,
+                );
+            }
+        });
+        black_box(&out);
+    });
 }
 
 criterion_group!(benches, attention);
