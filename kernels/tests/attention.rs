@@ -82,9 +82,9 @@ fn multi_head_kv_kernels_match_reference() {
                     // The streamed kernels (a decode step's, which ask for the rows ahead): the
                     // same bits.
                     let mut streamed = vec![0f32; gp * n];
-                    (k.scores_streamed_f16)(&q, &cache_h, stride, n, 0.5, &mut streamed);
+                    (k.scores_streamed_f16)(&q, &cache_h, stride, n, 0.5, &mut streamed, stride);
                     assert_eq!(streamed, ours, "scores_streamed f16 {what}");
-                    (k.scores_streamed_f32)(&q, &cache, stride, n, 0.5, &mut streamed);
+                    (k.scores_streamed_f32)(&q, &cache, stride, n, 0.5, &mut streamed, hd);
                     assert_eq!(streamed, ours32, "scores_streamed f32 {what}");
                     // Head by head alone: the same bits.
                     for g in 0..gp {
@@ -103,9 +103,9 @@ fn multi_head_kv_kernels_match_reference() {
                         close(&format!("mix f32 {what} [{i}]"), ours32[i], f64::from(want32[i]), 2.0 * n as f64);
                     }
                     let mut streamed = vec![9f32; gp * hd];
-                    (k.mix_streamed_f16)(&p, &cache_h, stride, n, &mut streamed);
+                    (k.mix_streamed_f16)(&p, &cache_h, stride, n, &mut streamed, hd);
                     assert_eq!(streamed, ours, "mix_streamed f16 {what}");
-                    (k.mix_streamed_f32)(&p, &cache, stride, n, &mut streamed);
+                    (k.mix_streamed_f32)(&p, &cache, stride, n, &mut streamed, stride);
                     assert_eq!(streamed, ours32, "mix_streamed f32 {what}");
                     for g in 0..gp {
                         let mut one = vec![0f32; hd];

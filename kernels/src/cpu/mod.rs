@@ -223,14 +223,17 @@ pub struct KvOps {
     /// The same over f32 values.
     pub mix_f32: MixFn<f32>,
     /// [`scores_f16`](Self::scores_f16), the same bits, for key rows that come from memory (a
-    /// decode step's cache): the tier asks for the rows ahead of its sums where that pays.
-    pub scores_streamed_f16: ScoresFn<half::f16>,
+    /// decode step's cache), `(q, k, stride, n, scale, out, reach)`: the tier asks for the
+    /// `reach` elements of each row from the head's on (the heads the caller takes next, on
+    /// this thread, too) ahead of its sums where that pays.
+    pub scores_streamed_f16: ScoresStreamedFn<half::f16>,
     /// The same over f32 keys.
-    pub scores_streamed_f32: ScoresFn<f32>,
-    /// [`mix_f16`](Self::mix_f16), the same bits, for value rows that come from memory.
-    pub mix_streamed_f16: MixFn<half::f16>,
+    pub scores_streamed_f32: ScoresStreamedFn<f32>,
+    /// [`mix_f16`](Self::mix_f16), the same bits, for value rows that come from memory, `(p,
+    /// v, stride, n, out, reach)`, `reach` as for the scores.
+    pub mix_streamed_f16: MixStreamedFn<half::f16>,
     /// The same over f32 values.
-    pub mix_streamed_f32: MixFn<f32>,
+    pub mix_streamed_f32: MixStreamedFn<f32>,
     /// [`mix_f16`](Self::mix_f16) adding to `out` (the sums go on from its values, as
     /// [`kv_reference::mix_acc`](crate::ops::kv_reference::mix_acc) defines them).
     pub mix_acc_f16: MixFn<half::f16>,
@@ -248,6 +251,10 @@ pub struct KvOps {
 pub type ScoresFn<T> = fn(&[f32], &[T], usize, usize, f32, &mut [f32]);
 /// [`KvOps::mix_f16`]'s shape: `(p, v, stride, n, out)`.
 pub type MixFn<T> = fn(&[f32], &[T], usize, usize, &mut [f32]);
+/// [`KvOps::scores_streamed_f16`]'s shape: `(q, k, stride, n, scale, out, reach)`.
+pub type ScoresStreamedFn<T> = fn(&[f32], &[T], usize, usize, f32, &mut [f32], usize);
+/// [`KvOps::mix_streamed_f16`]'s shape: `(p, v, stride, n, out, reach)`.
+pub type MixStreamedFn<T> = fn(&[f32], &[T], usize, usize, &mut [f32], usize);
 
 /// The attention kernels of the chosen [`tier`].
 pub fn kv_ops() -> &'static KvOps {
@@ -277,10 +284,10 @@ fn build_kv(tier: Tier) -> KvOps {
         mix_f32: r::mix::<f32>,
         mix_acc_f16: r::mix_acc::<half::f16>,
         mix_acc_f32: r::mix_acc::<f32>,
-        scores_streamed_f16: r::scores::<half::f16>,
-        scores_streamed_f32: r::scores::<f32>,
-        mix_streamed_f16: r::mix::<half::f16>,
-        mix_streamed_f32: r::mix::<f32>,
+        scores_streamed_f16: |q, k, stride, n, scale, out, _| r::scores(q, k, stride, n, scale, out),
+        scores_streamed_f32: |q, k, stride, n, scale, out, _| r::scores(q, k, stride, n, scale, out),
+        mix_streamed_f16: |p, v, stride, n, out, _| r::mix(p, v, stride, n, out),
+        mix_streamed_f32: |p, v, stride, n, out, _| r::mix(p, v, stride, n, out),
         round_f16: r::round_f16,
         widen_f16: r::widen_f16,
         softmax: crate::ops::softmax,

@@ -34,11 +34,12 @@ pub trait KvScalar: Copy + Send + Sync + bytemuck::Pod {
     /// kernel (see [`kv_reference::mix`](super::kv_reference::mix)).
     fn mix(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
     /// [`scores`](Self::scores), the same bits, for rows that come from memory (a decode
-    /// step's cache): the tier's streamed kernel.
-    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]);
+    /// step's cache): the tier's streamed kernel, which may ask for the `reach` elements of
+    /// each row from the head's on ahead of its sums.
+    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize);
     /// [`mix`](Self::mix), the same bits, for rows that come from memory: the tier's streamed
-    /// kernel.
-    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
+    /// kernel (`reach` as for the scores).
+    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32], reach: usize);
     /// [`mix`](Self::mix) adding to `out`, the sums going on from its values (see
     /// [`kv_reference::mix_acc`](super::kv_reference::mix_acc)).
     fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]);
@@ -70,11 +71,11 @@ impl KvScalar for f32 {
     fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
         (cpu::kv_ops().mix_acc_f32)(p, v, stride, n, out)
     }
-    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-        (cpu::kv_ops().scores_streamed_f32)(q, k, stride, n, scale, out)
+    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize) {
+        (cpu::kv_ops().scores_streamed_f32)(q, k, stride, n, scale, out, reach)
     }
-    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
-        (cpu::kv_ops().mix_streamed_f32)(p, v, stride, n, out)
+    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32], reach: usize) {
+        (cpu::kv_ops().mix_streamed_f32)(p, v, stride, n, out, reach)
     }
     fn round(_: &mut [f32]) {}
     fn widen(x: &[Self], out: &mut [f32]) {
@@ -105,11 +106,11 @@ impl KvScalar for f16 {
     fn mix_acc(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
         (cpu::kv_ops().mix_acc_f16)(p, v, stride, n, out)
     }
-    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-        (cpu::kv_ops().scores_streamed_f16)(q, k, stride, n, scale, out)
+    fn scores_streamed(q: &[f32], k: &[Self], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize) {
+        (cpu::kv_ops().scores_streamed_f16)(q, k, stride, n, scale, out, reach)
     }
-    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32]) {
-        (cpu::kv_ops().mix_streamed_f16)(p, v, stride, n, out)
+    fn mix_streamed(p: &[f32], v: &[Self], stride: usize, n: usize, out: &mut [f32], reach: usize) {
+        (cpu::kv_ops().mix_streamed_f16)(p, v, stride, n, out, reach)
     }
     fn round(x: &mut [f32]) {
         (cpu::kv_ops().round_f16)(x)
@@ -148,7 +149,9 @@ pub fn attend<T: KvScalar>(
     // The query heads of one KV head together, as many as the scores fit.
     let gp = (1..=group).rev().find(|&d| group.is_multiple_of(d) && d * n_kv.max(1) <= scores.len()).unwrap_or(1);
     for (i, (qh, oh)) in q.chunks_exact(gp * head_dim).zip(out.chunks_exact_mut(gp * head_dim)).enumerate() {
-        let kv = Head { k, v, kv_dim, off: (i * gp / group) * head_dim };
+        let off = (i * gp / group) * head_dim;
+        // The heads after this one come next, here: the rest of each row.
+        let kv = Head { k, v, kv_dim, off, reach: kv_dim - off };
         attend_heads(qh, &kv, 0..n_kv, head_dim, scale, softcap, oh, scores);
     }
 }
@@ -205,12 +208,18 @@ pub fn attend_batch<T: KvScalar>(
     let per = items.div_ceil(runs);
     let out = &mut out[..heads * head_dim];
     let span = gp * head_dim;
+    let per_token = n_head / gp;
     out.par_chunks_mut(per * span).zip(scores.par_chunks_mut(gp * longest)).enumerate().for_each(|(c, (o, sc))| {
+        let end = c * per + o.len() / span;
         for (j, oh) in o.chunks_exact_mut(span).enumerate() {
             let i = c * per + j;
             let (t, h0) = (i * gp / n_head, i * gp % n_head);
             let qh = &q[i * span..][..span];
-            let kv = Head { k, v, kv_dim, off: (h0 / group) * head_dim };
+            // The KV heads this run takes next for the token, up to its last one here: the
+            // part of each row to ask for (another thread's heads are its own to fetch).
+            let last = (end.min((t + 1) * per_token) - 1) * gp % n_head;
+            let (off, to) = ((h0 / group) * head_dim, (last / group + 1) * head_dim);
+            let kv = Head { k, v, kv_dim, off, reach: to - off };
             attend_heads(qh, &kv, spans[t].clone(), head_dim, scale, softcap, oh, sc);
         }
     });
@@ -220,12 +229,14 @@ pub fn attend_batch<T: KvScalar>(
 /// bits it gets alone, as the per-token path does: the switch changes speed, not bits).
 pub(super) const TILED_MIN_TOKENS: usize = 16;
 
-/// One KV head's view of the cache: row `j`'s key is `k[j * kv_dim + off..][..head_dim]`.
+/// One KV head's view of the cache: row `j`'s key is `k[j * kv_dim + off..][..head_dim]`; the
+/// streamed kernels ask for elements `off..off + reach` of each row.
 struct Head<'a, T> {
     k: &'a [T],
     v: &'a [T],
     kv_dim: usize,
     off: usize,
+    reach: usize,
 }
 
 /// Query heads `qh` (`[gp, head_dim]`, all reading the KV head of `kv`) over cache rows
@@ -256,7 +267,7 @@ fn attend_heads<T: KvScalar>(
     let base = rows.start * kv.kv_dim + kv.off;
     // The rows come from memory (a decode step's cache, or an unshared run of one): the
     // streamed kernels, which ask for them ahead.
-    T::scores_streamed(oh, &kv.k[base..], kv.kv_dim, n, scale, scores);
+    T::scores_streamed(oh, &kv.k[base..], kv.kv_dim, n, scale, scores, kv.reach);
     let softmax = crate::cpu::kv_ops().softmax;
     for s in scores.chunks_exact_mut(n) {
         if let Some(cap) = softcap {
@@ -265,7 +276,7 @@ fn attend_heads<T: KvScalar>(
         softmax(s);
     }
     T::round(scores);
-    T::mix_streamed(scores, &kv.v[base..], kv.kv_dim, n, oh);
+    T::mix_streamed(scores, &kv.v[base..], kv.kv_dim, n, oh, kv.reach);
 }
 
 #[cfg(test)]

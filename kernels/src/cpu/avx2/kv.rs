@@ -133,28 +133,32 @@ impl Elem for f32 {
 /// ([`fetch`]).
 pub(in crate::cpu) const ROWS_AHEAD: usize = 64;
 
-/// Asks for the `stride` elements from row `j` of `x` (row `r` at `x[r * stride..]`) into L2,
+/// Asks for the `reach` elements from row `j` of `x` (row `r` at `x[r * stride..]`) into L2,
 /// if that row is one of the `n`: the streamed kernels ask for the row [`ROWS_AHEAD`] rows
 /// past the one they sum, and for the first ones before they start.
 ///
 /// A decode step's cache rows come from memory, and without the hints they came slowly: a
 /// head's slice is a line or two in every row of `stride` elements (a row holds every KV
 /// head), a pattern the hardware prefetchers follow poorly, and even contiguous rows streamed
-/// at a third of what a matmul reads. The whole row, not the head's slice: the other KV heads
-/// of the token, which the callers take next, then find their slices in L2. A decode step of
-/// eight sequences at depth 512 over sixteen layers' caches (`prefill_attention`, one thread,
-/// AVX-512 EPYC, the AVX-512 tier), per sequence and layer: Llama 3.2 1B's shape (8 KV heads of 64) 194–230 µs
-/// without hints, 165–172 with the head's slice, 123–138 with the row; Gemma 3 270M's (one
-/// KV head of 256) 79–90 µs without, 41–53 with. Rows already cached pay for the hints (in
-/// L2, one Llama-shaped token at depth 512 took 56–58 µs without them, 77–80 with), so the
-/// prompt's tiles, which hold their rows in L1, use the plain kernels.
+/// at a third of what a matmul reads. The caller's `reach` runs from the head's slice to the
+/// end of the last KV head it takes next on this thread, whose slices then wait in L2 (and
+/// not into another thread's heads, which that thread asks for). A decode step of eight
+/// sequences at depth 512 over sixteen layers' caches (`prefill_attention`, one thread,
+/// AVX-512 EPYC, the AVX-512 tier), per sequence and layer: Llama 3.2 1B's shape (8 KV heads
+/// of 64) 194–230 µs without hints, 165–172 with the head's slice, 121–138 with the rest of
+/// the row; Gemma 3 270M's (one KV head of 256) 79–90 µs without, 41–53 with. One token at
+/// depth 2048 on two threads (each taking four KV heads): Llama's shape 427–441 µs per layer
+/// without hints, 340–365 with the whole row from each head on, 243–295 with `reach`. Rows
+/// already cached pay for the hints (in L2, one Llama-shaped token at depth 512 took 56–58 µs
+/// without them, 77–80 with), so the prompt's tiles, which hold their rows in L1, use the
+/// plain kernels.
 #[inline(always)]
-pub(in crate::cpu) fn fetch<T>(x: &[T], stride: usize, j: usize, n: usize) {
+pub(in crate::cpu) fn fetch<T>(x: &[T], (stride, reach): (usize, usize), j: usize, n: usize) {
     if j >= n {
         return;
     }
     let row = x.as_ptr().wrapping_add(j * stride).cast::<u8>();
-    for b in (0..stride * size_of::<T>()).step_by(64) {
+    for b in (0..reach * size_of::<T>()).step_by(64) {
         // SAFETY: a prefetch never faults, whatever the address (`wrapping_add` makes none
         // out of bounds in Rust's sense either); SSE is in every x86-64.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(row.wrapping_add(b).cast()) };
@@ -163,9 +167,9 @@ pub(in crate::cpu) fn fetch<T>(x: &[T], stride: usize, j: usize, n: usize) {
 
 /// [`fetch`] of the rows a kernel sums first, before it sums them.
 #[inline(always)]
-pub(in crate::cpu) fn fetch_first<T>(x: &[T], stride: usize, n: usize) {
+pub(in crate::cpu) fn fetch_first<T>(x: &[T], rows: (usize, usize), n: usize) {
     for j in 0..ROWS_AHEAD.min(n) {
-        fetch(x, stride, j, n);
+        fetch(x, rows, j, n);
     }
 }
 
@@ -177,7 +181,7 @@ pub(in crate::cpu) fn fetch_first<T>(x: &[T], stride: usize, n: usize) {
 fn scores_heads<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     q: &[f32],
     k: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     n: usize,
     scale: f32,
     out: &mut [f32],
@@ -186,15 +190,15 @@ fn scores_heads<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     let hd = q.len() / (out.len() / n);
     let qs: [&[f32]; G] = arr!(&[][..]; G, |g| &q[(g0 + g) * hd..][..hd]);
     if FETCH {
-        fetch_first(k, stride, n);
+        fetch_first(k, (stride, reach), n);
     }
     let mut j = 0;
     while j + R <= n {
-        scores_block::<G, R, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
+        scores_block::<G, R, FETCH, T>(qs, k, (stride, reach), j, n, scale, out, g0);
         j += R;
     }
     for j in j..n {
-        scores_block::<G, 1, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
+        scores_block::<G, 1, FETCH, T>(qs, k, (stride, reach), j, n, scale, out, g0);
     }
 }
 
@@ -209,7 +213,7 @@ fn scores_heads<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
 fn scores_block<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     qs: [&[f32]; G],
     k: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     j: usize,
     n: usize,
     scale: f32,
@@ -217,7 +221,7 @@ fn scores_block<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     g0: usize,
 ) {
     if FETCH {
-        (j..j + R).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
+        (j..j + R).for_each(|r| fetch(k, (stride, reach), r + ROWS_AHEAD, n));
     }
     let hd = qs[0].len();
     let full = hd / 8 * 8;
@@ -284,7 +288,7 @@ fn hsum8(a: [__m256; 8]) -> __m256 {
 fn mix_heads<const G: usize, const ACC: bool, const FETCH: bool, T: Elem>(
     p: &[f32],
     v: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     n: usize,
     out: &mut [f32],
     g0: usize,
@@ -302,11 +306,11 @@ fn mix_heads<const G: usize, const ACC: bool, const FETCH: bool, T: Elem>(
             }
         }
         if FETCH {
-            fetch_first(v, stride, n);
+            fetch_first(v, (stride, reach), n);
         }
         for j in 0..n {
             if FETCH {
-                fetch(v, stride, j + ROWS_AHEAD, n);
+                fetch(v, (stride, reach), j + ROWS_AHEAD, n);
             }
             let row = &v[j * stride..][..hd];
             // SAFETY: AVX2 and F16C are the callers' features; `c + 16` elements are in the row.
@@ -406,77 +410,99 @@ pub(in crate::cpu) use by_fours;
 /// `kv_reference::scores`, heads four at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scores<const FETCH: bool, T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+fn scores<const FETCH: bool, T: Elem>(q: &[f32], k: &[T], rows: (usize, usize), n: usize, scale: f32, out: &mut [f32]) {
     if n == 0 || out.is_empty() {
         return;
     }
     // Rows per block by heads: enough FMA chains in flight for one head, registers for four.
     by_fours!(out.len() / n, |g0, G| scores_heads::<G, { [8, 4, 2, 2][G - 1] }, FETCH, T>(
-        q, k, stride, n, scale, out, g0
+        q, k, rows, n, scale, out, g0
     ));
 }
 
 /// `kv_reference::mix` (`kv_reference::mix_acc` with `ACC`), heads four at a time.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mix<const ACC: bool, const FETCH: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
+fn mix<const ACC: bool, const FETCH: bool, T: Elem>(
+    p: &[f32],
+    v: &[T],
+    rows: (usize, usize),
+    n: usize,
+    out: &mut [f32],
+) {
     if n == 0 || p.is_empty() {
         if !ACC {
             out.fill(0.0);
         }
         return;
     }
-    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, FETCH, T>(p, v, stride, n, out, g0));
+    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, FETCH, T>(p, v, rows, n, out, g0));
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores::<false, _>(q, k, stride, n, scale, out)
+    scores::<false, _>(q, k, (stride, 0), n, scale, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores::<false, _>(q, k, stride, n, scale, out)
+    scores::<false, _>(q, k, (stride, 0), n, scale, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, false, _>(p, v, stride, n, out)
+    mix::<false, false, _>(p, v, (stride, 0), n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, false, _>(p, v, stride, n, out)
+    mix::<false, false, _>(p, v, (stride, 0), n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<true, false, _>(p, v, stride, n, out)
+    mix::<true, false, _>(p, v, (stride, 0), n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<true, false, _>(p, v, stride, n, out)
+    mix::<true, false, _>(p, v, (stride, 0), n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores::<true, _>(q, k, stride, n, scale, out)
+unsafe fn scores_streamed_f16(
+    q: &[f32],
+    k: &[f16],
+    stride: usize,
+    n: usize,
+    scale: f32,
+    out: &mut [f32],
+    reach: usize,
+) {
+    scores::<true, _>(q, k, (stride, reach), n, scale, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores::<true, _>(q, k, stride, n, scale, out)
+unsafe fn scores_streamed_f32(
+    q: &[f32],
+    k: &[f32],
+    stride: usize,
+    n: usize,
+    scale: f32,
+    out: &mut [f32],
+    reach: usize,
+) {
+    scores::<true, _>(q, k, (stride, reach), n, scale, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, true, _>(p, v, stride, n, out)
+unsafe fn mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize) {
+    mix::<false, true, _>(p, v, (stride, reach), n, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, true, _>(p, v, stride, n, out)
+unsafe fn mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize) {
+    mix::<false, true, _>(p, v, (stride, reach), n, out)
 }
 
 /// Each value rounded to f16 and back (`vcvtps2ph` to nearest even, as `f16::from_f32`).
@@ -554,21 +580,21 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         // SAFETY: as above.
         unsafe { mix_acc_f32(p, v, stride, n, out) }
     }
-    fn e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    fn e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize) {
         // SAFETY: as above.
-        unsafe { scores_streamed_f16(q, k, stride, n, scale, out) }
+        unsafe { scores_streamed_f16(q, k, stride, n, scale, out, reach) }
     }
-    fn e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+    fn e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize) {
         // SAFETY: as above.
-        unsafe { scores_streamed_f32(q, k, stride, n, scale, out) }
+        unsafe { scores_streamed_f32(q, k, stride, n, scale, out, reach) }
     }
-    fn e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
+    fn e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize) {
         // SAFETY: as above.
-        unsafe { mix_streamed_f16(p, v, stride, n, out) }
+        unsafe { mix_streamed_f16(p, v, stride, n, out, reach) }
     }
-    fn e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
+    fn e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize) {
         // SAFETY: as above.
-        unsafe { mix_streamed_f32(p, v, stride, n, out) }
+        unsafe { mix_streamed_f32(p, v, stride, n, out, reach) }
     }
     fn e_widen_f16(x: &[f16], out: &mut [f32]) {
         // SAFETY: as above.

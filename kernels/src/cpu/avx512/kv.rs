@@ -122,7 +122,7 @@ fn sums<const G: usize, const P: usize, T: Elem>(
 fn scores_block<const G: usize, const P: usize, const FETCH: bool, T: Elem>(
     qs: [&[f32]; G],
     k: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     j: usize,
     n: usize,
     scale: f32,
@@ -130,7 +130,7 @@ fn scores_block<const G: usize, const P: usize, const FETCH: bool, T: Elem>(
     g0: usize,
 ) {
     if FETCH {
-        (j..j + 2 * P).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
+        (j..j + 2 * P).for_each(|r| fetch(k, (stride, reach), r + ROWS_AHEAD, n));
     }
     let hd = qs[0].len();
     let full = hd / 8 * 8;
@@ -167,7 +167,7 @@ fn scores_block<const G: usize, const P: usize, const FETCH: bool, T: Elem>(
 fn scores_block8<const G: usize, const FETCH: bool, T: Elem>(
     qs: [&[f32]; G],
     k: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     j: usize,
     n: usize,
     scale: f32,
@@ -175,7 +175,7 @@ fn scores_block8<const G: usize, const FETCH: bool, T: Elem>(
     g0: usize,
 ) {
     if FETCH {
-        (j..j + 8).for_each(|r| fetch(k, stride, r + ROWS_AHEAD, n));
+        (j..j + 8).for_each(|r| fetch(k, (stride, reach), r + ROWS_AHEAD, n));
     }
     const P: usize = 4;
     let hd = qs[0].len();
@@ -218,7 +218,7 @@ fn scores_block8<const G: usize, const FETCH: bool, T: Elem>(
 fn scores_heads<const G: usize, const P: usize, const FETCH: bool, T: Elem>(
     q: &[f32],
     k: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     n: usize,
     scale: f32,
     out: &mut [f32],
@@ -227,28 +227,28 @@ fn scores_heads<const G: usize, const P: usize, const FETCH: bool, T: Elem>(
     let hd = q.len() / (out.len() / n);
     let qs: [&[f32]; G] = arr!(&[][..]; G, |g| &q[(g0 + g) * hd..][..hd]);
     if FETCH {
-        fetch_first(k, stride, n);
+        fetch_first(k, (stride, reach), n);
     }
     if hd.is_multiple_of(8) {
         for j in (0..n).step_by(8) {
-            scores_block8::<G, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
+            scores_block8::<G, FETCH, T>(qs, k, (stride, reach), j, n, scale, out, g0);
         }
         return;
     }
     for j in (0..n).step_by(2 * P) {
-        scores_block::<G, P, FETCH, T>(qs, k, stride, j, n, scale, out, g0);
+        scores_block::<G, P, FETCH, T>(qs, k, (stride, reach), j, n, scale, out, g0);
     }
 }
 
 /// `kv_reference::scores`, heads four at a time.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn scores<const FETCH: bool, T: Elem>(q: &[f32], k: &[T], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
+fn scores<const FETCH: bool, T: Elem>(q: &[f32], k: &[T], rows: (usize, usize), n: usize, scale: f32, out: &mut [f32]) {
     if n == 0 || out.is_empty() {
         return;
     }
     by_fours!(out.len() / n, |g0, G| scores_heads::<G, { [6, 4, 3, 3][G - 1] }, FETCH, T>(
-        q, k, stride, n, scale, out, g0
+        q, k, rows, n, scale, out, g0
     ));
 }
 
@@ -260,7 +260,7 @@ fn scores<const FETCH: bool, T: Elem>(q: &[f32], k: &[T], stride: usize, n: usiz
 fn mix_slice<const G: usize, const W: usize, const ACC: bool, const FETCH: bool, T: Elem>(
     ps: [&[f32]; G],
     v: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     (hd, c): (usize, usize),
     out: &mut [f32],
     g0: usize,
@@ -274,11 +274,11 @@ fn mix_slice<const G: usize, const W: usize, const ACC: bool, const FETCH: bool,
         }
     }
     if FETCH {
-        fetch_first(v, stride, n);
+        fetch_first(v, (stride, reach), n);
     }
     for j in 0..n {
         if FETCH {
-            fetch(v, stride, j + ROWS_AHEAD, n);
+            fetch(v, (stride, reach), j + ROWS_AHEAD, n);
         }
         let row = &v[j * stride..][..hd];
         // SAFETY: AVX-512F and F16C are this function's features; the row holds `c + 16 W`.
@@ -306,7 +306,7 @@ fn mix_slice<const G: usize, const W: usize, const ACC: bool, const FETCH: bool,
 fn mix_heads<const G: usize, const ACC: bool, const FETCH: bool, T: Elem>(
     p: &[f32],
     v: &[T],
-    stride: usize,
+    (stride, reach): (usize, usize),
     n: usize,
     out: &mut [f32],
     g0: usize,
@@ -316,15 +316,15 @@ fn mix_heads<const G: usize, const ACC: bool, const FETCH: bool, T: Elem>(
     let ps: [&[f32]; G] = arr!(&[][..]; G, |g| &p[(g0 + g) * n..][..n]);
     let mut c = 0;
     while c + 64 <= full {
-        mix_slice::<G, 4, ACC, FETCH, T>(ps, v, stride, (hd, c), out, g0);
+        mix_slice::<G, 4, ACC, FETCH, T>(ps, v, (stride, reach), (hd, c), out, g0);
         c += 64;
     }
     if c + 32 <= full {
-        mix_slice::<G, 2, ACC, FETCH, T>(ps, v, stride, (hd, c), out, g0);
+        mix_slice::<G, 2, ACC, FETCH, T>(ps, v, (stride, reach), (hd, c), out, g0);
         c += 32;
     }
     if c + 16 <= full {
-        mix_slice::<G, 1, ACC, FETCH, T>(ps, v, stride, (hd, c), out, g0);
+        mix_slice::<G, 1, ACC, FETCH, T>(ps, v, (stride, reach), (hd, c), out, g0);
         c += 16;
     }
     mix_rest::<G, ACC, T>(ps, v, stride, (hd, c), out, g0);
@@ -333,14 +333,20 @@ fn mix_heads<const G: usize, const ACC: bool, const FETCH: bool, T: Elem>(
 /// `kv_reference::mix` (`kv_reference::mix_acc` with `ACC`), heads four at a time.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn mix<const ACC: bool, const FETCH: bool, T: Elem>(p: &[f32], v: &[T], stride: usize, n: usize, out: &mut [f32]) {
+fn mix<const ACC: bool, const FETCH: bool, T: Elem>(
+    p: &[f32],
+    v: &[T],
+    rows: (usize, usize),
+    n: usize,
+    out: &mut [f32],
+) {
     if n == 0 || p.is_empty() {
         if !ACC {
             out.fill(0.0);
         }
         return;
     }
-    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, FETCH, T>(p, v, stride, n, out, g0));
+    by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, FETCH, T>(p, v, rows, n, out, g0));
 }
 
 /// Replaces `ops`' `scores`, `mix` (plain and streamed) and `softmax` kernels with this
@@ -351,12 +357,12 @@ fn mix<const ACC: bool, const FETCH: bool, T: Elem>(p: &[f32], v: &[T], stride: 
 /// AVX2 tier's `supported`.
 pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
     macro_rules! entries {
-        ($($field:ident: $name:ident = $f:ident $(::<$($g:literal),*>)? ($($arg:ident: $ty:ty),*);)*) => {$(
+        ($($field:ident: $name:ident($($arg:ident: $ty:ty),*) = $call:expr;)*) => {$(
             // Defined here so that it is reachable only through the table.
             fn $name($($arg: $ty),*) {
                 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
                 fn inner($($arg: $ty),*) {
-                    $f$(::<$($g),*, _>)?($($arg),*)
+                    $call
                 }
                 // SAFETY: reachable only through a table built for a detected tier (see
                 // `patch`).
@@ -366,16 +372,26 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         )*};
     }
     entries! {
-        scores_f16: e_scores_f16 = scores::<false>(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]);
-        scores_f32: e_scores_f32 = scores::<false>(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]);
-        scores_streamed_f16: e_scores_streamed_f16 = scores::<true>(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]);
-        scores_streamed_f32: e_scores_streamed_f32 = scores::<true>(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]);
-        mix_f16: e_mix_f16 = mix::<false, false>(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]);
-        mix_f32: e_mix_f32 = mix::<false, false>(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]);
-        mix_streamed_f16: e_mix_streamed_f16 = mix::<false, true>(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]);
-        mix_streamed_f32: e_mix_streamed_f32 = mix::<false, true>(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]);
-        mix_acc_f16: e_mix_acc_f16 = mix::<true, false>(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]);
-        mix_acc_f32: e_mix_acc_f32 = mix::<true, false>(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]);
-        softmax: e_softmax = softmax(x: &mut [f32]);
+        scores_f16: e_scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32])
+            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
+        scores_f32: e_scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32])
+            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
+        scores_streamed_f16: e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
+            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
+        scores_streamed_f32: e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
+            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
+        mix_f16: e_mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
+            = mix::<false, false, _>(p, v, (stride, 0), n, out);
+        mix_f32: e_mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
+            = mix::<false, false, _>(p, v, (stride, 0), n, out);
+        mix_streamed_f16: e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize)
+            = mix::<false, true, _>(p, v, (stride, reach), n, out);
+        mix_streamed_f32: e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize)
+            = mix::<false, true, _>(p, v, (stride, reach), n, out);
+        mix_acc_f16: e_mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
+            = mix::<true, false, _>(p, v, (stride, 0), n, out);
+        mix_acc_f32: e_mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
+            = mix::<true, false, _>(p, v, (stride, 0), n, out);
+        softmax: e_softmax(x: &mut [f32]) = softmax(x);
     }
 }
