@@ -50,80 +50,58 @@ fn main() {
         }
         let macs1 = 2.0 * n as f64 * qd as f64;
         println!("{name}: one token at depth {n} {:.1} us, {:.1} GMAC/s", best1 * 1e6, macs1 / best1 / 1e9);
-        // One token at depth 4n over sixteen layers' caches (rows from memory), on two threads
-        // as a model's pool splits its KV heads.
-        {
-            let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-            let depth = 4 * n;
-            let caches: Vec<(Vec<f16>, Vec<f16>)> = (0..16)
-                .map(|l| {
-                    let x = &common::signal(depth * kvd + l)[l..];
-                    (x.iter().map(|&x| f16::from_f32(x)).collect(), x.iter().rev().map(|&x| f16::from_f32(x)).collect())
-                })
-                .collect();
-            let spans = vec![0..depth];
-            let mut sc = vec![0f32; depth * 4 * 2];
-            let mut best = f64::MAX;
-            for _ in 0..20 {
-                let t = Instant::now();
-                for (k, v) in &caches {
-                    pool2.install(|| {
-                        ops::attend_batch(
-                            &q[..qd],
-                            k,
-                            v,
-                            &spans,
-                            n_head,
-                            n_head_kv,
-                            hd,
-                            scale,
-                            None,
-                            &mut out[..qd],
-                            &mut sc,
-                        )
-                    });
-                }
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            println!("{name}: one token at depth {depth}, 16 layers, 2 threads: {:.1} us per layer", best * 1e6 / 16.0);
-        }
-        let (seqs, layers) = (8, 16);
-        let cache: Vec<(Vec<f16>, Vec<f16>)> = (0..layers)
-            .map(|l| {
-                let x = &common::signal(seqs * n * kvd + l)[l..];
-                (x.iter().map(|&x| f16::from_f32(x)).collect(), x.iter().rev().map(|&x| f16::from_f32(x)).collect())
-            })
-            .collect();
+        // One token at depth 4n, on two threads as a model's pool splits its KV heads; then
+        // eight sequences at depth n in one call, as a model's step makes it (one thread).
+        let shape = (n_head, n_head_kv, hd);
+        let pool2 = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let us = cold_step(&pool2, shape, &[0..4 * n], &q, &mut out) * 1e6 / LAYERS as f64;
+        println!("{name}: one token at depth {}, {LAYERS} layers' caches, 2 threads: {us:.1} us per layer", 4 * n);
+        let seqs = 8;
         let spans: Vec<_> = (0..seqs).map(|s| s * n..(s + 1) * n).collect();
-        let mut scores = vec![0f32; n * 4 * 2];
-        let mut best8 = f64::MAX;
-        for _ in 0..10 {
-            let t = Instant::now();
-            for (k, v) in &cache {
-                pool.install(|| {
-                    ops::attend_batch(
-                        &q[..seqs * qd],
-                        k,
-                        v,
-                        &spans,
-                        n_head,
-                        n_head_kv,
-                        hd,
-                        scale,
-                        None,
-                        &mut out[..seqs * qd],
-                        &mut scores,
-                    )
-                });
-            }
-            best8 = best8.min(t.elapsed().as_secs_f64());
-        }
-        let bytes = (layers * seqs * n * kvd * 2 * 2) as f64;
+        let best8 = cold_step(&pool, shape, &spans, &q, &mut out);
+        let bytes = (LAYERS * seqs * n * kvd * 2 * 2) as f64;
         println!(
-            "{name}: {seqs} sequences at depth {n}, {layers} layers' caches {:.2} ms, {:.1} us per sequence and layer, {:.1} GB/s",
+            "{name}: {seqs} sequences at depth {n}, {LAYERS} layers' caches {:.2} ms, {:.1} us per sequence and layer, {:.1} GB/s",
             best8 * 1e3,
-            best8 * 1e6 / (seqs * layers) as f64,
+            best8 * 1e6 / (seqs * LAYERS) as f64,
             bytes / best8 / 1e9
         );
     }
+}
+
+/// Layers whose caches a cold step runs over in turn.
+const LAYERS: usize = 16;
+
+/// The best time (seconds) of one `attend_batch` per layer over [`LAYERS`] layers' f16 caches
+/// of as many rows as `spans` reach (far more than the CPU caches hold, so the rows come from
+/// memory, as in a model's decode step), for the tokens of `spans` in `pool`.
+fn cold_step(
+    pool: &rayon::ThreadPool,
+    (n_head, n_head_kv, hd): (usize, usize, usize),
+    spans: &[std::ops::Range<usize>],
+    q: &[f32],
+    out: &mut [f32],
+) -> f64 {
+    let (qd, kvd) = (n_head * hd, n_head_kv * hd);
+    let rows = spans.iter().map(|s| s.end).max().unwrap_or(0);
+    let caches: Vec<(Vec<f16>, Vec<f16>)> = (0..LAYERS)
+        .map(|l| {
+            let x = &common::signal(rows * kvd + l)[l..];
+            (x.iter().map(|&x| f16::from_f32(x)).collect(), x.iter().rev().map(|&x| f16::from_f32(x)).collect())
+        })
+        .collect();
+    let longest = spans.iter().map(|s| s.len()).max().unwrap_or(0);
+    // Four scores rows per thread, as a model's scratch.
+    let mut scores = vec![0f32; longest * 4 * pool.current_num_threads()];
+    let (q, out) = (&q[..spans.len() * qd], &mut out[..spans.len() * qd]);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut best = f64::MAX;
+    for _ in 0..10 {
+        let t = Instant::now();
+        for (k, v) in &caches {
+            pool.install(|| ops::attend_batch(q, k, v, spans, n_head, n_head_kv, hd, scale, None, out, &mut scores));
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
 }

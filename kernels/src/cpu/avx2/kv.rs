@@ -439,72 +439,6 @@ fn mix<const ACC: bool, const FETCH: bool, T: Elem>(
     by_fours!(p.len() / n, |g0, G| mix_heads::<G, ACC, FETCH, T>(p, v, rows, n, out, g0));
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores::<false, _>(q, k, (stride, 0), n, scale, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-    scores::<false, _>(q, k, (stride, 0), n, scale, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, false, _>(p, v, (stride, 0), n, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<false, false, _>(p, v, (stride, 0), n, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<true, false, _>(p, v, (stride, 0), n, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-    mix::<true, false, _>(p, v, (stride, 0), n, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scores_streamed_f16(
-    q: &[f32],
-    k: &[f16],
-    stride: usize,
-    n: usize,
-    scale: f32,
-    out: &mut [f32],
-    reach: usize,
-) {
-    scores::<true, _>(q, k, (stride, reach), n, scale, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scores_streamed_f32(
-    q: &[f32],
-    k: &[f32],
-    stride: usize,
-    n: usize,
-    scale: f32,
-    out: &mut [f32],
-    reach: usize,
-) {
-    scores::<true, _>(q, k, (stride, reach), n, scale, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize) {
-    mix::<false, true, _>(p, v, (stride, reach), n, out)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize) {
-    mix::<false, true, _>(p, v, (stride, reach), n, out)
-}
-
 /// Each value rounded to f16 and back (`vcvtps2ph` to nearest even, as `f16::from_f32`).
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn round_f16(x: &mut [f32]) {
@@ -556,46 +490,6 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         // SAFETY: as above.
         unsafe { axpy_f32(o, p, v) }
     }
-    fn e_scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { scores_f16(q, k, stride, n, scale, out) }
-    }
-    fn e_scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { scores_f32(q, k, stride, n, scale, out) }
-    }
-    fn e_mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { mix_f16(p, v, stride, n, out) }
-    }
-    fn e_mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { mix_f32(p, v, stride, n, out) }
-    }
-    fn e_mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { mix_acc_f16(p, v, stride, n, out) }
-    }
-    fn e_mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32]) {
-        // SAFETY: as above.
-        unsafe { mix_acc_f32(p, v, stride, n, out) }
-    }
-    fn e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize) {
-        // SAFETY: as above.
-        unsafe { scores_streamed_f16(q, k, stride, n, scale, out, reach) }
-    }
-    fn e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize) {
-        // SAFETY: as above.
-        unsafe { scores_streamed_f32(q, k, stride, n, scale, out, reach) }
-    }
-    fn e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize) {
-        // SAFETY: as above.
-        unsafe { mix_streamed_f16(p, v, stride, n, out, reach) }
-    }
-    fn e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize) {
-        // SAFETY: as above.
-        unsafe { mix_streamed_f32(p, v, stride, n, out, reach) }
-    }
     fn e_widen_f16(x: &[f16], out: &mut [f32]) {
         // SAFETY: as above.
         unsafe { widen_f16(x, out) }
@@ -608,23 +502,42 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
         // SAFETY: as above.
         unsafe { super::softmax::softmax(x) }
     }
-    *ops = KvOps {
-        round_f16: e_round_f16,
-        dot_f16: e_dot_f16,
-        dot_f32: e_dot_f32,
-        axpy_f16: e_axpy_f16,
-        axpy_f32: e_axpy_f32,
-        scores_f16: e_scores_f16,
-        scores_f32: e_scores_f32,
-        mix_f16: e_mix_f16,
-        mix_f32: e_mix_f32,
-        mix_acc_f16: e_mix_acc_f16,
-        mix_acc_f32: e_mix_acc_f32,
-        scores_streamed_f16: e_scores_streamed_f16,
-        scores_streamed_f32: e_scores_streamed_f32,
-        mix_streamed_f16: e_mix_streamed_f16,
-        mix_streamed_f32: e_mix_streamed_f32,
-        widen_f16: e_widen_f16,
-        softmax: e_softmax,
-    };
+    (ops.dot_f16, ops.dot_f32, ops.axpy_f16, ops.axpy_f32) = (e_dot_f16, e_dot_f32, e_axpy_f16, e_axpy_f32);
+    (ops.widen_f16, ops.round_f16, ops.softmax) = (e_widen_f16, e_round_f16, e_softmax);
+    // The multi-head kernels: each entry calls `$call` in a function compiled for the tier.
+    macro_rules! entries {
+        ($($field:ident: $name:ident($($arg:ident: $ty:ty),*) = $call:expr;)*) => {$(
+            fn $name($($arg: $ty),*) {
+                #[target_feature(enable = "avx2,fma,f16c")]
+                fn inner($($arg: $ty),*) {
+                    $call
+                }
+                // SAFETY: as above.
+                unsafe { inner($($arg),*) }
+            }
+            ops.$field = $name;
+        )*};
+    }
+    entries! {
+        scores_f16: e_scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32])
+            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
+        scores_f32: e_scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32])
+            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
+        scores_streamed_f16: e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
+            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
+        scores_streamed_f32: e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
+            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
+        mix_f16: e_mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
+            = mix::<false, false, _>(p, v, (stride, 0), n, out);
+        mix_f32: e_mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
+            = mix::<false, false, _>(p, v, (stride, 0), n, out);
+        mix_streamed_f16: e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize)
+            = mix::<false, true, _>(p, v, (stride, reach), n, out);
+        mix_streamed_f32: e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize)
+            = mix::<false, true, _>(p, v, (stride, reach), n, out);
+        mix_acc_f16: e_mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
+            = mix::<true, false, _>(p, v, (stride, 0), n, out);
+        mix_acc_f32: e_mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
+            = mix::<true, false, _>(p, v, (stride, 0), n, out);
+    }
 }
