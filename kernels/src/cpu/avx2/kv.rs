@@ -504,40 +504,48 @@ pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
     }
     (ops.dot_f16, ops.dot_f32, ops.axpy_f16, ops.axpy_f32) = (e_dot_f16, e_dot_f32, e_axpy_f16, e_axpy_f32);
     (ops.widen_f16, ops.round_f16, ops.softmax) = (e_widen_f16, e_round_f16, e_softmax);
-    // The multi-head kernels: each entry calls `$call` in a function compiled for the tier.
-    macro_rules! entries {
-        ($($field:ident: $name:ident($($arg:ident: $ty:ty),*) = $call:expr;)*) => {$(
-            fn $name($($arg: $ty),*) {
-                #[target_feature(enable = "avx2,fma,f16c")]
-                fn inner($($arg: $ty),*) {
-                    $call
-                }
-                // SAFETY: as above.
-                unsafe { inner($($arg),*) }
-            }
-            ops.$field = $name;
-        )*};
-    }
-    entries! {
-        scores_f16: e_scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32])
-            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
-        scores_f32: e_scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32])
-            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
-        scores_streamed_f16: e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
-            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
-        scores_streamed_f32: e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
-            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
-        mix_f16: e_mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
-            = mix::<false, false, _>(p, v, (stride, 0), n, out);
-        mix_f32: e_mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
-            = mix::<false, false, _>(p, v, (stride, 0), n, out);
-        mix_streamed_f16: e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize)
-            = mix::<false, true, _>(p, v, (stride, reach), n, out);
-        mix_streamed_f32: e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize)
-            = mix::<false, true, _>(p, v, (stride, reach), n, out);
-        mix_acc_f16: e_mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
-            = mix::<true, false, _>(p, v, (stride, 0), n, out);
-        mix_acc_f32: e_mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
-            = mix::<true, false, _>(p, v, (stride, 0), n, out);
-    }
+    multi_head_entries!(ops, "avx2,fma,f16c");
 }
+
+/// Points `$ops`' multi-head entries (`scores`, `mix` and `mix_acc`, plain and streamed, over
+/// f16 and f32) at the `scores` and `mix` of the module that invokes it, each called inside a
+/// function compiled for `$feat`. Shared by the AVX2 and AVX-512 tiers' `patch`, whose safety
+/// contract (the host has `$feat`) covers the entries' calls.
+macro_rules! multi_head_entries {
+    ($ops:ident, $feat:literal) => {
+        multi_head_entries!(@one $ops, $feat, scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32])
+            = scores::<false, _>(q, k, (stride, 0), n, scale, out));
+        multi_head_entries!(@one $ops, $feat, scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32])
+            = scores::<false, _>(q, k, (stride, 0), n, scale, out));
+        multi_head_entries!(@one $ops, $feat, scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
+            = scores::<true, _>(q, k, (stride, reach), n, scale, out));
+        multi_head_entries!(@one $ops, $feat, scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
+            = scores::<true, _>(q, k, (stride, reach), n, scale, out));
+        multi_head_entries!(@one $ops, $feat, mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
+            = mix::<false, false, _>(p, v, (stride, 0), n, out));
+        multi_head_entries!(@one $ops, $feat, mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
+            = mix::<false, false, _>(p, v, (stride, 0), n, out));
+        multi_head_entries!(@one $ops, $feat, mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize)
+            = mix::<false, true, _>(p, v, (stride, reach), n, out));
+        multi_head_entries!(@one $ops, $feat, mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize)
+            = mix::<false, true, _>(p, v, (stride, reach), n, out));
+        multi_head_entries!(@one $ops, $feat, mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
+            = mix::<true, false, _>(p, v, (stride, 0), n, out));
+        multi_head_entries!(@one $ops, $feat, mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
+            = mix::<true, false, _>(p, v, (stride, 0), n, out));
+    };
+    (@one $ops:ident, $feat:literal, $field:ident($($arg:ident: $ty:ty),*) = $call:expr) => {{
+        // Defined here so that it is reachable only through the table.
+        fn entry($($arg: $ty),*) {
+            #[target_feature(enable = $feat)]
+            fn inner($($arg: $ty),*) {
+                $call
+            }
+            // SAFETY: reachable only through a table built for a detected tier (see the
+            // caller's `patch`).
+            unsafe { inner($($arg),*) }
+        }
+        $ops.$field = entry;
+    }};
+}
+pub(in crate::cpu) use multi_head_entries;

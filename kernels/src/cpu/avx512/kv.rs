@@ -24,7 +24,7 @@
 use super::softmax::softmax;
 use crate::cpu::KvOps;
 use crate::cpu::avx2::hsum_ps;
-use crate::cpu::avx2::kv::{Elem as Narrow, ROWS_AHEAD, by_fours, fetch, fetch_first, mix_rest};
+use crate::cpu::avx2::kv::{Elem as Narrow, ROWS_AHEAD, by_fours, fetch, fetch_first, mix_rest, multi_head_entries};
 use half::f16;
 use std::arch::x86_64::*;
 
@@ -356,42 +356,14 @@ fn mix<const ACC: bool, const FETCH: bool, T: Elem>(
 /// The entries written call AVX-512 code: the host must satisfy [`super::supported`] and the
 /// AVX2 tier's `supported`.
 pub(in crate::cpu) unsafe fn patch(ops: &mut KvOps) {
-    macro_rules! entries {
-        ($($field:ident: $name:ident($($arg:ident: $ty:ty),*) = $call:expr;)*) => {$(
-            // Defined here so that it is reachable only through the table.
-            fn $name($($arg: $ty),*) {
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-                fn inner($($arg: $ty),*) {
-                    $call
-                }
-                // SAFETY: reachable only through a table built for a detected tier (see
-                // `patch`).
-                unsafe { inner($($arg),*) }
-            }
-            ops.$field = $name;
-        )*};
+    multi_head_entries!(ops, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+    fn e_softmax(x: &mut [f32]) {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        fn inner(x: &mut [f32]) {
+            softmax(x)
+        }
+        // SAFETY: reachable only through a table built for a detected tier (see `patch`).
+        unsafe { inner(x) }
     }
-    entries! {
-        scores_f16: e_scores_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32])
-            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
-        scores_f32: e_scores_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32])
-            = scores::<false, _>(q, k, (stride, 0), n, scale, out);
-        scores_streamed_f16: e_scores_streamed_f16(q: &[f32], k: &[f16], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
-            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
-        scores_streamed_f32: e_scores_streamed_f32(q: &[f32], k: &[f32], stride: usize, n: usize, scale: f32, out: &mut [f32], reach: usize)
-            = scores::<true, _>(q, k, (stride, reach), n, scale, out);
-        mix_f16: e_mix_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
-            = mix::<false, false, _>(p, v, (stride, 0), n, out);
-        mix_f32: e_mix_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
-            = mix::<false, false, _>(p, v, (stride, 0), n, out);
-        mix_streamed_f16: e_mix_streamed_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32], reach: usize)
-            = mix::<false, true, _>(p, v, (stride, reach), n, out);
-        mix_streamed_f32: e_mix_streamed_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32], reach: usize)
-            = mix::<false, true, _>(p, v, (stride, reach), n, out);
-        mix_acc_f16: e_mix_acc_f16(p: &[f32], v: &[f16], stride: usize, n: usize, out: &mut [f32])
-            = mix::<true, false, _>(p, v, (stride, 0), n, out);
-        mix_acc_f32: e_mix_acc_f32(p: &[f32], v: &[f32], stride: usize, n: usize, out: &mut [f32])
-            = mix::<true, false, _>(p, v, (stride, 0), n, out);
-        softmax: e_softmax(x: &mut [f32]) = softmax(x);
-    }
+    ops.softmax = e_softmax;
 }
