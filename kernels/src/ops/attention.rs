@@ -265,8 +265,9 @@ fn attend_heads<T: KvScalar>(
     oh.copy_from_slice(qh);
     T::round(oh);
     let base = rows.start * kv.kv_dim + kv.off;
-    // The rows come from memory (a decode step's cache, or an unshared run of one): the
-    // streamed kernels, which ask for them ahead.
+    // The rows come from memory (a decode step reads each cache row once, after the whole
+    // model's weights have gone through the caches): the streamed kernels, which ask for
+    // them ahead.
     T::scores_streamed(oh, &kv.k[base..], kv.kv_dim, n, scale, scores, kv.reach);
     let softmax = crate::cpu::kv_ops().softmax;
     for s in scores.chunks_exact_mut(n) {
