@@ -165,12 +165,11 @@ pub(in crate::cpu) fn fetch<T>(x: &[T], (stride, reach): (usize, usize), j: usiz
     }
 }
 
-/// [`fetch`] of the rows a kernel sums first, before it sums them.
+/// [`fetch`] of rows `range`: a block's rows [`ROWS_AHEAD`] on, or before a kernel starts,
+/// the first ones it sums.
 #[inline(always)]
-pub(in crate::cpu) fn fetch_first<T>(x: &[T], rows: (usize, usize), n: usize) {
-    for j in 0..ROWS_AHEAD.min(n) {
-        fetch(x, rows, j, n);
-    }
+pub(in crate::cpu) fn fetch_rows<T>(x: &[T], rows: (usize, usize), range: std::ops::Range<usize>, n: usize) {
+    (range.start..range.end.min(n)).for_each(|j| fetch(x, rows, j, n));
 }
 
 /// Heads `g0..g0 + G` of [`scores`], `R` rows at a time (`G · R` accumulators, so that
@@ -190,7 +189,7 @@ fn scores_heads<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     let hd = q.len() / (out.len() / n);
     let qs: [&[f32]; G] = arr!(&[][..]; G, |g| &q[(g0 + g) * hd..][..hd]);
     if FETCH {
-        fetch_first(k, (stride, reach), n);
+        fetch_rows(k, (stride, reach), 0..ROWS_AHEAD, n);
     }
     let mut j = 0;
     while j + R <= n {
@@ -221,7 +220,7 @@ fn scores_block<const G: usize, const R: usize, const FETCH: bool, T: Elem>(
     g0: usize,
 ) {
     if FETCH {
-        (j..j + R).for_each(|r| fetch(k, (stride, reach), r + ROWS_AHEAD, n));
+        fetch_rows(k, (stride, reach), j + ROWS_AHEAD..j + R + ROWS_AHEAD, n);
     }
     let hd = qs[0].len();
     let full = hd / 8 * 8;
@@ -305,8 +304,9 @@ fn mix_heads<const G: usize, const ACC: bool, const FETCH: bool, T: Elem>(
                 *a = [ld_f32(o[..8].try_into().unwrap()), ld_f32(o[8..16].try_into().unwrap())];
             }
         }
+        // Each slice asks for its rows' `reach`: those after the first find the lines in L2.
         if FETCH {
-            fetch_first(v, (stride, reach), n);
+            fetch_rows(v, (stride, reach), 0..ROWS_AHEAD, n);
         }
         for j in 0..n {
             if FETCH {
